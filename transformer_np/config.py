@@ -1,0 +1,78 @@
+"""The model's configuration: one frozen dataclass, with named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from .checks import check_choice, check_positive_int
+from .nn import ACTIVATIONS
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    d_model: int = 512  # C, width of every token vector
+    n_heads: int = 8  # H; d_head D = C / H
+    n_encoder_layers: int = 6  # L on the encoder side
+    n_decoder_layers: int = 6  # L on the decoder side
+    d_ff: int = 2048  # F, hidden width of the position-wise feed-forward network
+    vocab_size: int = 1000  # V (the source document's num_classes): shared by source, target, output
+    max_len: int = 512  # rows of the sinusoidal position table: longest sequence accepted
+    activation: str = "relu"  # FFN non-linearity: "relu" (paper) or "gelu" (exact, erf form)
+    norm_first: bool = False  # False: post-LN, LN(x + f(x)) (paper); True: pre-LN, x + f(LN(x))
+    final_norm: bool = True  # a LayerNorm after each stack, as nn.Transformer has
+    layer_norm_eps: float = 1e-5  # epsilon inside the square root of layer norm
+    scale_embedding: bool = True  # multiply token embeddings by sqrt(d_model) (paper §3.4)
+    pad_id: int | None = None  # if set, tokens equal to pad_id are masked out as keys
+    dtype: str = "float32"  # parameter dtype
+
+    def __post_init__(self):
+        for name in ("d_model", "n_heads", "d_ff", "vocab_size", "max_len"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("n_encoder_layers", "n_decoder_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("dtype", self.dtype, DTYPES)
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id must lie in [0, vocab_size={self.vocab_size}), got {self.pad_id}")
+
+    @property
+    def d_head(self):
+        """D = C / H"""
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def paper_base(cls, vocab_size=37000, **overrides):
+        """The paper's base model: C=512, H=8, 6+6 layers, F=2048 (vocab: the paper's shared BPE)."""
+        return cls(vocab_size=vocab_size, **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides):
+        """A model small enough for tests: C=16, H=4, 2+2 layers, F=32, V=11."""
+        fields = dict(d_model=16, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=32,
+                      vocab_size=11, max_len=64)
+        return cls(**{**fields, **overrides})
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config has unknown fields {unknown}")
+        return cls(**data)

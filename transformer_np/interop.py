@@ -1,0 +1,439 @@
+r"""PyTorch interop: ``from_torch`` turns torch modules into NumPy equivalents, ``to_torch`` goes back.
+
+The NumPy equivalents take **the same arguments and mask conventions as the torch module** and return
+what it returns (as NumPy arrays).  torch's masks are converted here, and only here:
+
+* a bool mask means True = *masked out* (ours: True = may attend), so it is inverted;
+* a float mask is *added* to the scores: its -inf entries become masked keys, the rest a score bias;
+* ``key_padding_mask`` (B, S) becomes a (B, 1, 1, S) key mask; ``attn_mask`` (B·H, T, S) becomes (B, H, T, S).
+
+Deviation: a query whose keys are all masked gets output from zero attention weights (torch: NaN).
+The equivalents compute inference (dropout off): call torch modules in ``eval()`` mode to compare.
+torch is imported only when these functions are called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .attention import multi_head_attention
+from .config import TransformerConfig
+from .masks import causal_mask, combine_masks
+from .model import Transformer, decoder, decoder_layer, encoder, encoder_layer
+
+__all__ = ["from_torch", "to_torch", "MultiheadAttention", "TransformerEncoderLayer",
+           "TransformerDecoderLayer", "TorchTransformer", "TorchStyleTransformer", "source_model_torch"]
+
+
+# --- torch -> NumPy: weights ------------------------------------------------------------------------
+def _np(t):
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _linear_params(lin, w="w", b="b"):
+    return {w: _np(lin.weight).T.copy(), b: _np(lin.bias)}
+
+
+def _norm_params(ln):
+    C = ln.normalized_shape[0]
+    dtype = ln.weight.dtype if ln.weight is not None else None
+    gamma = _np(ln.weight) if ln.weight is not None else None
+    beta = _np(ln.bias) if getattr(ln, "bias", None) is not None else None
+    if gamma is None:
+        gamma = np.ones(C, dtype=str(dtype).removeprefix("torch.") if dtype else np.float32)
+    if beta is None:
+        beta = np.zeros_like(gamma)
+    return {"gamma": gamma, "beta": beta}
+
+
+def _mha_params(mha):
+    if mha.bias_k is not None or mha.add_zero_attn:
+        raise NotImplementedError("nn.MultiheadAttention with add_bias_kv or add_zero_attn is not supported")
+    E = mha.embed_dim
+    if mha._qkv_same_embed_dim:
+        W = _np(mha.in_proj_weight)  # (3E, E), rows = output features
+        w_q, w_k, w_v = W[:E].T.copy(), W[E:2 * E].T.copy(), W[2 * E:].T.copy()
+    else:
+        w_q, w_k, w_v = (_np(mha.q_proj_weight).T.copy(), _np(mha.k_proj_weight).T.copy(),
+                         _np(mha.v_proj_weight).T.copy())
+    b = _np(mha.in_proj_bias)
+    b_q, b_k, b_v = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
+    return {"w_q": w_q, "b_q": b_q, "w_k": w_k, "b_k": b_k, "w_v": w_v, "b_v": b_v,
+            **_linear_params(mha.out_proj, "w_o", "b_o")}
+
+
+def _ffn_params(layer):
+    return {**_linear_params(layer.linear1, "w1", "b1"), **_linear_params(layer.linear2, "w2", "b2")}
+
+
+def _activation_name(layer):
+    import torch.nn.functional as F
+
+    act = layer.activation
+    if act is F.relu or type(act).__name__ == "ReLU":
+        return "relu"
+    if act is F.gelu or (type(act).__name__ == "GELU" and getattr(act, "approximate", "none") == "none"):
+        return "gelu"
+    raise NotImplementedError(f"activation {act!r} is not supported (relu and exact gelu are)")
+
+
+def _layer_config(layer, n_enc=1, n_dec=1, final_norm=False, **extra):
+    return TransformerConfig(
+        d_model=layer.self_attn.embed_dim, n_heads=layer.self_attn.num_heads, d_ff=layer.linear1.out_features,
+        n_encoder_layers=n_enc, n_decoder_layers=n_dec, activation=_activation_name(layer),
+        norm_first=bool(layer.norm_first), layer_norm_eps=float(layer.norm1.eps), final_norm=final_norm,
+        dtype=str(layer.linear1.weight.dtype).removeprefix("torch."), **extra)
+
+
+def _encoder_layer_params(layer):
+    return {"self_attn": _mha_params(layer.self_attn), "norm1": _norm_params(layer.norm1),
+            "ffn": _ffn_params(layer), "norm2": _norm_params(layer.norm2)}
+
+
+def _decoder_layer_params(layer):
+    return {"self_attn": _mha_params(layer.self_attn), "norm1": _norm_params(layer.norm1),
+            "cross_attn": _mha_params(layer.multihead_attn), "norm2": _norm_params(layer.norm2),
+            "ffn": _ffn_params(layer), "norm3": _norm_params(layer.norm3)}
+
+
+# --- torch -> NumPy: masks ----------------------------------------------------------------------------
+def _torch_mask(m, n_heads=None):
+    """A torch attn mask (bool: True = masked; float: added) -> (our bool mask or None, bias or None)."""
+    if m is None:
+        return None, None
+    m = np.asarray(m)
+    if m.ndim == 3 and n_heads is not None:  # (B·H, T, S) -> (B, H, T, S)
+        m = m.reshape(-1, n_heads, *m.shape[1:])
+    if m.dtype == np.bool_:
+        return ~m, None
+    if not np.issubdtype(m.dtype, np.floating):
+        raise TypeError(f"torch-style masks must be bool or float, got dtype {m.dtype}")
+    neg = np.isneginf(m)
+    return (~neg if neg.any() else None), np.where(neg, 0, m).astype(m.dtype)
+
+
+def _torch_key_padding(m):
+    """key_padding_mask (B, S), torch convention -> (mask, bias) broadcastable to (B, H, T, S)."""
+    if m is None:
+        return None, None
+    mask, bias = _torch_mask(m)
+    return (None if mask is None else mask[:, None, None, :]), (None if bias is None else bias[:, None, None, :])
+
+
+def _merge(*pairs):
+    """Combine several (mask, bias) pairs: masks and-ed, biases added."""
+    masks = [m for m, _ in pairs if m is not None]
+    biases = [b for _, b in pairs if b is not None]
+    return combine_masks(*masks), (sum(biases[1:], biases[0]) if biases else None)
+
+
+def _seq_first(x, batch_first):
+    """torch layouts -> ours (B, T, C): (T, B, C) when not batch_first; unbatched (T, C) gets B = 1."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        return x[None]
+    return x if batch_first else np.swapaxes(x, 0, 1)
+
+
+def _back(y, like, batch_first):
+    if np.asarray(like).ndim == 2:
+        return y[0]
+    return y if batch_first else np.swapaxes(y, 0, 1)
+
+
+def _causal_if(flag, T, mask_pair):
+    """torch's is_causal with no mask given means 'apply the causal mask'."""
+    if flag and mask_pair == (None, None):
+        return causal_mask(T), None
+    return mask_pair
+
+
+# --- the NumPy equivalents ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class MultiheadAttention:
+    """NumPy twin of torch.nn.MultiheadAttention (inference)."""
+
+    params: dict
+    num_heads: int
+    batch_first: bool = False
+
+    def __call__(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                 average_attn_weights=True, is_causal=False):
+        q = _seq_first(query, self.batch_first)  # (B, T, C)
+        k = _seq_first(key, self.batch_first)  # (B, S, Ck)
+        v = _seq_first(value, self.batch_first)  # (B, S, Cv)
+        attn = _causal_if(is_causal, q.shape[1], _torch_mask(attn_mask, self.num_heads))
+        mask, bias = _merge(attn, _torch_key_padding(key_padding_mask))
+        out, w = multi_head_attention(q, k, v, **self.params, n_heads=self.num_heads, mask=mask, bias=bias)
+        out = _back(out, query, self.batch_first)
+        if not need_weights:
+            return out, None
+        w = w.mean(axis=1) if average_attn_weights else w  # (B, T, S) or (B, H, T, S)
+        return out, (w[0] if np.asarray(query).ndim == 2 else w)
+
+
+@dataclasses.dataclass
+class TransformerEncoderLayer:
+    """NumPy twin of torch.nn.TransformerEncoderLayer (inference)."""
+
+    params: dict
+    config: TransformerConfig
+    batch_first: bool = False
+
+    def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        x = _seq_first(src, self.batch_first)
+        attn = _causal_if(is_causal, x.shape[1], _torch_mask(src_mask, self.config.n_heads))
+        mask, bias = _merge(attn, _torch_key_padding(src_key_padding_mask))
+        y, _ = encoder_layer(x, self.params, self.config, mask=mask, bias=bias)
+        return _back(y, src, self.batch_first)
+
+
+@dataclasses.dataclass
+class TransformerDecoderLayer:
+    """NumPy twin of torch.nn.TransformerDecoderLayer (inference)."""
+
+    params: dict
+    config: TransformerConfig
+    batch_first: bool = False
+
+    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        y = _seq_first(tgt, self.batch_first)
+        m = _seq_first(memory, self.batch_first)
+        H = self.config.n_heads
+        self_m, self_b = _merge(_causal_if(tgt_is_causal, y.shape[1], _torch_mask(tgt_mask, H)),
+                                _torch_key_padding(tgt_key_padding_mask))
+        cross_m, cross_b = _merge(_torch_mask(memory_mask, H), _torch_key_padding(memory_key_padding_mask))
+        out, _ = decoder_layer(y, m, self.params, self.config, self_m, cross_m, self_b, cross_b)
+        return _back(out, tgt, self.batch_first)
+
+
+@dataclasses.dataclass
+class TorchTransformer:
+    """NumPy twin of torch.nn.Transformer (inference): encoder and decoder stacks on embedded inputs."""
+
+    params: dict
+    config: TransformerConfig
+    batch_first: bool = False
+
+    def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+                 tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
+                 tgt_is_causal=None, memory_is_causal=False):
+        x = _seq_first(src, self.batch_first)
+        y = _seq_first(tgt, self.batch_first)
+        H = self.config.n_heads
+        src_m, src_b = _merge(_causal_if(src_is_causal, x.shape[1], _torch_mask(src_mask, H)),
+                              _torch_key_padding(src_key_padding_mask))
+        memory, _ = encoder(x, self.params["encoder"], self.config, mask=src_m, bias=src_b)
+        self_m, self_b = _merge(_causal_if(tgt_is_causal, y.shape[1], _torch_mask(tgt_mask, H)),
+                                _torch_key_padding(tgt_key_padding_mask))
+        cross_m, cross_b = _merge(_torch_mask(memory_mask, H), _torch_key_padding(memory_key_padding_mask))
+        out, _ = decoder(y, memory, self.params["decoder"], self.config, self_m, cross_m, self_b, cross_b)
+        return _back(out, tgt, self.batch_first)
+
+
+@dataclasses.dataclass
+class TorchStyleTransformer:
+    """The source document's model (NumPy :class:`Transformer`) called with torch's mask conventions,
+    as the torch module from :func:`source_model_torch` is: ``forward(src, tgt, src_mask, tgt_mask,
+    memory_mask)``, batch-first token ids, tgt_mask None = causal."""
+
+    model: Transformer
+
+    def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None):
+        masks = {}
+        for name, m in (("src_mask", src_mask), ("tgt_mask", tgt_mask), ("memory_mask", memory_mask)):
+            mask, bias = _torch_mask(m)
+            if bias is not None and np.any(bias != 0):
+                raise NotImplementedError(f"{name}: float masks with finite non-zero entries are not supported here")
+            masks[name] = mask
+        return self.model(np.asarray(src), np.asarray(tgt), **masks)
+
+
+def from_torch(module):
+    """The NumPy equivalent of a torch module: nn.MultiheadAttention, nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer, nn.Transformer, or the source document's model (fixed; see
+    :func:`source_model_torch`).  Weights are copied; the result is independent of the module."""
+    import torch.nn as tnn
+
+    if isinstance(module, tnn.MultiheadAttention):
+        return MultiheadAttention(_mha_params(module), module.num_heads, module.batch_first)
+    if isinstance(module, tnn.TransformerEncoderLayer):
+        return TransformerEncoderLayer(_encoder_layer_params(module), _layer_config(module),
+                                       module.self_attn.batch_first)
+    if isinstance(module, tnn.TransformerDecoderLayer):
+        return TransformerDecoderLayer(_decoder_layer_params(module), _layer_config(module),
+                                       module.self_attn.batch_first)
+    if isinstance(module, tnn.Transformer):
+        cfg, params = _transformer_stacks(module)
+        return TorchTransformer(params, cfg, module.batch_first)
+    if all(hasattr(module, a) for a in ("embedding", "transformer", "fc_out", "positional_encoding")):
+        return TorchStyleTransformer(_source_model(module))
+    raise TypeError(f"from_torch does not know {type(module).__name__}")
+
+
+def _transformer_stacks(module, **extra):
+    enc, dec = module.encoder, module.decoder
+    if (enc.norm is None) != (dec.norm is None):
+        raise NotImplementedError("nn.Transformer with a final norm on only one side is not supported")
+    cfg = _layer_config(enc.layers[0], len(enc.layers), len(dec.layers), final_norm=enc.norm is not None,
+                        **extra)
+    params = {"encoder": {"layers": [_encoder_layer_params(layer) for layer in enc.layers]},
+              "decoder": {"layers": [_decoder_layer_params(layer) for layer in dec.layers]}}
+    if cfg.final_norm:
+        params["encoder"]["norm"] = _norm_params(enc.norm)
+        params["decoder"]["norm"] = _norm_params(dec.norm)
+    return cfg, params
+
+
+def _source_model(module):
+    if not module.transformer.batch_first:
+        raise NotImplementedError("the source model's nn.Transformer must be batch_first=True")
+    pe = _np(module.positional_encoding)
+    from .embeddings import sinusoidal_positional_encoding
+
+    table = sinusoidal_positional_encoding(pe.shape[0], pe.shape[1], dtype=pe.dtype)
+    if not np.allclose(pe, table, rtol=0, atol=10 * np.finfo(pe.dtype).eps):
+        raise NotImplementedError("positional_encoding must be the sin-cos table (a learned one is not supported)")
+    V = module.embedding.num_embeddings
+    cfg, params = _transformer_stacks(module.transformer, vocab_size=V, max_len=pe.shape[0],
+                                      scale_embedding=bool(getattr(module, "scale_embedding", True)))
+    params["embed"] = {"table": _np(module.embedding.weight)}
+    params["out"] = _linear_params(module.fc_out)
+    return Transformer.from_config(cfg, params)
+
+
+# --- NumPy -> torch -----------------------------------------------------------------------------------
+def source_model_torch():
+    """The torch class of the source document's model with its bugs fixed (see :class:`Transformer`):
+    sin-cos table buffer ``positional_encoding`` (max_len, d_model), target embedded too, num_layers on
+    both sides, causal tgt_mask by default, embeddings scaled by sqrt(d_model), batch-first."""
+    import math
+
+    import torch
+    from torch import nn
+
+    class SourceTransformer(nn.Module):
+        def __init__(self, d_model, nhead, num_layers, num_classes, dim_feedforward=2048, max_len=512,
+                     dropout=0.0, activation="relu", norm_first=False, scale_embedding=True):
+            super().__init__()
+            self.scale_embedding = scale_embedding
+            self.embedding = nn.Embedding(num_classes, d_model)
+            pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+            inv = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+            pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+            pe[:, 0::2] = torch.sin(pos * inv)
+            pe[:, 1::2] = torch.cos(pos * inv)[:, : d_model // 2]
+            self.register_buffer("positional_encoding", pe)  # float64; cast where used
+            self.transformer = nn.Transformer(d_model=d_model, nhead=nhead, num_encoder_layers=num_layers,
+                                              num_decoder_layers=num_layers, dim_feedforward=dim_feedforward,
+                                              dropout=dropout, activation=activation, norm_first=norm_first,
+                                              batch_first=True)
+            self.fc_out = nn.Linear(d_model, num_classes)
+
+        def embed(self, ids):
+            x = self.embedding(ids) * (math.sqrt(self.embedding.embedding_dim) if self.scale_embedding else 1.0)
+            return x + self.positional_encoding[: ids.shape[1]].to(x.dtype)
+
+        def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None):
+            if tgt_mask is None:
+                tgt_mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1], dtype=torch.bool)
+            out = self.transformer(self.embed(src), self.embed(tgt), src_mask=src_mask, tgt_mask=tgt_mask,
+                                   memory_mask=memory_mask)
+            return self.fc_out(out)
+
+    return SourceTransformer
+
+
+def to_torch(obj):
+    """The torch module equivalent to a NumPy equivalent from :func:`from_torch` or a :class:`Transformer`,
+    with the weights copied (float dtype kept)."""
+    import torch
+    from torch import nn
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    def set_linear(lin, w, b):
+        lin.weight.data = t(w.T)
+        if b is not None:
+            lin.bias.data = t(b)
+
+    def set_norm(ln, p):
+        ln.weight.data, ln.bias.data = t(p["gamma"]), t(p["beta"])
+
+    def set_mha(mha, p):
+        if mha._qkv_same_embed_dim:
+            mha.in_proj_weight.data = t(np.concatenate([p["w_q"].T, p["w_k"].T, p["w_v"].T]))
+        else:
+            mha.q_proj_weight.data, mha.k_proj_weight.data, mha.v_proj_weight.data = (
+                t(p["w_q"].T), t(p["w_k"].T), t(p["w_v"].T))
+        if p["b_q"] is not None:
+            mha.in_proj_bias.data = t(np.concatenate([p["b_q"], p["b_k"], p["b_v"]]))
+        set_linear(mha.out_proj, p["w_o"], p["b_o"])
+
+    def set_ffn(layer, p):
+        set_linear(layer.linear1, p["w1"], p["b1"])
+        set_linear(layer.linear2, p["w2"], p["b2"])
+
+    def set_enc(layer, p):
+        set_mha(layer.self_attn, p["self_attn"]), set_norm(layer.norm1, p["norm1"])
+        set_ffn(layer, p["ffn"]), set_norm(layer.norm2, p["norm2"])
+
+    def set_dec(layer, p):
+        set_mha(layer.self_attn, p["self_attn"]), set_norm(layer.norm1, p["norm1"])
+        set_mha(layer.multihead_attn, p["cross_attn"]), set_norm(layer.norm2, p["norm2"])
+        set_ffn(layer, p["ffn"]), set_norm(layer.norm3, p["norm3"])
+
+    def layer_kwargs(cfg, batch_first):
+        return dict(d_model=cfg.d_model, nhead=cfg.n_heads, dim_feedforward=cfg.d_ff, dropout=0.0,
+                    activation=cfg.activation, layer_norm_eps=cfg.layer_norm_eps, batch_first=batch_first,
+                    norm_first=cfg.norm_first, dtype=getattr(torch, cfg.dtype))
+
+    def set_stacks(tr, params):
+        for layer, p in zip(tr.encoder.layers, params["encoder"]["layers"]):
+            set_enc(layer, p)
+        for layer, p in zip(tr.decoder.layers, params["decoder"]["layers"]):
+            set_dec(layer, p)
+        set_norm(tr.encoder.norm, params["encoder"]["norm"])
+        set_norm(tr.decoder.norm, params["decoder"]["norm"])
+
+    if isinstance(obj, MultiheadAttention):
+        p = obj.params
+        C, Ck, Cv = p["w_q"].shape[0], p["w_k"].shape[0], p["w_v"].shape[0]
+        m = nn.MultiheadAttention(C, obj.num_heads, bias=p["b_q"] is not None, kdim=Ck, vdim=Cv,
+                                  batch_first=obj.batch_first, dtype=torch.from_numpy(p["w_q"]).dtype)
+        set_mha(m, p)
+    elif isinstance(obj, TransformerEncoderLayer):
+        m = nn.TransformerEncoderLayer(**layer_kwargs(obj.config, obj.batch_first))
+        set_enc(m, obj.params)
+    elif isinstance(obj, TransformerDecoderLayer):
+        m = nn.TransformerDecoderLayer(**layer_kwargs(obj.config, obj.batch_first))
+        set_dec(m, obj.params)
+    elif isinstance(obj, TorchTransformer):
+        c = obj.config
+        if not c.final_norm:
+            raise NotImplementedError("nn.Transformer always has final norms; config.final_norm is False")
+        kw = layer_kwargs(c, obj.batch_first)
+        m = nn.Transformer(num_encoder_layers=c.n_encoder_layers, num_decoder_layers=c.n_decoder_layers, **kw)
+        set_stacks(m, obj.params)
+    elif isinstance(obj, (Transformer, TorchStyleTransformer)):
+        model = obj.model if isinstance(obj, TorchStyleTransformer) else obj
+        c = model.config
+        if c.n_encoder_layers != c.n_decoder_layers or not c.final_norm or c.pad_id is not None:
+            raise NotImplementedError("to_torch needs equal encoder/decoder depth, final norms and no pad_id")
+        m = source_model_torch()(c.d_model, c.n_heads, c.n_encoder_layers, c.vocab_size, c.d_ff, c.max_len,
+                                 activation=c.activation, norm_first=c.norm_first,
+                                 scale_embedding=c.scale_embedding)
+        m = m.to(getattr(torch, c.dtype))
+        for mod in m.modules():
+            if isinstance(mod, nn.LayerNorm):
+                mod.eps = c.layer_norm_eps
+        m.embedding.weight.data = t(model.params["embed"]["table"])
+        set_stacks(m.transformer, model.params)
+        set_linear(m.fc_out, model.params["out"]["w"], model.params["out"]["b"])
+    else:
+        raise TypeError(f"to_torch does not know {type(obj).__name__}")
+    return m.eval()

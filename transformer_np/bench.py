@@ -1,0 +1,185 @@
+"""``python -m transformer_np bench forward``: forward-pass speed against torch and the matmul peak.
+
+Numbers, not tests: it prints what this machine does.  Each timing is the best of ``repeat`` runs after
+one warm-up run, so that first-call costs (allocation, thread start) are left out.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from .config import TransformerConfig
+from .model import Transformer, encoder, init_params
+
+
+def best_time(fn, repeat):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak(n=2048, repeat=5):
+    """Achieved float32 GFLOP/s of one np.matmul of two n x n matrices: the ceiling NumPy code can reach."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    return 2 * n**3 / best_time(lambda: a @ b, repeat) / 1e9
+
+
+def layer_flops(T, S, C, F, cross=False):
+    """2 x multiply-adds of one layer's matmuls: projections, QK^T and AV, FFN; with cross=True also the
+    cross-attention's projections and its attention over S keys."""
+    self_attn = 2 * (4 * T * C * C) + 2 * (2 * T * T * C)
+    ffn = 2 * (2 * T * C * F)
+    cross_attn = 2 * (2 * T * C * C + 2 * S * C * C) + 2 * (2 * T * S * C) if cross else 0
+    return self_attn + ffn + cross_attn
+
+
+def workloads(quick):
+    """(name, config, B, S, T, encoder_only)."""
+    if quick:
+        return [("encoder-decoder, tiny", TransformerConfig.tiny(), 1, 16, 16, False),
+                ("encoder, tiny", TransformerConfig.tiny(activation="gelu"), 1, 32, 0, True)]
+    base = TransformerConfig.paper_base(vocab_size=37000, max_len=512)
+    gpt2 = TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=12, n_decoder_layers=0, d_ff=3072,
+                             vocab_size=50257, max_len=1024, activation="gelu", norm_first=True)
+    return [("encoder-decoder, paper base (V=37000), B=1, S=T=256", base, 1, 256, 256, False),
+            ("encoder, GPT-2-small shape (12 layers, C=768), B=1, S=512", gpt2, 1, 512, 0, True)]
+
+
+def bench_forward(quick=False, repeat=3, with_torch=True, print_fn=print):
+    """Time each workload in NumPy (and torch eager on identical weights, when installed)."""
+    peak = matmul_peak(512 if quick else 2048, repeat)
+    rows = []
+    torch = None
+    if with_torch:
+        try:
+            import torch
+        except ImportError:
+            print_fn("torch is not installed: NumPy timings only")
+    for name, cfg, B, S, T, encoder_only in workloads(quick):
+        rng = np.random.default_rng(0)
+        flops = B * sum(layer_flops(S, S, cfg.d_model, cfg.d_ff) for _ in range(cfg.n_encoder_layers))
+        if encoder_only:
+            params = init_params(cfg.replace(vocab_size=1), 0)["encoder"]  # no embedding: bench the stack
+            x = rng.standard_normal((B, S, cfg.d_model), dtype=np.float32)
+            np_time = best_time(functools.partial(encoder, x, params, cfg), repeat)
+            torch_fn = _torch_encoder(torch, params, cfg, x) if torch else None
+        else:
+            flops += B * sum(layer_flops(T, S, cfg.d_model, cfg.d_ff, cross=True)
+                             for _ in range(cfg.n_decoder_layers))
+            flops += B * 2 * T * cfg.d_model * cfg.vocab_size  # output projection
+            model = Transformer.from_config(cfg, seed=0)
+            src, tgt = rng.integers(0, cfg.vocab_size, (B, S)), rng.integers(0, cfg.vocab_size, (B, T))
+            np_time = best_time(functools.partial(model, src, tgt), repeat)
+            torch_fn = _torch_model(torch, model, src, tgt) if torch else None
+        torch_time = best_time(torch_fn, repeat) if torch_fn else None
+        gflops = flops / np_time / 1e9
+        rows.append(dict(workload=name, gflop=flops / 1e9, numpy_s=np_time, torch_s=torch_time,
+                         numpy_over_torch=(np_time / torch_time) if torch_time else None,
+                         numpy_gflops=gflops, fraction_of_matmul_peak=gflops / peak))
+    result = dict(machine=_machine(), matmul_peak_gflops=peak, rows=rows)
+    print_fn(f"float32 np.matmul peak: {peak:.1f} GFLOP/s   ({result['machine']['summary']})")
+    print_fn(f"{'workload':<62} {'GFLOP':>7} {'numpy ms':>9} {'torch ms':>9} {'np/torch':>8} "
+             f"{'GFLOP/s':>8} {'% peak':>7}")
+    for r in rows:
+        t = f"{1e3 * r['torch_s']:9.1f}" if r["torch_s"] else f"{'-':>9}"
+        ratio = f"{r['numpy_over_torch']:8.2f}" if r["numpy_over_torch"] else f"{'-':>8}"
+        print_fn(f"{r['workload']:<62} {r['gflop']:7.2f} {1e3 * r['numpy_s']:9.1f} {t} {ratio} "
+                 f"{r['numpy_gflops']:8.1f} {100 * r['fraction_of_matmul_peak']:6.0f}%")
+    return result
+
+
+def bench_breakdown(quick=False, repeat=3, print_fn=print):
+    """Where the time of one encoder layer goes, at the GPT-2-small workload's shapes (x L layers)."""
+    from .attention import project_kv, scaled_dot_product_attention, split_heads
+    from .nn import gelu, layer_norm, linear, softmax
+
+    name, cfg, B, S, _, _ = workloads(quick)[-1]
+    p = init_params(cfg.replace(vocab_size=1), 0)["encoder"]["layers"][0]
+    a, f = p["self_attn"], p["ffn"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, S, cfg.d_model), dtype=np.float32)
+    q = split_heads(linear(x, a["w_q"], a["b_q"]), cfg.n_heads)
+    k, v = project_kv(x, x, a["w_k"], a["b_k"], a["w_v"], a["b_v"], n_heads=cfg.n_heads)
+    scores = q @ k.mT
+    weights = softmax(scores)
+    hidden = linear(x, f["w1"], f["b1"])
+    parts = {
+        "Q, K, V, O projections (matmul)": lambda: [linear(x, a[w], a[b]) for w, b in
+                                                    (("w_q", "b_q"), ("w_k", "b_k"), ("w_v", "b_v"), ("w_o", "b_o"))],
+        "attention QK^T and AV (matmul)": lambda: (q @ k.mT, weights @ v),
+        "attention softmax": lambda: softmax(scores),
+        "attention, whole (scaled_dot_product_attention)": lambda: scaled_dot_product_attention(q, k, v),
+        "FFN W1, W2 (matmul)": lambda: (linear(x, f["w1"], f["b1"]), linear(hidden, f["w2"], f["b2"])),
+        "GELU (erf)": lambda: gelu(hidden),
+        "2 layer norms + 2 residual adds": lambda: (layer_norm(x + x, **p["norm1"]), layer_norm(x + x, **p["norm2"])),
+    }
+    print_fn(f"one layer of '{name}', x {cfg.n_encoder_layers} layers:")
+    result = {}
+    for label, fn in parts.items():
+        t = best_time(fn, repeat) * cfg.n_encoder_layers
+        result[label] = t
+        print_fn(f"  {label:<50} {1e3 * t:8.1f} ms")
+    return result
+
+
+def _torch_encoder(torch, params, cfg, x):
+    from .interop import TransformerEncoderLayer, to_torch
+
+    layers = [to_torch(TransformerEncoderLayer(p, cfg, batch_first=True)) for p in params["layers"]]
+    norm = torch.nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+    norm.weight.data, norm.bias.data = (torch.from_numpy(params["norm"][k]) for k in ("gamma", "beta"))
+    stack = torch.nn.Sequential(*layers, norm).eval()
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return stack(xt)
+
+    return run
+
+
+def _torch_model(torch, model, src, tgt):
+    from .interop import to_torch
+
+    module = to_torch(model)
+    s, t = torch.from_numpy(src), torch.from_numpy(tgt)
+
+    def run():
+        with torch.inference_mode():
+            return module(s, t)
+
+    return run
+
+
+def _machine():
+    info = dict(python=platform.python_version(), numpy=np.__version__, cpus=os.cpu_count(),
+                processor=platform.processor() or platform.machine())
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    info["summary"] = f"{info['cpus']} CPUs, numpy {info['numpy']}" + (
+        f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else "")
+    return info
+
+
+def write_json(result, path):
+    """Atomic write of the result as JSON."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)

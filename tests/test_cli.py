@@ -29,3 +29,25 @@ def test_quick_bench_writes_json_with_timings(tmp_path):
     assert result["matmul_peak_gflops"] > 0
     assert len(result["rows"]) == 2
     assert all(r["numpy_s"] > 0 and r["gflop"] > 0 for r in result["rows"])
+
+
+def test_bench_on_torch_arrays_times_the_same_functions_there(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    path = tmp_path / "bench.json"
+    main(["bench", "forward", "--quick", "--repeat", "1", "--backend", "torch", "--json", str(path)])
+    rows = json.loads(path.read_text())["rows"]
+    assert all(r["backend"] == "torch" and r["backend_s"] > 0 for r in rows)
+
+
+def test_bench_on_cupy_without_a_gpu_fails_with_a_clear_message(capsys):
+    import pytest
+
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert main(["bench", "forward", "--quick", "--backend", "cupy"]) == 2
+        assert "needs CuPy and an NVIDIA GPU" in capsys.readouterr().err
+    else:
+        pytest.skip("CuPy is installed here")

@@ -17,6 +17,8 @@ def main(argv=None):
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per workload (best is kept)")
     bench.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
+    bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
+                       help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
     bench.add_argument("--breakdown", action="store_true", help="also time the parts of one encoder layer")
     args = parser.parse_args(argv)
 
@@ -28,7 +30,12 @@ def main(argv=None):
     if args.command == "bench":
         from .bench import bench_breakdown, bench_forward, write_json
 
-        result = bench_forward(quick=args.quick, repeat=args.repeat, with_torch=not args.no_torch)
+        try:
+            result = bench_forward(quick=args.quick, repeat=args.repeat, with_torch=not args.no_torch,
+                                   backend=args.backend)
+        except (ImportError, RuntimeError) as e:  # a backend that is not installed or has no device
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         if args.breakdown:
             result["breakdown_s"] = bench_breakdown(quick=args.quick, repeat=args.repeat)
         if args.json:

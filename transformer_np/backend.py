@@ -12,6 +12,7 @@ array-API standard through it.  The few things the standard lacks live here, map
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,6 @@ from array_api_compat import (
     is_numpy_namespace,
     is_torch_namespace,
 )
-from array_api_compat import to_device as _to_device
 
 __all__ = ["array_namespace", "device", "erf", "take_rows", "to_numpy", "to_backend", "tree_map"]
 
@@ -105,7 +105,10 @@ def to_numpy(x):
         return x.detach().cpu().numpy()
     if is_cupy_namespace(xp):
         return x.get()
-    return np.asarray(_to_device(x, "cpu") if hasattr(x, "to_device") else x)
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None and hasattr(x, "to_device"):  # any other array-API library: via its host device
+        x = x.to_device(info().default_device())
+    return np.asarray(x)
 
 
 def _backend_module(name):
@@ -134,8 +137,13 @@ def _backend_module(name):
 
 def to_backend(tree, backend):
     """Map every array leaf of a params tree (nested dicts/lists) onto ``backend``
-    ("numpy", "torch" or "cupy"), keeping dtypes.  Non-array leaves are kept as they are."""
+    ("numpy", "torch" or "cupy"), keeping dtypes.  Non-array leaves are kept as they are.
+    A model holding a tree (an object with ``params`` and ``config``) gives a copy holding the moved tree."""
     mod = _backend_module(backend)
+    if hasattr(tree, "params") and hasattr(tree, "config"):
+        moved = copy.copy(tree)
+        moved.params = to_backend(tree.params, backend)
+        return moved
 
     def move(leaf):
         if not _is_array(leaf):

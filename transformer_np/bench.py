@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from .backend import to_backend
 from .config import TransformerConfig
 from .model import Transformer, encoder, init_params
 
@@ -56,8 +57,9 @@ def workloads(quick):
             ("encoder, GPT-2-small shape (12 layers, C=768), B=1, S=512", gpt2, 1, 512, 0, True)]
 
 
-def bench_forward(quick=False, repeat=3, with_torch=True, print_fn=print):
-    """Time each workload in NumPy (and torch eager on identical weights, when installed)."""
+def bench_forward(quick=False, repeat=3, with_torch=True, backend="numpy", print_fn=print):
+    """Time each workload in NumPy, in torch eager on identical weights (when installed), and — with
+    ``backend`` "cupy" or "torch" — the same transformer_np functions running on that library's arrays."""
     peak = matmul_peak(512 if quick else 2048, repeat)
     rows = []
     torch = None
@@ -72,31 +74,50 @@ def bench_forward(quick=False, repeat=3, with_torch=True, print_fn=print):
         if encoder_only:
             params = init_params(cfg.replace(vocab_size=1), 0)["encoder"]  # no embedding: bench the stack
             x = rng.standard_normal((B, S, cfg.d_model), dtype=np.float32)
-            np_time = best_time(functools.partial(encoder, x, params, cfg), repeat)
+            np_fn = functools.partial(encoder, x, params, cfg)
             torch_fn = _torch_encoder(torch, params, cfg, x) if torch else None
+            on_backend = (functools.partial(encoder, to_backend(x, backend), to_backend(params, backend), cfg)
+                          if backend != "numpy" else None)
         else:
             flops += B * sum(layer_flops(T, S, cfg.d_model, cfg.d_ff, cross=True)
                              for _ in range(cfg.n_decoder_layers))
             flops += B * 2 * T * cfg.d_model * cfg.vocab_size  # output projection
             model = Transformer.from_config(cfg, seed=0)
             src, tgt = rng.integers(0, cfg.vocab_size, (B, S)), rng.integers(0, cfg.vocab_size, (B, T))
-            np_time = best_time(functools.partial(model, src, tgt), repeat)
+            np_fn = functools.partial(model, src, tgt)
             torch_fn = _torch_model(torch, model, src, tgt) if torch else None
+            on_backend = (functools.partial(to_backend(model, backend), to_backend(src, backend),
+                                            to_backend(tgt, backend)) if backend != "numpy" else None)
+        np_time = best_time(np_fn, repeat)
         torch_time = best_time(torch_fn, repeat) if torch_fn else None
+        backend_time = best_time(_synced(on_backend, backend), repeat) if on_backend else None
         gflops = flops / np_time / 1e9
         rows.append(dict(workload=name, gflop=flops / 1e9, numpy_s=np_time, torch_s=torch_time,
                          numpy_over_torch=(np_time / torch_time) if torch_time else None,
-                         numpy_gflops=gflops, fraction_of_matmul_peak=gflops / peak))
+                         numpy_gflops=gflops, fraction_of_matmul_peak=gflops / peak,
+                         backend=backend, backend_s=backend_time,
+                         backend_tflops=(flops / backend_time / 1e12) if backend_time else None))
     result = dict(machine=_machine(), matmul_peak_gflops=peak, rows=rows)
     print_fn(f"float32 np.matmul peak: {peak:.1f} GFLOP/s   ({result['machine']['summary']})")
+    extra = f" {'on ' + backend + ' ms':>12} {'TFLOP/s':>8}" if backend != "numpy" else ""
     print_fn(f"{'workload':<62} {'GFLOP':>7} {'numpy ms':>9} {'torch ms':>9} {'np/torch':>8} "
-             f"{'GFLOP/s':>8} {'% peak':>7}")
+             f"{'GFLOP/s':>8} {'% peak':>7}{extra}")
     for r in rows:
         t = f"{1e3 * r['torch_s']:9.1f}" if r["torch_s"] else f"{'-':>9}"
         ratio = f"{r['numpy_over_torch']:8.2f}" if r["numpy_over_torch"] else f"{'-':>8}"
+        more = f" {1e3 * r['backend_s']:12.2f} {r['backend_tflops']:8.2f}" if r["backend_s"] else ""
         print_fn(f"{r['workload']:<62} {r['gflop']:7.2f} {1e3 * r['numpy_s']:9.1f} {t} {ratio} "
-                 f"{r['numpy_gflops']:8.1f} {100 * r['fraction_of_matmul_peak']:6.0f}%")
+                 f"{r['numpy_gflops']:8.1f} {100 * r['fraction_of_matmul_peak']:6.0f}%{more}")
     return result
+
+
+def _synced(fn, backend):
+    """fn followed by a wait for the device to finish, so that GPU timings are real."""
+    if backend == "cupy":
+        import cupy
+
+        return lambda: (fn(), cupy.cuda.get_current_stream().synchronize())
+    return fn
 
 
 def bench_breakdown(quick=False, repeat=3, print_fn=print):

@@ -98,7 +98,7 @@ def embed(ids, p, cfg, offset=0):
         raise ValueError(f"token ids must be (B, T), got shape {tuple(ids.shape)}")
     x = token_embedding(ids, p["table"], scale=cfg.scale_embedding)  # (B, T, C)
     pe = sinusoidal_positional_encoding(offset + ids.shape[1], cfg.d_model, like=x)  # (offset+T, C)
-    return x + positional_slice(pe, ids.shape[1], offset)[None]
+    return x + positional_slice(pe, ids.shape[1], offset)  # (T, C) broadcasts over B
 
 
 def transformer_forward(params, src, tgt, cfg, src_mask=None, tgt_mask=None, memory_mask=None,

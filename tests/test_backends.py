@@ -1,0 +1,149 @@
+"""One code path for every array library: each function returns arrays of its inputs' library and
+device, equal to NumPy's within the dtype's tolerance.
+
+Backends: numpy; array-api-strict on its non-default device (it raises on any hidden conversion to
+NumPy, as CuPy does); torch tensors through array-api-compat; CuPy where a GPU exists.
+"""
+
+import numpy as np
+import pytest
+from conftest import randn
+
+import transformer_np as tn
+from transformer_np.backend import array_namespace, device, tree_map
+
+
+def _strict():
+    xps = pytest.importorskip("array_api_strict")
+    dev = xps.Device("device1")
+    return lambda a: xps.asarray(np.asarray(a), device=dev)
+
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    return lambda a: torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _cupy():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (GPU only)")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"no usable GPU: {e}")
+    return cupy.asarray
+
+
+MAKERS = {"numpy": lambda: np.asarray, "array_api_strict": _strict, "torch": _torch, "cupy": _cupy}
+
+
+@pytest.fixture(params=list(MAKERS))
+def to_xp(request):
+    """Converts a NumPy array to the backend under test."""
+    return MAKERS[request.param]()
+
+
+def assert_same_backend_and_close(got, like, want, dtype):
+    assert type(got) is type(like), f"result is {type(got).__name__}, inputs were {type(like).__name__}"
+    assert array_namespace(got) is array_namespace(like)
+    assert device(got) == device(like)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tn.to_numpy(got), want, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_formulas_run_in_their_inputs_library(to_xp, dtype):
+    rng = np.random.default_rng(0)
+    x, w = randn(rng, 2, 5, 8, dtype=dtype), randn(rng, 8, 8, dtype=dtype)
+    g, b = randn(rng, 8, dtype=dtype), randn(rng, 8, dtype=dtype)
+    mask = tn.causal_mask(5)
+    X = to_xp(x)
+    cases = {
+        "softmax": (tn.softmax(X), tn.softmax(x)),
+        "masked softmax": (tn.softmax(X[:, :, :5], mask=to_xp(mask)), tn.softmax(x[:, :, :5], mask=mask)),
+        "log_softmax": (tn.log_softmax(X), tn.log_softmax(x)),
+        "layer_norm": (tn.layer_norm(X, to_xp(g), to_xp(b)), tn.layer_norm(x, g, b)),
+        "gelu": (tn.gelu(X), tn.gelu(x)),
+        "relu": (tn.relu(X), tn.relu(x)),
+        "linear": (tn.linear(X, to_xp(w), to_xp(b)), tn.linear(x, w, b)),
+        "attention": (tn.scaled_dot_product_attention(X, X, X, to_xp(mask))[0],
+                      tn.scaled_dot_product_attention(x, x, x, mask)[0]),
+        "positional encoding": (tn.sinusoidal_positional_encoding(5, 8, like=X),
+                                tn.sinusoidal_positional_encoding(5, 8, dtype=dtype)),
+    }
+    for name, (got, want) in cases.items():
+        assert got.dtype == X.dtype, name
+        assert_same_backend_and_close(got, X, want, dtype)
+
+
+def test_masks_are_built_in_the_requested_library(to_xp):
+    like = to_xp(np.zeros(3))
+    assert_same_backend_and_close(tn.causal_mask(3, like=like), like, np.tril(np.ones((3, 3), bool)), np.float64)
+    lengths = to_xp(np.array([1, 3]))
+    got = tn.padding_mask(lengths, max_len=3)
+    assert type(got) is type(lengths)
+    assert np.array_equal(tn.to_numpy(got), tn.padding_mask(np.array([1, 3]), max_len=3))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_whole_model_runs_in_its_params_library(to_xp, dtype):
+    cfg = tn.TransformerConfig.tiny(dtype=dtype, pad_id=0, activation="gelu")
+    params = tn.init_params(cfg, seed=0)
+    src, tgt = np.array([[3, 4, 5, 0], [1, 2, 3, 4]]), np.array([[6, 7, 0], [8, 9, 10]])
+    want = tn.Transformer.from_config(cfg, params)(src, tgt)
+    moved = tn.Transformer.from_config(cfg, tree_map(to_xp, params))
+    got = moved(to_xp(src), to_xp(tgt))
+    assert_same_backend_and_close(got, to_xp(want), want, np.dtype(dtype).type)
+
+
+def test_token_ids_out_of_range_are_caught_in_every_library(to_xp):
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 4\)"):
+        tn.token_embedding(to_xp(np.array([[1, -1]])), to_xp(np.zeros((4, 2))))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_to_backend_moves_every_leaf_and_to_numpy_brings_it_back(backend):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    params = tn.init_params(tn.TransformerConfig.tiny())
+    moved = tn.to_backend(params, backend)
+    leaves = tn.params.flatten(moved)
+    assert all(array_namespace(v) is array_namespace(leaves["out/b"]) for v in leaves.values())
+    back = tree_map(tn.to_numpy, moved)
+    flat = tn.params.flatten(params)
+    assert all(np.array_equal(tn.params.flatten(back)[k], flat[k]) for k in flat)
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match=r"backend must be one of \('numpy', 'torch', 'cupy'\), got 'jax'"):
+        tn.to_backend({}, "jax")
+
+
+def test_asking_for_cupy_without_it_says_how_to_get_it():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install 'transformer_np\[gpu\]'"):
+            tn.to_backend({}, "cupy")
+    else:
+        pytest.skip("CuPy is installed here")
+
+
+def test_to_backend_moves_a_whole_model():
+    torch = pytest.importorskip("torch")
+    model = tn.Transformer.from_config(tn.TransformerConfig.tiny())
+    moved = tn.to_backend(model, "torch")
+    assert isinstance(moved, tn.Transformer) and isinstance(moved.params["out"]["w"], torch.Tensor)
+    assert isinstance(model.params["out"]["w"], np.ndarray)  # the original is untouched
+    src, tgt = np.array([[1, 2]]), np.array([[3]])
+    np.testing.assert_allclose(moved(torch.from_numpy(src), torch.from_numpy(tgt)).numpy(), model(src, tgt),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_saved_from_any_backend_loads_as_numpy(to_xp, tmp_path):
+    cfg = tn.TransformerConfig.tiny()
+    params = tn.init_params(cfg, seed=4)
+    tn.save_checkpoint(tmp_path / "m.npz", tree_map(to_xp, params), cfg)
+    loaded, loaded_cfg = tn.load_checkpoint(tmp_path / "m.npz")
+    assert loaded_cfg == cfg
+    flat, want = tn.params.flatten(loaded), tn.params.flatten(params)
+    assert all(isinstance(flat[k], np.ndarray) and np.array_equal(flat[k], want[k]) for k in want)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m transformer_np {tour, bench} ...``"""
+"""Command line: ``python -m transformer_np {tour, bench, figures} ...``"""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def main(argv=None):
     bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
                        help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
     bench.add_argument("--breakdown", action="store_true", help="also time the parts of one encoder layer")
+    figures = sub.add_parser("figures", help="draw every PNG of figures/ (deterministic)")
+    figures.add_argument("--out", default="figures", help="folder to write into (default: figures)")
+    figures.add_argument("names", nargs="*", help="only these figures (default: all)")
     args = parser.parse_args(argv)
 
     if args.command == "tour":
@@ -41,6 +44,12 @@ def main(argv=None):
         if args.json:
             write_json(result, args.json)
             print(f"wrote {args.json}")
+        return 0
+    if args.command == "figures":
+        from .figures import make_figures
+
+        for path in make_figures(args.out, args.names or None):
+            print(path)
         return 0
     return 2
 

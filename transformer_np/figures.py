@@ -1,0 +1,149 @@
+"""``python -m transformer_np figures``: every PNG in figures/, drawn deterministically.
+
+Each entry of :data:`FIGURES` builds its data from fixed seeds and draws it with :mod:`viz`; the notebooks
+call the same functions, so the pictures in the README and in the chapters are one and the same.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import viz
+from .attention import multi_head_attention
+from .config import TransformerConfig
+from .embeddings import sinusoidal_positional_encoding
+from .masks import causal_mask, combine_masks, padding_mask
+from .model import Transformer, encoder_layer, init_params
+from .nn import layer_norm
+
+SENTENCE = ["the", "cat", "sat", "on", "the", "mat"]
+
+
+def sentence_embeddings(tokens=SENTENCE, d=16, seed=0):
+    """A random unit-variance vector per distinct word: equal words get equal vectors."""
+    rng = np.random.default_rng(seed)
+    vocab = {w: rng.standard_normal(d) for w in dict.fromkeys(tokens)}
+    return np.stack([vocab[w] for w in tokens])[None]  # (1, T, d)
+
+
+def residual_norms_through_stack(n_layers=6, seed=0, T=16):
+    """Mean token norm of the residual stream after each of n_layers encoder layers, post-LN and pre-LN."""
+    out = {}
+    for norm_first in (False, True):
+        cfg = TransformerConfig(d_model=64, n_heads=4, n_encoder_layers=n_layers, n_decoder_layers=0, d_ff=128,
+                                vocab_size=1, norm_first=norm_first, dtype="float64")
+        params = init_params(cfg, seed)["encoder"]
+        x = np.random.default_rng(seed).standard_normal((1, T, 64))  # the same input for both
+        norms = [float(np.linalg.norm(x, axis=-1).mean())]
+        for lp in params["layers"]:
+            x, _ = encoder_layer(x, lp, cfg)
+            norms.append(float(np.linalg.norm(x, axis=-1).mean()))
+        out["pre-LN: x + f(LN(x)) grows" if norm_first else "post-LN: LN(x + f(x)) stays at √C"] = norms
+    return out
+
+
+def tiny_translation_attention(seed=0):
+    """The source document's model at a small size on a labelled example: its attention maps."""
+    src_words = ["<s>", "das", "ist", "gut", "</s>"]
+    tgt_words = ["<s>", "this", "is", "good"]
+    model = Transformer(d_model=32, nhead=4, num_layers=2, num_classes=16, d_ff=64, max_len=32, seed=seed)
+    src, tgt = np.array([[1, 2, 3, 4, 5]]), np.array([[1, 6, 7, 8]])
+    _, attention = model.forward_with_attention(src, tgt)
+    return attention, src_words, tgt_words
+
+
+def _pe_heatmap():
+    return viz.positional_encoding_heatmap(sinusoidal_positional_encoding(100, 64))
+
+
+def _pe_waves():
+    return viz.positional_encoding_waves(sinusoidal_positional_encoding(100, 64))
+
+
+def _pe_similarity():
+    return viz.positional_similarity(sinusoidal_positional_encoding(64, 64, dtype=np.float64))
+
+
+def _attention_weights():
+    from .attention import scaled_dot_product_attention
+
+    x = sentence_embeddings()
+    _, w = scaled_dot_product_attention(x, x, x)
+    title = "softmax(QKᵀ/√d) with Q = K = V = word vectors:\nequal words attend to each other"
+    return viz.attention_weights(w[0], SENTENCE, SENTENCE, title=title)
+
+
+def _masks():
+    pad = padding_mask(np.array([4]), max_len=6)[0, 0]  # (1, 6): the last two keys are padding
+    return viz.masks({"causal (lower triangle)": causal_mask(6),
+                      "padding: 4 real tokens": np.broadcast_to(pad, (6, 6)),
+                      "causal AND padding": combine_masks(causal_mask(6), pad)})
+
+
+def _head_grid():
+    cfg = TransformerConfig.tiny(d_model=16, n_heads=4, dtype="float64")
+    p = init_params(cfg, 1)["encoder"]["layers"][0]["self_attn"]
+    x = sentence_embeddings()
+    _, w = multi_head_attention(x, x, x, **p, n_heads=4)
+    return viz.head_grid(w[0], SENTENCE, SENTENCE, title="Four heads, four patterns (random projections)")
+
+
+def _multi_head_shapes():
+    return viz.multi_head_shapes()
+
+
+def _residual_norms():
+    return viz.residual_stream_norms(residual_norms_through_stack())
+
+
+def _layer_norm_stats():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 64)) * rng.uniform(0.2, 5, (512, 1)) + rng.normal(0, 3, (512, 1))
+    return viz.layer_norm_statistics(x, layer_norm(x, np.ones(64), np.zeros(64)))
+
+
+def _activations():
+    return viz.activations()
+
+
+def _encoder_decoder_attention():
+    attention, src_words, tgt_words = tiny_translation_attention()
+    return viz.encoder_decoder_attention(attention, src_words, tgt_words,
+                                         title="The source document's model (random, untrained weights)")
+
+
+FIGURES = {
+    "pe_heatmap": _pe_heatmap,
+    "pe_waves": _pe_waves,
+    "pe_similarity": _pe_similarity,
+    "softmax_saturation": viz.softmax_saturation,
+    "attention_weights": _attention_weights,
+    "masks": _masks,
+    "head_grid": _head_grid,
+    "multi_head_shapes": _multi_head_shapes,
+    "residual_norms": _residual_norms,
+    "layer_norm_stats": _layer_norm_stats,
+    "activations": _activations,
+    "encoder_decoder_attention": _encoder_decoder_attention,
+}
+
+
+def make_figures(out_dir="figures", names=None):
+    """Draw the figures (all, or those named) into out_dir as PNG; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    os.makedirs(out_dir, exist_ok=True)
+    unknown = sorted(set(names or ()) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figures {unknown}; known: {sorted(FIGURES)}")
+    paths = []
+    for name in names or FIGURES:
+        path = os.path.join(out_dir, f"{name}.png")
+        tmp = os.path.join(out_dir, f".{name}.tmp.png")
+        viz.save(FIGURES[name](), tmp)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,235 @@
+"""Plot helpers shared by the notebooks and ``python -m transformer_np figures``.
+
+Each function draws one picture onto a new (or given) matplotlib figure and returns the figure; data go
+through ``to_numpy`` first, so arrays of any backend can be drawn.  matplotlib is imported lazily.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import to_numpy
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap(ax, a, *, title, xlabel, ylabel, xticks=None, yticks=None, cmap="viridis", vmin=None, vmax=None,
+            colorbar=True, annotate=False):
+    """One labelled heatmap with a colour bar."""
+    a = to_numpy(a)
+    im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), xticks, rotation=60 if max(map(len, map(str, xticks))) > 2 else 0)
+    if yticks is not None:
+        ax.set_yticks(range(len(yticks)), yticks)
+    if annotate:
+        for (i, j), v in np.ndenumerate(a):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < (a.max() + a.min()) / 2 else "black")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return im
+
+
+def positional_encoding_heatmap(pe):
+    """The sin-cos table PE (positions x dims)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    heatmap(ax, pe, title=f"Sinusoidal positional encoding PE, {pe.shape[0]} positions x {pe.shape[1]} dims",
+            xlabel="dimension j (even: sin, odd: cos)", ylabel="position pos", cmap="RdBu", vmin=-1, vmax=1)
+    return fig
+
+
+def positional_encoding_waves(pe, dims=(0, 10, 20, 40)):
+    """A few columns of PE as functions of position: each pair (2i, 2i+1) has its own wavelength."""
+    plt = _plt()
+    pe = to_numpy(pe)
+    d = pe.shape[1]
+    fig, ax = plt.subplots(figsize=(9, 3.5), layout="constrained")
+    for j in dims:
+        wavelength = 2 * np.pi * 10000 ** ((j - j % 2) / d)
+        ax.plot(pe[:, j], label=f"dim {j}: wavelength {wavelength:.0f}")
+    ax.set_title("Columns of PE are sinusoids whose wavelengths grow geometrically from 2π to 10000·2π")
+    ax.set_xlabel("position pos")
+    ax.set_ylabel("PE(pos, dim)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return fig
+
+
+def positional_similarity(pe):
+    """PE(p)·PE(q) for all pairs: it depends only on the offset q - p."""
+    plt = _plt()
+    pe = to_numpy(pe)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+    heatmap(ax, pe @ pe.T, title="Dot products PE(p)·PE(q): constant along diagonals",
+            xlabel="position q", ylabel="position p", cmap="magma")
+    return fig
+
+
+def softmax_saturation(d_ks=(4, 16, 64, 256, 1024), n_keys=32, n_trials=400, seed=0):
+    """Why divide by sqrt(d_k): the largest softmax weight of random q·k scores, with and without scaling."""
+    from .nn import softmax
+
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    unscaled, scaled = [], []
+    for d in d_ks:
+        q = rng.standard_normal((n_trials, 1, d))
+        k = rng.standard_normal((n_trials, n_keys, d))
+        s = (q @ np.swapaxes(k, -1, -2))[:, 0]  # (trials, keys): variance d
+        unscaled.append(softmax(s).max(-1).mean())
+        scaled.append(softmax(s / np.sqrt(d)).max(-1).mean())
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    ax.plot(d_ks, unscaled, "o-", label="softmax(q·k): saturates towards one-hot")
+    ax.plot(d_ks, scaled, "s-", label="softmax(q·k / √d_k): stays spread")
+    ax.axhline(1 / n_keys, color="gray", ls=":", label=f"uniform (1/{n_keys})")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("d_k (q, k with unit-variance entries)")
+    ax.set_ylabel("mean of the largest weight")
+    ax.set_title(f"Scores q·k have variance d_k: dividing by √d_k keeps\nsoftmax out of saturation ({n_keys} keys)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def attention_weights(weights, queries, keys, title="Attention weights"):
+    """One (T, S) weight matrix with token labels."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(keys), 0.8 + 0.45 * len(queries)), layout="constrained")
+    heatmap(ax, weights, title=title, xlabel="key s", ylabel="query t", xticks=keys, yticks=queries,
+            vmin=0, vmax=1, annotate=len(keys) <= 10)
+    return fig
+
+
+def masks(named_masks):
+    """Boolean masks side by side: True (may attend) is dark."""
+    plt = _plt()
+    n = len(named_masks)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), layout="constrained", squeeze=False)
+    for ax, (name, m) in zip(axes[0], named_masks.items()):
+        heatmap(ax, to_numpy(m).astype(float), title=name, xlabel="key s", ylabel="query t", cmap="Greys",
+                vmin=0, vmax=1, colorbar=False)
+    fig.suptitle("Masks: dark = query t may attend to key s")
+    return fig
+
+
+def head_grid(weights, queries=None, keys=None, title="Per-head attention weights"):
+    """(H, T, S) or (L, H, T, S) weights as a grid: one panel per head (and layer)."""
+    plt = _plt()
+    w = to_numpy(weights)
+    if w.ndim == 3:
+        w = w[None]
+    L, H = w.shape[:2]
+    fig, axes = plt.subplots(L, H, figsize=(2.3 * H + 1, 2.3 * L + 0.6), layout="constrained", squeeze=False)
+    for li in range(L):
+        for h in range(H):
+            ax = axes[li, h]
+            im = ax.imshow(w[li, h], vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+            ax.set_title(f"layer {li} head {h}" if L > 1 else f"head {h}", fontsize=9)
+            ax.set_xticks(range(len(keys)) if keys is not None else [],
+                          keys if keys is not None else [], rotation=90, fontsize=6)
+            ax.set_yticks(range(len(queries)) if queries is not None else [],
+                          queries if queries is not None else [], fontsize=6)
+    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="weight")
+    fig.suptitle(title)
+    return fig
+
+
+def multi_head_shapes(B=1, T=5, C=8, H=2):
+    """The shapes of multi-head attention, drawn: split -> attend -> concat -> W^O."""
+    plt = _plt()
+    D = C // H
+    fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 3.2)
+    ax.axis("off")
+    steps = [(0.2, "x", f"(B, T, C)\n({B}, {T}, {C})"), (2.2, r"$xW^Q,\ xW^K,\ xW^V$", "Q, K, V: (B, T, C) each"),
+             (4.2, "split_heads", f"(B, H, T, D)\n({B}, {H}, {T}, {D})"),
+             (6.2, "softmax(QKᵀ/√D)V", "every head at once\n(B, H, T, D)"),
+             (8.2, "merge_heads · Wᴼ", "Concat -> (B, T, H·D)\n-> (B, T, C)")]
+    for i, (x0, name, shape) in enumerate(steps):
+        ax.add_patch(plt.Rectangle((x0, 1.0), 1.6, 1.4, fc=f"C{i}", alpha=0.25, ec="black"))
+        ax.text(x0 + 0.8, 2.05, name, ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(x0 + 0.8, 1.45, shape, ha="center", va="center", fontsize=8)
+        if i:
+            ax.annotate("", xy=(x0, 1.7), xytext=(x0 - 0.4, 1.7), arrowprops=dict(arrowstyle="->"))
+    ax.text(5, 0.4, "heads are an array axis: one batched matmul for all H heads, no Python loop",
+            ha="center", fontsize=9, style="italic")
+    ax.set_title("Multi-head attention, by shape (B batch, T tokens, C = H·D)")
+    return fig
+
+
+def residual_stream_norms(norms):
+    """Mean ||x|| of the residual stream after each layer, one line per named variant."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    for name, values in norms.items():
+        ax.plot(range(len(values)), values, "o-", label=name)
+    ax.set_xlabel("layer (0 = input embedding)")
+    ax.set_ylabel("mean ‖x‖ over tokens")
+    ax.set_title("The residual stream's size through a stack")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def layer_norm_statistics(x, y):
+    """Per-token mean and std before (x) and after (y) layer norm."""
+    plt = _plt()
+    x, y = to_numpy(x).reshape(-1, x.shape[-1]), to_numpy(y).reshape(-1, y.shape[-1])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    for ax, stat, f in ((axes[0], "mean", np.mean), (axes[1], "standard deviation", np.std)):
+        before, after = f(x, -1), f(y, -1)
+        bins = np.histogram_bin_edges(np.concatenate([before, after]), 40)  # shared, so both are visible
+        ax.hist(before, bins=bins, alpha=0.6, label="before")
+        ax.hist(after, bins=bins, alpha=0.6, label="after (γ=1, β=0)")
+        ax.set_title(f"per-token {stat}")
+        ax.set_xlabel(stat)
+        ax.set_ylabel("tokens")
+        ax.legend(fontsize=8)
+    fig.suptitle("Layer norm gives every token mean 0 and standard deviation 1")
+    return fig
+
+
+def activations():
+    """ReLU and the exact GELU x·Φ(x)."""
+    from .nn import gelu, relu
+
+    plt = _plt()
+    x = np.linspace(-4, 4, 401)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
+    ax.plot(x, relu(x), label="ReLU(x) = max(0, x)")
+    ax.plot(x, gelu(x), label="GELU(x) = x·Φ(x)")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("x")
+    ax.set_ylabel("activation")
+    ax.set_title("FFN activations: ReLU (paper) and exact GELU (BERT, GPT)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def encoder_decoder_attention(attention, src_labels, tgt_labels, layer=-1, head=0, title=None):
+    """Encoder self-, decoder masked self- and cross-attention maps of one layer and head."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+    panels = (("encoder self-attention", attention["encoder"], src_labels, src_labels),
+              ("decoder masked self-attention", attention["decoder_self"], tgt_labels, tgt_labels),
+              ("cross-attention (decoder -> encoder)", attention["decoder_cross"], tgt_labels, src_labels))
+    for ax, (name, maps, q, k) in zip(axes, panels):
+        heatmap(ax, to_numpy(maps[layer])[0, head], title=f"{name}\nlayer {layer % len(maps)}, head {head}",
+                xlabel="key", ylabel="query", xticks=k, yticks=q, vmin=0, vmax=1)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save(fig, path):
+    """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _plt().close(fig)

@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench figures clean
+.PHONY: demo test lint bench figures notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +24,23 @@ demo: $(VENV)/.installed-run
 	$(BIN)/python -m transformer_np tour
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check transformer_np tests
+	$(BIN)/ruff check transformer_np tests scripts
 
-# pytest exits 5 when it collects no test: make treats every non-zero exit as a failure
+# the unit tests and the notebooks (nbmake runs each top to bottom); pytest exits 5 when it collects
+# no test, and make treats every non-zero exit as a failure
 test: lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m transformer_np bench forward
+	$(BIN)/python -m transformer_np bench forward --breakdown
+
+# every PNG in figures/, deterministically
+figures: $(VENV)/.installed-run
+	MPLBACKEND=Agg $(BIN)/python -m transformer_np figures --out figures
+
+# execute the notebooks' py:percent sources into notebooks/*.ipynb, outputs kept, counts stripped
+notebooks: $(VENV)/.installed-test
+	$(BIN)/python scripts/build_notebooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,165 @@
+# %% [markdown]
+# # 5. The whole encoder-decoder forward pass
+#
+# *Attention Is All You Need*, §3.1 and Figure 1; and our source document's PyTorch model
+# `Transformer(d_model, nhead, num_layers, num_classes)`. The encoder reads the source tokens into a memory
+# (S vectors); the decoder reads the target tokens so far, attends to itself under a causal mask and to the
+# memory (cross-attention), and a linear layer turns each position into logits over the vocabulary.
+#
+# $$\text{logits} = \mathrm{Linear}\big(\mathrm{Decoder}(\mathrm{Emb}(tgt)+PE,\ \mathrm{Encoder}(\mathrm{Emb}(src)+PE))\big)$$
+#
+# `transformer_np.Transformer` keeps the source document's constructor and call and fixes its bugs: the
+# undefined `init_weight` positional parameter (now the sin-cos table), the target fed in without embedding,
+# `num_layers` (which nn.Transformer does not accept), the missing causal mask and the unscaled embeddings.
+
+# %%
+import numpy as np
+
+import transformer_np as tn
+from transformer_np import figures, reference, viz
+from transformer_np.model import decoder_layer, embed, encoder_layer
+
+model = tn.Transformer(d_model=32, nhead=4, num_layers=2, num_classes=16, d_ff=64, max_len=32,
+                       dtype="float64", seed=0)
+print(model)
+src = np.array([[1, 2, 3, 4, 5]])   # (B, S) = (1, 5)
+tgt = np.array([[1, 6, 7, 8]])      # (B, T) = (1, 4)
+
+# %% [markdown]
+# ## Every intermediate, with its shape
+
+# %%
+cfg, p = model.config, model.params
+
+
+def show(name, a, shape_names):
+    print(f"{name:<28}{str(a.shape):<16}{shape_names}")
+
+
+x = embed(src, p["embed"], cfg)                             # Emb(src)·√C + PE
+show("src embedded + PE", x, "(B, S, C)")
+for i, lp in enumerate(p["encoder"]["layers"]):
+    x, w = encoder_layer(x, lp, cfg)
+    show(f"encoder layer {i}", x, f"(B, S, C)   self-attention {w.shape} (B, H, S, S)")
+memory = tn.layer_norm(x, **p["encoder"]["norm"], eps=cfg.layer_norm_eps)
+show("memory (after final LN)", memory, "(B, S, C)")
+y = embed(tgt, p["embed"], cfg)
+show("tgt embedded + PE", y, "(B, T, C)")
+mask = tn.causal_mask(tgt.shape[1])                          # (T, T)
+for i, lp in enumerate(p["decoder"]["layers"]):
+    y, (ws, wc) = decoder_layer(y, memory, lp, cfg, self_mask=mask)
+    show(f"decoder layer {i}", y, f"(B, T, C)   self {ws.shape} (B, H, T, T), cross {wc.shape} (B, H, T, S)")
+y = tn.layer_norm(y, **p["decoder"]["norm"], eps=cfg.layer_norm_eps)
+logits = tn.linear(y, **p["out"])
+show("logits", logits, "(B, T, V)")
+np.testing.assert_allclose(logits, model(src, tgt), atol=1e-12)   # the model's own call does the same
+probs = model.predict_proba(src, tgt)
+np.testing.assert_allclose(probs.sum(-1), 1.0)
+print("next-token distribution rows sum to 1; argmax:", probs.argmax(-1))
+
+# %% [markdown]
+# ## Live check: the whole model against loop-level layers
+
+# %%
+mem = embed(src, p["embed"], cfg)[0]                     # (S, C): loops work on one sequence
+for lp in p["encoder"]["layers"]:
+    mem = reference.loop_encoder_layer(mem, lp, cfg)
+mem = reference.loop_layer_norm(mem, **p["encoder"]["norm"], eps=cfg.layer_norm_eps)
+out = embed(tgt, p["embed"], cfg)[0]
+for lp in p["decoder"]["layers"]:
+    out = reference.loop_decoder_layer(out, mem, lp, cfg, tn.causal_mask(4))
+out = reference.loop_layer_norm(out, **p["decoder"]["norm"], eps=cfg.layer_norm_eps)
+np.testing.assert_allclose(model(src, tgt)[0], reference.loop_linear(out, **p["out"]), atol=1e-12)
+print("vectorised model == loop-level model")
+
+# %% [markdown]
+# ## Parity with PyTorch
+#
+# `interop.to_torch` builds the same model in torch (embedding, sin-cos buffer, `nn.Transformer`, `fc_out`)
+# with the weights copied. When torch is installed, the logits must agree to float64 rounding.
+
+# %%
+try:
+    import torch
+except ImportError:
+    torch = None
+    print("torch is not installed: parity check skipped (pip install torch==2.13.0 to run it)")
+if torch is not None:
+    from transformer_np import interop
+
+    module = interop.to_torch(model)
+    want = module(torch.from_numpy(src), torch.from_numpy(tgt)).detach().numpy()
+    print(f"max |NumPy - torch| = {np.abs(model(src, tgt) - want).max():.1e}")
+    np.testing.assert_allclose(model(src, tgt), want, atol=1e-10)
+
+# %% [markdown]
+# ## The three kinds of attention
+#
+# With random (untrained) weights the patterns mean nothing yet — training is a later chapter — but their
+# shapes already show the rules: the encoder's self-attention is full, the decoder's is causal (upper triangle
+# exactly zero), and cross-attention maps T target positions onto S source positions.
+
+# %%
+attention, src_words, tgt_words = figures.tiny_translation_attention()
+viz.encoder_decoder_attention(attention, src_words, tgt_words, title="Random, untrained weights");
+
+# %%
+_, att = model.forward_with_attention(src, tgt)
+for w in att["decoder_self"]:
+    assert np.all(np.triu(w[0], 1) == 0)       # every head, every layer: nothing from the future
+print({name: [w.shape for w in ws] for name, ws in att.items()})
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Write `my_param_count(cfg)`: the number of parameters of a `TransformerConfig` model (embedding table
+# V×C; per encoder layer one attention block, two layer norms, an FFN; per decoder layer two attention blocks,
+# three layer norms, an FFN; a final norm after each stack; the output layer C×V plus bias). Then evaluate it
+# on the paper's base model.
+
+# %%
+from transformer_np import exercises
+
+my_param_count = None  # replace with your function
+
+# %%
+base = tn.TransformerConfig.paper_base()
+if my_param_count is None:
+    print("not attempted yet")
+else:
+    exercises.check_parameter_count(my_param_count, base)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_param_count(cfg):
+    C, F, V = cfg.d_model, cfg.d_ff, cfg.vocab_size
+    attn, norm, ffn = 4 * C * C + 4 * C, 2 * C, C * F + F + F * C + C
+    enc = cfg.n_encoder_layers * (attn + 2 * norm + ffn) + norm
+    dec = cfg.n_decoder_layers * (2 * attn + 3 * norm + ffn) + norm
+    return V * C + enc + dec + C * V + V
+
+
+exercises.check_parameter_count(my_param_count, base)
+exercises.check_parameter_count(my_param_count, tn.TransformerConfig.tiny())
+
+# %% [markdown]
+# **2.** Change the target token at position 2. Which positions of the logits change? Write your answer as a
+# list of positions in `my_changed`.
+
+# %%
+my_changed = None  # replace with a list, e.g. [0, 1]
+
+# %%
+tgt2 = tgt.copy()
+tgt2[0, 2] = 9
+changed = np.flatnonzero(np.abs(model(src, tgt) - model(src, tgt2)).max(-1)[0] > 1e-12).tolist()
+if my_changed is None:
+    print("not attempted yet")
+else:
+    assert my_changed == changed, "the causal mask lets position t see targets 0..t only"
+    print("✓ correct")
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+my_changed = [2, 3]   # position 2 itself and every later one; 0 and 1 cannot see it
+assert my_changed == changed
+print("changed positions:", changed)

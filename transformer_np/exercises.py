@@ -1,0 +1,106 @@
+"""Checkers for the notebooks' exercises.
+
+Each ``check_*`` takes the learner's answer (usually a function), compares it with the package on random
+inputs, and raises AssertionError with a hint when they differ; it returns True when the answer is right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .attention import scaled_dot_product_attention, split_heads
+from .embeddings import sinusoidal_positional_encoding
+from .masks import causal_mask
+from .model import param_shapes
+from .nn import gelu, layer_norm
+from .params import count_params
+
+
+def _close(got, want, what, atol=1e-10):
+    got = np.asarray(got)
+    assert got.shape == np.shape(want), f"{what}: expected shape {np.shape(want)}, got {got.shape}"
+    err = float(np.max(np.abs(got - want))) if got.size else 0.0
+    assert err <= atol, f"{what}: largest difference {err:.3g} (allowed {atol:g})"
+
+
+def _done(name):
+    print(f"✓ {name}: correct")
+    return True
+
+
+def check_positional_encoding(fn):
+    """fn(max_len, d_model) -> the (max_len, d_model) sin-cos table, float64."""
+    for max_len, d in ((10, 4), (50, 16), (7, 6)):
+        _close(fn(max_len, d), sinusoidal_positional_encoding(max_len, d, dtype=np.float64),
+               f"PE for max_len={max_len}, d_model={d}")
+    return _done("positional encoding")
+
+
+def check_rotation(fn):
+    """fn(k, d_model) -> the (d, d) matrix M_k with PE[pos + k] = M_k @ PE[pos] for every pos."""
+    pe = sinusoidal_positional_encoding(60, 8, dtype=np.float64)
+    for k in (1, 3, 10):
+        m = np.asarray(fn(k, 8))
+        assert m.shape == (8, 8), f"M_{k} must be (8, 8), got {m.shape}"
+        _close(pe[:-k] @ m.T, pe[k:], f"M_{k} @ PE[pos] vs PE[pos+{k}]")
+    return _done("rotation M_k")
+
+
+def check_causal_mask(fn):
+    """fn(T) -> (T, T) bool, True where query t may attend to key s."""
+    for T in (1, 4, 9):
+        m = np.asarray(fn(T))
+        assert m.dtype == bool, f"the mask must be boolean, got {m.dtype}"
+        assert np.array_equal(m, causal_mask(T)), f"causal mask for T={T} is wrong:\n{m.astype(int)}"
+    return _done("causal mask")
+
+
+def check_attention(fn):
+    """fn(q, k, v, mask) -> (out, weights), as scaled_dot_product_attention."""
+    rng = np.random.default_rng(1)
+    q, k, v = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 6, 3)), rng.standard_normal((2, 6, 5))
+    mask = rng.random((4, 6)) > 0.3
+    mask[:, 0] = True
+    out, w = fn(q, k, v, mask)
+    want_out, want_w = scaled_dot_product_attention(q, k, v, mask)
+    _close(w, want_w, "weights")
+    _close(out, want_out, "output")
+    return _done("scaled dot-product attention")
+
+
+def check_split_heads(fn):
+    """fn(x (B, T, C), H) -> (B, H, T, D)."""
+    x = np.random.default_rng(2).standard_normal((2, 3, 12))
+    for H in (1, 3, 4):
+        _close(fn(x, H), split_heads(x, H), f"split into {H} heads", atol=0)
+    return _done("split heads")
+
+
+def check_mha_param_count(fn):
+    """fn(C) -> number of parameters of one multi-head attention block (W^Q, W^K, W^V, W^O and biases)."""
+    for C in (8, 512, 768):
+        assert fn(C) == 4 * C * C + 4 * C, f"for C={C} you gave {fn(C)}; count every W (C x C) and bias (C)"
+    return _done("multi-head attention parameter count")
+
+
+def check_layer_norm(fn):
+    """fn(x, gamma, beta, eps) -> layer norm over the last axis."""
+    rng = np.random.default_rng(3)
+    x, g, b = rng.standard_normal((4, 7)) * 3 + 1, rng.standard_normal(7), rng.standard_normal(7)
+    _close(fn(x, g, b, 1e-5), layer_norm(x, g, b, 1e-5), "layer norm (biased variance, eps inside the root)")
+    return _done("layer norm")
+
+
+def check_gelu(fn):
+    """fn(x) -> exact GELU x * Phi(x)."""
+    x = np.linspace(-5, 5, 101)
+    _close(fn(x), gelu(x), "GELU", atol=1e-7)
+    return _done("GELU")
+
+
+def check_parameter_count(fn, cfg):
+    """fn(cfg) -> the model's parameter count, as count_params of its params tree."""
+    want = count_params(param_shapes(cfg))
+    got = fn(cfg)
+    assert got == want, f"you counted {got:,}; the params tree holds {want:,} (difference {want - got:,})"
+    return _done(f"parameter count ({want:,})")

@@ -147,3 +147,22 @@ def test_checkpoint_saved_from_any_backend_loads_as_numpy(to_xp, tmp_path):
     assert loaded_cfg == cfg
     flat, want = tn.params.flatten(loaded), tn.params.flatten(params)
     assert all(isinstance(flat[k], np.ndarray) and np.array_equal(flat[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("kind", ["decoder-only", "encoder-decoder"])
+def test_cached_generation_runs_in_the_params_library(to_xp, kind):
+    from transformer_np import generate as g
+
+    if kind == "decoder-only":
+        cfg = tn.TransformerConfig.lm_tiny(dtype="float64")
+        make = lambda m: g.LMSession(m, [[1, 2, 3], [4, 5]])  # noqa: E731
+        model = tn.DecoderLM(cfg, seed=0)
+    else:
+        cfg = tn.TransformerConfig.tiny(dtype="float64")
+        make = lambda m: g.Seq2SeqSession(m, [[1, 2, 3], [4, 5]], bos_id=1)  # noqa: E731
+        model = tn.Transformer.from_config(cfg, seed=0)
+    want = g.greedy(make(model), 6)
+    moved = type(model).from_config(cfg, tree_map(to_xp, model.params))
+    s = make(moved)
+    assert g.greedy(s, 6) == want
+    assert all(type(layer.k) is type(to_xp(np.zeros(1))) for layer in s.cache)  # the cache stays there too

@@ -261,7 +261,7 @@ def test_bad_token_ids_and_lengths_are_rejected():
         model(np.array([[2, 3]]), np.array([[11]]))
     with pytest.raises(TypeError, match="src must have an integer dtype"):
         model(np.array([[2.0, 3.0]]), np.array([[1]]))
-    with pytest.raises(ValueError, match=r"src must be \(B, len\) with len <= max_len=8, got shape \(1, 9\)"):
+    with pytest.raises(ValueError, match=r"src must be \(B, len\) with 1 <= len <= max_len=8, got shape \(1, 9\)"):
         model(np.ones((1, 9), int), np.array([[1]]))
     with pytest.raises(ValueError, match="src and tgt must share the batch size, got 2 and 1"):
         model(np.ones((2, 3), int), np.array([[1]]))

@@ -20,12 +20,15 @@ from .embeddings import (
 )
 from .masks import causal_mask, combine_masks, padding_mask
 from .model import (
+    DecoderLM,
     Transformer,
     decoder,
     decoder_layer,
     encoder,
     encoder_layer,
     init_params,
+    lm_forward,
+    load_model,
     transformer_forward,
 )
 from .nn import feed_forward, gelu, layer_norm, linear, log_softmax, relu, residual, softmax
@@ -34,10 +37,10 @@ from .params import count_params, load_checkpoint, save_checkpoint
 __version__ = "0.1.0"
 
 __all__ = [
-    "Transformer", "TransformerConfig", "causal_mask", "combine_masks", "count_params", "decoder",
-    "decoder_layer", "encoder", "encoder_layer", "feed_forward", "gelu", "init_params", "layer_norm",
-    "learned_positional_embedding", "linear", "load_checkpoint", "log_softmax", "merge_heads",
-    "multi_head_attention", "padding_mask", "project_kv", "relu", "residual", "save_checkpoint",
-    "scaled_dot_product_attention", "sinusoidal_positional_encoding", "softmax", "split_heads",
-    "to_backend", "to_numpy", "token_embedding", "transformer_forward",
+    "DecoderLM", "Transformer", "TransformerConfig", "causal_mask", "combine_masks", "count_params",
+    "decoder", "decoder_layer", "encoder", "encoder_layer", "feed_forward", "gelu", "init_params",
+    "layer_norm", "learned_positional_embedding", "linear", "lm_forward", "load_checkpoint", "load_model",
+    "log_softmax", "merge_heads", "multi_head_attention", "padding_mask", "project_kv", "relu", "residual",
+    "save_checkpoint", "scaled_dot_product_attention", "sinusoidal_positional_encoding", "softmax",
+    "split_heads", "to_backend", "to_numpy", "token_embedding", "transformer_forward",
 ]

@@ -10,6 +10,7 @@ from .checks import check_choice, check_positive_int
 from .nn import ACTIVATIONS
 
 DTYPES = ("float32", "float64")
+ARCHITECTURES = ("encoder-decoder", "decoder-only")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class TransformerConfig:
     scale_embedding: bool = True  # multiply token embeddings by sqrt(d_model) (paper §3.4)
     pad_id: int | None = None  # if set, tokens equal to pad_id are masked out as keys
     dtype: str = "float32"  # parameter dtype
+    architecture: str = "encoder-decoder"  # or "decoder-only": a GPT-style LM, causal self-attention only
 
     def __post_init__(self):
         for name in ("d_model", "n_heads", "d_ff", "vocab_size", "max_len"):
@@ -40,6 +42,11 @@ class TransformerConfig:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("dtype", self.dtype, DTYPES)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        if self.architecture == "decoder-only" and self.n_encoder_layers:
+            raise ValueError(
+                f"a decoder-only model has no encoder: n_encoder_layers must be 0, got {self.n_encoder_layers}"
+            )
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
@@ -60,6 +67,13 @@ class TransformerConfig:
         """A model small enough for tests: C=16, H=4, 2+2 layers, F=32, V=11."""
         fields = dict(d_model=16, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=32,
                       vocab_size=11, max_len=64)
+        return cls(**{**fields, **overrides})
+
+    @classmethod
+    def lm_tiny(cls, **overrides):
+        """A decoder-only language model small enough for tests: C=16, H=4, 2 layers, F=32, V=11."""
+        fields = dict(d_model=16, n_heads=4, n_encoder_layers=0, n_decoder_layers=2, d_ff=32, vocab_size=11,
+                      max_len=64, norm_first=True, activation="gelu", architecture="decoder-only")
         return cls(**{**fields, **overrides})
 
     def replace(self, **changes):

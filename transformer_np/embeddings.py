@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .backend import array_namespace, take_rows
+from .backend import array_namespace, device, take_rows
 from .checks import check_ids, check_positive_int
 
 
@@ -24,29 +24,28 @@ def token_embedding(ids, table, scale=True):
 def sinusoidal_positional_encoding(max_len, d_model, *, dtype=None, like=None):
     r"""PE(pos, 2i) = \sin(pos / 10000^{2i/d}),  PE(pos, 2i+1) = \cos(pos / 10000^{2i/d})   (paper §3.5)
 
-    Returns (max_len, d_model), float32 NumPy by default; ``like`` = an array whose library, device and
-    dtype the table should take.  Computed in float64 and then cast, so that every row is exact to the
-    output dtype even at large positions.  An odd d_model keeps the last (sin) column.
+    Returns the table (max_len, d_model), float32 NumPy by default; ``like`` = an array whose library,
+    device and dtype the table should take.  Computed in float64 and then cast, so that every row is exact
+    to the output dtype even at large positions.  An odd d_model keeps the last (sin) column.
     """
     check_positive_int("max_len", max_len)
     check_positive_int("d_model", d_model)
-    pos = np.arange(max_len, dtype=np.float64)[:, None]  # (max_len, 1)
-    inv_freq = np.exp(-math.log(10000.0) * np.arange(0, d_model, 2) / d_model)  # (ceil(d/2),)
-    angle = pos * inv_freq  # (max_len, ceil(d/2))
-    pe = np.empty((max_len, d_model), dtype=np.float64)
-    pe[:, 0::2] = np.sin(angle)
-    pe[:, 1::2] = np.cos(angle[:, : d_model // 2])
     if like is None:
-        return pe.astype(dtype or np.float32)
-    return _asarray_like(pe, like, dtype)
-
-
-def _asarray_like(a, like, dtype=None):
-    """The NumPy array a in the library, device and (unless dtype given) dtype of ``like``."""
+        return sinusoidal_positions(np.arange(max_len), d_model, dtype=dtype or np.float32)
     xp = array_namespace(like)
-    from .backend import device
+    return sinusoidal_positions(xp.arange(max_len, device=device(like)), d_model, dtype=dtype or like.dtype)
 
-    return xp.asarray(a, dtype=dtype or like.dtype, device=device(like))
+
+def sinusoidal_positions(positions, d_model, *, dtype=None):
+    r"""The rows PE[positions] of the sin-cos table, computed directly for integer positions of any shape:
+    (*positions.shape, d_model), in the positions' library; float32 unless dtype is given.  (Decoding step
+    t needs one row, not a table of t rows.)"""
+    xp = array_namespace(positions)
+    inv_freq = np.exp(-math.log(10000.0) * np.arange(0, d_model, 2) / d_model)  # (ceil(d/2),) = 10000^(-2i/d)
+    angle = xp.astype(positions, xp.float64)[..., None] * xp.asarray(inv_freq, device=device(positions))
+    pe = xp.stack([xp.sin(angle), xp.cos(angle)], axis=-1)  # (..., ceil(d/2), 2): sin, cos interleaved
+    pe = xp.reshape(pe, (*positions.shape, 2 * inv_freq.shape[0]))[..., :d_model]  # (..., d_model)
+    return xp.astype(pe, dtype if dtype is not None else xp.float32)
 
 
 def positional_slice(table, length, offset=0, name="sequence length"):

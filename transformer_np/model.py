@@ -10,10 +10,11 @@ import math
 
 import numpy as np
 
-from .attention import multi_head_attention
+from .attention import multi_head_attention, project_kv
+from .backend import array_namespace, device
 from .checks import check_ids
 from .config import TransformerConfig
-from .embeddings import positional_slice, sinusoidal_positional_encoding, token_embedding
+from .embeddings import sinusoidal_positions, token_embedding
 from .masks import causal_mask, combine_masks, padding_mask
 from .nn import feed_forward, layer_norm, linear, residual, softmax
 
@@ -30,33 +31,54 @@ def sublayer_output(x, fx, norm, cfg):
     return y if cfg.norm_first else layer_norm(y, **norm, eps=cfg.layer_norm_eps)
 
 
-def encoder_layer(x, p, cfg, mask=None, bias=None):
+def self_attention(h, p, cfg, mask=None, bias=None, cache=None):
+    """Multi-head self-attention of h (B, T, C); with a LayerCache, the new keys and values are appended to
+    the cached ones and the T queries attend to all S_past + T of them."""
+    kv = project_kv(h, h, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads)  # (B, H, T, D) x 2
+    if cache is not None:
+        kv = cache.extend(*kv)  # (B, H, S_past + T, D) x 2
+    return multi_head_attention(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias, kv=kv)
+
+
+def cross_attention(h, memory, p, cfg, mask=None, bias=None, cache=None):
+    """Multi-head attention of h (B, T, C) over the encoder memory (B, S, C); with a LayerCache the memory's
+    keys and values are computed once and reused at every step."""
+    kv = cache.cross if cache is not None and cache.cross is not None else None
+    if kv is None:
+        kv = project_kv(memory, memory, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads)
+        if cache is not None:
+            cache.cross = kv
+    return multi_head_attention(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias, kv=kv)
+
+
+def encoder_layer(x, p, cfg, mask=None, bias=None, cache=None):
     r"""x -> AddNorm(x, SelfAttn(x)) -> AddNorm(·, FFN(·))      (paper §3.1, encoder)
 
     x: (B, S, C); mask/bias: broadcastable to (B, H, S, S).  Returns (x (B, S, C), weights (B, H, S, S)).
+    With a causal mask this is also the block of a decoder-only (GPT-style) model; ``cache`` (a
+    :class:`~transformer_np.cache.LayerCache`) then makes x the new positions only.
     """
     h = sublayer_input(x, p["norm1"], cfg)
-    a, weights = multi_head_attention(h, h, h, **p["self_attn"], n_heads=cfg.n_heads, mask=mask, bias=bias)
+    a, weights = self_attention(h, p["self_attn"], cfg, mask=mask, bias=bias, cache=cache)
     x = sublayer_output(x, a, p["norm1"], cfg)  # (B, S, C)
     h = sublayer_input(x, p["norm2"], cfg)
     x = sublayer_output(x, feed_forward(h, **p["ffn"], activation=cfg.activation), p["norm2"], cfg)
     return x, weights
 
 
-def decoder_layer(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None):
+def decoder_layer(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
+                  cache=None):
     r"""y -> AddNorm(y, MaskedSelfAttn(y)) -> AddNorm(·, CrossAttn(·, memory)) -> AddNorm(·, FFN(·))
 
     y: (B, T, C) target stream; memory: (B, S, C) encoder output.  self_mask: (…, T, T), normally causal;
     cross_mask: (…, T, S).  Returns (y (B, T, C), (self weights (B, H, T, T), cross weights (B, H, T, S))).
+    With ``cache`` (a LayerCache), y holds only the new positions and self_mask is (…, T, S_past + T).
     """
     h = sublayer_input(y, p["norm1"], cfg)
-    a, w_self = multi_head_attention(h, h, h, **p["self_attn"], n_heads=cfg.n_heads, mask=self_mask,
-                                     bias=self_bias)
+    a, w_self = self_attention(h, p["self_attn"], cfg, mask=self_mask, bias=self_bias, cache=cache)
     y = sublayer_output(y, a, p["norm1"], cfg)  # (B, T, C)
     h = sublayer_input(y, p["norm2"], cfg)
-    a, w_cross = multi_head_attention(
-        h, memory, memory, **p["cross_attn"], n_heads=cfg.n_heads, mask=cross_mask, bias=cross_bias
-    )
+    a, w_cross = cross_attention(h, memory, p["cross_attn"], cfg, mask=cross_mask, bias=cross_bias, cache=cache)
     y = sublayer_output(y, a, p["norm2"], cfg)  # (B, T, C)
     h = sublayer_input(y, p["norm3"], cfg)
     y = sublayer_output(y, feed_forward(h, **p["ffn"], activation=cfg.activation), p["norm3"], cfg)
@@ -77,12 +99,14 @@ def encoder(x, p, cfg, mask=None, bias=None, need_weights=False):
 
 
 def decoder(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
-            need_weights=False):
+            need_weights=False, cache=None):
     r"""The decoder stack: L decoder layers, then LN if cfg.final_norm.  y: (B, T, C), memory: (B, S, C).
+    cache: optional list of LayerCache, one per layer.
     Returns (y (B, T, C), [(self, cross) weights per layer] if need_weights else [])."""
     weights = []
-    for lp in p["layers"]:
-        y, w = decoder_layer(y, memory, lp, cfg, self_mask, cross_mask, self_bias, cross_bias)
+    for i, lp in enumerate(p["layers"]):
+        y, w = decoder_layer(y, memory, lp, cfg, self_mask, cross_mask, self_bias, cross_bias,
+                             cache=None if cache is None else cache[i])
         if need_weights:
             weights.append(w)
     if cfg.final_norm:
@@ -90,15 +114,62 @@ def decoder(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, 
     return y, weights
 
 
-def embed(ids, p, cfg, offset=0):
-    r"""x = Emb(ids) + PE[offset : offset + T]: token embedding (scaled by \sqrt{C}) plus sin-cos position.
+def embed(ids, p, cfg, offset=0, positions=None):
+    r"""x = Emb(ids) + PE[pos]: token embedding (scaled by \sqrt{C}) plus sin-cos position.
 
-    ids: int (B, T) -> (B, T, C)."""
+    ids: int (B, T) -> (B, T, C).  Positions are offset … offset+T-1 for every row, or ``positions``
+    (B, T) per token (left-padded batches, where each row counts its own positions)."""
     if ids.ndim != 2:
         raise ValueError(f"token ids must be (B, T), got shape {tuple(ids.shape)}")
     x = token_embedding(ids, p["table"], scale=cfg.scale_embedding)  # (B, T, C)
-    pe = sinusoidal_positional_encoding(offset + ids.shape[1], cfg.d_model, like=x)  # (offset+T, C)
-    return x + positional_slice(pe, ids.shape[1], offset)  # (T, C) broadcasts over B
+    if positions is None:
+        if offset + ids.shape[1] > cfg.max_len:
+            raise ValueError(f"position {offset + ids.shape[1] - 1} is past max_len={cfg.max_len}")
+        xp = array_namespace(ids)
+        positions = xp.arange(offset, offset + ids.shape[1], device=device(ids))  # (T,): broadcasts over B
+    else:
+        check_ids("positions", positions, cfg.max_len)
+    return x + sinusoidal_positions(positions, cfg.d_model, dtype=x.dtype)  # (B, T, C)
+
+
+def check_tokens(name, ids, cfg, offset=0):
+    """Token ids (B, len) in [0, V), short enough for the positional table."""
+    check_ids(name, ids, cfg.vocab_size)
+    if ids.ndim != 2 or ids.shape[1] < 1 or offset + ids.shape[1] > cfg.max_len:
+        raise ValueError(f"{name} must be (B, len) with 1 <= len <= max_len={cfg.max_len}"
+                         f"{f' - {offset} cached' if offset else ''}, got shape {tuple(ids.shape)}")
+
+
+def encode(params, src, cfg, src_mask=None, need_weights=False):
+    r"""memory = Encoder(Emb(src) + PE).  src: int (B, S).
+    Returns (memory (B, S, C), key mask of the source's padding (B, 1, 1, S) or None, [weights per layer])."""
+    check_tokens("src", src, cfg)
+    src_keys = padding_mask(ids=src, pad_id=cfg.pad_id) if cfg.pad_id is not None else None  # (B, 1, 1, S)
+    x = embed(src, params["embed"], cfg)  # (B, S, C)
+    memory, weights = encoder(x, params["encoder"], cfg, mask=combine_masks(src_mask, src_keys),
+                              need_weights=need_weights)
+    return memory, src_keys, weights
+
+
+def decode(params, tgt, memory, cfg, tgt_mask=None, memory_mask=None, memory_keys=None, cache=None,
+           need_weights=False):
+    r"""logits = Linear(Decoder(Emb(tgt) + PE, memory)).  tgt: int (B, T), memory: (B, S, C).
+
+    tgt_mask defaults to the causal mask.  With ``cache`` (one LayerCache per decoder layer), tgt holds only
+    the new tokens, which sit after the cached positions; target padding is then not masked (generation
+    keeps every row the same length).  Returns (logits (B, T, V), [(self, cross) weights per layer])."""
+    past = 0 if cache is None else cache[0].length
+    check_tokens("tgt", tgt, cfg, offset=past)
+    if tgt.shape[0] != memory.shape[0]:
+        raise ValueError(f"tgt and memory must share the batch size, got {tgt.shape[0]} and {memory.shape[0]}")
+    if tgt_mask is None:
+        tgt_mask = causal_mask(tgt.shape[1], past + tgt.shape[1], like=tgt)  # (T, S_past + T)
+    tgt_keys = padding_mask(ids=tgt, pad_id=cfg.pad_id) if cfg.pad_id is not None and cache is None else None
+    y = embed(tgt, params["embed"], cfg, offset=past)  # (B, T, C)
+    out, weights = decoder(y, memory, params["decoder"], cfg, self_mask=combine_masks(tgt_mask, tgt_keys),
+                           cross_mask=combine_masks(memory_mask, memory_keys), need_weights=need_weights,
+                           cache=cache)
+    return linear(out, **params["out"]), weights  # (B, T, V)
 
 
 def transformer_forward(params, src, tgt, cfg, src_mask=None, tgt_mask=None, memory_mask=None,
@@ -109,30 +180,41 @@ def transformer_forward(params, src, tgt, cfg, src_mask=None, tgt_mask=None, mem
     tgt_mask (…, T, T) — default causal —, memory_mask (…, T, S).  With cfg.pad_id set, padding keys
     are masked too.  Returns (logits (B, T, V), attention dict, empty unless need_weights).
     """
-    for name, ids in (("src", src), ("tgt", tgt)):
-        check_ids(name, ids, cfg.vocab_size)
-        if ids.ndim != 2 or ids.shape[1] > cfg.max_len:
-            raise ValueError(f"{name} must be (B, len) with len <= max_len={cfg.max_len}, got shape {tuple(ids.shape)}")
+    check_tokens("src", src, cfg)
+    check_tokens("tgt", tgt, cfg)
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(f"src and tgt must share the batch size, got {src.shape[0]} and {tgt.shape[0]}")
-    if tgt_mask is None:
-        tgt_mask = causal_mask(tgt.shape[1], like=tgt)  # (T, T)
-    src_keys = tgt_keys = None
-    if cfg.pad_id is not None:
-        src_keys = padding_mask(ids=src, pad_id=cfg.pad_id)  # (B, 1, 1, S)
-        tgt_keys = padding_mask(ids=tgt, pad_id=cfg.pad_id)  # (B, 1, 1, T)
-    x = embed(src, params["embed"], cfg)  # (B, S, C)
-    y = embed(tgt, params["embed"], cfg)  # (B, T, C)
-    memory, enc_w = encoder(x, params["encoder"], cfg, mask=combine_masks(src_mask, src_keys),
-                            need_weights=need_weights)  # (B, S, C)
-    out, dec_w = decoder(y, memory, params["decoder"], cfg, self_mask=combine_masks(tgt_mask, tgt_keys),
-                         cross_mask=combine_masks(memory_mask, src_keys), need_weights=need_weights)
-    logits = linear(out, **params["out"])  # (B, T, V)
+    memory, src_keys, enc_w = encode(params, src, cfg, src_mask, need_weights)  # (B, S, C)
+    logits, dec_w = decode(params, tgt, memory, cfg, tgt_mask, memory_mask, src_keys, need_weights=need_weights)
     attention = {}
     if need_weights:
         attention = {"encoder": enc_w, "decoder_self": [w[0] for w in dec_w],
                      "decoder_cross": [w[1] for w in dec_w]}
     return logits, attention
+
+
+def lm_forward(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False):
+    r"""logits = Linear(LN(Blocks(Emb(ids) + PE)))  for a decoder-only (GPT-style) language model: every
+    block is an encoder layer under the causal mask.
+
+    ids: int (B, T).  positions: optional (B, T) per-token positions (left-padded batches).  key_mask:
+    optional bool (B, 1, 1, S_past + T), False at padding keys (default: from cfg.pad_id, without a cache).
+    cache: one LayerCache per layer; ids are then the new tokens only.
+    Returns (logits (B, T, V), [self-attention weights per layer] if need_weights else [])."""
+    past = 0 if cache is None else cache[0].length
+    check_tokens("ids", ids, cfg, offset=past)
+    if key_mask is None and cfg.pad_id is not None and cache is None:
+        key_mask = padding_mask(ids=ids, pad_id=cfg.pad_id)  # (B, 1, 1, T)
+    mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
+    x = embed(ids, params["embed"], cfg, offset=past, positions=positions)  # (B, T, C)
+    weights = []
+    for i, lp in enumerate(params["decoder"]["layers"]):
+        x, w = encoder_layer(x, lp, cfg, mask=mask, cache=None if cache is None else cache[i])
+        if need_weights:
+            weights.append(w)
+    if cfg.final_norm:
+        x = layer_norm(x, **params["decoder"]["norm"], eps=cfg.layer_norm_eps)
+    return linear(x, **params["out"]), weights  # (B, T, V)
 
 
 # --- parameters ------------------------------------------------------------------------------------
@@ -173,13 +255,16 @@ def _stack_params(make, cfg, layer_fn, n_layers):
 
 
 def build_params(make, cfg):
-    """The encoder-decoder params tree, each leaf made by make(shape, kind)."""
-    return {
-        "embed": {"table": make((cfg.vocab_size, cfg.d_model), "embedding")},
-        "encoder": _stack_params(make, cfg, encoder_layer_params, cfg.n_encoder_layers),
-        "decoder": _stack_params(make, cfg, decoder_layer_params, cfg.n_decoder_layers),
-        "out": {"w": make((cfg.d_model, cfg.vocab_size), "xavier"), "b": make((cfg.vocab_size,), "zeros")},
-    }
+    """The params tree of cfg's architecture, each leaf made by make(shape, kind).  A decoder-only model's
+    layers are encoder layers (self-attention + FFN) run under a causal mask."""
+    tree = {"embed": {"table": make((cfg.vocab_size, cfg.d_model), "embedding")}}
+    if cfg.architecture == "decoder-only":
+        tree["decoder"] = _stack_params(make, cfg, encoder_layer_params, cfg.n_decoder_layers)
+    else:
+        tree["encoder"] = _stack_params(make, cfg, encoder_layer_params, cfg.n_encoder_layers)
+        tree["decoder"] = _stack_params(make, cfg, decoder_layer_params, cfg.n_decoder_layers)
+    tree["out"] = {"w": make((cfg.d_model, cfg.vocab_size), "xavier"), "b": make((cfg.vocab_size,), "zeros")}
+    return tree
 
 
 def initializer(rng, dtype="float32"):
@@ -216,8 +301,42 @@ def param_shapes(cfg):
     return build_params(lambda shape, kind: np.broadcast_to(zero, shape), cfg)
 
 
+# --- models: a config and a params tree, calling the functions above ---------------------------------
+class Model:
+    """What every model class shares: a frozen config, a params tree, counting, saving and loading."""
+
+    architecture = None
+
+    @classmethod
+    def from_config(cls, cfg, params=None, seed=0):
+        if cls.architecture is not None and cfg.architecture != cls.architecture:
+            raise ValueError(f"{cls.__name__} needs architecture={cls.architecture!r}, got {cfg.architecture!r}")
+        model = cls.__new__(cls)
+        model.config = cfg
+        model.params = init_params(cfg, seed) if params is None else params
+        return model
+
+    def num_parameters(self):
+        from .params import count_params
+
+        return count_params(self.params)
+
+    def save(self, path):
+        """Write config and params to one .npz (no pickle), atomically."""
+        from .params import save_checkpoint
+
+        save_checkpoint(path, self.params, self.config)
+
+    @classmethod
+    def load(cls, path):
+        from .params import load_checkpoint
+
+        params, cfg = load_checkpoint(path)
+        return cls.from_config(cfg, params)
+
+
 # --- the source document's model, fixed ------------------------------------------------------------
-class Transformer:
+class Transformer(Model):
     r"""The source document's ``Transformer(d_model, nhead, num_layers, num_classes)``, rebuilt in NumPy.
 
     ``Transformer(d_model, nhead, num_layers, num_classes)(src, tgt)`` maps token ids src (B, S) and
@@ -245,12 +364,7 @@ class Transformer:
                                         n_decoder_layers=num_layers, vocab_size=num_classes, **config)
         self.params = init_params(self.config, seed) if params is None else params
 
-    @classmethod
-    def from_config(cls, cfg, params=None, seed=0):
-        model = cls.__new__(cls)
-        model.config = cfg
-        model.params = init_params(cfg, seed) if params is None else params
-        return model
+    architecture = "encoder-decoder"
 
     def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None):
         """logits (B, T, V) for token ids src (B, S) and tgt (B, T)."""
@@ -267,28 +381,61 @@ class Transformer:
         """softmax over the vocabulary of the logits: (B, T, V), rows sum to 1."""
         return softmax(self(src, tgt, **masks), axis=-1)
 
-    def num_parameters(self):
-        from .params import count_params
-
-        return count_params(self.params)
-
-    def save(self, path):
-        from .params import save_checkpoint
-
-        save_checkpoint(path, self.params, self.config)
-
-    @classmethod
-    def load(cls, path):
-        from .params import load_checkpoint
-
-        params, cfg = load_checkpoint(path)
-        return cls.from_config(cfg, params)
-
     def __repr__(self):
         c = self.config
         return (f"Transformer(d_model={c.d_model}, nhead={c.n_heads}, layers={c.n_encoder_layers}+"
                 f"{c.n_decoder_layers}, num_classes={c.vocab_size}, params={self.num_parameters():,})")
 
 
-__all__ = ["Transformer", "TransformerConfig", "encoder_layer", "decoder_layer", "encoder", "decoder",
-           "embed", "transformer_forward", "init_params", "param_shapes"]
+class DecoderLM(Model):
+    r"""A decoder-only (GPT-style) language model built from the same layer functions: token embedding +
+    sin-cos positions, L causal self-attention blocks (pre-LN by default in :meth:`TransformerConfig.lm_tiny`),
+    a final layer norm and the output projection.  ``model(ids)`` returns logits (B, T, V)."""
+
+    architecture = "decoder-only"
+
+    def __init__(self, cfg, params=None, seed=0):
+        if cfg.architecture != "decoder-only":
+            raise ValueError(f"DecoderLM needs architecture='decoder-only', got {cfg.architecture!r}")
+        self.config = cfg
+        self.params = init_params(cfg, seed) if params is None else params
+
+    def __call__(self, ids, positions=None, key_mask=None):
+        return lm_forward(self.params, ids, self.config, positions, key_mask)[0]
+
+    def forward_with_attention(self, ids):
+        """(logits, [self-attention weights (B, H, T, T) per layer])."""
+        return lm_forward(self.params, ids, self.config, need_weights=True)
+
+    def __repr__(self):
+        c = self.config
+        return (f"DecoderLM(d_model={c.d_model}, n_heads={c.n_heads}, layers={c.n_decoder_layers}, "
+                f"vocab={c.vocab_size}, params={self.num_parameters():,})")
+
+
+def load_model(path):
+    """A Transformer or a DecoderLM, whichever the checkpoint's config describes."""
+    from .params import load_checkpoint
+
+    params, cfg = load_checkpoint(path)
+    return (DecoderLM if cfg.architecture == "decoder-only" else Transformer).from_config(cfg, params)
+
+
+__all__ = [
+    "Model",
+    "DecoderLM",
+    "load_model",
+    "lm_forward",
+    "encode",
+    "decode",
+    "Transformer",
+    "TransformerConfig",
+    "encoder_layer",
+    "decoder_layer",
+    "encoder",
+    "decoder",
+    "embed",
+    "transformer_forward",
+    "init_params",
+    "param_shapes",
+]

@@ -175,7 +175,7 @@ def test_beam_search_length_penalty_favours_longer_finished_hypotheses():
     assert g.length_penalty(10, 1.0) > g.length_penalty(2, 1.0) and g.length_penalty(7, 0.0) == 1.0
     model = lm()
     plain = g.beam_search(g.LMSession(model, [PROMPTS[0]]), 4, 6, eos_id=9)
-    for tokens, score, logp in plain:
+    for _tokens, score, logp in plain:
         assert score == logp  # alpha = 0
     for tokens, score, logp in g.beam_search(g.LMSession(model, [PROMPTS[0]]), 4, 6, eos_id=9, alpha=0.6):
         np.testing.assert_allclose(score, logp / g.length_penalty(len(tokens), 0.6))

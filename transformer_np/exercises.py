@@ -104,3 +104,27 @@ def check_parameter_count(fn, cfg):
     got = fn(cfg)
     assert got == want, f"you counted {got:,}; the params tree holds {want:,} (difference {want - got:,})"
     return _done(f"parameter count ({want:,})")
+
+
+def check_top_k(fn):
+    """fn(probs (B, V), k) -> probabilities restricted to the k largest per row, renormalised."""
+    from .generate import next_token_probs
+
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((3, 9))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for k in (1, 3, 9):
+        _close(fn(probs, k), next_token_probs(logits, top_k=k), f"top-k with k={k}", atol=1e-12)
+    return _done("top-k filtering")
+
+
+def check_kv_cache_bytes(fn):
+    """fn(cfg, batch, tokens, itemsize) -> bytes of a decoder-only model's KV cache."""
+    from .config import TransformerConfig
+
+    for cfg, B, t in ((TransformerConfig.lm_tiny(), 3, 10),
+                      (TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
+                                         architecture="decoder-only"), 1, 1024)):
+        want = 2 * cfg.n_decoder_layers * B * cfg.n_heads * t * cfg.d_head * 4
+        assert fn(cfg, B, t, 4) == want, f"for {B} x {t} tokens you gave {fn(cfg, B, t, 4):,}, want {want:,}"
+    return _done("KV cache size")

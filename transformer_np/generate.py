@@ -281,3 +281,56 @@ def beam_search(session, beam_width, max_new_tokens, eos_id=None, alpha=0.0, on_
         finished += [(s, float(sc)) for s, sc in zip(new_seqs, new_scores) if np.isfinite(sc)]
     ranked = sorted(((s, lp / length_penalty(len(s), alpha), lp) for s, lp in finished), key=lambda h: -h[1])
     return ranked[:W]
+
+
+# --- command line ----------------------------------------------------------------------------------
+def run_cli(args, print_fn=print):
+    """``python -m transformer_np generate``: decode each prompt and print the new token ids."""
+    import time
+
+    from .config import TransformerConfig
+    from .model import DecoderLM, load_model
+
+    if args.checkpoint:
+        model = load_model(args.checkpoint)
+    else:
+        model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
+        print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
+    prompts = []
+    for i, text in enumerate(args.prompt):
+        try:
+            prompts.append([int(t) for t in text.replace(",", " ").split()])
+        except ValueError:
+            raise ValueError(f"--prompt {i + 1} must be token ids separated by spaces, got {text!r}") from None
+    sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
+    if args.beam is not None and sampling:
+        raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
+
+    def new_session(batch):
+        if model.config.architecture == "decoder-only":
+            return LMSession(model, batch, use_cache=not args.no_cache)
+        return Seq2SeqSession(model, batch, bos_id=args.bos, use_cache=not args.no_cache)
+
+    t0 = time.perf_counter()
+    if args.beam is not None:
+        for prompt in prompts:
+            hyps = beam_search(new_session([prompt]), args.beam, args.max_new_tokens, args.eos, args.alpha)
+            print_fn(f"prompt {prompt}: {len(hyps)}-best")
+            for tokens, score, logp in hyps:
+                print_fn(f"  score {score:9.4f}  log p {logp:9.4f}  {tokens}")
+        n = args.max_new_tokens * len(prompts)
+    else:
+        session = new_session(prompts)
+        if sampling:
+            out = sample(session, args.max_new_tokens, rng=np.random.default_rng(args.seed),
+                         temperature=args.temperature if args.temperature is not None else 1.0,
+                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos)
+        else:
+            out = greedy(session, args.max_new_tokens, eos_id=args.eos)
+        for prompt, tokens in zip(prompts, out):
+            print_fn(f"prompt {prompt} -> {tokens}")
+        n = sum(len(t) for t in out)
+        print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
+    dt = time.perf_counter() - t0
+    print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)")
+    return 0

@@ -1,0 +1,199 @@
+# %% [markdown]
+# # 6. Decoding: greedy, sampling, beam search — and the KV cache
+#
+# Our source document's inference outline ends with step 4, "decode to generate the output sequence", and its
+# question is how to make that fast. A decoder generates one token at a time: at step $t$ it turns the logits
+# of the last position into a distribution $p(y_t \mid y_{<t}) = \mathrm{softmax}(\text{logits}_t)$ and
+# picks a token, which becomes the input of step $t+1$.
+#
+# * **greedy**: $y_t = \arg\max_v p(v \mid y_{<t})$;
+# * **sampling**: draw $y_t \sim \mathrm{softmax}(\text{logits}_t / T)$, optionally only among the $k$ most
+#   likely tokens (top-k) or the smallest set of probability $\ge p$ (top-p, nucleus);
+# * **beam search**: keep the $W$ partial sequences with the highest $\sum_t \log p(y_t\mid y_{<t})$,
+#   ranking finished ones by that sum divided by the length penalty $((5+|Y|)/6)^\alpha$.
+#
+# Recomputing the whole forward pass at every step costs $O(t)$ token-passes at step $t$, $O(n^2)$ for $n$
+# tokens. The **KV cache** keeps each layer's keys and values: a step then feeds one token, and only its
+# query attends over the cached keys.
+#
+# The model here is a small random decoder-only LM (the trained models of the training chapter will replace
+# it), so the tokens mean nothing — but every rule and every equality below holds for any weights.
+
+# %%
+import time
+
+import numpy as np
+
+import transformer_np as tn
+from transformer_np import generate as g
+from transformer_np import viz
+
+cfg = tn.TransformerConfig.lm_tiny(d_model=32, n_heads=4, n_decoder_layers=2, d_ff=64, vocab_size=12,
+                                   dtype="float64")
+model = tn.DecoderLM(cfg, seed=0)
+prompt = [1, 2, 3]
+print(model)
+
+# %% [markdown]
+# ## Greedy decoding, step by step
+#
+# Each step's next-token logits, with and without the cache — they must agree to rounding:
+
+# %%
+def run(use_cache, steps=8):
+    seen = []
+    s = g.LMSession(model, [prompt], use_cache=use_cache)
+    out = g.greedy(s, steps, on_step=lambda step, sess, tok: seen.append(sess.next_logits[0].copy()))
+    return out[0], np.array(seen)
+
+
+tokens, with_cache = run(True)
+tokens_plain, plain = run(False)
+assert tokens == tokens_plain
+print("generated:", tokens)
+print(f"max |logits with cache - logits recomputed| over {len(plain)} steps: {np.abs(with_cache - plain).max():.1e}")
+np.testing.assert_allclose(with_cache, plain, atol=1e-12)
+
+# %% [markdown]
+# What did each new token attend to? Under the causal mask, the full forward pass over the final sequence
+# shows at row $t$ exactly the weights step $t$ used (nothing after $t$ could influence them).
+
+# %%
+seq = np.array([prompt + tokens])
+_, weights = model.forward_with_attention(seq)
+last = weights[-1][0].mean(axis=0)                         # last layer, averaged over heads: (t, t)
+labels = [f"{t}" for t in seq[0]]
+rows = slice(len(prompt) - 1, seq.shape[1] - 1)             # the positions that produced new tokens
+viz.attention_weights(last[rows], [f"step {i}" for i in range(len(tokens))], labels,
+                      title="What each decoding step attended to (last layer, mean over heads)");
+
+# %% [markdown]
+# ## Sampling: temperature, top-k, top-p
+
+# %%
+logits = g.LMSession(model, [prompt]).next_logits
+viz.sampling_distributions({
+    "T = 0.5": g.next_token_probs(logits, temperature=0.5)[0],
+    "T = 1": g.next_token_probs(logits)[0],
+    "T = 2": g.next_token_probs(logits, temperature=2.0)[0],
+    "top-k = 3": g.next_token_probs(logits, top_k=3)[0],
+    "top-p = 0.7": g.next_token_probs(logits, top_p=0.7)[0],
+}, base=tn.softmax(logits[0]));
+
+# %% [markdown]
+# Live checks of the rules: top-k = 1, a temperature near 0 and beam width 1 all give greedy's tokens;
+# top-p = 1 and top-k = V leave the distribution as it is; sampled frequencies follow the probabilities.
+
+# %%
+greedy_tokens = g.greedy(g.LMSession(model, [prompt]), 8)
+for kwargs in (dict(top_k=1), dict(temperature=1e-9)):
+    assert g.sample(g.LMSession(model, [prompt]), 8, rng=np.random.default_rng(0), **kwargs) == greedy_tokens
+assert g.beam_search(g.LMSession(model, [prompt]), 1, 8)[0][0] == greedy_tokens[0]
+np.testing.assert_allclose(g.next_token_probs(logits, top_p=1.0), tn.softmax(logits), atol=1e-15)
+np.testing.assert_allclose(g.next_token_probs(logits, top_k=cfg.vocab_size), tn.softmax(logits), atol=1e-15)
+
+draws = g.sample(g.LMSession(model, [prompt] * 3000), 1, rng=np.random.default_rng(1))
+freq = np.bincount([d[0] for d in draws], minlength=cfg.vocab_size) / 3000
+print("probabilities:", tn.softmax(logits[0]).round(3))
+print("frequencies:  ", freq.round(3))
+assert np.abs(freq - tn.softmax(logits[0])).max() < 0.03
+
+# %% [markdown]
+# ## Beam search as a tree
+
+# %%
+history = []
+hyps = g.beam_search(g.LMSession(model, [prompt]), 3, 5,
+                     on_step=lambda step, seqs, scores, rows: history.append((seqs, scores)))
+for tokens_, score, logp in hyps:
+    print(f"score {score:7.3f}  {tokens_}")
+viz.beam_tree(history, final=hyps[0][0]);
+
+# %% [markdown]
+# ## The KV cache: memory and speed
+#
+# Per layer the cache holds K and V, each (B, H, t, D): $2\cdot L\cdot B\cdot H\cdot D\cdot$ itemsize bytes
+# per token — linear in $t$. For the paper-base width (C = 512) in float32 that is 4 KiB per token and layer.
+
+# %%
+s = g.LMSession(model, [prompt])
+sizes, lengths = [], []
+for step in range(20):
+    s.append(np.argmax(s.next_logits, axis=-1))
+    lengths.append(s.length)
+    sizes.append(s.cache_bytes())
+per_token = 2 * cfg.n_decoder_layers * 1 * cfg.n_heads * cfg.d_head * 8      # float64: 8 bytes
+assert sizes == [n * per_token for n in lengths]
+viz.cache_growth(lengths, sizes, per_token);
+
+# %% [markdown]
+# Speed, measured live on a model of GPT-2-small width but 2 layers (small enough to run here in seconds).
+# Without the cache the time per token grows with the sequence; with it, it stays nearly flat.
+# `python -m transformer_np bench decode` measures the full benchmark (4 layers, up to 1024 tokens) — its
+# numbers are in the README and its plot is `figures/bench_decode.png`.
+
+# %%
+wide = tn.DecoderLM(tn.TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=2,
+                                         d_ff=3072, vocab_size=4096, max_len=256, norm_first=True,
+                                         activation="gelu", architecture="decoder-only"), seed=0)
+rows = []
+for n in (16, 32, 64):
+    row = {"tokens": n}
+    for use_cache in (True, False):
+        t0 = time.perf_counter()
+        g.greedy(g.LMSession(wide, [prompt], use_cache=use_cache), n)
+        row["cache_s" if use_cache else "no_cache_s"] = time.perf_counter() - t0
+    rows.append(row)
+    print(f"{n:3d} tokens: {1e3 * row['cache_s'] / n:6.1f} ms/token with the cache, "
+          f"{1e3 * row['no_cache_s'] / n:6.1f} without")
+viz.decode_speed(rows, "Measured in this notebook (C=768, 12 heads, 2 layers)");
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Write `my_top_k(probs, k)`: keep each row's k largest probabilities, zero the rest, renormalise.
+
+# %%
+from transformer_np import exercises
+
+my_top_k = None  # replace with your function
+
+# %%
+if my_top_k is None:
+    print("not attempted yet")
+else:
+    exercises.check_top_k(my_top_k)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_top_k(probs, k):
+    kth = np.sort(probs, axis=-1)[:, -k][:, None]        # the k-th largest of each row
+    kept = np.where(probs >= kth, probs, 0.0)
+    return kept / kept.sum(-1, keepdims=True)
+
+
+exercises.check_top_k(my_top_k)
+
+# %% [markdown]
+# **2.** Write `my_cache_bytes(cfg, batch, tokens, itemsize)` for a decoder-only model, and use it: how many
+# MiB does GPT-2 small (12 layers, C = 768) need for one 1024-token sequence in float32?
+
+# %%
+my_cache_bytes = None  # replace with your function
+
+# %%
+if my_cache_bytes is None:
+    print("not attempted yet")
+else:
+    exercises.check_kv_cache_bytes(my_cache_bytes)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution: K and V, per layer, each (B, H, t, D)
+def my_cache_bytes(cfg, batch, tokens, itemsize):
+    return 2 * cfg.n_decoder_layers * batch * cfg.n_heads * tokens * cfg.d_head * itemsize
+
+
+exercises.check_kv_cache_bytes(my_cache_bytes)
+gpt2 = tn.TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
+                            architecture="decoder-only")
+print(f"GPT-2 small, 1024 tokens: {my_cache_bytes(gpt2, 1, 1024, 4) / 2**20:.0f} MiB")

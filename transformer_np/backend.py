@@ -26,7 +26,8 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
-__all__ = ["array_namespace", "device", "erf", "take_rows", "to_numpy", "to_backend", "tree_map"]
+__all__ = ["array_namespace", "device", "erf", "scatter_add_rows", "take_rows", "to_numpy", "to_backend",
+           "tree_map"]
 
 BACKENDS = ("numpy", "torch", "cupy")
 
@@ -94,6 +95,27 @@ def take_rows(table, ids):
     flat = xp.reshape(ids, (-1,))
     rows = xp.take(table, flat, axis=0)
     return xp.reshape(rows, (*ids.shape, table.shape[-1]))
+
+
+def scatter_add_rows(n_rows, ids, values):
+    """out[ids[i]] += values[i] for every i (repeated ids add up): the backward of take_rows.
+    ids: int (N,), values: (N, C) -> (n_rows, C)."""
+    xp = array_namespace(values)
+    if is_numpy_namespace(xp):
+        out = np.zeros((n_rows, values.shape[-1]), dtype=values.dtype)
+        np.add.at(out, ids, values)
+        return out
+    if is_torch_namespace(xp):
+        out = xp.zeros((n_rows, values.shape[-1]), dtype=values.dtype, device=device(values))
+        return out.index_add_(0, ids, values)
+    if is_cupy_namespace(xp):
+        import cupyx
+
+        out = xp.zeros((n_rows, values.shape[-1]), dtype=values.dtype)
+        cupyx.scatter_add(out, ids, values)
+        return out
+    onehot = xp.astype(ids[:, None] == xp.arange(n_rows, device=device(ids))[None, :], values.dtype)  # (N, V)
+    return onehot.mT @ values
 
 
 def to_numpy(x):

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .backend import array_namespace, device, take_rows
+from .backend import array_namespace, device, scatter_add_rows, take_rows
 from .checks import check_ids, check_positive_int
 
 
@@ -19,6 +19,15 @@ def token_embedding(ids, table, scale=True):
     check_ids("ids", ids, table.shape[0])
     x = take_rows(table, ids)  # (B, T, C)
     return x * math.sqrt(table.shape[1]) if scale else x
+
+
+def token_embedding_backward(dx, ids, vocab_size, scale=True):
+    r"""forward: x = E[ids] \sqrt{C}, so dE[v] = \sqrt{C} \sum_{positions with id v} dx  (repeats add up).
+    dx: (B, T, C) -> dE: (V, C)."""
+    xp = array_namespace(dx)
+    C = dx.shape[-1]
+    rows = scatter_add_rows(vocab_size, xp.reshape(ids, (-1,)), xp.reshape(dx, (-1, C)))
+    return rows * math.sqrt(C) if scale else rows
 
 
 def sinusoidal_positional_encoding(max_len, d_model, *, dtype=None, like=None):

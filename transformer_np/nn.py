@@ -31,6 +31,18 @@ def linear(x, w, b=None):
     return y
 
 
+def linear_backward(dy, x, w, has_bias=True):
+    r"""Gradients of y = x W + b for an upstream dy (..., C_out):
+    dx = dy W^T,  dW = \sum_{rows} x^T dy,  db = \sum_{rows} dy.   Returns (dx, dw, db or None)."""
+    xp = array_namespace(dy)
+    x2 = xp.reshape(x, (-1, x.shape[-1]))  # (N, C_in)
+    dy2 = xp.reshape(dy, (-1, dy.shape[-1]))  # (N, C_out)
+    dx = xp.reshape(dy2 @ w.mT, x.shape)  # forward: y = x @ w, so dx = dy @ w^T
+    dw = x2.mT @ dy2  # (C_in, C_out)
+    db = xp.sum(dy2, axis=0) if has_bias else None  # forward: y += b, broadcast over rows
+    return dx, dw, db
+
+
 def relu(x):
     r"""ReLU(x) = max(0, x)"""
     xp = array_namespace(x)
@@ -46,9 +58,28 @@ def gelu(x):
     return phi  # x/2 (1 + erf(x / sqrt 2))
 
 
+def relu_backward(dy, x):
+    r"""d ReLU(x)/dx = 1 where x > 0, else 0 (the subgradient 0 at x = 0, as torch)."""
+    xp = array_namespace(dy)
+    return xp.where(x > 0, dy, xp.zeros_like(dy))
+
+
+def gelu_backward(dy, x):
+    r"""d/dx [x \Phi(x)] = \Phi(x) + x \varphi(x),  \varphi(x) = e^{-x^2/2} / \sqrt{2\pi}."""
+    xp = array_namespace(dy)
+    cdf = 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
+    pdf = xp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+    return dy * (cdf + x * pdf)
+
+
 def activation_fn(name):
     check_choice("activation", name, ACTIVATIONS)
     return relu if name == "relu" else gelu
+
+
+def activation_backward(name):
+    check_choice("activation", name, ACTIVATIONS)
+    return relu_backward if name == "relu" else gelu_backward
 
 
 def softmax(x, axis=-1, mask=None):
@@ -72,12 +103,52 @@ def softmax(x, axis=-1, mask=None):
     return e
 
 
+def softmax_backward(dy, y, axis=-1):
+    r"""Given y = softmax(x): dx_i = y_i (dy_i - \sum_j dy_j y_j).  Masked entries (y = 0) get dx = 0."""
+    xp = array_namespace(dy)
+    return y * (dy - xp.sum(dy * y, axis=axis, keepdims=True))
+
+
 def log_softmax(x, axis=-1):
     r"""\log softmax(x)_i = x_i - m - \log \sum_j e^{x_j - m}"""
     check_float("x", x)
     xp = array_namespace(x)
     z = x - xp.max(x, axis=axis, keepdims=True)
     return z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
+
+
+def cross_entropy_forward(logits, targets, label_smoothing=0.0, ignore_index=None):
+    r"""L = -\frac{1}{N} \sum_{t \ne ignored} \sum_v q_{t,v} \log softmax(z_t)_v,
+    q_t = (1 - \varepsilon)\,\mathrm{onehot}(y_t) + \varepsilon / V   (label smoothing ε, paper §5.4).
+
+    logits: (..., V); targets: int (...), positions equal to ignore_index (padding) do not count; N is the
+    number of counted positions.  Returns (loss, cache for the backward)."""
+    check_float("logits", logits)
+    xp = array_namespace(logits)
+    V = logits.shape[-1]
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+    z = xp.reshape(logits, (-1, V))  # (N, V)
+    y = xp.reshape(targets, (-1,))  # (N,)
+    keep = xp.ones(y.shape, dtype=xp.bool, device=device(y)) if ignore_index is None else y != ignore_index
+    safe = xp.where(keep, y, xp.zeros_like(y))
+    if int(xp.min(safe)) < 0 or int(xp.max(safe)) >= V:
+        raise ValueError(f"targets must lie in [0, {V}) (or equal ignore_index), got values in "
+                         f"[{int(xp.min(safe))}, {int(xp.max(safe))}]")
+    q = xp.astype(safe[:, None] == xp.arange(V, device=device(y))[None, :], z.dtype)  # (N, V) one-hot
+    q = q * (1.0 - label_smoothing) + label_smoothing / V
+    logp = log_softmax(z)  # (N, V)
+    w = xp.astype(keep, z.dtype)  # (N,)
+    n = xp.clip(xp.sum(w), min=1.0)
+    loss = -xp.sum(xp.sum(q * logp, axis=-1) * w) / n
+    return loss, (logp, q, w, n, logits.shape)
+
+
+def cross_entropy_backward(cache):
+    """forward: L = -Σ_t w_t Σ_v q_tv log p_tv / N, so dL/dz_t = w_t (p_t - q_t) / N (p sums to 1)."""
+    logp, q, w, n, shape = cache
+    xp = array_namespace(logp)
+    return xp.reshape((xp.exp(logp) - q) * (w[:, None] / n), shape)
 
 
 def layer_norm(x, gamma, beta, eps=1e-5):
@@ -87,14 +158,34 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 
     x: (..., C)  gamma, beta: (C,)
     """
+    return layer_norm_forward(x, gamma, beta, eps)[0]
+
+
+def layer_norm_forward(x, gamma, beta, eps=1e-5):
+    """layer_norm, also returning the cache its backward needs: (out, (x_hat, rstd, gamma))."""
     check_float("x", x)
     check_last_dim("x", x, gamma.shape[0], what=f"last dim (= gamma size {gamma.shape[0]})")
     xp = array_namespace(x)
     mu = xp.mean(x, axis=-1, keepdims=True)  # (..., 1)
     xc = x - mu  # (..., C)
     var = xp.mean(xc * xc, axis=-1, keepdims=True)  # (..., 1) biased
-    x_hat = xc / xp.sqrt(var + eps)  # (..., C)
-    return x_hat * gamma + beta
+    rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
+    x_hat = xc * rstd  # (..., C)
+    return x_hat * gamma + beta, (x_hat, rstd, gamma)
+
+
+def layer_norm_backward(dy, cache):
+    r"""forward: out = x_hat γ + β with x_hat = (x - μ) rstd.  So dβ = Σ dy, dγ = Σ dy x_hat, and with
+    g = dy γ:  dx = rstd (g - mean(g) - x_hat mean(g x_hat))  (means over the C features).
+    Returns (dx, dgamma, dbeta)."""
+    x_hat, rstd, gamma = cache
+    xp = array_namespace(dy)
+    rows = tuple(range(dy.ndim - 1))
+    dbeta = xp.sum(dy, axis=rows)  # (C,)
+    dgamma = xp.sum(dy * x_hat, axis=rows)  # (C,)
+    g = dy * gamma  # (..., C): gradient with respect to x_hat
+    dx = rstd * (g - xp.mean(g, axis=-1, keepdims=True) - x_hat * xp.mean(g * x_hat, axis=-1, keepdims=True))
+    return dx, dgamma, dbeta
 
 
 def residual(x, fx):
@@ -109,5 +200,20 @@ def feed_forward(x, w1, b1, w2, b2, activation="relu"):
 
     x: (..., C)  w1: (C, F)  w2: (F, C)
     """
-    h = activation_fn(activation)(linear(x, w1, b1))  # (..., F)
-    return linear(h, w2, b2)  # (..., C)
+    return feed_forward_forward(x, w1, b1, w2, b2, activation)[0]
+
+
+def feed_forward_forward(x, w1, b1, w2, b2, activation="relu"):
+    """feed_forward, also returning the cache of its backward: (out, (x, pre-activation, hidden))."""
+    a = linear(x, w1, b1)  # (..., F) pre-activation
+    h = activation_fn(activation)(a)  # (..., F)
+    return linear(h, w2, b2), (x, a, h)  # (..., C)
+
+
+def feed_forward_backward(dy, cache, w1, b1, w2, b2, activation="relu"):
+    """The forward's three lines in reverse.  Returns (dx, {"w1", "b1", "w2", "b2"} gradients)."""
+    x, a, h = cache
+    dh, dw2, db2 = linear_backward(dy, h, w2, b2 is not None)  # forward: out = linear(h, w2, b2)
+    da = activation_backward(activation)(dh, a)  # forward: h = act(a)
+    dx, dw1, db1 = linear_backward(da, x, w1, b1 is not None)  # forward: a = linear(x, w1, b1)
+    return dx, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}

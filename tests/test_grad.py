@@ -180,3 +180,134 @@ def test_gradients_equal_torch_autograd():
     np.testing.assert_allclose(float(loss), float(F.cross_entropy(torch.tensor(z).view(-1, 7),
                                torch.tensor(y).view(-1), ignore_index=0, label_smoothing=0.1)), atol=1e-12)
     np.testing.assert_allclose(nn.cross_entropy_backward(cache), tz.grad.numpy(), atol=1e-12)
+
+
+# --- layers and whole models: every parameter, a few entries each ----------------------------------------
+def check_tree(grads, params, loss, rng, per_leaf=3):
+    """Finite differences on per_leaf random entries of every parameter array (all of them would take
+    minutes), plus every entry of grads must exist with the parameter's shape."""
+    from transformer_np.params import flatten
+
+    g, p = flatten(grads), flatten(params)
+    assert g.keys() == p.keys()
+    for name, arr in p.items():
+        assert g[name].shape == arr.shape, name
+        for _ in range(per_leaf):
+            i = tuple(int(rng.integers(n)) for n in arr.shape)
+            old = arr[i]
+            arr[i] = old + 1e-6
+            up = loss()
+            arr[i] = old - 1e-6
+            down = loss()
+            arr[i] = old
+            num = (up - down) / 2e-6
+            assert abs(g[name][i] - num) <= FD_REL * max(abs(num), 1.0), f"{name}{i}: {g[name][i]} vs {num}"
+
+
+LAYER_CFGS = [dict(norm_first=False, activation="relu"), dict(norm_first=True, activation="gelu")]
+
+
+@pytest.mark.parametrize("options", LAYER_CFGS, ids=["post-relu", "pre-gelu"])
+def test_encoder_layer_backward_matches_finite_differences(rng, options):
+    from transformer_np.model import encoder_layer_backward, encoder_layer_forward
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", dropout=0.2, **options)
+    p = tn.init_params(cfg, seed=1)["encoder"]["layers"][0]
+    x, dout = randn(rng, 2, 5, 16), randn(rng, 2, 5, 16)
+    mask = tn.padding_mask(np.array([5, 3]), max_len=5)
+    forward = lambda: encoder_layer_forward(x, p, cfg, mask, rng=np.random.default_rng(9))  # noqa: E731
+    out, _, cache = forward()
+    dx, grads = encoder_layer_backward(dout, cache, p, cfg)
+    loss = lambda: np.sum(forward()[0] * dout)  # noqa: E731 - the same dropout mask every call
+    assert_grad(dx, loss, x, "x")
+    check_tree(grads, p, loss, rng)
+
+
+@pytest.mark.parametrize("options", LAYER_CFGS, ids=["post-relu", "pre-gelu"])
+def test_decoder_layer_backward_matches_finite_differences(rng, options):
+    from transformer_np.model import decoder_layer_backward, decoder_layer_forward
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", dropout=0.2, **options)
+    p = tn.init_params(cfg, seed=2)["decoder"]["layers"][0]
+    y, mem, dout = randn(rng, 2, 4, 16), randn(rng, 2, 6, 16), randn(rng, 2, 4, 16)
+    forward = lambda: decoder_layer_forward(y, mem, p, cfg, tn.causal_mask(4),  # noqa: E731
+                                            rng=np.random.default_rng(9))
+    _, _, cache = forward()
+    dy, dmem, grads = decoder_layer_backward(dout, cache, p, cfg)
+    loss = lambda: np.sum(forward()[0] * dout)  # noqa: E731
+    assert_grad(dy, loss, y, "y")
+    assert_grad(dmem, loss, mem, "memory")
+    check_tree(grads, p, loss, rng)
+
+
+def seq2seq_batch(rng, cfg):
+    src = rng.integers(3, cfg.vocab_size, size=(3, 6))
+    src[1, 4:] = cfg.pad_id
+    tgt = rng.integers(3, cfg.vocab_size, size=(3, 5))
+    tgt[2, 3:] = cfg.pad_id
+    return src, tgt[:, :-1], tgt[:, 1:]
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
+def test_whole_encoder_decoder_backward_matches_finite_differences(rng, norm_first):
+    from transformer_np.model import transformer_loss
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", pad_id=0, norm_first=norm_first)
+    params = tn.init_params(cfg, seed=3)
+    src, tgt_in, tgt_out = seq2seq_batch(rng, cfg)
+    loss = lambda: transformer_loss(params, src, tgt_in, tgt_out, cfg, np.random.default_rng(5), 0.1)[0]  # noqa
+    _, grads = transformer_loss(params, src, tgt_in, tgt_out, cfg, np.random.default_rng(5), 0.1)
+    check_tree(grads, params, loss, rng, per_leaf=2)
+
+
+def test_decoder_only_lm_and_classifier_backward_match_finite_differences(rng):
+    from transformer_np.model import classifier_loss, lm_loss
+
+    cfg = tn.TransformerConfig.lm_tiny(dtype="float64", pad_id=0)
+    params = tn.init_params(cfg, seed=4)
+    ids = rng.integers(1, cfg.vocab_size, size=(2, 6))
+    ids[1, 4:] = 0
+    loss = lambda: lm_loss(params, ids[:, :-1], ids[:, 1:], cfg, np.random.default_rng(1))[0]  # noqa: E731
+    check_tree(lm_loss(params, ids[:, :-1], ids[:, 1:], cfg, np.random.default_rng(1))[1], params, loss, rng)
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", pad_id=0, architecture="encoder-classifier",
+                                    n_decoder_layers=0, n_classes=3)
+    params = tn.init_params(cfg, seed=5)
+    labels = np.array([0, 2])
+    loss = lambda: classifier_loss(params, ids, labels, cfg, np.random.default_rng(1))[0]  # noqa: E731
+    check_tree(classifier_loss(params, ids, labels, cfg, np.random.default_rng(1))[1], params, loss, rng)
+
+
+def test_training_forward_without_dropout_equals_the_inference_forward(rng):
+    from transformer_np.model import transformer_loss
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", pad_id=0)
+    params = tn.init_params(cfg, seed=3)
+    src, tgt_in, tgt_out = seq2seq_batch(rng, cfg)
+    logits = tn.Transformer.from_config(cfg, params)(src, tgt_in)
+    want, _ = tn.nn.cross_entropy_forward(logits, tgt_out, 0.0, ignore_index=0)
+    np.testing.assert_allclose(transformer_loss(params, src, tgt_in, tgt_out, cfg)[0], want, atol=1e-12)
+
+
+def test_full_encoder_decoder_gradients_equal_torch_autograd(rng):
+    torch = pytest.importorskip("torch")
+    from transformer_np import interop
+    from transformer_np.model import transformer_loss
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", activation="gelu")
+    model = tn.Transformer.from_config(cfg, seed=7)
+    src, tgt = rng.integers(0, 11, size=(2, 6)), rng.integers(0, 11, size=(2, 5))
+    module = interop.to_torch(model).train(False)
+    logits = module(torch.from_numpy(src), torch.from_numpy(tgt[:, :-1]))
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 11), torch.from_numpy(tgt[:, 1:]).reshape(-1),
+                                      label_smoothing=0.1).backward()
+    for prm in module.parameters():  # a module holding the gradients, read back into our layout
+        prm.data = prm.grad
+    want = interop.from_torch(module).model.params
+    _, grads = transformer_loss(model.params, src, tgt[:, :-1], tgt[:, 1:], cfg, label_smoothing=0.1)
+    from transformer_np.params import flatten
+
+    g, w = flatten(grads), flatten(want)
+    assert g.keys() == w.keys()
+    for k in g:
+        np.testing.assert_allclose(g[k], w[k], atol=1e-10, err_msg=k)

@@ -118,6 +118,13 @@ def scatter_add_rows(n_rows, ids, values):
     return onehot.mT @ values
 
 
+def keep_mask(rng, shape, keep_prob, like):
+    """Bernoulli(keep_prob) booleans of ``shape`` drawn from a np.random.Generator, in the library and on the
+    device of ``like`` (random numbers come from NumPy, so every backend draws the same mask)."""
+    xp = array_namespace(like)
+    return xp.asarray(rng.random(tuple(shape)) < keep_prob, device=device(like))
+
+
 def to_numpy(x):
     """Bring an array of any supported library back to a NumPy array (an explicit boundary)."""
     if isinstance(x, np.ndarray):

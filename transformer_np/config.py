@@ -10,7 +10,7 @@ from .checks import check_choice, check_positive_int
 from .nn import ACTIVATIONS
 
 DTYPES = ("float32", "float64")
-ARCHITECTURES = ("encoder-decoder", "decoder-only")
+ARCHITECTURES = ("encoder-decoder", "decoder-only", "encoder-classifier")
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,12 @@ class TransformerConfig:
     norm_first: bool = False  # False: post-LN, LN(x + f(x)) (paper); True: pre-LN, x + f(LN(x))
     final_norm: bool = True  # a LayerNorm after each stack, as nn.Transformer has
     layer_norm_eps: float = 1e-5  # epsilon inside the square root of layer norm
+    dropout: float = 0.1  # P_drop on embeddings and sublayer outputs, in training only (paper §5.4)
     scale_embedding: bool = True  # multiply token embeddings by sqrt(d_model) (paper §3.4)
     pad_id: int | None = None  # if set, tokens equal to pad_id are masked out as keys
     dtype: str = "float32"  # parameter dtype
-    architecture: str = "encoder-decoder"  # or "decoder-only": a GPT-style LM, causal self-attention only
+    architecture: str = "encoder-decoder"  # or "decoder-only" (GPT-style LM) or "encoder-classifier"
+    n_classes: int = 2  # classes of an encoder-classifier (mean-pooled encoder output -> linear)
 
     def __post_init__(self):
         for name in ("d_model", "n_heads", "d_ff", "vocab_size", "max_len"):
@@ -43,10 +45,17 @@ class TransformerConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_positive_int("n_classes", self.n_classes)
+        if self.architecture == "encoder-classifier" and self.n_decoder_layers:
+            raise ValueError(
+                f"an encoder classifier has no decoder: n_decoder_layers must be 0, got {self.n_decoder_layers}"
+            )
         if self.architecture == "decoder-only" and self.n_encoder_layers:
             raise ValueError(
                 f"a decoder-only model has no encoder: n_encoder_layers must be 0, got {self.n_encoder_layers}"
             )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:

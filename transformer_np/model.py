@@ -10,45 +10,72 @@ import math
 
 import numpy as np
 
-from .attention import multi_head_attention, project_kv
+from .attention import multi_head_attention_backward, multi_head_attention_forward, project_kv
 from .backend import array_namespace, device
 from .checks import check_ids
 from .config import TransformerConfig
-from .embeddings import sinusoidal_positions, token_embedding
+from .embeddings import sinusoidal_positions, token_embedding, token_embedding_backward
 from .masks import causal_mask, combine_masks, padding_mask
-from .nn import feed_forward, layer_norm, linear, residual, softmax
+from .nn import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    feed_forward_backward,
+    feed_forward_forward,
+    layer_norm,
+    layer_norm_backward,
+    layer_norm_forward,
+    linear,
+    linear_backward,
+    residual,
+    softmax,
+)
 
 
 # --- one sublayer: post-LN  LN(x + f(x))  or pre-LN  x + f(LN(x)) -----------------------------------
+# Each *_forward returns (output, cache) and its *_backward walks the same lines in reverse; the plain
+# functions used for inference call the forwards, so every layer is written once.
 def sublayer_input(x, norm, cfg):
-    """What f sees: LN(x) with pre-LN, x itself with post-LN (the paper)."""
-    return layer_norm(x, **norm, eps=cfg.layer_norm_eps) if cfg.norm_first else x
+    """What f sees: LN(x) with pre-LN, x itself with post-LN (the paper).  Returns (h, LN cache or None)."""
+    return layer_norm_forward(x, **norm, eps=cfg.layer_norm_eps) if cfg.norm_first else (x, None)
 
 
 def sublayer_output(x, fx, norm, cfg):
-    """x + f(x) with pre-LN; LN(x + f(x)) with post-LN (the paper, §5.4's 'Add & Norm')."""
+    """x + f(x) with pre-LN; LN(x + f(x)) with post-LN (the paper, §5.4's 'Add & Norm').
+    Returns (y, LN cache or None)."""
     y = residual(x, fx)
-    return y if cfg.norm_first else layer_norm(y, **norm, eps=cfg.layer_norm_eps)
+    return (y, None) if cfg.norm_first else layer_norm_forward(y, **norm, eps=cfg.layer_norm_eps)
+
+
+def _norm_backward(d, ln_cache, grads, norm_name):
+    """Through a layer norm if this sublayer side has one (its gradients stored under norm_name)."""
+    if ln_cache is None:
+        return d
+    d, dgamma, dbeta = layer_norm_backward(d, ln_cache)
+    grads[norm_name] = {"gamma": dgamma, "beta": dbeta}
+    return d
 
 
 def self_attention(h, p, cfg, mask=None, bias=None, cache=None):
-    """Multi-head self-attention of h (B, T, C); with a LayerCache, the new keys and values are appended to
-    the cached ones and the T queries attend to all S_past + T of them."""
-    kv = project_kv(h, h, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads)  # (B, H, T, D) x 2
-    if cache is not None:
-        kv = cache.extend(*kv)  # (B, H, S_past + T, D) x 2
-    return multi_head_attention(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias, kv=kv)
+    """Multi-head self-attention of h (B, T, C).  With a LayerCache (inference), the new keys and values are
+    appended to the cached ones and the T queries attend to all S_past + T of them.
+    Returns (out, weights, backward cache)."""
+    if cache is None:
+        return multi_head_attention_forward(h, h, h, **p, n_heads=cfg.n_heads, mask=mask, bias=bias)
+    kv = cache.extend(*project_kv(h, h, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads))
+    return multi_head_attention_forward(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias, kv=kv)
 
 
 def cross_attention(h, memory, p, cfg, mask=None, bias=None, cache=None):
     """Multi-head attention of h (B, T, C) over the encoder memory (B, S, C); with a LayerCache the memory's
-    keys and values are computed once and reused at every step."""
-    kv = cache.cross if cache is not None and cache.cross is not None else None
-    if kv is None:
-        kv = project_kv(memory, memory, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads)
-        if cache is not None:
-            cache.cross = kv
-    return multi_head_attention(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias, kv=kv)
+    keys and values are computed once and reused at every step.  Returns (out, weights, backward cache)."""
+    if cache is None:
+        return multi_head_attention_forward(h, memory, memory, **p, n_heads=cfg.n_heads, mask=mask, bias=bias)
+    if cache.cross is None:
+        cache.cross = project_kv(memory, memory, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads)
+    return multi_head_attention_forward(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias,
+                                        kv=cache.cross)
 
 
 def encoder_layer(x, p, cfg, mask=None, bias=None, cache=None):
@@ -58,12 +85,38 @@ def encoder_layer(x, p, cfg, mask=None, bias=None, cache=None):
     With a causal mask this is also the block of a decoder-only (GPT-style) model; ``cache`` (a
     :class:`~transformer_np.cache.LayerCache`) then makes x the new positions only.
     """
-    h = sublayer_input(x, p["norm1"], cfg)
-    a, weights = self_attention(h, p["self_attn"], cfg, mask=mask, bias=bias, cache=cache)
-    x = sublayer_output(x, a, p["norm1"], cfg)  # (B, S, C)
-    h = sublayer_input(x, p["norm2"], cfg)
-    x = sublayer_output(x, feed_forward(h, **p["ffn"], activation=cfg.activation), p["norm2"], cfg)
-    return x, weights
+    y, weights, _ = encoder_layer_forward(x, p, cfg, mask, bias, cache)
+    return y, weights
+
+
+def encoder_layer_forward(x, p, cfg, mask=None, bias=None, cache=None, rng=None):
+    """encoder_layer, also returning the backward cache.  rng (a np.random.Generator) turns on dropout of
+    rate cfg.dropout on each sublayer's output (training).  Returns (y, weights, backward cache)."""
+    h, ln1 = sublayer_input(x, p["norm1"], cfg)
+    a, weights, att = self_attention(h, p["self_attn"], cfg, mask=mask, bias=bias, cache=cache)
+    a, drop1 = dropout_forward(a, cfg.dropout, rng)
+    y, ln1_out = sublayer_output(x, a, p["norm1"], cfg)  # (B, S, C)
+    h, ln2 = sublayer_input(y, p["norm2"], cfg)
+    f, ffn = feed_forward_forward(h, **p["ffn"], activation=cfg.activation)
+    f, drop2 = dropout_forward(f, cfg.dropout, rng)
+    out, ln2_out = sublayer_output(y, f, p["norm2"], cfg)  # (B, S, C)
+    return out, weights, (ln1 or ln1_out, att, drop1, ln2 or ln2_out, ffn, drop2)
+
+
+def encoder_layer_backward(dout, cache, p, cfg):
+    """The forward's lines in reverse.  Returns (dx, grads shaped like p)."""
+    ln1, att, drop1, ln2, ffn, drop2 = cache
+    grads = {}
+    post = not cfg.norm_first
+    d = _norm_backward(dout, ln2 if post else None, grads, "norm2")  # out = LN(y + f) (post-LN)
+    df = dropout_backward(d, drop2)
+    dh, grads["ffn"] = feed_forward_backward(df, ffn, **p["ffn"], activation=cfg.activation)
+    dy = d + _norm_backward(dh, None if post else ln2, grads, "norm2")  # y feeds the residual and the FFN
+    d = _norm_backward(dy, ln1 if post else None, grads, "norm1")  # y = LN(x + a) (post-LN)
+    da = dropout_backward(d, drop1)
+    dq, dk, dv, grads["self_attn"] = multi_head_attention_backward(da, att, **p["self_attn"], n_heads=cfg.n_heads)
+    dx = d + _norm_backward(dq + dk + dv, None if post else ln1, grads, "norm1")  # x: residual, Q, K and V
+    return dx, grads
 
 
 def decoder_layer(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
@@ -74,28 +127,81 @@ def decoder_layer(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=
     cross_mask: (…, T, S).  Returns (y (B, T, C), (self weights (B, H, T, T), cross weights (B, H, T, S))).
     With ``cache`` (a LayerCache), y holds only the new positions and self_mask is (…, T, S_past + T).
     """
-    h = sublayer_input(y, p["norm1"], cfg)
-    a, w_self = self_attention(h, p["self_attn"], cfg, mask=self_mask, bias=self_bias, cache=cache)
-    y = sublayer_output(y, a, p["norm1"], cfg)  # (B, T, C)
-    h = sublayer_input(y, p["norm2"], cfg)
-    a, w_cross = cross_attention(h, memory, p["cross_attn"], cfg, mask=cross_mask, bias=cross_bias, cache=cache)
-    y = sublayer_output(y, a, p["norm2"], cfg)  # (B, T, C)
-    h = sublayer_input(y, p["norm3"], cfg)
-    y = sublayer_output(y, feed_forward(h, **p["ffn"], activation=cfg.activation), p["norm3"], cfg)
-    return y, (w_self, w_cross)
+    out, weights, _ = decoder_layer_forward(y, memory, p, cfg, self_mask, cross_mask, self_bias, cross_bias,
+                                            cache)
+    return out, weights
+
+
+def decoder_layer_forward(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
+                          cache=None, rng=None):
+    """decoder_layer, also returning the backward cache; rng turns on dropout (training)."""
+    h, ln1 = sublayer_input(y, p["norm1"], cfg)
+    a, w_self, att1 = self_attention(h, p["self_attn"], cfg, mask=self_mask, bias=self_bias, cache=cache)
+    a, drop1 = dropout_forward(a, cfg.dropout, rng)
+    y1, ln1_out = sublayer_output(y, a, p["norm1"], cfg)  # (B, T, C)
+    h, ln2 = sublayer_input(y1, p["norm2"], cfg)
+    a, w_cross, att2 = cross_attention(h, memory, p["cross_attn"], cfg, mask=cross_mask, bias=cross_bias,
+                                       cache=cache)
+    a, drop2 = dropout_forward(a, cfg.dropout, rng)
+    y2, ln2_out = sublayer_output(y1, a, p["norm2"], cfg)  # (B, T, C)
+    h, ln3 = sublayer_input(y2, p["norm3"], cfg)
+    f, ffn = feed_forward_forward(h, **p["ffn"], activation=cfg.activation)
+    f, drop3 = dropout_forward(f, cfg.dropout, rng)
+    out, ln3_out = sublayer_output(y2, f, p["norm3"], cfg)
+    return out, (w_self, w_cross), (ln1 or ln1_out, att1, drop1, ln2 or ln2_out, att2, drop2,
+                                    ln3 or ln3_out, ffn, drop3)
+
+
+def decoder_layer_backward(dout, cache, p, cfg):
+    """The forward's lines in reverse.  Returns (dy, dmemory, grads shaped like p)."""
+    ln1, att1, drop1, ln2, att2, drop2, ln3, ffn, drop3 = cache
+    grads = {}
+    post = not cfg.norm_first
+    d = _norm_backward(dout, ln3 if post else None, grads, "norm3")
+    dh, grads["ffn"] = feed_forward_backward(dropout_backward(d, drop3), ffn, **p["ffn"], activation=cfg.activation)
+    dy2 = d + _norm_backward(dh, None if post else ln3, grads, "norm3")  # y2: residual and FFN input
+    d = _norm_backward(dy2, ln2 if post else None, grads, "norm2")
+    dq, dk, dv, grads["cross_attn"] = multi_head_attention_backward(dropout_backward(d, drop2), att2,
+                                                                    **p["cross_attn"], n_heads=cfg.n_heads)
+    dmemory = dk + dv  # the memory gave the keys and the values
+    dy1 = d + _norm_backward(dq, None if post else ln2, grads, "norm2")  # y1: residual and queries
+    d = _norm_backward(dy1, ln1 if post else None, grads, "norm1")
+    dq, dk, dv, grads["self_attn"] = multi_head_attention_backward(dropout_backward(d, drop1), att1,
+                                                                   **p["self_attn"], n_heads=cfg.n_heads)
+    dy = d + _norm_backward(dq + dk + dv, None if post else ln1, grads, "norm1")
+    return dy, dmemory, grads
 
 
 def encoder(x, p, cfg, mask=None, bias=None, need_weights=False):
     r"""The encoder stack: L encoder layers, then LN if cfg.final_norm.  x: (B, S, C).
     Returns (memory (B, S, C), [weights per layer] if need_weights else [])."""
-    weights = []
-    for lp in p["layers"]:
-        x, w = encoder_layer(x, lp, cfg, mask=mask, bias=bias)
-        if need_weights:
-            weights.append(w)
+    out, weights, _ = encoder_forward(x, p, cfg, mask, bias)
+    return out, (weights if need_weights else [])
+
+
+def encoder_forward(x, p, cfg, mask=None, bias=None, rng=None, cache=None):
+    """encoder, also returning per-layer weights and the backward cache.  ``cache``: a list of LayerCache
+    (one per layer) for incremental decoding with causal blocks."""
+    weights, caches = [], []
+    for i, lp in enumerate(p["layers"]):
+        x, w, c = encoder_layer_forward(x, lp, cfg, mask=mask, bias=bias, rng=rng,
+                                        cache=None if cache is None else cache[i])
+        weights.append(w)
+        caches.append(c)
+    ln = None
     if cfg.final_norm:
-        x = layer_norm(x, **p["norm"], eps=cfg.layer_norm_eps)
-    return x, weights
+        x, ln = layer_norm_forward(x, **p["norm"], eps=cfg.layer_norm_eps)
+    return x, weights, (caches, ln)
+
+
+def encoder_backward(dout, cache, p, cfg):
+    """Returns (dx, grads shaped like p)."""
+    caches, ln = cache
+    grads = {"layers": [None] * len(caches)}
+    dout = _norm_backward(dout, ln, grads, "norm")
+    for i in reversed(range(len(caches))):
+        dout, grads["layers"][i] = encoder_layer_backward(dout, caches[i], p["layers"][i], cfg)
+    return dout, grads
 
 
 def decoder(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
@@ -103,15 +209,36 @@ def decoder(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, 
     r"""The decoder stack: L decoder layers, then LN if cfg.final_norm.  y: (B, T, C), memory: (B, S, C).
     cache: optional list of LayerCache, one per layer.
     Returns (y (B, T, C), [(self, cross) weights per layer] if need_weights else [])."""
-    weights = []
+    out, weights, _ = decoder_forward(y, memory, p, cfg, self_mask, cross_mask, self_bias, cross_bias,
+                                      cache=cache)
+    return out, (weights if need_weights else [])
+
+
+def decoder_forward(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
+                    cache=None, rng=None):
+    """decoder, also returning per-layer weights and the backward cache."""
+    weights, caches = [], []
     for i, lp in enumerate(p["layers"]):
-        y, w = decoder_layer(y, memory, lp, cfg, self_mask, cross_mask, self_bias, cross_bias,
-                             cache=None if cache is None else cache[i])
-        if need_weights:
-            weights.append(w)
+        y, w, c = decoder_layer_forward(y, memory, lp, cfg, self_mask, cross_mask, self_bias, cross_bias,
+                                        cache=None if cache is None else cache[i], rng=rng)
+        weights.append(w)
+        caches.append(c)
+    ln = None
     if cfg.final_norm:
-        y = layer_norm(y, **p["norm"], eps=cfg.layer_norm_eps)
-    return y, weights
+        y, ln = layer_norm_forward(y, **p["norm"], eps=cfg.layer_norm_eps)
+    return y, weights, (caches, ln)
+
+
+def decoder_backward(dout, cache, p, cfg):
+    """Returns (dy, dmemory summed over layers, grads shaped like p)."""
+    caches, ln = cache
+    grads = {"layers": [None] * len(caches)}
+    dout = _norm_backward(dout, ln, grads, "norm")
+    dmemory = None
+    for i in reversed(range(len(caches))):
+        dout, dm, grads["layers"][i] = decoder_layer_backward(dout, caches[i], p["layers"][i], cfg)
+        dmemory = dm if dmemory is None else dmemory + dm  # every layer reads the same memory
+    return dout, dmemory, grads
 
 
 def embed(ids, p, cfg, offset=0, positions=None):
@@ -217,6 +344,87 @@ def lm_forward(params, ids, cfg, positions=None, key_mask=None, cache=None, need
     return linear(x, **params["out"]), weights  # (B, T, V)
 
 
+def classifier_forward(params, ids, cfg, need_weights=False):
+    r"""logits = Linear(mean_{t: not padding} Encoder(Emb(ids) + PE)_t): an encoder-only classifier.
+    ids: int (B, T), padded with cfg.pad_id.  Returns (logits (B, n_classes), [weights per layer])."""
+    check_tokens("ids", ids, cfg)
+    keys = padding_mask(ids=ids, pad_id=cfg.pad_id) if cfg.pad_id is not None else None  # (B, 1, 1, T)
+    h, weights, _ = encoder_forward(embed(ids, params["embed"], cfg), params["encoder"], cfg, mask=keys)
+    pooled, _ = mean_pool_forward(h, ids, cfg)
+    return linear(pooled, **params["out"]), (weights if need_weights else [])
+
+
+def mean_pool_forward(h, ids, cfg):
+    r"""e = \sum_t m_t h_t / \sum_t m_t over the non-padding tokens.  Returns (e (B, C), m / n (B, T, 1))."""
+    xp = array_namespace(h)
+    m = xp.ones(ids.shape, dtype=h.dtype, device=device(h)) if cfg.pad_id is None else \
+        xp.astype(ids != cfg.pad_id, h.dtype)
+    weights = (m / xp.clip(xp.sum(m, axis=1, keepdims=True), min=1.0))[..., None]  # (B, T, 1)
+    return xp.sum(h * weights, axis=1), weights
+
+
+# --- training: each loss with its gradient, the forward's call list reversed ------------------------
+def embed_forward(ids, p, cfg, rng=None):
+    """embed followed by dropout (training).  Returns (x, dropout cache)."""
+    return dropout_forward(embed(ids, p, cfg), cfg.dropout, rng)
+
+
+def embed_backward(dx, drop, ids, cfg):
+    """forward: x = dropout(E[ids] √C + PE); PE is fixed, so only the table gets a gradient: dE (V, C)."""
+    return token_embedding_backward(dropout_backward(dx, drop), ids, cfg.vocab_size, scale=cfg.scale_embedding)
+
+
+def transformer_loss(params, src, tgt_in, tgt_out, cfg, rng=None, label_smoothing=0.0):
+    r"""Cross-entropy of the encoder-decoder's predictions of tgt_out given src and tgt_in (teacher forcing,
+    tgt_in = tgt_out shifted right), padding (cfg.pad_id) ignored; dropout on when rng is given.
+    Returns (loss, grads shaped like params)."""
+    keys = padding_mask(ids=src, pad_id=cfg.pad_id) if cfg.pad_id is not None else None  # (B, 1, 1, S)
+    tgt_keys = padding_mask(ids=tgt_in, pad_id=cfg.pad_id) if cfg.pad_id is not None else None
+    self_mask = combine_masks(causal_mask(tgt_in.shape[1], like=tgt_in), tgt_keys)
+    x, drop_src = embed_forward(src, params["embed"], cfg, rng)  # (B, S, C)
+    memory, _, enc = encoder_forward(x, params["encoder"], cfg, mask=keys, rng=rng)
+    y, drop_tgt = embed_forward(tgt_in, params["embed"], cfg, rng)  # (B, T, C)
+    out, _, dec = decoder_forward(y, memory, params["decoder"], cfg, self_mask, keys, rng=rng)
+    logits = linear(out, **params["out"])  # (B, T, V)
+    loss, ce = cross_entropy_forward(logits, tgt_out, label_smoothing, ignore_index=cfg.pad_id)
+    # backward
+    dout, dw, db = linear_backward(cross_entropy_backward(ce), out, params["out"]["w"])
+    dy, dmemory, g_dec = decoder_backward(dout, dec, params["decoder"], cfg)
+    dx, g_enc = encoder_backward(dmemory, enc, params["encoder"], cfg)
+    # one table embeds both sides: its two gradients add
+    dtable = embed_backward(dy, drop_tgt, tgt_in, cfg) + embed_backward(dx, drop_src, src, cfg)
+    return loss, {"embed": {"table": dtable}, "encoder": g_enc, "decoder": g_dec, "out": {"w": dw, "b": db}}
+
+
+def lm_loss(params, ids_in, ids_out, cfg, rng=None, label_smoothing=0.0):
+    """Cross-entropy of a decoder-only LM's next-token predictions; padding ignored.  Returns (loss, grads)."""
+    keys = padding_mask(ids=ids_in, pad_id=cfg.pad_id) if cfg.pad_id is not None else None
+    mask = combine_masks(causal_mask(ids_in.shape[1], like=ids_in), keys)
+    x, drop = embed_forward(ids_in, params["embed"], cfg, rng)
+    h, _, stack = encoder_forward(x, params["decoder"], cfg, mask=mask, rng=rng)  # causal blocks
+    logits = linear(h, **params["out"])
+    loss, ce = cross_entropy_forward(logits, ids_out, label_smoothing, ignore_index=cfg.pad_id)
+    dh, dw, db = linear_backward(cross_entropy_backward(ce), h, params["out"]["w"])
+    dx, g_stack = encoder_backward(dh, stack, params["decoder"], cfg)
+    return loss, {"embed": {"table": embed_backward(dx, drop, ids_in, cfg)}, "decoder": g_stack,
+                  "out": {"w": dw, "b": db}}
+
+
+def classifier_loss(params, ids, labels, cfg, rng=None, label_smoothing=0.0):
+    """Cross-entropy of the encoder classifier's class logits.  Returns (loss, grads)."""
+    keys = padding_mask(ids=ids, pad_id=cfg.pad_id) if cfg.pad_id is not None else None
+    x, drop = embed_forward(ids, params["embed"], cfg, rng)
+    h, _, stack = encoder_forward(x, params["encoder"], cfg, mask=keys, rng=rng)  # (B, T, C)
+    pooled, pool_w = mean_pool_forward(h, ids, cfg)  # (B, C)
+    logits = linear(pooled, **params["out"])  # (B, n_classes)
+    loss, ce = cross_entropy_forward(logits, labels, label_smoothing)
+    dpooled, dw, db = linear_backward(cross_entropy_backward(ce), pooled, params["out"]["w"])
+    dh = dpooled[:, None, :] * pool_w  # forward: pooled = sum_t w_t h_t
+    dx, g_stack = encoder_backward(dh, stack, params["encoder"], cfg)
+    return loss, {"embed": {"table": embed_backward(dx, drop, ids, cfg)}, "encoder": g_stack,
+                  "out": {"w": dw, "b": db}}
+
+
 # --- parameters ------------------------------------------------------------------------------------
 def _attn_params(make, C):
     return {"w_q": make((C, C), "xavier"), "b_q": make((C,), "zeros"),
@@ -260,6 +468,10 @@ def build_params(make, cfg):
     tree = {"embed": {"table": make((cfg.vocab_size, cfg.d_model), "embedding")}}
     if cfg.architecture == "decoder-only":
         tree["decoder"] = _stack_params(make, cfg, encoder_layer_params, cfg.n_decoder_layers)
+    elif cfg.architecture == "encoder-classifier":
+        tree["encoder"] = _stack_params(make, cfg, encoder_layer_params, cfg.n_encoder_layers)
+        tree["out"] = {"w": make((cfg.d_model, cfg.n_classes), "xavier"), "b": make((cfg.n_classes,), "zeros")}
+        return tree
     else:
         tree["encoder"] = _stack_params(make, cfg, encoder_layer_params, cfg.n_encoder_layers)
         tree["decoder"] = _stack_params(make, cfg, decoder_layer_params, cfg.n_decoder_layers)

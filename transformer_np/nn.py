@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_namespace, device, erf
+from .backend import array_namespace, device, erf, keep_mask
 from .checks import check_choice, check_float, check_last_dim
 
 ACTIVATIONS = ("relu", "gelu")
@@ -186,6 +186,23 @@ def layer_norm_backward(dy, cache):
     g = dy * gamma  # (..., C): gradient with respect to x_hat
     dx = rstd * (g - xp.mean(g, axis=-1, keepdims=True) - x_hat * xp.mean(g * x_hat, axis=-1, keepdims=True))
     return dx, dgamma, dbeta
+
+
+def dropout_forward(x, rate, rng):
+    r"""Dropout (training only): y = x \odot m / (1 - p), m_i \sim Bernoulli(1 - p), from a np.random.Generator.
+    rate 0 or rng None: the identity.  Returns (y, cache = the scaled mask or None)."""
+    if not rate or rng is None:
+        return x, None
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must lie in [0, 1), got {rate}")
+    xp = array_namespace(x)
+    scale = xp.astype(keep_mask(rng, x.shape, 1.0 - rate, like=x), x.dtype) * (1.0 / (1.0 - rate))
+    return x * scale, scale
+
+
+def dropout_backward(dy, cache):
+    """forward: y = x * scale, so dx = dy * scale (the identity when dropout was off)."""
+    return dy if cache is None else dy * cache
 
 
 def residual(x, fx):

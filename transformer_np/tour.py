@@ -68,7 +68,7 @@ def run_tour(seed=0, print_fn=print):
     memory = ref.loop_layer_norm(memory, **p["encoder"]["norm"], eps=cfg.layer_norm_eps)
     y = token_embedding(tgt, p["embed"]["table"]) + sinusoidal_positional_encoding(5, 32, dtype=np.float64)
     dp = p["decoder"]["layers"][0]
-    hd = sublayer_input(y, dp["norm1"], cfg)
+    hd, _ = sublayer_input(y, dp["norm1"], cfg)
     masked, _ = multi_head_attention(hd, hd, hd, **dp["self_attn"], n_heads=cfg.n_heads, mask=causal_mask(5))
     check("masked self-attention (causal)", "multi_head_attention + causal_mask", masked,
           ref.loop_multi_head_attention(hd[0], hd[0], dp["self_attn"], cfg.n_heads, causal_mask(5))[0][None])

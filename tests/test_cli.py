@@ -111,3 +111,20 @@ def test_embed_and_search_commands(capsys):
 def test_embed_with_a_missing_model_folder_fails_clearly(tmp_path, capsys):
     assert main(["embed", "x", "--model-path", str(tmp_path)]) == 2
     assert "lacks" in capsys.readouterr().err
+
+
+def test_train_command_writes_a_checkpoint_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "sentiment", "--steps", "3", "--out", str(out)]) == 0
+    assert (out / "model.npz").exists() and (out / "loss.png").exists()
+    assert main(["train", "--task", "sentiment", "--steps", "5", "--out", str(out), "--resume"]) == 0
+    assert "resumed" in capsys.readouterr().out
+    assert main(["train", "--task", "nope", "--out", str(out)]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_generate_with_a_shipped_task_model_reads_and_writes_text(capsys):
+    assert main(["generate", "--task", "dates", "--prompt", "the 3rd of March, 2021"]) == 0
+    assert "'the 3rd of March, 2021' -> '2021-03-03'" in capsys.readouterr().out
+    assert main(["generate", "--task", "sentiment", "--prompt", "good"]) == 2
+    assert "is a classifier" in capsys.readouterr().err

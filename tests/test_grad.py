@@ -311,3 +311,43 @@ def test_full_encoder_decoder_gradients_equal_torch_autograd(rng):
     assert g.keys() == w.keys()
     for k in g:
         np.testing.assert_allclose(g[k], w[k], atol=1e-10, err_msg=k)
+
+
+def test_residual_and_dropout_backward(rng):
+    dy = randn(rng, 2, 3)
+    dx, dfx = nn.residual_backward(dy)
+    assert dx is dy and dfx is dy
+    x, dout = randn(rng, 50, 40), randn(rng, 50, 40)
+    y, cache = nn.dropout_forward(x, 0.25, np.random.default_rng(3))
+    assert abs(np.mean(y == 0) - 0.25) < 0.02  # about a quarter dropped ...
+    np.testing.assert_allclose(y[y != 0], x[y != 0] / 0.75)  # ... and the rest scaled by 1/(1-p)
+    assert nn.dropout_forward(x, 0.25, None)[0] is x  # no generator (inference): the identity
+    small = randn(rng, 3, 4)
+    d = nn.dropout_backward(dout[:3, :4], nn.dropout_forward(small, 0.5, np.random.default_rng(4))[1])
+    assert_grad(d, lambda: np.sum(nn.dropout_forward(small, 0.5, np.random.default_rng(4))[0] * dout[:3, :4]),
+                small, "x")
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
+def test_encoder_layer_gradients_equal_torch_autograd(rng, norm_first):
+    torch = pytest.importorskip("torch")
+    from transformer_np import interop
+    from transformer_np.model import encoder_layer_backward, encoder_layer_forward
+    from transformer_np.params import flatten
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", norm_first=norm_first, activation="gelu")
+    p = tn.init_params(cfg, seed=6)["encoder"]["layers"][0]
+    module = interop.to_torch(interop.TransformerEncoderLayer(p, cfg, batch_first=True))
+    x, dout = randn(rng, 2, 5, 16), randn(rng, 2, 5, 16)
+    tx = torch.tensor(x, requires_grad=True)
+    (module(tx) * torch.from_numpy(dout)).sum().backward()
+    for prm in module.parameters():
+        prm.data = prm.grad
+    want = interop.from_torch(module).params
+    _, _, cache = encoder_layer_forward(x, p, cfg)
+    dx, grads = encoder_layer_backward(dout, cache, p, cfg)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), atol=1e-10)
+    g, w = flatten(grads), flatten(want)
+    assert g.keys() == w.keys()
+    for k in g:
+        np.testing.assert_allclose(g[k], w[k], atol=1e-10, err_msg=k)

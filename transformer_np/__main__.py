@@ -52,6 +52,7 @@ def main(argv=None):
     tr.add_argument("--out", help="folder for model.npz, loss.png, metrics.json (default: runs/TASK)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/model.npz")
     tr.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
+    tr.add_argument("--export", metavar="PATH", help="also write the shippable model (no optimiser state)")
     figures = sub.add_parser("figures", help="draw every PNG of figures/ (deterministic)")
     figures.add_argument("--out", default="figures", help="folder to write into (default: figures)")
     figures.add_argument("names", nargs="*", help="only these figures (default: all)")
@@ -98,7 +99,7 @@ def main(argv=None):
 
         try:
             train(args.task, steps=args.steps, seed=args.seed, out_dir=args.out, resume=args.resume,
-                  eval_every=args.eval_every)
+                  eval_every=args.eval_every, export=args.export)
         except (ValueError, NonFiniteLoss) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -212,6 +212,12 @@ def residual(x, fx):
     return x + fx
 
 
+def residual_backward(dy):
+    r"""forward: y = x + f(x), so the gradient reaches both terms unchanged: (dx, df) = (dy, dy).  (The
+    layers' backward passes add the two paths on one commented line each.)"""
+    return dy, dy
+
+
 def feed_forward(x, w1, b1, w2, b2, activation="relu"):
     r"""FFN(x) = act(x W_1 + b_1) W_2 + b_2   (paper eq. 2, with act = ReLU; GELU optional)
 

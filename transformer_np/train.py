@@ -132,9 +132,9 @@ def evaluate(task, params, examples):
 
 # --- the loop --------------------------------------------------------------------------------------
 def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=500, save_every=250,
-          progress=True, print_fn=print):
-    """Train a task's model; writes out_dir/model.npz (checkpoint), loss.png and metrics.json.
-    Returns the metrics dict."""
+          progress=True, export=None, print_fn=print):
+    """Train a task's model; writes out_dir/model.npz (checkpoint), loss.png and metrics.json, and with
+    ``export`` the shippable model file (see export_trained).  Returns the metrics dict."""
     task = get_task(task_name)
     steps = steps if steps is not None else task.steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -179,6 +179,8 @@ def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=
                "parameters": int(sum(math.prod(a.shape) for a in flatten(params).values())),
                "test": evaluate(task, params, task.test)}
     _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    if export:
+        export_trained(ckpt, export, task_name)
     _plot_loss(history, os.path.join(out_dir, "loss.png"), task_name)
     print_fn(json.dumps(metrics["test"]))
     return metrics

@@ -175,19 +175,21 @@ def decoder_layer_backward(dout, cache, p, cfg):
 def encoder(x, p, cfg, mask=None, bias=None, need_weights=False):
     r"""The encoder stack: L encoder layers, then LN if cfg.final_norm.  x: (B, S, C).
     Returns (memory (B, S, C), [weights per layer] if need_weights else [])."""
-    out, weights, _ = encoder_forward(x, p, cfg, mask, bias)
-    return out, (weights if need_weights else [])
+    out, weights, _ = encoder_forward(x, p, cfg, mask, bias, keep=need_weights)
+    return out, weights
 
 
-def encoder_forward(x, p, cfg, mask=None, bias=None, rng=None, cache=None):
+def encoder_forward(x, p, cfg, mask=None, bias=None, rng=None, cache=None, keep=True):
     """encoder, also returning per-layer weights and the backward cache.  ``cache``: a list of LayerCache
-    (one per layer) for incremental decoding with causal blocks."""
+    (one per layer) for incremental decoding with causal blocks.  keep=False (inference) drops each layer's
+    weights and backward cache as soon as the next layer runs, so memory stays that of one layer."""
     weights, caches = [], []
     for i, lp in enumerate(p["layers"]):
         x, w, c = encoder_layer_forward(x, lp, cfg, mask=mask, bias=bias, rng=rng,
                                         cache=None if cache is None else cache[i])
-        weights.append(w)
-        caches.append(c)
+        if keep:
+            weights.append(w)
+            caches.append(c)
     ln = None
     if cfg.final_norm:
         x, ln = layer_norm_forward(x, **p["norm"], eps=cfg.layer_norm_eps)
@@ -210,19 +212,20 @@ def decoder(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, 
     cache: optional list of LayerCache, one per layer.
     Returns (y (B, T, C), [(self, cross) weights per layer] if need_weights else [])."""
     out, weights, _ = decoder_forward(y, memory, p, cfg, self_mask, cross_mask, self_bias, cross_bias,
-                                      cache=cache)
-    return out, (weights if need_weights else [])
+                                      cache=cache, keep=need_weights)
+    return out, weights
 
 
 def decoder_forward(y, memory, p, cfg, self_mask=None, cross_mask=None, self_bias=None, cross_bias=None,
-                    cache=None, rng=None):
-    """decoder, also returning per-layer weights and the backward cache."""
+                    cache=None, rng=None, keep=True):
+    """decoder, also returning per-layer weights and the backward cache (kept only with keep=True)."""
     weights, caches = [], []
     for i, lp in enumerate(p["layers"]):
         y, w, c = decoder_layer_forward(y, memory, lp, cfg, self_mask, cross_mask, self_bias, cross_bias,
                                         cache=None if cache is None else cache[i], rng=rng)
-        weights.append(w)
-        caches.append(c)
+        if keep:
+            weights.append(w)
+            caches.append(c)
     ln = None
     if cfg.final_norm:
         y, ln = layer_norm_forward(y, **p["norm"], eps=cfg.layer_norm_eps)
@@ -349,7 +352,8 @@ def classifier_forward(params, ids, cfg, need_weights=False):
     ids: int (B, T), padded with cfg.pad_id.  Returns (logits (B, n_classes), [weights per layer])."""
     check_tokens("ids", ids, cfg)
     keys = padding_mask(ids=ids, pad_id=cfg.pad_id) if cfg.pad_id is not None else None  # (B, 1, 1, T)
-    h, weights, _ = encoder_forward(embed(ids, params["embed"], cfg), params["encoder"], cfg, mask=keys)
+    h, weights, _ = encoder_forward(embed(ids, params["embed"], cfg), params["encoder"], cfg, mask=keys,
+                                    keep=need_weights)
     pooled, _ = mean_pool_forward(h, ids, cfg)
     return linear(pooled, **params["out"]), (weights if need_weights else [])
 

@@ -166,3 +166,22 @@ def test_cached_generation_runs_in_the_params_library(to_xp, kind):
     s = make(moved)
     assert g.greedy(s, 6) == want
     assert all(type(layer.k) is type(to_xp(np.zeros(1))) for layer in s.cache)  # the cache stays there too
+
+
+def test_loss_and_gradients_run_in_the_params_library(to_xp):
+    from transformer_np.model import transformer_loss
+    from transformer_np.optim import adam_init, adam_step
+
+    cfg = tn.TransformerConfig.tiny(dtype="float64", pad_id=0)
+    params = tn.init_params(cfg, seed=0)
+    src, tgt = np.array([[3, 4, 5, 0], [6, 7, 8, 9]]), np.array([[1, 5, 6, 2], [1, 7, 2, 0]])
+    want_loss, want = transformer_loss(params, src, tgt[:, :-1], tgt[:, 1:], cfg, np.random.default_rng(1), 0.1)
+    moved = tree_map(to_xp, params)
+    loss, grads = transformer_loss(moved, to_xp(src), to_xp(tgt[:, :-1]), to_xp(tgt[:, 1:]), cfg,
+                                   np.random.default_rng(1), 0.1)  # the same dropout masks
+    flat, ref = tn.params.flatten(grads), tn.params.flatten(want)
+    for k in ref:
+        assert_same_backend_and_close(flat[k], moved["out"]["w"], ref[k], np.float64)
+    np.testing.assert_allclose(float(loss), float(want_loss), atol=1e-12)
+    stepped, _ = adam_step(moved, grads, adam_init(moved), 1e-3)
+    assert type(tn.params.flatten(stepped)["out/w"]) is type(moved["out"]["w"])

@@ -1,4 +1,6 @@
-r"""Encoder and decoder layers, their stacks, and the encoder-decoder model (paper §3.1).
+r"""Encoder and decoder layers, their stacks, and the models built from them (paper §3.1): the
+encoder-decoder (the source document's model), a decoder-only LM and an encoder classifier — each layer and
+model with its backward beside its forward, and the training losses with their gradients.
 
 Parameters are a nested dict (the params tree) whose keys are the functions' argument names, so a layer
 reads ``feed_forward(h, **p["ffn"])``.  Layers take the :class:`TransformerConfig` for their options.

@@ -16,8 +16,8 @@
 # tokens. The **KV cache** keeps each layer's keys and values: a step then feeds one token, and only its
 # query attends over the cached keys.
 #
-# The model here is a small random decoder-only LM (the trained models of the training chapter will replace
-# it), so the tokens mean nothing — but every rule and every equality below holds for any weights.
+# Most of the model here is a small random decoder-only LM, so its tokens mean nothing — but every rule and
+# every equality below holds for any weights; a section near the end runs the trained dates model.
 
 # %%
 import time
@@ -108,6 +108,28 @@ hyps = g.beam_search(g.LMSession(model, [prompt]), 3, 5,
 for tokens_, score, logp in hyps:
     print(f"score {score:7.3f}  {tokens_}")
 viz.beam_tree(history, final=hyps[0][0]);
+
+# %% [markdown]
+# ## With trained weights
+#
+# The same sessions and decoders run the trained dates model of chapter 8 (an encoder-decoder): its 3-best
+# list for one input, and greedy decoding of a ragged batch with and without the cache.
+
+# %%
+from transformer_np.train import load_trained
+
+dates, params_d, _, _ = load_trained("dates")
+dates_model = tn.Transformer.from_config(dates.config, params_d)
+src = dates.tokenizer.encode("the 3rd of March, 2021")
+for tokens_, score, logp in g.beam_search(g.Seq2SeqSession(dates_model, [src], bos_id=1), 3, 12, eos_id=2):
+    print(f"score {score:8.3f}  {dates.tokenizer.decode(tokens_)!r}")  # "" = EOS right away
+texts = ["3 Mar 21", "Wednesday, 3 March 2021", "Dec 25, 1999"]
+sources = [dates.tokenizer.encode(t) for t in texts]
+cached = g.greedy(g.Seq2SeqSession(dates_model, sources, bos_id=1), 12, eos_id=2)
+plain = g.greedy(g.Seq2SeqSession(dates_model, sources, bos_id=1, use_cache=False), 12, eos_id=2)
+assert cached == plain
+for t, out in zip(texts, cached):
+    print(f"{t!r:28} -> {dates.tokenizer.decode(out)}")
 
 # %% [markdown]
 # ## The KV cache: memory and speed

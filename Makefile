@@ -27,7 +27,7 @@ demo: $(VENV)/.installed-run
 	$(BIN)/python -m transformer_np tour
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check transformer_np tests scripts
+	$(BIN)/ruff check transformer_np tests scripts conftest.py
 
 # the unit tests and the notebooks (nbmake runs each top to bottom); pytest exits 5 when it collects
 # no test, and make treats every non-zero exit as a failure

@@ -7,7 +7,7 @@ NumPy, as CuPy does); torch tensors through array-api-compat; CuPy where a GPU e
 
 import numpy as np
 import pytest
-from conftest import randn
+from helpers import randn
 
 import transformer_np as tn
 from transformer_np.backend import array_namespace, device, tree_map

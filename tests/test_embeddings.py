@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import EQUATION_ATOL, TORCH_F64_ATOL, assert_close, randn
+from helpers import EQUATION_ATOL, TORCH_F64_ATOL, assert_close, randn
 from hypothesis import given
 from hypothesis import strategies as st
 

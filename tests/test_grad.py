@@ -3,7 +3,7 @@ L = sum(out * dout), and against torch autograd on the same inputs."""
 
 import numpy as np
 import pytest
-from conftest import randn
+from helpers import randn
 
 import transformer_np as tn
 from transformer_np import attention as att

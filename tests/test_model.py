@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import EQUATION_ATOL, TORCH_F32, TORCH_F64_ATOL, assert_close, randn
+from helpers import EQUATION_ATOL, TORCH_F32, TORCH_F64_ATOL, assert_close, randn
 
 import transformer_np as tn
 from transformer_np import reference as ref

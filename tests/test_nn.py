@@ -5,7 +5,7 @@ import math
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from conftest import EQUATION_ATOL, TORCH_F32, TORCH_F64_ATOL, assert_close, randn
+from helpers import EQUATION_ATOL, TORCH_F32, TORCH_F64_ATOL, assert_close, randn
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,5 +1,6 @@
-"""nbmake runs every notebook as a test.  Chapter 7 needs the MiniLM weights (an optional install): without
-them it is skipped with the command that installs them, as the MiniLM unit tests are."""
+"""Project-wide pytest hooks.  nbmake runs every notebook as a test.  Chapter 7 needs the MiniLM weights
+(an optional install): without them it is skipped with the command that installs them, as the MiniLM unit
+tests are.  (Test helpers live in tests/helpers.py, fixtures in tests/conftest.py.)"""
 
 import importlib.util
 

@@ -8,6 +8,10 @@ Shape vocabulary, used on every line that makes a tensor:
 Masks are boolean and mean **True where query t may attend to key s**; they broadcast to (B, H, T, S).
 Every function takes its array library from its inputs (NumPy, CuPy, torch, any array-API library) and
 keeps their dtype; parameters are nested dicts of arrays (the params tree).
+
+Modules beyond the formulas: ``generate`` (greedy, sampling, beam search, KV cache), ``train``, ``optim``
+and ``tasks`` (training in NumPy), ``pretrained`` (all-MiniLM-L6-v2), ``interop`` (torch), ``viz`` and
+``figures`` (plots), ``reference`` (loop-level versions of every formula).
 """
 
 from .attention import merge_heads, multi_head_attention, project_kv, scaled_dot_product_attention, split_heads

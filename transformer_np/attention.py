@@ -1,6 +1,7 @@
 r"""Scaled dot-product attention and multi-head attention (paper §3.2).
 
-Heads are an array axis: (B, T, C) -> (B, H, T, D) with C = H·D, never a Python loop.
+Heads are an array axis: (B, T, C) -> (B, H, T, D) with C = H·D, never a Python loop.  Each forward has
+its backward beside it.
 Cross-attention scores are (B, H, T, S): T queries from the decoder, S keys from the encoder memory.
 """
 

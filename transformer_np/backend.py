@@ -6,7 +6,9 @@ array-API standard through it.  The few things the standard lacks live here, map
 * :func:`erf` (exact GELU): ``scipy.special`` for NumPy, ``cupyx.scipy.special`` for CuPy,
   ``torch.special`` for torch; other namespaces get a series / continued-fraction evaluation written
   with standard operations only (|error| < 1e-13 in float64, tested).
-* :func:`take_rows` (embedding lookup): ``table[ids]`` with ids of any shape.
+* :func:`take_rows` (embedding lookup): ``table[ids]`` with ids of any shape, and its backward
+  :func:`scatter_add_rows` (``np.add.at``, ``index_add_``, ``cupyx.scatter_add``, or a one-hot product).
+* :func:`keep_mask` (dropout): Bernoulli draws from a ``np.random.Generator``, moved to the data's device.
 * :func:`to_numpy` / :func:`to_backend`: the explicit boundaries where data changes library.
 """
 
@@ -26,8 +28,8 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
-__all__ = ["array_namespace", "device", "erf", "scatter_add_rows", "take_rows", "to_numpy", "to_backend",
-           "tree_map"]
+__all__ = ["array_namespace", "device", "erf", "keep_mask", "scatter_add_rows", "take_rows", "to_numpy",
+           "to_backend", "tree_map"]
 
 BACKENDS = ("numpy", "torch", "cupy")
 

@@ -64,7 +64,8 @@ def main(argv=None):
         rows = run_tour(seed=args.seed)
         return 0 if all(ok for *_, ok in rows) else 1
     if args.command == "bench":
-        from .bench import bench_breakdown, bench_decode, bench_forward, write_json
+        from .bench import bench_breakdown, bench_decode, bench_forward
+        from .params import write_json
 
         try:
             if args.what == "embed":

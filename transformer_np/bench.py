@@ -7,7 +7,6 @@ one warm-up run, so that first-call costs (allocation, thread start) are left ou
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
 import time
@@ -273,10 +272,3 @@ def _machine():
         f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else "")
     return info
 
-
-def write_json(result, path):
-    """Atomic write of the result as JSON."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)

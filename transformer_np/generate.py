@@ -28,6 +28,12 @@ from .nn import log_softmax, softmax
 
 
 # --- sessions --------------------------------------------------------------------------------------
+def _converter(params):
+    """Host (NumPy) arrays -> the library and device of the model's parameters."""
+    like = params["embed"]["table"]
+    return lambda a: array_namespace(like).asarray(a, device=device(like))
+
+
 def _as_prompts(prompts, cfg, name="prompts"):
     """A list of 1-D integer NumPy arrays (copies), each non-empty, in range and within max_len."""
     if isinstance(prompts, np.ndarray) and prompts.ndim == 2:
@@ -52,7 +58,7 @@ def _as_prompts(prompts, cfg, name="prompts"):
 class LMSession:
     """Decoding state of a decoder-only LM for a batch of prompts (left-padded to a common length)."""
 
-    def __init__(self, model, prompts, use_cache=True, like=None):
+    def __init__(self, model, prompts, use_cache=True):
         self.model, self.cfg, self.use_cache = model, model.config, use_cache
         prompts = _as_prompts(prompts, self.cfg)
         B, L = len(prompts), max(len(p) for p in prompts)
@@ -62,12 +68,9 @@ class LMSession:
             ids[b, L - len(p):], real[b, L - len(p):] = p, True
         self.tokens, self.real = ids, real  # (B, t): all tokens so far, and which are not padding
         self.positions = np.maximum(np.cumsum(real, axis=1) - 1, 0)  # (B, t): each row counts its own
-        self._xp_like = like if like is not None else model.params["embed"]["table"]
+        self._arr = _converter(model.params)
         self.cache = new_cache(self.cfg.n_decoder_layers) if use_cache else None
         self._forward(ids, self.positions)
-
-    def _arr(self, a):
-        return array_namespace(self._xp_like).asarray(a, device=device(self._xp_like))
 
     def _forward(self, ids, positions):
         key_mask = self._arr(self.real[:, None, None, :])  # (B, 1, 1, t)
@@ -120,8 +123,7 @@ class Seq2SeqSession:
         keys = np.zeros((B, S), bool)
         for b, s in enumerate(sources):
             src[b, : len(s)], keys[b, : len(s)] = s, True  # right-padded; padding keys masked
-        like = model.params["embed"]["table"]
-        self._arr = lambda a: array_namespace(like).asarray(a, device=device(like))
+        self._arr = _converter(model.params)
         self.memory_keys = self._arr(keys[:, None, None, :])  # (B, 1, 1, S)
         self.memory, _, _ = encode(model.params, self._arr(src), self.cfg, src_mask=self.memory_keys)
         self.tokens = np.full((B, 1), bos_id, np.int64)

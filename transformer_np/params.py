@@ -71,6 +71,16 @@ def save_checkpoint(path, params, cfg, extra=None):
         raise
 
 
+def write_json(data, path):
+    """Write data as JSON atomically (a temp file beside it, then renamed over path)."""
+    import json
+
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path, cfg=None):
     """(params, cfg) from a .npz written by save_checkpoint.  If cfg is given the file must match it.
     Every array is checked against the shapes the config implies."""

@@ -189,12 +189,7 @@ def is_negated(sentence):
 
 
 def sentiment_task(seed=0):
-    data = sentiment_sentences()
-    seen, unique = set(), []
-    for text, label in data:
-        if text not in seen:
-            seen.add(text)
-            unique.append((text, label))
+    unique = sentiment_sentences()  # one label per text, each text once
     order = np.random.default_rng(seed).permutation(len(unique))
     unique = [unique[i] for i in order]
     words = sorted({w for text, _ in unique for w in text.split()})

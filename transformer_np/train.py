@@ -19,7 +19,7 @@ from .config import TransformerConfig
 from .generate import Seq2SeqSession, greedy
 from .model import Transformer, classifier_forward, classifier_loss, init_params, param_shapes, transformer_loss
 from .optim import adam_init, adam_step, clip_by_global_norm, noam_lr
-from .params import CONFIG_KEY, flatten, save_checkpoint, unflatten
+from .params import CONFIG_KEY, flatten, save_checkpoint, unflatten, write_json
 from .tasks import EOS, get_task, is_negated
 
 MAX_GRAD_NORM = 1.0
@@ -178,7 +178,7 @@ def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=
     metrics = {"task": task_name, "steps": opt["step"], "train_seconds_this_run": seconds,
                "parameters": int(sum(math.prod(a.shape) for a in flatten(params).values())),
                "test": evaluate(task, params, task.test)}
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(metrics, os.path.join(out_dir, "metrics.json"))
     if export:
         export_trained(ckpt, export, task_name)
     _plot_loss(history, os.path.join(out_dir, "loss.png"), task_name)
@@ -196,39 +196,13 @@ def _progress(enabled, start, total):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
 
-def _write_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def _plot_loss(history, path, name):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from . import viz
 
-    from .viz import save
-
-    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-    loss = np.array(history["loss"])
-    k = max(1, len(loss) // 100)
-    smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-    ax.plot(history["step"][k - 1:], smooth, label=f"training loss (mean of {k} steps)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
-    ax.set_yscale("log")
-    if history["val"]:
-        ax2 = ax.twinx()
-        s, acc = zip(*history["val"])
-        ax2.plot(s, acc, "o-", color="C1", label="validation accuracy")
-        ax2.set_ylabel("validation accuracy")
-        ax2.set_ylim(0, 1.02)
-        ax2.legend(loc="center right", fontsize=8)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"Training the '{name}' model in NumPy")
-    save(fig, path)
+    viz.save(viz.training_run(history, name), path)
 
 
 __all__ = ["train", "evaluate", "predict", "save_training", "load_training", "NonFiniteLoss", "TransformerConfig"]

@@ -343,14 +343,41 @@ def learning_rate_schedule(steps, d_model, warmups=(400, 4000)):
     return fig
 
 
+def _smoothed_loss(history):
+    """(steps, loss averaged over windows of 1% of the run, k): a readable curve of a noisy loss."""
+    loss = np.asarray(history["loss"])
+    k = max(1, len(loss) // 100)
+    return np.asarray(history["step"])[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), k
+
+
+def training_run(history, name):
+    """One run: smoothed training loss and, on a second axis, the periodic validation accuracy."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    steps, smooth, k = _smoothed_loss(history)
+    ax.plot(steps, smooth, label=f"training loss (mean of {k} steps)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_yscale("log")
+    if history["val"]:
+        ax2 = ax.twinx()
+        s, acc = zip(*history["val"])
+        ax2.plot(s, acc, "o-", color="C1", label="validation accuracy")
+        ax2.set_ylabel("validation accuracy")
+        ax2.set_ylim(0, 1.02)
+        ax2.legend(loc="center right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"Training the '{name}' model in NumPy")
+    return fig
+
+
 def training_curves(histories):
     """Training loss (smoothed) of several runs: {name: history with "step" and "loss"}."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     for name, h in histories.items():
-        loss = np.asarray(h["loss"])
-        k = max(1, len(loss) // 100)
-        ax.plot(np.asarray(h["step"])[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), label=name)
+        steps, smooth, _ = _smoothed_loss(h)
+        ax.plot(steps, smooth, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training cross-entropy (smoothed)")

@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import reference, viz
+from transformer_np import viz
+from transformer_np.core import reference
 
 # %% [markdown]
 # ## The equations
@@ -129,7 +130,7 @@ except ValueError as e:
 # **1.** Write `my_pe(max_len, d_model)` returning the sin-cos table (float64), straight from the equation.
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_pe = None  # replace with your function
 

@@ -14,7 +14,9 @@
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import figures, reference, viz
+from transformer_np import viz
+from transformer_np.core import reference
+from transformer_np.viz import figures
 
 # %% [markdown]
 # ## The call, and a live check against the loop-level version
@@ -111,7 +113,7 @@ assert np.all(np.isfinite(out)) and np.all(w[0, 2] == 0)
 # **1.** Write `my_causal_mask(T)`: a (T, T) boolean array, True where query $t$ may attend to key $s$.
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_causal_mask = None  # replace with your function
 

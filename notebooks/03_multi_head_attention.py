@@ -15,7 +15,9 @@
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import figures, reference, viz
+from transformer_np import viz
+from transformer_np.core import reference
+from transformer_np.viz import figures
 
 viz.multi_head_shapes();
 
@@ -86,7 +88,7 @@ np.testing.assert_allclose(one, tn.scaled_dot_product_attention(x, x, x)[0], ato
 # **1.** Write `my_split_heads(x, H)`: (B, T, C) → (B, H, T, D), head $h$ taking columns $hD\ldots(h+1)D-1$.
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_split_heads = None  # replace with your function
 

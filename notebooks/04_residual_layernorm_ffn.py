@@ -19,7 +19,9 @@ import math
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import figures, reference, viz
+from transformer_np import viz
+from transformer_np.core import reference
+from transformer_np.viz import figures
 
 rng = np.random.default_rng(0)
 
@@ -98,7 +100,7 @@ print("FFN equals its loop-level version with both activations")
 # **1.** Write `my_layer_norm(x, gamma, beta, eps)` over the last axis (biased variance, eps inside the root).
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_layer_norm = None  # replace with your function
 

@@ -16,8 +16,10 @@
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import figures, reference, viz
+from transformer_np import viz
+from transformer_np.core import reference
 from transformer_np.model import decoder_layer, embed, encoder_layer
+from transformer_np.viz import figures
 
 model = tn.Transformer(d_model=32, nhead=4, num_layers=2, num_classes=16, d_ff=64, max_len=32,
                        dtype="float64", seed=0)
@@ -118,7 +120,7 @@ print({name: [w.shape for w in ws] for name, ws in att.items()})
 # on the paper's base model.
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_param_count = None  # replace with your function
 

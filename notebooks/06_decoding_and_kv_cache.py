@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import generate as g
+from transformer_np import decoding as g
 from transformer_np import viz
 
 cfg = tn.TransformerConfig.lm_tiny(d_model=32, n_heads=4, n_decoder_layers=2, d_ff=64, vocab_size=12,
@@ -116,7 +116,7 @@ viz.beam_tree(history, final=hyps[0][0]);
 # list for one input, and greedy decoding of a ragged batch with and without the cache.
 
 # %%
-from transformer_np.train import load_trained
+from transformer_np.training import load_trained
 
 dates, params_d, _, _ = load_trained("dates")
 dates_model = tn.Transformer.from_config(dates.config, params_d)
@@ -176,7 +176,7 @@ viz.decode_speed(rows, "Measured in this notebook (C=768, 12 heads, 2 layers)");
 # **1.** Write `my_top_k(probs, k)`: keep each row's k largest probabilities, zero the rest, renormalise.
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_top_k = None  # replace with your function
 

@@ -19,7 +19,7 @@ import numpy as np
 
 import transformer_np as tn
 from transformer_np import pretrained, viz
-from transformer_np.pretrained_data import SEARCH_SENTENCES
+from transformer_np.pretrained.sentences import SEARCH_SENTENCES
 
 model = pretrained.load_minilm()
 cfg = model.config
@@ -133,7 +133,7 @@ print("pooled by hand == encode(), with or without padding")
 # **1.** Write `my_pool(x, mask)`: the mean of the token vectors where mask is 1.
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_pool = None  # replace with your function
 

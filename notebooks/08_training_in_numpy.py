@@ -16,9 +16,10 @@
 import numpy as np
 
 import transformer_np as tn
-from transformer_np import nn, tasks, viz
+from transformer_np import viz
+from transformer_np.core import nn
 from transformer_np.model import transformer_loss
-from transformer_np.train import evaluate, load_trained, predict
+from transformer_np.training import evaluate, load_trained, predict, tasks
 
 # %% [markdown]
 # ## A backward, checked live
@@ -123,10 +124,10 @@ for s, y in zip(sentences, labels):
     print(f"{task_s.labels[y]:8s} {s}")
 
 # %%
-from transformer_np.model import classifier_forward
+from transformer_np.model import classifier_logits
 
 ids = np.array([task_s.tokenizer.encode("the plot was not bad at all")])
-_, weights = classifier_forward(params_s, ids, task_s.config, need_weights=True)
+_, weights = classifier_logits(params_s, ids, task_s.config, need_weights=True)
 words = "the plot was not bad at all".split()
 viz.head_grid(weights[-1][0], words, words, title="Last encoder layer of the sentiment classifier");
 
@@ -148,7 +149,7 @@ for x, y in wrong[:10]:
 # upstream gradient dy (rows on the last axis).
 
 # %%
-from transformer_np import exercises
+from transformer_np.teaching import exercises
 
 my_softmax_backward = None  # replace with your function
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from transformer_np.pretrained import default_path  # noqa: E402
-from transformer_np.pretrained_data import REFERENCE_SENTENCES  # noqa: E402
+from transformer_np.pretrained.sentences import REFERENCE_SENTENCES  # noqa: E402
 
 
 def main():

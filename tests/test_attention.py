@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import transformer_np as tn
-from transformer_np import reference as ref
+from transformer_np.core import reference as ref
 
 
 def mha_params(rng, C, Ck=None, Cv=None, dtype=np.float64):

@@ -10,7 +10,8 @@ import pytest
 from helpers import randn
 
 import transformer_np as tn
-from transformer_np.backend import array_namespace, device, tree_map
+from transformer_np.core.backend import array_namespace, device
+from transformer_np.core.tree import tree_map
 
 
 def _strict():
@@ -106,11 +107,11 @@ def test_to_backend_moves_every_leaf_and_to_numpy_brings_it_back(backend):
         pytest.importorskip("torch")
     params = tn.init_params(tn.TransformerConfig.tiny())
     moved = tn.to_backend(params, backend)
-    leaves = tn.params.flatten(moved)
+    leaves = tn.core.flatten(moved)
     assert all(array_namespace(v) is array_namespace(leaves["out/b"]) for v in leaves.values())
     back = tree_map(tn.to_numpy, moved)
-    flat = tn.params.flatten(params)
-    assert all(np.array_equal(tn.params.flatten(back)[k], flat[k]) for k in flat)
+    flat = tn.core.flatten(params)
+    assert all(np.array_equal(tn.core.flatten(back)[k], flat[k]) for k in flat)
 
 
 def test_unknown_backend_is_rejected():
@@ -145,13 +146,13 @@ def test_checkpoint_saved_from_any_backend_loads_as_numpy(to_xp, tmp_path):
     tn.save_checkpoint(tmp_path / "m.npz", tree_map(to_xp, params), cfg)
     loaded, loaded_cfg = tn.load_checkpoint(tmp_path / "m.npz")
     assert loaded_cfg == cfg
-    flat, want = tn.params.flatten(loaded), tn.params.flatten(params)
+    flat, want = tn.core.flatten(loaded), tn.core.flatten(params)
     assert all(isinstance(flat[k], np.ndarray) and np.array_equal(flat[k], want[k]) for k in want)
 
 
 @pytest.mark.parametrize("kind", ["decoder-only", "encoder-decoder"])
 def test_cached_generation_runs_in_the_params_library(to_xp, kind):
-    from transformer_np import generate as g
+    from transformer_np import decoding as g
 
     if kind == "decoder-only":
         cfg = tn.TransformerConfig.lm_tiny(dtype="float64")
@@ -170,7 +171,7 @@ def test_cached_generation_runs_in_the_params_library(to_xp, kind):
 
 def test_loss_and_gradients_run_in_the_params_library(to_xp):
     from transformer_np.model import transformer_loss
-    from transformer_np.optim import adam_init, adam_step
+    from transformer_np.training.optim import adam_init, adam_step
 
     cfg = tn.TransformerConfig.tiny(dtype="float64", pad_id=0)
     params = tn.init_params(cfg, seed=0)
@@ -179,9 +180,9 @@ def test_loss_and_gradients_run_in_the_params_library(to_xp):
     moved = tree_map(to_xp, params)
     loss, grads = transformer_loss(moved, to_xp(src), to_xp(tgt[:, :-1]), to_xp(tgt[:, 1:]), cfg,
                                    np.random.default_rng(1), 0.1)  # the same dropout masks
-    flat, ref = tn.params.flatten(grads), tn.params.flatten(want)
+    flat, ref = tn.core.flatten(grads), tn.core.flatten(want)
     for k in ref:
         assert_same_backend_and_close(flat[k], moved["out"]["w"], ref[k], np.float64)
     np.testing.assert_allclose(float(loss), float(want_loss), atol=1e-12)
     stepped, _ = adam_step(moved, grads, adam_init(moved), 1e-3)
-    assert type(tn.params.flatten(stepped)["out/w"]) is type(moved["out"]["w"])
+    assert type(tn.core.flatten(stepped)["out/w"]) is type(moved["out"]["w"])

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-import transformer_np.tour as tour
+import transformer_np.teaching.tour as tour
 from transformer_np.__main__ import main
 
 
@@ -63,7 +63,7 @@ def test_generate_from_a_checkpoint_matches_the_library(tmp_path, capsys):
     import numpy as np
 
     import transformer_np as tn
-    from transformer_np import generate as g
+    from transformer_np import decoding as g
 
     model = tn.Transformer.from_config(tn.TransformerConfig.tiny(), seed=3)
     model.save(tmp_path / "m.npz")
@@ -120,7 +120,7 @@ def test_train_command_writes_a_checkpoint_and_resumes(tmp_path, capsys):
     assert main(["train", "--task", "sentiment", "--steps", "5", "--out", str(out), "--resume",
                  "--export", str(tmp_path / "shipped.npz")]) == 0
     assert "resumed" in capsys.readouterr().out
-    from transformer_np.train import load_trained
+    from transformer_np.training import load_trained
 
     task, params, history, metrics = load_trained("sentiment", tmp_path / "shipped.npz")
     assert history["step"] == [1, 2, 3, 4, 5] and metrics["n"] == 2000

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import transformer_np as tn
-from transformer_np import reference as ref
+from transformer_np.core import reference as ref
 
 
 @pytest.mark.parametrize("d_model", [8, 7, 32])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import transformer_np as tn
-from transformer_np import generate as g
+from transformer_np import decoding as g
 
 PROMPTS = [[1, 2, 3], [4, 5], [6, 7, 8, 9, 1, 3]]  # ragged on purpose
 
@@ -223,7 +223,7 @@ def test_bad_run_settings_are_rejected():
 
 
 def test_cross_attention_keys_are_computed_once_and_reused(monkeypatch):
-    import transformer_np.model as model_module
+    import transformer_np.model.layers as model_module
 
     s = g.Seq2SeqSession(seq2seq(), [[3, 4, 5]], bos_id=1)
     first = [layer.cross for layer in s.cache]

@@ -6,9 +6,9 @@ import pytest
 from helpers import randn
 
 import transformer_np as tn
-from transformer_np import attention as att
-from transformer_np import nn
-from transformer_np.embeddings import token_embedding_backward
+from transformer_np.core import attention as att
+from transformer_np.core import nn
+from transformer_np.core.embeddings import token_embedding_backward
 
 FD_REL = 1e-6  # max |analytic - numeric| / max(max |numeric|, 1): relative, except for gradients that are
 # exactly zero in theory (the key bias: softmax ignores a shift shared by a query's scores), where it is absolute
@@ -186,7 +186,7 @@ def test_gradients_equal_torch_autograd():
 def check_tree(grads, params, loss, rng, per_leaf=3):
     """Finite differences on per_leaf random entries of every parameter array (all of them would take
     minutes), plus every entry of grads must exist with the parameter's shape."""
-    from transformer_np.params import flatten
+    from transformer_np.core.tree import flatten
 
     g, p = flatten(grads), flatten(params)
     assert g.keys() == p.keys()
@@ -209,7 +209,7 @@ LAYER_CFGS = [dict(norm_first=False, activation="relu"), dict(norm_first=True, a
 
 @pytest.mark.parametrize("options", LAYER_CFGS, ids=["post-relu", "pre-gelu"])
 def test_encoder_layer_backward_matches_finite_differences(rng, options):
-    from transformer_np.model import encoder_layer_backward, encoder_layer_forward
+    from transformer_np.model.layers import encoder_layer_backward, encoder_layer_forward
 
     cfg = tn.TransformerConfig.tiny(dtype="float64", dropout=0.2, **options)
     p = tn.init_params(cfg, seed=1)["encoder"]["layers"][0]
@@ -225,7 +225,7 @@ def test_encoder_layer_backward_matches_finite_differences(rng, options):
 
 @pytest.mark.parametrize("options", LAYER_CFGS, ids=["post-relu", "pre-gelu"])
 def test_decoder_layer_backward_matches_finite_differences(rng, options):
-    from transformer_np.model import decoder_layer_backward, decoder_layer_forward
+    from transformer_np.model.layers import decoder_layer_backward, decoder_layer_forward
 
     cfg = tn.TransformerConfig.tiny(dtype="float64", dropout=0.2, **options)
     p = tn.init_params(cfg, seed=2)["decoder"]["layers"][0]
@@ -285,7 +285,7 @@ def test_training_forward_without_dropout_equals_the_inference_forward(rng):
     params = tn.init_params(cfg, seed=3)
     src, tgt_in, tgt_out = seq2seq_batch(rng, cfg)
     logits = tn.Transformer.from_config(cfg, params)(src, tgt_in)
-    want, _ = tn.nn.cross_entropy_forward(logits, tgt_out, 0.0, ignore_index=0)
+    want, _ = tn.core.nn.cross_entropy_forward(logits, tgt_out, 0.0, ignore_index=0)
     np.testing.assert_allclose(transformer_loss(params, src, tgt_in, tgt_out, cfg)[0], want, atol=1e-12)
 
 
@@ -305,7 +305,7 @@ def test_full_encoder_decoder_gradients_equal_torch_autograd(rng):
         prm.data = prm.grad
     want = interop.from_torch(module).model.params
     _, grads = transformer_loss(model.params, src, tgt[:, :-1], tgt[:, 1:], cfg, label_smoothing=0.1)
-    from transformer_np.params import flatten
+    from transformer_np.core.tree import flatten
 
     g, w = flatten(grads), flatten(want)
     assert g.keys() == w.keys()
@@ -332,8 +332,8 @@ def test_residual_and_dropout_backward(rng):
 def test_encoder_layer_gradients_equal_torch_autograd(rng, norm_first):
     torch = pytest.importorskip("torch")
     from transformer_np import interop
-    from transformer_np.model import encoder_layer_backward, encoder_layer_forward
-    from transformer_np.params import flatten
+    from transformer_np.core.tree import flatten
+    from transformer_np.model.layers import encoder_layer_backward, encoder_layer_forward
 
     cfg = tn.TransformerConfig.tiny(dtype="float64", norm_first=norm_first, activation="gelu")
     p = tn.init_params(cfg, seed=6)["encoder"]["layers"][0]

@@ -5,7 +5,7 @@ import pytest
 from helpers import EQUATION_ATOL, TORCH_F32, TORCH_F64_ATOL, assert_close, randn
 
 import transformer_np as tn
-from transformer_np import reference as ref
+from transformer_np.core import reference as ref
 from transformer_np.model import decoder_layer, encoder_layer
 
 LAYER_OPTIONS = [dict(norm_first=nf, activation=a) for nf in (False, True) for a in ("relu", "gelu")]

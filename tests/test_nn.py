@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import transformer_np as tn
-from transformer_np import reference as ref
+from transformer_np.core import reference as ref
 
 finite = st.floats(-30, 30, allow_nan=False, width=64)
 rows = hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6), elements=finite)
@@ -59,7 +59,7 @@ def test_gelu_matches_math_erf_to_1e_7():
 
 
 def test_erf_fallback_for_other_namespaces_matches_math_erf():
-    from transformer_np.backend import _erf_standard
+    from transformer_np.core.backend import _erf_standard
 
     x = np.linspace(-7, 7, 2801)
     err = np.max(np.abs(_erf_standard(x) - np.array([math.erf(v) for v in x])))

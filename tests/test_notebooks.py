@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import transformer_np
-from transformer_np.figures import FIGURES
+from transformer_np.viz.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
@@ -85,7 +85,7 @@ def test_figures_command_draws_every_figure(tmp_path):
 
 
 def test_unknown_figure_name_is_rejected(tmp_path):
-    from transformer_np.figures import make_figures
+    from transformer_np.viz.figures import make_figures
 
     with pytest.raises(ValueError, match="unknown figures"):
         make_figures(tmp_path, ["no_such_figure"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import transformer_np as tn
-from transformer_np.params import flatten, unflatten
+from transformer_np.core.tree import flatten, unflatten
 
 
 def test_init_is_deterministic_per_seed_and_differs_across_seeds():
@@ -92,7 +92,7 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
         f.write(b"PK partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(tn.params.np, "savez", half_written)
+    monkeypatch.setattr(tn.model.checkpoint.np, "savez", half_written)
     with pytest.raises(OSError, match="No space left"):
         tn.save_checkpoint(path, tn.init_params(cfg, 1), cfg)
     assert path.read_bytes() == before

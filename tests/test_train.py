@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import transformer_np as tn
-from transformer_np import optim, tasks
-from transformer_np import train as tr
-from transformer_np.params import flatten
+from transformer_np import training as tr
+from transformer_np.core.tree import flatten
+from transformer_np.training import optim, tasks
 
 CHECKPOINTS = Path(tn.__file__).parent / "checkpoints"
 
@@ -95,16 +95,16 @@ def test_tokenizers_round_trip():
 
 # --- the loop, checkpoints, resuming ---------------------------------------------------------------------
 def test_a_few_steps_make_the_loss_fall(tmp_path):
-    metrics = tr.train("sentiment", steps=100, out_dir=tmp_path, progress=False, eval_every=1000, print_fn=str)
+    metrics = tr.train("sentiment", steps=100, out_dir=tmp_path, eval_every=1000)
     ckpt = tr.load_training(tmp_path / "model.npz", tasks.get_task("sentiment"))
     loss = ckpt[3]["loss"]
     assert np.mean(loss[-8:]) < 0.5 * np.mean(loss[:8])  # 0.73 -> 0.24 measured
-    assert metrics["steps"] == 100 and (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert metrics["steps"] == 100 and metrics["history"]["loss"] == loss  # the loop returns its history
     assert json.loads((tmp_path / "metrics.json").read_text())["test"]["n"] == 2000
 
 
 def test_resumed_run_continues_bit_for_bit(tmp_path):
-    kw = dict(progress=False, eval_every=1000, save_every=3, print_fn=str)
+    kw = dict(eval_every=1000, save_every=3)
     tr.train("reverse", steps=6, out_dir=tmp_path / "straight", **kw)
     tr.train("reverse", steps=3, out_dir=tmp_path / "stopped", **kw)
     tr.train("reverse", steps=6, out_dir=tmp_path / "stopped", resume=True, **kw)
@@ -118,13 +118,13 @@ def test_resumed_run_continues_bit_for_bit(tmp_path):
 
 
 def test_bad_checkpoints_and_tasks_are_rejected(tmp_path):
-    tr.train("sentiment", steps=2, out_dir=tmp_path, progress=False, eval_every=1000, print_fn=str)
+    tr.train("sentiment", steps=2, out_dir=tmp_path, eval_every=1000)
     path = tmp_path / "model.npz"
     with pytest.raises(ValueError, match="config differs from task 'reverse'"):
         tr.load_training(path, tasks.get_task("reverse"))
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ValueError, match="not a readable transformer_np checkpoint"):
-        tr.train("sentiment", steps=4, out_dir=tmp_path, resume=True, progress=False, print_fn=str)
+        tr.train("sentiment", steps=4, out_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="unknown task 'poetry'"):
         tr.train("poetry", steps=1, out_dir=tmp_path)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
@@ -132,7 +132,7 @@ def test_bad_checkpoints_and_tasks_are_rejected(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    kw = dict(out_dir=tmp_path, progress=False, eval_every=1000, save_every=2, print_fn=str)
+    kw = dict(out_dir=tmp_path, eval_every=1000, save_every=2)
     tr.train("reverse", steps=2, **kw)
     before = (tmp_path / "model.npz").read_bytes()
     real = tr.loss_and_grads
@@ -143,7 +143,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         loss, grads = real(*a)
         return (np.nan if len(calls) == 2 else loss), grads
 
-    monkeypatch.setattr(tr, "loss_and_grads", poisoned)
+    monkeypatch.setattr(tr.loop, "loss_and_grads", poisoned)
     with pytest.raises(tr.NonFiniteLoss, match="step 4: loss is nan"):
         tr.train("reverse", steps=6, resume=True, **kw)
     assert (tmp_path / "model.npz").read_bytes() == before

@@ -9,42 +9,102 @@ Masks are boolean and mean **True where query t may attend to key s**; they broa
 Every function takes its array library from its inputs (NumPy, CuPy, torch, any array-API library) and
 keeps their dtype; parameters are nested dicts of arrays (the params tree).
 
-Modules beyond the formulas: ``generate`` (greedy, sampling, beam search, KV cache), ``train``, ``optim``
-and ``tasks`` (training in NumPy), ``pretrained`` (all-MiniLM-L6-v2), ``interop`` (torch), ``viz`` and
-``figures`` (plots), ``reference`` (loop-level versions of every formula).
+The package has floors; each folder imports only from the folders above it in this list:
+
+    core        the formulas, forward and backward side by side (nn, attention, masks, embeddings),
+                their loop-level references, the array-library backend, params-tree helpers, input checks
+    model       config, params trees, layers, stacks, losses, checkpoints, the models
+    decoding    KV cache, decoding sessions, greedy / sampled / beam search
+    training    Adam and its schedule, the offline tasks, the training loop, the shipped trained models
+    efficient   efficient-inference techniques (quantization, pruning, ... as they land)
+    pretrained  real pretrained models from their own files: safetensors, WordPiece, MiniLM
+    interop     torch <-> NumPy (torch imported only when called)
+    viz         plots and the figures of figures/        teaching   the tour and the exercise checkers
+    cli         ``python -m transformer_np ...``
 """
 
-from .attention import merge_heads, multi_head_attention, project_kv, scaled_dot_product_attention, split_heads
-from .backend import to_backend, to_numpy
-from .config import TransformerConfig
-from .embeddings import (
+import importlib
+import warnings
+
+from . import core, decoding, efficient, interop, model, pretrained, training
+from .core import (
+    causal_mask,
+    combine_masks,
+    count_params,
+    feed_forward,
+    gelu,
+    layer_norm,
     learned_positional_embedding,
+    linear,
+    log_softmax,
+    merge_heads,
+    multi_head_attention,
+    padding_mask,
+    project_kv,
+    relu,
+    residual,
+    scaled_dot_product_attention,
     sinusoidal_positional_encoding,
+    softmax,
+    split_heads,
+    to_backend,
+    to_numpy,
     token_embedding,
 )
-from .masks import causal_mask, combine_masks, padding_mask
 from .model import (
+    Classifier,
     DecoderLM,
     Transformer,
+    TransformerConfig,
+    classifier_logits,
     decoder,
     decoder_layer,
     encoder,
     encoder_layer,
     init_params,
-    lm_forward,
+    lm_logits,
+    load_checkpoint,
     load_model,
-    transformer_forward,
+    save_checkpoint,
+    transformer_logits,
 )
-from .nn import feed_forward, gelu, layer_norm, linear, log_softmax, relu, residual, softmax
-from .params import count_params, load_checkpoint, save_checkpoint
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "DecoderLM", "Transformer", "TransformerConfig", "causal_mask", "combine_masks", "count_params",
-    "decoder", "decoder_layer", "encoder", "encoder_layer", "feed_forward", "gelu", "init_params",
-    "layer_norm", "learned_positional_embedding", "linear", "lm_forward", "load_checkpoint", "load_model",
-    "log_softmax", "merge_heads", "multi_head_attention", "padding_mask", "project_kv", "relu", "residual",
-    "save_checkpoint", "scaled_dot_product_attention", "sinusoidal_positional_encoding", "softmax",
-    "split_heads", "to_backend", "to_numpy", "token_embedding", "transformer_forward",
+    "Classifier", "DecoderLM", "Transformer", "TransformerConfig", "causal_mask", "classifier_logits",
+    "combine_masks", "core", "count_params", "decoder", "decoder_layer", "decoding", "efficient", "encoder",
+    "encoder_layer", "feed_forward", "gelu", "init_params", "interop", "layer_norm", "learned_positional_embedding",
+    "linear", "lm_logits", "load_checkpoint", "load_model", "log_softmax", "merge_heads", "model",
+    "multi_head_attention", "padding_mask", "pretrained", "project_kv", "relu", "residual", "save_checkpoint",
+    "scaled_dot_product_attention", "sinusoidal_positional_encoding", "softmax", "split_heads", "to_backend",
+    "to_numpy", "token_embedding", "training", "transformer_logits",
 ]
+
+# imported on first use: they pull in matplotlib (viz, cli) or are rarely needed by library users
+_LAZY = ("viz", "teaching", "cli")
+# version 0.1 was one flat folder; its module and function names keep working, with a DeprecationWarning
+_MOVED = {
+    "attention": "core.attention", "backend": "core.backend", "checks": "core.checks", "nn": "core.nn",
+    "masks": "core.masks", "embeddings": "core.embeddings", "reference": "core.reference", "params": "core.tree",
+    "config": "model.config", "cache": "decoding.cache", "generate": "decoding", "optim": "training.optim",
+    "tasks": "training.tasks", "train": "training", "safetensors": "pretrained.safetensors",
+    "wordpiece": "pretrained.wordpiece", "pretrained_data": "pretrained.sentences", "figures": "viz.figures",
+    "tour": "teaching.tour", "exercises": "teaching.exercises", "bench": "cli.bench",
+}
+_RENAMED = {"transformer_forward": "transformer_logits", "lm_forward": "lm_logits",
+            "classifier_forward": "classifier_logits"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _MOVED:
+        warnings.warn(f"transformer_np.{name} is now transformer_np.{_MOVED[name]}", DeprecationWarning,
+                      stacklevel=2)
+        return importlib.import_module(f".{_MOVED[name]}", __name__)
+    if name in _RENAMED:
+        warnings.warn(f"transformer_np.{name} is now transformer_np.{_RENAMED[name]} (a *_forward function "
+                      "returns the cache of its backward; this one returns logits)", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module 'transformer_np' has no attribute {name!r}")

@@ -15,57 +15,43 @@ torch is imported only when these functions are called.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
-from .attention import multi_head_attention
-from .config import TransformerConfig
-from .masks import causal_mask, combine_masks
-from .model import Transformer, decoder, decoder_layer, encoder, encoder_layer
+from .core.attention import multi_head_attention
+from .core.embeddings import sinusoidal_positional_encoding
+from .core.masks import causal_mask, combine_masks
+from .model.config import TransformerConfig
+from .model.layers import decoder_layer, encoder_layer
+from .model.models import Transformer
+from .model.params import param_shapes
+from .model.stacks import decoder, encoder
+from .model.weight_names import (
+    TORCH_ATTENTION,
+    TORCH_DECODER_LAYER,
+    TORCH_ENCODER_LAYER,
+    export_weights,
+    fuse_in_proj,
+    import_weights,
+    linear_names,
+    split_in_proj,
+    torch_stack,
+)
 
 __all__ = ["from_torch", "to_torch", "MultiheadAttention", "TransformerEncoderLayer",
            "TransformerDecoderLayer", "TorchTransformer", "TorchStyleTransformer", "source_model_torch"]
 
 
-# --- torch -> NumPy: weights ------------------------------------------------------------------------
-def _np(t):
-    return None if t is None else t.detach().cpu().numpy().copy()
+# --- torch -> NumPy: weights, through the tables of model.weight_names -----------------------------------
+def _state(module):
+    """The module's state dict as NumPy arrays, torch's fused in_proj split into q / k / v."""
+    return split_in_proj({k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()})
 
 
-def _linear_params(lin, w="w", b="b"):
-    return {w: _np(lin.weight).T.copy(), b: _np(lin.bias)}
-
-
-def _norm_params(ln):
-    C = ln.normalized_shape[0]
-    dtype = ln.weight.dtype if ln.weight is not None else None
-    gamma = _np(ln.weight) if ln.weight is not None else None
-    beta = _np(ln.bias) if getattr(ln, "bias", None) is not None else None
-    if gamma is None:
-        gamma = np.ones(C, dtype=str(dtype).removeprefix("torch.") if dtype else np.float32)
-    if beta is None:
-        beta = np.zeros_like(gamma)
-    return {"gamma": gamma, "beta": beta}
-
-
-def _mha_params(mha):
+def _check_mha(mha):
     if mha.bias_k is not None or mha.add_zero_attn:
         raise NotImplementedError("nn.MultiheadAttention with add_bias_kv or add_zero_attn is not supported")
-    E = mha.embed_dim
-    if mha._qkv_same_embed_dim:
-        W = _np(mha.in_proj_weight)  # (3E, E), rows = output features
-        w_q, w_k, w_v = W[:E].T.copy(), W[E:2 * E].T.copy(), W[2 * E:].T.copy()
-    else:
-        w_q, w_k, w_v = (_np(mha.q_proj_weight).T.copy(), _np(mha.k_proj_weight).T.copy(),
-                         _np(mha.v_proj_weight).T.copy())
-    b = _np(mha.in_proj_bias)
-    b_q, b_k, b_v = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
-    return {"w_q": w_q, "b_q": b_q, "w_k": w_k, "b_k": b_k, "w_v": w_v, "b_v": b_v,
-            **_linear_params(mha.out_proj, "w_o", "b_o")}
-
-
-def _ffn_params(layer):
-    return {**_linear_params(layer.linear1, "w1", "b1"), **_linear_params(layer.linear2, "w2", "b2")}
 
 
 def _activation_name(layer):
@@ -85,17 +71,6 @@ def _layer_config(layer, n_enc=1, n_dec=1, final_norm=False, **extra):
         n_encoder_layers=n_enc, n_decoder_layers=n_dec, activation=_activation_name(layer),
         norm_first=bool(layer.norm_first), layer_norm_eps=float(layer.norm1.eps), final_norm=final_norm,
         dtype=str(layer.linear1.weight.dtype).removeprefix("torch."), **extra)
-
-
-def _encoder_layer_params(layer):
-    return {"self_attn": _mha_params(layer.self_attn), "norm1": _norm_params(layer.norm1),
-            "ffn": _ffn_params(layer), "norm2": _norm_params(layer.norm2)}
-
-
-def _decoder_layer_params(layer):
-    return {"self_attn": _mha_params(layer.self_attn), "norm1": _norm_params(layer.norm1),
-            "cross_attn": _mha_params(layer.multihead_attn), "norm2": _norm_params(layer.norm2),
-            "ffn": _ffn_params(layer), "norm3": _norm_params(layer.norm3)}
 
 
 # --- torch -> NumPy: masks ----------------------------------------------------------------------------
@@ -259,50 +234,55 @@ def from_torch(module):
     import torch.nn as tnn
 
     if isinstance(module, tnn.MultiheadAttention):
-        return MultiheadAttention(_mha_params(module), module.num_heads, module.batch_first)
-    if isinstance(module, tnn.TransformerEncoderLayer):
-        return TransformerEncoderLayer(_encoder_layer_params(module), _layer_config(module),
-                                       module.self_attn.batch_first)
-    if isinstance(module, tnn.TransformerDecoderLayer):
-        return TransformerDecoderLayer(_decoder_layer_params(module), _layer_config(module),
-                                       module.self_attn.batch_first)
+        _check_mha(module)
+        return MultiheadAttention(import_weights(_state(module), TORCH_ATTENTION), module.num_heads,
+                                  module.batch_first)
+    if isinstance(module, (tnn.TransformerEncoderLayer, tnn.TransformerDecoderLayer)):
+        encoder_kind = isinstance(module, tnn.TransformerEncoderLayer)
+        _check_mha(module.self_attn)
+        table = TORCH_ENCODER_LAYER if encoder_kind else TORCH_DECODER_LAYER
+        twin = TransformerEncoderLayer if encoder_kind else TransformerDecoderLayer
+        return twin(import_weights(_state(module), table), _layer_config(module), module.self_attn.batch_first)
     if isinstance(module, tnn.Transformer):
-        cfg, params = _transformer_stacks(module)
-        return TorchTransformer(params, cfg, module.batch_first)
+        cfg = _stacks_config(module)
+        return TorchTransformer(import_weights(_state(module), _stacks_table(cfg)), cfg, module.batch_first)
     if all(hasattr(module, a) for a in ("embedding", "transformer", "fc_out", "positional_encoding")):
         return TorchStyleTransformer(_source_model(module))
     raise TypeError(f"from_torch does not know {type(module).__name__}")
 
 
-def _transformer_stacks(module, **extra):
+def _stacks_table(cfg, theirs=""):
+    return (torch_stack("encoder", cfg.n_encoder_layers, cfg.final_norm, theirs)
+            | torch_stack("decoder", cfg.n_decoder_layers, cfg.final_norm, theirs))
+
+
+def _stacks_config(module, **extra):
+    """The config of an nn.Transformer's two stacks (extra: more TransformerConfig fields)."""
     enc, dec = module.encoder, module.decoder
     if (enc.norm is None) != (dec.norm is None):
         raise NotImplementedError("nn.Transformer with a final norm on only one side is not supported")
-    cfg = _layer_config(enc.layers[0], len(enc.layers), len(dec.layers), final_norm=enc.norm is not None,
-                        **extra)
-    params = {"encoder": {"layers": [_encoder_layer_params(layer) for layer in enc.layers]},
-              "decoder": {"layers": [_decoder_layer_params(layer) for layer in dec.layers]}}
-    if cfg.final_norm:
-        params["encoder"]["norm"] = _norm_params(enc.norm)
-        params["decoder"]["norm"] = _norm_params(dec.norm)
-    return cfg, params
+    for layer in (*enc.layers, *dec.layers):
+        _check_mha(layer.self_attn)
+    return _layer_config(enc.layers[0], len(enc.layers), len(dec.layers), final_norm=enc.norm is not None,
+                         **extra)
+
+
+def _source_table(cfg):
+    return {"embedding.weight": ("embed/table", False), **_stacks_table(cfg, "transformer."),
+            **linear_names("fc_out", "out/w", "out/b")}
 
 
 def _source_model(module):
     if not module.transformer.batch_first:
         raise NotImplementedError("the source model's nn.Transformer must be batch_first=True")
-    pe = _np(module.positional_encoding)
-    from .embeddings import sinusoidal_positional_encoding
-
+    state = _state(module)
+    pe = state.pop("positional_encoding")
     table = sinusoidal_positional_encoding(pe.shape[0], pe.shape[1], dtype=pe.dtype)
     if not np.allclose(pe, table, rtol=0, atol=10 * np.finfo(pe.dtype).eps):
         raise NotImplementedError("positional_encoding must be the sin-cos table (a learned one is not supported)")
-    V = module.embedding.num_embeddings
-    cfg, params = _transformer_stacks(module.transformer, vocab_size=V, max_len=pe.shape[0],
-                                      scale_embedding=bool(getattr(module, "scale_embedding", True)))
-    params["embed"] = {"table": _np(module.embedding.weight)}
-    params["out"] = _linear_params(module.fc_out)
-    return Transformer.from_config(cfg, params)
+    cfg = _stacks_config(module.transformer, vocab_size=module.embedding.num_embeddings, max_len=pe.shape[0],
+                         scale_embedding=bool(getattr(module, "scale_embedding", True)))
+    return Transformer.from_config(cfg, import_weights(state, _source_table(cfg), template=param_shapes(cfg)))
 
 
 # --- NumPy -> torch -----------------------------------------------------------------------------------
@@ -310,8 +290,6 @@ def source_model_torch():
     """The torch class of the source document's model with its bugs fixed (see :class:`Transformer`):
     sin-cos table buffer ``positional_encoding`` (max_len, d_model), target embedded too, num_layers on
     both sides, causal tgt_mask by default, embeddings scaled by sqrt(d_model), batch-first."""
-    import math
-
     import torch
     from torch import nn
 
@@ -347,79 +325,56 @@ def source_model_torch():
     return SourceTransformer
 
 
+def _load_into(module, named):
+    """Copy {torch name: array} into the module (torch's in_proj fused where the module has one).  Every
+    parameter of the module must be given; a name it lacks is an error, unless it is an all-zero bias
+    (a zero bias is no bias: torch's bias=False)."""
+    import torch
+
+    state = module.state_dict()
+    named = fuse_in_proj(named, state)
+    unknown = [k for k, v in named.items() if k not in state and not (k.endswith("bias") and not np.any(v))]
+    missing = sorted({name for name, _ in module.named_parameters()} - set(named))
+    if unknown or missing:
+        raise ValueError(f"weights do not fit {type(module).__name__}: no place for {unknown[:5]}, "
+                         f"not given {missing[:5]}")
+    state.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in named.items() if k in state})
+    module.load_state_dict(state)
+    return module.eval()
+
+
 def to_torch(obj):
     """The torch module equivalent to a NumPy equivalent from :func:`from_torch` or a :class:`Transformer`,
-    with the weights copied (float dtype kept)."""
+    with the weights copied (float dtype and bias setting kept): ``to_torch(from_torch(m))`` computes what
+    ``m`` computes."""
     import torch
     from torch import nn
 
-    def t(a):
-        return torch.from_numpy(np.ascontiguousarray(a))
-
-    def set_linear(lin, w, b):
-        lin.weight.data = t(w.T)
-        if b is not None:
-            lin.bias.data = t(b)
-
-    def set_norm(ln, p):
-        ln.weight.data, ln.bias.data = t(p["gamma"]), t(p["beta"])
-
-    def set_mha(mha, p):
-        if mha._qkv_same_embed_dim:
-            mha.in_proj_weight.data = t(np.concatenate([p["w_q"].T, p["w_k"].T, p["w_v"].T]))
-        else:
-            mha.q_proj_weight.data, mha.k_proj_weight.data, mha.v_proj_weight.data = (
-                t(p["w_q"].T), t(p["w_k"].T), t(p["w_v"].T))
-        if p["b_q"] is not None:
-            mha.in_proj_bias.data = t(np.concatenate([p["b_q"], p["b_k"], p["b_v"]]))
-        set_linear(mha.out_proj, p["w_o"], p["b_o"])
-
-    def set_ffn(layer, p):
-        set_linear(layer.linear1, p["w1"], p["b1"])
-        set_linear(layer.linear2, p["w2"], p["b2"])
-
-    def set_enc(layer, p):
-        set_mha(layer.self_attn, p["self_attn"]), set_norm(layer.norm1, p["norm1"])
-        set_ffn(layer, p["ffn"]), set_norm(layer.norm2, p["norm2"])
-
-    def set_dec(layer, p):
-        set_mha(layer.self_attn, p["self_attn"]), set_norm(layer.norm1, p["norm1"])
-        set_mha(layer.multihead_attn, p["cross_attn"]), set_norm(layer.norm2, p["norm2"])
-        set_ffn(layer, p["ffn"]), set_norm(layer.norm3, p["norm3"])
-
-    def layer_kwargs(cfg, batch_first):
+    def layer_kwargs(cfg, params, batch_first):
         return dict(d_model=cfg.d_model, nhead=cfg.n_heads, dim_feedforward=cfg.d_ff, dropout=0.0,
                     activation=cfg.activation, layer_norm_eps=cfg.layer_norm_eps, batch_first=batch_first,
-                    norm_first=cfg.norm_first, dtype=getattr(torch, cfg.dtype))
-
-    def set_stacks(tr, params):
-        for layer, p in zip(tr.encoder.layers, params["encoder"]["layers"]):
-            set_enc(layer, p)
-        for layer, p in zip(tr.decoder.layers, params["decoder"]["layers"]):
-            set_dec(layer, p)
-        set_norm(tr.encoder.norm, params["encoder"]["norm"])
-        set_norm(tr.decoder.norm, params["decoder"]["norm"])
+                    norm_first=cfg.norm_first, bias=_has_bias(params), dtype=getattr(torch, cfg.dtype))
 
     if isinstance(obj, MultiheadAttention):
         p = obj.params
         C, Ck, Cv = p["w_q"].shape[0], p["w_k"].shape[0], p["w_v"].shape[0]
         m = nn.MultiheadAttention(C, obj.num_heads, bias=p["b_q"] is not None, kdim=Ck, vdim=Cv,
                                   batch_first=obj.batch_first, dtype=torch.from_numpy(p["w_q"]).dtype)
-        set_mha(m, p)
-    elif isinstance(obj, TransformerEncoderLayer):
-        m = nn.TransformerEncoderLayer(**layer_kwargs(obj.config, obj.batch_first))
-        set_enc(m, obj.params)
-    elif isinstance(obj, TransformerDecoderLayer):
-        m = nn.TransformerDecoderLayer(**layer_kwargs(obj.config, obj.batch_first))
-        set_dec(m, obj.params)
-    elif isinstance(obj, TorchTransformer):
+        return _load_into(m, export_weights(p, TORCH_ATTENTION))
+    if isinstance(obj, TransformerEncoderLayer):
+        m = nn.TransformerEncoderLayer(**layer_kwargs(obj.config, obj.params, obj.batch_first))
+        return _load_into(m, export_weights(obj.params, TORCH_ENCODER_LAYER))
+    if isinstance(obj, TransformerDecoderLayer):
+        m = nn.TransformerDecoderLayer(**layer_kwargs(obj.config, obj.params, obj.batch_first))
+        return _load_into(m, export_weights(obj.params, TORCH_DECODER_LAYER))
+    if isinstance(obj, TorchTransformer):
         c = obj.config
         if not c.final_norm:
             raise NotImplementedError("nn.Transformer always has final norms; config.final_norm is False")
-        kw = layer_kwargs(c, obj.batch_first)
-        m = nn.Transformer(num_encoder_layers=c.n_encoder_layers, num_decoder_layers=c.n_decoder_layers, **kw)
-        set_stacks(m, obj.params)
-    elif isinstance(obj, (Transformer, TorchStyleTransformer)):
+        m = nn.Transformer(num_encoder_layers=c.n_encoder_layers, num_decoder_layers=c.n_decoder_layers,
+                           **layer_kwargs(c, obj.params, obj.batch_first))
+        return _load_into(m, export_weights(obj.params, _stacks_table(c)))
+    if isinstance(obj, (Transformer, TorchStyleTransformer)):
         model = obj.model if isinstance(obj, TorchStyleTransformer) else obj
         c = model.config
         if c.n_encoder_layers != c.n_decoder_layers or not c.final_norm or c.pad_id is not None:
@@ -431,9 +386,11 @@ def to_torch(obj):
         for mod in m.modules():
             if isinstance(mod, nn.LayerNorm):
                 mod.eps = c.layer_norm_eps
-        m.embedding.weight.data = t(model.params["embed"]["table"])
-        set_stacks(m.transformer, model.params)
-        set_linear(m.fc_out, model.params["out"]["w"], model.params["out"]["b"])
-    else:
-        raise TypeError(f"to_torch does not know {type(obj).__name__}")
-    return m.eval()
+        return _load_into(m, export_weights(model.params, _source_table(c)))
+    raise TypeError(f"to_torch does not know {type(obj).__name__}")
+
+
+def _has_bias(params):
+    """Whether a layer's (or a stack's) linear maps have biases: torch's bias= for the rebuilt module."""
+    first = params["encoder"]["layers"][0] if "encoder" in params else params
+    return first["self_attn"]["b_q"] is not None

@@ -6,26 +6,48 @@ function against its loop-level version (``reference``) on the real intermediate
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from . import reference as ref
-from .attention import multi_head_attention, project_kv, scaled_dot_product_attention, split_heads
-from .embeddings import sinusoidal_positional_encoding, token_embedding
-from .masks import causal_mask
-from .model import Transformer, decoder_layer, encoder_layer, sublayer_input
-from .nn import feed_forward, layer_norm, linear, softmax
+from ..core import reference as ref
+from ..core.attention import multi_head_attention, project_kv, scaled_dot_product_attention, split_heads
+from ..core.embeddings import sinusoidal_positional_encoding, token_embedding
+from ..core.masks import causal_mask
+from ..core.nn import feed_forward, layer_norm, linear, softmax
+from ..model.layers import decoder_layer, encoder_layer
+from ..model.models import Transformer
+from ..training.loop import predict
+from ..training.shipped import load_trained
 
 TOLERANCE = 1e-12  # float64 throughout: vectorised and loop-level sums differ only in rounding order
 
 
-def run_tour(seed=0, print_fn=print):
-    """Run the tour; returns the list of check rows (formula, function, shape, max abs error, ok)."""
+@dataclasses.dataclass
+class Tour:
+    """What the tour found: the model and its input, one row per formula checked (formula, function, shape,
+    max abs error, ok), the untrained model's next-token argmax, and the shipped dates model's answers."""
+
+    model: str
+    inputs: str
+    rows: list
+    argmax: list
+    dates_accuracy: float | None = None
+    dates: list = dataclasses.field(default_factory=list)  # (text, prediction)
+
+    @property
+    def ok(self):
+        return all(row[4] for row in self.rows)
+
+
+def run_tour(seed=0):
+    """Run the tour: build the model, run it, check every formula.  Returns a :class:`Tour`."""
     model = Transformer(d_model=32, nhead=4, num_layers=2, num_classes=20, d_ff=64, max_len=64,
                         dtype="float64", seed=seed)
     cfg, p = model.config, model.params
     rng = np.random.default_rng(seed)
     src, tgt = rng.integers(1, 20, size=(1, 7)), rng.integers(1, 20, size=(1, 5))
-    print_fn(f"{model}\nsrc {src.tolist()}  tgt {tgt.tolist()}  (B=1, S=7, T=5, C=32, H=4, D=8, F=64, V=20)\n")
+    inputs = f"src {src.tolist()}  tgt {tgt.tolist()}  (B=1, S=7, T=5, C=32, H=4, D=8, F=64, V=20)"
     rows = []
 
     def check(formula, function, got, want):
@@ -68,7 +90,7 @@ def run_tour(seed=0, print_fn=print):
     memory = ref.loop_layer_norm(memory, **p["encoder"]["norm"], eps=cfg.layer_norm_eps)
     y = token_embedding(tgt, p["embed"]["table"]) + sinusoidal_positional_encoding(5, 32, dtype=np.float64)
     dp = p["decoder"]["layers"][0]
-    hd, _ = sublayer_input(y, dp["norm1"], cfg)
+    hd = y  # post-LN (the paper): the self-attention sublayer sees y itself
     masked, _ = multi_head_attention(hd, hd, hd, **dp["self_attn"], n_heads=cfg.n_heads, mask=causal_mask(5))
     check("masked self-attention (causal)", "multi_head_attention + causal_mask", masked,
           ref.loop_multi_head_attention(hd[0], hd[0], dp["self_attn"], cfg.n_heads, causal_mask(5))[0][None])
@@ -86,27 +108,12 @@ def run_tour(seed=0, print_fn=print):
     check("softmax over the vocabulary", "Transformer.predict_proba", probs,
           np.stack([ref.loop_softmax(r) for r in logits_loop])[None])
 
-    width = max(len(r[0]) for r in rows)
-    fwidth = max(len(r[1]) for r in rows)
-    print_fn(f"{'formula':<{width}}  {'function':<{fwidth}}  {'shape':<12}  {'max abs err':>11}  ok")
-    for formula, function, shape, err, ok in rows:
-        print_fn(f"{formula:<{width}}  {function:<{fwidth}}  {shape:<12}  {err:11.2e}  {'ok' if ok else 'FAIL'}")
-    n_ok = sum(r[4] for r in rows)
-    print_fn(f"\n{n_ok}/{len(rows)} formulas equal their loop-level versions (float64, tolerance {TOLERANCE:g}).")
-    print_fn(f"next-token argmax of the (untrained) model: {np.argmax(logits[0], -1).tolist()}")
-    _trained_examples(print_fn)
-    return rows
-
-
-def _trained_examples(print_fn):
-    """The same functions with trained weights: the shipped dates model normalising a few dates."""
-    from .train import load_trained, predict
-
+    tour = Tour(repr(model), inputs, rows, np.argmax(logits[0], -1).tolist())
     try:
         task, params, _, metrics = load_trained("dates")
     except FileNotFoundError:
-        return
+        return tour
     examples = ["the 3rd of March, 2021", "3 Mar 21", "Wednesday, 3 March 2021", "Dec 25, 1999"]
-    print_fn(f"\nthe shipped dates model, trained in NumPy (held-out exact match {metrics['accuracy']:.1%}):")
-    for text, pred in zip(examples, predict(task, params, examples)):
-        print_fn(f"  {text!r:28} -> {pred}")
+    tour.dates_accuracy = metrics["accuracy"]
+    tour.dates = list(zip(examples, predict(task, params, examples)))
+    return tour

@@ -220,6 +220,25 @@ def residual_backward(dy):
     return dy, dy
 
 
+def mean_pool(h, keep):
+    r"""e = \sum_t m_t h_t / \sum_t m_t: the mean of the token vectors h (B, T, C) over the tokens where
+    keep (B, T) is true (not padding).  A row with no token kept gives 0.  Returns (B, C)."""
+    return mean_pool_forward(h, keep)[0]
+
+
+def mean_pool_forward(h, keep):
+    """mean_pool, also returning its backward's cache: the weights w_t = m_t / n (B, T, 1)."""
+    xp = array_namespace(h)
+    m = xp.astype(keep, h.dtype)  # (B, T)
+    weights = (m / xp.clip(xp.sum(m, axis=1, keepdims=True), min=1.0))[..., None]  # (B, T, 1)
+    return xp.sum(h * weights, axis=1), weights  # (B, C)
+
+
+def mean_pool_backward(de, weights):
+    """forward: e = Σ_t w_t h_t, so dh_t = w_t de.  de: (B, C) -> dh: (B, T, C)."""
+    return de[:, None, :] * weights
+
+
 def feed_forward(x, w1, b1, w2, b2, activation="relu"):
     r"""FFN(x) = act(x W_1 + b_1) W_2 + b_2   (paper eq. 2, with act = ReLU; GELU optional)
 

@@ -1,7 +1,7 @@
 """``python -m transformer_np figures``: every PNG in figures/, drawn deterministically.
 
-Each entry of :data:`FIGURES` builds its data from fixed seeds and draws it with :mod:`viz`; the notebooks
-call the same functions, so the pictures in the README and in the chapters are one and the same.
+Each entry of :data:`FIGURES` builds its data from fixed seeds and draws it with a function of ``plots``; the
+notebooks call the same functions, so the pictures in the README and in the chapters are one and the same.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import os
 
 import numpy as np
 
-from . import viz
-from .attention import multi_head_attention
-from .config import TransformerConfig
-from .embeddings import sinusoidal_positional_encoding
-from .masks import causal_mask, combine_masks, padding_mask
-from .model import Transformer, encoder_layer, init_params
-from .nn import layer_norm
+from ..core.attention import multi_head_attention, scaled_dot_product_attention
+from ..core.embeddings import sinusoidal_positional_encoding
+from ..core.masks import causal_mask, combine_masks, padding_mask
+from ..core.nn import layer_norm
+from ..model.config import TransformerConfig
+from ..model.layers import encoder_layer
+from ..model.models import Transformer
+from ..model.params import init_params
+from . import plots
 
 SENTENCE = ["the", "cat", "sat", "on", "the", "mat"]
 
@@ -55,29 +57,27 @@ def tiny_translation_attention(seed=0):
 
 
 def _pe_heatmap():
-    return viz.positional_encoding_heatmap(sinusoidal_positional_encoding(100, 64))
+    return plots.positional_encoding_heatmap(sinusoidal_positional_encoding(100, 64))
 
 
 def _pe_waves():
-    return viz.positional_encoding_waves(sinusoidal_positional_encoding(100, 64))
+    return plots.positional_encoding_waves(sinusoidal_positional_encoding(100, 64))
 
 
 def _pe_similarity():
-    return viz.positional_similarity(sinusoidal_positional_encoding(64, 64, dtype=np.float64))
+    return plots.positional_similarity(sinusoidal_positional_encoding(64, 64, dtype=np.float64))
 
 
 def _attention_weights():
-    from .attention import scaled_dot_product_attention
-
     x = sentence_embeddings()
     _, w = scaled_dot_product_attention(x, x, x)
     title = "softmax(QKᵀ/√d) with Q = K = V = word vectors:\nequal words attend to each other"
-    return viz.attention_weights(w[0], SENTENCE, SENTENCE, title=title)
+    return plots.attention_weights(w[0], SENTENCE, SENTENCE, title=title)
 
 
 def _masks():
     pad = padding_mask(np.array([4]), max_len=6)[0, 0]  # (1, 6): the last two keys are padding
-    return viz.masks({"causal (lower triangle)": causal_mask(6),
+    return plots.masks({"causal (lower triangle)": causal_mask(6),
                       "padding: 4 real tokens": np.broadcast_to(pad, (6, 6)),
                       "causal AND padding": combine_masks(causal_mask(6), pad)})
 
@@ -87,30 +87,30 @@ def _head_grid():
     p = init_params(cfg, 1)["encoder"]["layers"][0]["self_attn"]
     x = sentence_embeddings()
     _, w = multi_head_attention(x, x, x, **p, n_heads=4)
-    return viz.head_grid(w[0], SENTENCE, SENTENCE, title="Four heads, four patterns (random projections)")
+    return plots.head_grid(w[0], SENTENCE, SENTENCE, title="Four heads, four patterns (random projections)")
 
 
 def _multi_head_shapes():
-    return viz.multi_head_shapes()
+    return plots.multi_head_shapes()
 
 
 def _residual_norms():
-    return viz.residual_stream_norms(residual_norms_through_stack())
+    return plots.residual_stream_norms(residual_norms_through_stack())
 
 
 def _layer_norm_stats():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((512, 64)) * rng.uniform(0.2, 5, (512, 1)) + rng.normal(0, 3, (512, 1))
-    return viz.layer_norm_statistics(x, layer_norm(x, np.ones(64), np.zeros(64)))
+    return plots.layer_norm_statistics(x, layer_norm(x, np.ones(64), np.zeros(64)))
 
 
 def _activations():
-    return viz.activations()
+    return plots.activations()
 
 
 def _encoder_decoder_attention():
     attention, src_words, tgt_words = tiny_translation_attention()
-    return viz.encoder_decoder_attention(attention, src_words, tgt_words,
+    return plots.encoder_decoder_attention(attention, src_words, tgt_words,
                                          title="The source document's model (random, untrained weights)")
 
 
@@ -118,7 +118,7 @@ FIGURES = {
     "pe_heatmap": _pe_heatmap,
     "pe_waves": _pe_waves,
     "pe_similarity": _pe_similarity,
-    "softmax_saturation": viz.softmax_saturation,
+    "softmax_saturation": plots.softmax_saturation,
     "attention_weights": _attention_weights,
     "masks": _masks,
     "head_grid": _head_grid,
@@ -132,9 +132,6 @@ FIGURES = {
 
 def make_figures(out_dir="figures", names=None):
     """Draw the figures (all, or those named) into out_dir as PNG; returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     os.makedirs(out_dir, exist_ok=True)
     unknown = sorted(set(names or ()) - set(FIGURES))
     if unknown:
@@ -143,7 +140,7 @@ def make_figures(out_dir="figures", names=None):
     for name in names or FIGURES:
         path = os.path.join(out_dir, f"{name}.png")
         tmp = os.path.join(out_dir, f".{name}.tmp.png")
-        viz.save(FIGURES[name](), tmp)
+        plots.save(FIGURES[name](), tmp)
         os.replace(tmp, path)
         paths.append(path)
     return paths

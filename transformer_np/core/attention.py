@@ -11,7 +11,7 @@ import math
 
 from .backend import array_namespace
 from .checks import check_bias, check_float, check_mask, check_positive_int
-from .nn import linear, linear_backward, softmax
+from .nn import linear, linear_backward, softmax, softmax_backward
 
 
 def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
@@ -49,8 +49,6 @@ def scaled_dot_product_attention_backward(dout, q, k, v, weights, dweights=None)
     forward: W = softmax(S, mask)  -> dS = W (dW - rowsum(dW W))   (0 where masked)
     forward: S = (q / \sqrt{D}) k^T -> dq = dS k / \sqrt{D},  dk = dS^T q / \sqrt{D}
     Returns (dq, dk, dv)."""
-    from .nn import softmax_backward
-
     scale = 1.0 / math.sqrt(q.shape[-1])
     dv = weights.mT @ dout  # (..., S, Dv)
     dw = dout @ v.mT  # (..., T, S)

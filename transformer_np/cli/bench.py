@@ -1,4 +1,5 @@
-"""``python -m transformer_np bench forward``: forward-pass speed against torch and the matmul peak.
+"""``python -m transformer_np bench {forward, decode, embed}``: forward-pass speed against torch and the matmul
+peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against sentence-transformers.
 
 Numbers, not tests: it prints what this machine does.  Each timing is the best of ``repeat`` runs after
 one warm-up run, so that first-call costs (allocation, thread start) are left out.
@@ -11,11 +12,57 @@ import os
 import platform
 import time
 
+import matplotlib
 import numpy as np
 
-from .backend import to_backend
-from .config import TransformerConfig
-from .model import Transformer, encoder, init_params
+from ..core.attention import project_kv, scaled_dot_product_attention, split_heads
+from ..core.backend import to_backend
+from ..core.nn import gelu, layer_norm, linear, softmax
+from ..decoding.search import greedy
+from ..decoding.sessions import LMSession
+from ..interop import TransformerEncoderLayer, to_torch
+from ..model.checkpoint import write_json
+from ..model.config import TransformerConfig
+from ..model.models import DecoderLM, Transformer
+from ..model.params import init_params
+from ..model.stacks import encoder
+from ..pretrained.minilm import default_path, load_minilm
+from ..pretrained.sentences import SEARCH_SENTENCES
+from ..viz import plots
+
+HELP = "print speed numbers (not a test)"
+ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has no device
+
+
+def add_arguments(bench):
+    bench.add_argument("what", choices=["forward", "decode", "embed"], help="what to time")
+    bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+    bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
+    bench.add_argument("--repeat", type=int, default=3, help="timed runs per workload (best is kept)")
+    bench.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
+    bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
+                       help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
+    bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
+    bench.add_argument("--plot", default="figures/bench_decode.png", help="decode: where to draw the speed plot")
+    bench.add_argument("--no-cache-up-to", type=int, default=None, metavar="N",
+                       help="decode: time the recomputing path only up to N tokens (it is O(N^2))")
+
+
+def run(args, print_fn=print):
+    if args.what == "embed":
+        result = bench_embed(print_fn=print_fn)
+    elif args.what == "decode":
+        result = bench_decode(quick=args.quick, backend=args.backend, plot=args.plot,
+                              no_cache_up_to=args.no_cache_up_to, print_fn=print_fn)
+    else:
+        result = bench_forward(quick=args.quick, repeat=args.repeat, with_torch=not args.no_torch,
+                               backend=args.backend, print_fn=print_fn)
+        if args.breakdown:
+            result["breakdown_s"] = bench_breakdown(quick=args.quick, repeat=args.repeat, print_fn=print_fn)
+    if args.json:
+        write_json(result, args.json)
+        print_fn(f"wrote {args.json}")
+    return 0
 
 
 def best_time(fn, repeat):
@@ -117,9 +164,6 @@ def _synced(fn, backend):
 
 def bench_breakdown(quick=False, repeat=3, print_fn=print):
     """Where the time of one encoder layer goes, at the GPT-2-small workload's shapes (x L layers)."""
-    from .attention import project_kv, scaled_dot_product_attention, split_heads
-    from .nn import gelu, layer_norm, linear, softmax
-
     name, cfg, B, S, _, _ = workloads(quick)[-1]
     p = init_params(cfg.replace(vocab_size=1), 0)["encoder"]["layers"][0]
     a, f = p["self_attn"], p["ffn"]
@@ -151,8 +195,6 @@ def bench_breakdown(quick=False, repeat=3, print_fn=print):
 
 def decode_model(quick=False):
     """The decode benchmark's model: a GPT-2-small-width decoder (C=768, 12 heads, 4 layers, V=8192)."""
-    from .model import DecoderLM
-
     if quick:
         return DecoderLM(TransformerConfig.lm_tiny(max_len=128), seed=0)
     cfg = TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=4, d_ff=3072,
@@ -167,8 +209,6 @@ def bench_decode(lengths=(64, 128, 256, 512, 1024), quick=False, backend="numpy"
 
     The plain path recomputes the whole forward pass at every step, so it costs O(n^2) per run: it is timed
     up to ``no_cache_up_to`` tokens (all lengths by default)."""
-    from . import generate as g
-
     model = to_backend(decode_model(quick), backend) if backend != "numpy" else decode_model(quick)
     if quick:
         lengths = (8, 16, 32)
@@ -179,9 +219,9 @@ def bench_decode(lengths=(64, 128, 256, 512, 1024), quick=False, backend="numpy"
         for use_cache in (True, False):
             if not use_cache and no_cache_up_to is not None and n > no_cache_up_to:
                 continue
-            session = g.LMSession(model, prompt, use_cache=use_cache)
+            session = LMSession(model, prompt, use_cache=use_cache)
             t0 = time.perf_counter()
-            out = g.greedy(session, n)
+            out = greedy(session, n)
             _sync(backend)
             dt = time.perf_counter() - t0
             assert len(out[0]) == n
@@ -213,13 +253,9 @@ def _decode_line(row):
 
 
 def _plot_decode(rows, model, path):
-    import matplotlib
-
     matplotlib.use("Agg")
-    from . import viz
-
     title = f"Greedy decoding, measured on this machine\n{model!r}"
-    viz.save(viz.decode_speed(rows, title), path)
+    plots.save(plots.decode_speed(rows, title), path)
 
 
 def _sync(backend):
@@ -230,8 +266,6 @@ def _sync(backend):
 
 
 def _torch_encoder(torch, params, cfg, x):
-    from .interop import TransformerEncoderLayer, to_torch
-
     layers = [to_torch(TransformerEncoderLayer(p, cfg, batch_first=True)) for p in params["layers"]]
     norm = torch.nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
     norm.weight.data, norm.bias.data = (torch.from_numpy(params["norm"][k]) for k in ("gamma", "beta"))
@@ -246,8 +280,6 @@ def _torch_encoder(torch, params, cfg, x):
 
 
 def _torch_model(torch, model, src, tgt):
-    from .interop import to_torch
-
     module = to_torch(model)
     s, t = torch.from_numpy(src), torch.from_numpy(tgt)
 
@@ -272,3 +304,31 @@ def _machine():
         f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else "")
     return info
 
+
+
+def bench_embed(n=1000, batch_size=32, path=None, print_fn=print):
+    """Sentences per second for n sentences, in NumPy and (if installed) in sentence-transformers on torch."""
+    rng = np.random.default_rng(0)
+    words = " ".join(SEARCH_SENTENCES).replace(".", "").split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(5, 30)))) for _ in range(n)]
+    model = load_minilm(path)
+    model.encode(texts[:batch_size])  # warm-up
+    t0 = time.perf_counter()
+    mine = model.encode(texts, batch_size=batch_size)
+    numpy_s = time.perf_counter() - t0
+    result = {"sentences": n, "batch_size": batch_size, "numpy_s": numpy_s, "numpy_per_s": n / numpy_s}
+    print_fn(f"transformer_np (NumPy): {n} sentences in {numpy_s:.2f} s = {n / numpy_s:.0f} sentences/s")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        print_fn("sentence-transformers is not installed: no torch comparison in this run")
+        return result
+    st_model = SentenceTransformer(str(path or default_path()), device="cpu")
+    st_model.encode(texts[:batch_size], batch_size=batch_size)
+    t0 = time.perf_counter()
+    theirs = st_model.encode(texts, batch_size=batch_size, convert_to_numpy=True)
+    st_s = time.perf_counter() - t0
+    result.update(torch_s=st_s, torch_per_s=n / st_s, max_abs_diff=float(np.abs(mine - theirs).max()))
+    print_fn(f"sentence-transformers (torch CPU): {n / st_s:.0f} sentences/s; "
+             f"NumPy / torch time {numpy_s / st_s:.2f}x; max |difference| {result['max_abs_diff']:.1e}")
+    return result

@@ -1,19 +1,23 @@
 """Checkers for the notebooks' exercises.
 
 Each ``check_*`` takes the learner's answer (usually a function), compares it with the package on random
-inputs, and raises AssertionError with a hint when they differ; it returns True when the answer is right.
+inputs, and raises AssertionError with a hint when they differ; when the answer is right it prints one line
+saying so (the learner's feedback in the notebook: this module's only output) and returns True.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .attention import scaled_dot_product_attention, split_heads
-from .embeddings import sinusoidal_positional_encoding
-from .masks import causal_mask
-from .model import param_shapes
-from .nn import gelu, layer_norm
-from .params import count_params
+from ..core.attention import scaled_dot_product_attention, split_heads
+from ..core.embeddings import sinusoidal_positional_encoding
+from ..core.masks import causal_mask
+from ..core.nn import gelu, layer_norm, softmax, softmax_backward
+from ..core.tree import count_params
+from ..decoding.search import next_token_probs
+from ..model.config import TransformerConfig
+from ..model.params import param_shapes
+from ..training.optim import noam_lr
 
 
 def _close(got, want, what, atol=1e-10):
@@ -108,8 +112,6 @@ def check_parameter_count(fn, cfg):
 
 def check_top_k(fn):
     """fn(probs (B, V), k) -> probabilities restricted to the k largest per row, renormalised."""
-    from .generate import next_token_probs
-
     rng = np.random.default_rng(4)
     logits = rng.standard_normal((3, 9))
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
@@ -120,8 +122,6 @@ def check_top_k(fn):
 
 def check_kv_cache_bytes(fn):
     """fn(cfg, batch, tokens, itemsize) -> bytes of a decoder-only model's KV cache."""
-    from .config import TransformerConfig
-
     for cfg, B, t in ((TransformerConfig.lm_tiny(), 3, 10),
                       (TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
                                          architecture="decoder-only"), 1, 1024)):
@@ -152,8 +152,6 @@ def check_ranking(fn):
 
 def check_softmax_backward(fn):
     """fn(dy, y) -> dx for y = softmax(x)."""
-    from .nn import softmax, softmax_backward
-
     rng = np.random.default_rng(8)
     x, dy = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
     y = softmax(x)
@@ -163,8 +161,6 @@ def check_softmax_backward(fn):
 
 def check_schedule(fn):
     """fn(step, d_model, warmup) -> the paper's learning rate."""
-    from .optim import noam_lr
-
     for step, d, w in ((1, 512, 4000), (4000, 512, 4000), (10000, 64, 400), (50, 128, 100)):
         _close(fn(step, d, w), noam_lr(step, d, w), f"lrate at step {step}", atol=1e-15)
     return _done("learning-rate schedule")

@@ -28,8 +28,10 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
+from .tree import tree_map
+
 __all__ = ["array_namespace", "device", "erf", "keep_mask", "scatter_add_rows", "take_rows", "to_numpy",
-           "to_backend", "tree_map"]
+           "to_backend"]
 
 BACKENDS = ("numpy", "torch", "cupy")
 
@@ -189,12 +191,3 @@ def to_backend(tree, backend):
 
 def _is_array(x):
     return hasattr(x, "shape") and hasattr(x, "dtype")
-
-
-def tree_map(fn, tree):
-    """Apply fn to every leaf of a nested dict / list / tuple tree, keeping its structure."""
-    if isinstance(tree, dict):
-        return {k: tree_map(fn, v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(tree_map(fn, v) for v in tree)
-    return fn(tree)

@@ -17,9 +17,9 @@ import itertools
 
 import numpy as np
 
-from .config import TransformerConfig
+from ..model.config import TransformerConfig
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
+PAD, BOS, EOS, UNK = 0, 1, 2, 3  # the special token ids of every task: padding, start, end, unknown
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 

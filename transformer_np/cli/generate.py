@@ -1,0 +1,98 @@
+"""``python -m transformer_np generate``: decode prompts with a checkpoint, a shipped task model, or a seeded
+random tiny LM — greedy, sampled or beam search, with or without the KV cache."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..decoding.search import beam_search, greedy, sample
+from ..decoding.sessions import LMSession, Seq2SeqSession
+from ..model.config import TransformerConfig
+from ..model.models import DecoderLM, Transformer, load_model
+from ..training.shipped import load_trained
+from ..training.tasks import BOS, EOS
+
+HELP = "generate tokens with a checkpoint (or a seeded random tiny LM)"
+
+
+def add_arguments(gen):
+    gen.add_argument("--checkpoint", help=".npz from save(); default: a random decoder-only LM (vocab 11)")
+    gen.add_argument("--task", help="use the shipped trained model of a task (reverse, dates): text prompts")
+    gen.add_argument("--prompt", action="append", required=True,
+                     help="token ids separated by spaces, e.g. '1 2 3'; repeat for a batch")
+    gen.add_argument("--max-new-tokens", type=int, default=10)
+    gen.add_argument("--beam", type=int, metavar="N", help="beam search of width N (n-best list)")
+    gen.add_argument("--alpha", type=float, default=0.0, help="beam search length penalty")
+    gen.add_argument("--temperature", type=float, help="sample with this temperature")
+    gen.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
+    gen.add_argument("--top-p", type=float, help="sample from the nucleus of probability p")
+    gen.add_argument("--seed", type=int, default=0, help="random seed for sampling and the random model")
+    gen.add_argument("--eos", type=int, help="stop a row when it emits this id")
+    gen.add_argument("--bos", type=int, default=BOS, help=f"encoder-decoder: first target token (default {BOS})")
+    gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
+
+
+ERRORS = (ValueError, TypeError, OSError)
+
+
+def run(args, print_fn=print):
+    """Decode each prompt and print the new token ids (or text, with --task)."""
+    tokenizer = None
+    if args.task:
+        task, params, _, _ = load_trained(args.task)
+        if task.kind != "seq2seq":
+            raise ValueError(f"task {args.task!r} is a classifier, not a generator (try reverse or dates)")
+        model, tokenizer = Transformer.from_config(task.config, params), task.tokenizer
+        args.eos = EOS if args.eos is None else args.eos
+        args.max_new_tokens = max(args.max_new_tokens, 20)
+    elif args.checkpoint:
+        model = load_model(args.checkpoint)
+    else:
+        model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
+        print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
+    if model.config.architecture == "encoder-classifier":
+        raise ValueError(f"{args.checkpoint} holds a classifier, not a generator")
+    prompts = []
+    for i, text in enumerate(args.prompt):
+        if tokenizer is not None:
+            prompts.append(tokenizer.encode(text))
+            continue
+        try:
+            prompts.append([int(t) for t in text.replace(",", " ").split()])
+        except ValueError:
+            raise ValueError(f"--prompt {i + 1} must be token ids separated by spaces, got {text!r}") from None
+    show = (lambda ids: repr(tokenizer.decode(ids))) if tokenizer is not None else str
+    sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
+    if args.beam is not None and sampling:
+        raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
+
+    def new_session(batch):
+        if model.config.architecture == "decoder-only":
+            return LMSession(model, batch, use_cache=not args.no_cache)
+        return Seq2SeqSession(model, batch, bos_id=args.bos, use_cache=not args.no_cache)
+
+    t0 = time.perf_counter()
+    if args.beam is not None:
+        for prompt in prompts:
+            hyps = beam_search(new_session([prompt]), args.beam, args.max_new_tokens, args.eos, args.alpha)
+            print_fn(f"prompt {show(prompt)}: {len(hyps)}-best")
+            for tokens, score, logp in hyps:
+                print_fn(f"  score {score:9.4f}  log p {logp:9.4f}  {show(tokens)}")
+        n = args.max_new_tokens * len(prompts)
+    else:
+        session = new_session(prompts)
+        if sampling:
+            out = sample(session, args.max_new_tokens, rng=np.random.default_rng(args.seed),
+                         temperature=args.temperature if args.temperature is not None else 1.0,
+                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos)
+        else:
+            out = greedy(session, args.max_new_tokens, eos_id=args.eos)
+        for prompt, tokens in zip(prompts, out):
+            print_fn(f"prompt {show(prompt)} -> {show(tokens)}")
+        n = sum(len(t) for t in out)
+        print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
+    dt = time.perf_counter() - t0
+    print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)")
+    return 0

@@ -1,0 +1,41 @@
+"""Command line: ``python -m transformer_np {tour, bench, generate, train, embed, search, figures} ...``
+
+One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
+can cause (a bad value, a missing file or library) are printed as one line and give exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import bench, embed, figures, generate, tour, train
+
+# name: (help, add_arguments, run, the exceptions that mean a user error)
+COMMANDS = {
+    "tour": (tour.HELP, tour.add_arguments, tour.run, ()),
+    "bench": (bench.HELP, bench.add_arguments, bench.run, bench.ERRORS),
+    "generate": (generate.HELP, generate.add_arguments, generate.run, generate.ERRORS),
+    "embed": (embed.EMBED_HELP, embed.add_embed_arguments, embed.run_embed, embed.ERRORS),
+    "search": (embed.SEARCH_HELP, embed.add_search_arguments, embed.run_search, embed.ERRORS),
+    "train": (train.HELP, train.add_arguments, train.run, train.ERRORS),
+    "figures": (figures.HELP, figures.add_arguments, figures.run, ()),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m transformer_np", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, _, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    _, _, run, errors = COMMANDS[args.command]
+    try:
+        return run(args)
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+r"""Pictures: ``plots`` (one function per picture, shared by the notebooks, the README and the command line;
+each is also importable from here, as ``viz.heatmap`` …) and ``figures`` (every PNG of figures/, drawn
+deterministically).  matplotlib is imported here, and nowhere below this folder.
+"""
+
+from .plots import (
+    activations,
+    attention_weights,
+    beam_tree,
+    cache_growth,
+    decode_speed,
+    encoder_decoder_attention,
+    head_grid,
+    heatmap,
+    layer_head_scores,
+    layer_norm_statistics,
+    learning_rate_schedule,
+    masks,
+    multi_head_shapes,
+    positional_encoding_heatmap,
+    positional_encoding_waves,
+    positional_similarity,
+    residual_stream_norms,
+    sampling_distributions,
+    save,
+    similarity_matrix,
+    softmax_saturation,
+    training_curves,
+    training_run,
+)
+
+__all__ = [
+    "activations",
+    "attention_weights",
+    "beam_tree",
+    "cache_growth",
+    "decode_speed",
+    "encoder_decoder_attention",
+    "head_grid",
+    "heatmap",
+    "layer_head_scores",
+    "layer_norm_statistics",
+    "learning_rate_schedule",
+    "masks",
+    "multi_head_shapes",
+    "positional_encoding_heatmap",
+    "positional_encoding_waves",
+    "positional_similarity",
+    "residual_stream_norms",
+    "sampling_distributions",
+    "save",
+    "similarity_matrix",
+    "softmax_saturation",
+    "training_curves",
+    "training_run",
+]

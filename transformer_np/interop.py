@@ -125,6 +125,16 @@ def _causal_if(flag, T, mask_pair):
     return mask_pair
 
 
+def _self_masks(is_causal, T, attn_mask, key_padding_mask, n_heads):
+    """(mask, bias) of a self-attention from torch's arguments."""
+    return _merge(_causal_if(is_causal, T, _torch_mask(attn_mask, n_heads)), _torch_key_padding(key_padding_mask))
+
+
+def _cross_masks(memory_mask, memory_key_padding_mask, n_heads):
+    """(mask, bias) of a cross-attention over the memory from torch's arguments."""
+    return _merge(_torch_mask(memory_mask, n_heads), _torch_key_padding(memory_key_padding_mask))
+
+
 # --- the NumPy equivalents ----------------------------------------------------------------------------
 @dataclasses.dataclass
 class MultiheadAttention:
@@ -159,8 +169,7 @@ class TransformerEncoderLayer:
 
     def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = _seq_first(src, self.batch_first)
-        attn = _causal_if(is_causal, x.shape[1], _torch_mask(src_mask, self.config.n_heads))
-        mask, bias = _merge(attn, _torch_key_padding(src_key_padding_mask))
+        mask, bias = _self_masks(is_causal, x.shape[1], src_mask, src_key_padding_mask, self.config.n_heads)
         y, _ = encoder_layer(x, self.params, self.config, mask=mask, bias=bias)
         return _back(y, src, self.batch_first)
 
@@ -175,12 +184,9 @@ class TransformerDecoderLayer:
 
     def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                  memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
-        y = _seq_first(tgt, self.batch_first)
-        m = _seq_first(memory, self.batch_first)
-        H = self.config.n_heads
-        self_m, self_b = _merge(_causal_if(tgt_is_causal, y.shape[1], _torch_mask(tgt_mask, H)),
-                                _torch_key_padding(tgt_key_padding_mask))
-        cross_m, cross_b = _merge(_torch_mask(memory_mask, H), _torch_key_padding(memory_key_padding_mask))
+        y, m, H = _seq_first(tgt, self.batch_first), _seq_first(memory, self.batch_first), self.config.n_heads
+        self_m, self_b = _self_masks(tgt_is_causal, y.shape[1], tgt_mask, tgt_key_padding_mask, H)
+        cross_m, cross_b = _cross_masks(memory_mask, memory_key_padding_mask, H)
         out, _ = decoder_layer(y, m, self.params, self.config, self_m, cross_m, self_b, cross_b)
         return _back(out, tgt, self.batch_first)
 
@@ -196,15 +202,11 @@ class TorchTransformer:
     def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
                  tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
                  tgt_is_causal=None, memory_is_causal=False):
-        x = _seq_first(src, self.batch_first)
-        y = _seq_first(tgt, self.batch_first)
-        H = self.config.n_heads
-        src_m, src_b = _merge(_causal_if(src_is_causal, x.shape[1], _torch_mask(src_mask, H)),
-                              _torch_key_padding(src_key_padding_mask))
+        x, y, H = _seq_first(src, self.batch_first), _seq_first(tgt, self.batch_first), self.config.n_heads
+        src_m, src_b = _self_masks(src_is_causal, x.shape[1], src_mask, src_key_padding_mask, H)
         memory, _ = encoder(x, self.params["encoder"], self.config, mask=src_m, bias=src_b)
-        self_m, self_b = _merge(_causal_if(tgt_is_causal, y.shape[1], _torch_mask(tgt_mask, H)),
-                                _torch_key_padding(tgt_key_padding_mask))
-        cross_m, cross_b = _merge(_torch_mask(memory_mask, H), _torch_key_padding(memory_key_padding_mask))
+        self_m, self_b = _self_masks(tgt_is_causal, y.shape[1], tgt_mask, tgt_key_padding_mask, H)
+        cross_m, cross_b = _cross_masks(memory_mask, memory_key_padding_mask, H)
         out, _ = decoder(y, memory, self.params["decoder"], self.config, self_m, cross_m, self_b, cross_b)
         return _back(out, tgt, self.batch_first)
 

@@ -86,6 +86,21 @@ def test_no_import_circles():
             visit(m, [m])
 
 
+def test_library_code_prints_nothing_and_parses_no_arguments():
+    """Only cli/ talks to the terminal; the exercise checkers' one line of feedback is the one exception."""
+    allowed = {PACKAGE / "teaching" / "exercises.py"}
+    talkers = []
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" in path.relative_to(PACKAGE).parts or path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                talkers.append(f"{path.relative_to(ROOT)}:{node.lineno} print")
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and "argparse" in ast.unparse(node):
+                talkers.append(f"{path.relative_to(ROOT)}:{node.lineno} argparse")
+    assert not talkers, talkers
+
+
 def test_the_layer_check_catches_an_upward_import(tmp_path):
     """The checker itself can fail: a core module importing from model is flagged."""
     (tmp_path / "transformer_np" / "core").mkdir(parents=True)

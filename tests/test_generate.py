@@ -198,8 +198,8 @@ def test_bad_prompts_are_rejected(prompts, error, message):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(temperature=0), "temperature must be a finite number > 0, got 0"),
     (dict(temperature=-1.0), "temperature must be"),
-    (dict(top_p=0.0), r"top_p must lie in \(0, 1\], got 0.0"),
-    (dict(top_p=1.5), "top_p must lie in"),
+    (dict(top_p=0.0), r"top_p must be a finite number in \(0, 1\], got 0.0"),
+    (dict(top_p=1.5), "top_p must be a finite number in"),
     (dict(top_k=0), "top_k must be a positive integer"),
 ])
 def test_bad_sampling_settings_are_rejected(kwargs, message):
@@ -216,7 +216,7 @@ def test_bad_run_settings_are_rejected():
         g.greedy(g.LMSession(lm(), PROMPTS), 0)
     with pytest.raises(ValueError, match=r"max_new_tokens=70 does not fit: the context has room for 59"):
         g.greedy(g.LMSession(lm(), PROMPTS), 70)
-    with pytest.raises(ValueError, match=r"eos_id must lie in \[0, 11\)"):
+    with pytest.raises(ValueError, match=r"eos_id must be an integer in \[0, 10\]"):
         g.greedy(g.LMSession(lm(), PROMPTS), 3, eos_id=11)
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
         g.sample(g.LMSession(lm(), PROMPTS), 3, rng=0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .core.attention import multi_head_attention
 from .core.embeddings import sinusoidal_positional_encoding
-from .core.masks import causal_mask, combine_masks
+from .core.masks import combine_masks
 from .model.config import TransformerConfig
 from .model.layers import decoder_layer, encoder_layer
 from .model.models import Transformer
@@ -74,12 +74,15 @@ def _layer_config(layer, n_enc=1, n_dec=1, final_norm=False, **extra):
 
 
 # --- torch -> NumPy: masks ----------------------------------------------------------------------------
-def _torch_mask(m, n_heads=None):
+def _torch_mask(m, n_heads=None, name="attn_mask"):
     """A torch attn mask (bool: True = masked; float: added) -> (our bool mask or None, bias or None)."""
     if m is None:
         return None, None
     m = np.asarray(m)
     if m.ndim == 3 and n_heads is not None:  # (B·H, T, S) -> (B, H, T, S)
+        if m.shape[0] % n_heads:
+            raise ValueError(f"a 3-D {name} must be (B·num_heads, T, S) with num_heads={n_heads}, "
+                             f"got shape {m.shape}")
         m = m.reshape(-1, n_heads, *m.shape[1:])
     if m.dtype == np.bool_:
         return ~m, None
@@ -93,7 +96,8 @@ def _torch_key_padding(m):
     """key_padding_mask (B, S), torch convention -> (mask, bias) broadcastable to (B, H, T, S)."""
     if m is None:
         return None, None
-    mask, bias = _torch_mask(m)
+    m = np.asarray(m)
+    mask, bias = _torch_mask(m[None] if m.ndim == 1 else m)  # an unbatched input's (S,) -> (1, S)
     return (None if mask is None else mask[:, None, None, :]), (None if bias is None else bias[:, None, None, :])
 
 
@@ -118,21 +122,23 @@ def _back(y, like, batch_first):
     return y if batch_first else np.swapaxes(y, 0, 1)
 
 
-def _causal_if(flag, T, mask_pair):
-    """torch's is_causal with no mask given means 'apply the causal mask'."""
-    if flag and mask_pair == (None, None):
-        return causal_mask(T), None
-    return mask_pair
+def _causal_hint(is_causal, attn_mask, name):
+    """torch's is_causal is a hint that the given mask is causal: the mask is used as it is, and the hint without
+    a mask is an error (as in torch)."""
+    if is_causal and attn_mask is None:
+        raise ValueError(f"is_causal=True is a hint about {name}, which must then be given (as in torch: use "
+                         "nn.Transformer.generate_square_subsequent_mask)")
 
 
-def _self_masks(is_causal, T, attn_mask, key_padding_mask, n_heads):
+def _self_masks(is_causal, attn_mask, key_padding_mask, n_heads, name="attn_mask"):
     """(mask, bias) of a self-attention from torch's arguments."""
-    return _merge(_causal_if(is_causal, T, _torch_mask(attn_mask, n_heads)), _torch_key_padding(key_padding_mask))
+    _causal_hint(is_causal, attn_mask, name)
+    return _merge(_torch_mask(attn_mask, n_heads, name), _torch_key_padding(key_padding_mask))
 
 
 def _cross_masks(memory_mask, memory_key_padding_mask, n_heads):
     """(mask, bias) of a cross-attention over the memory from torch's arguments."""
-    return _merge(_torch_mask(memory_mask, n_heads), _torch_key_padding(memory_key_padding_mask))
+    return _merge(_torch_mask(memory_mask, n_heads, "memory_mask"), _torch_key_padding(memory_key_padding_mask))
 
 
 # --- the NumPy equivalents ----------------------------------------------------------------------------
@@ -149,8 +155,7 @@ class MultiheadAttention:
         q = _seq_first(query, self.batch_first)  # (B, T, C)
         k = _seq_first(key, self.batch_first)  # (B, S, Ck)
         v = _seq_first(value, self.batch_first)  # (B, S, Cv)
-        attn = _causal_if(is_causal, q.shape[1], _torch_mask(attn_mask, self.num_heads))
-        mask, bias = _merge(attn, _torch_key_padding(key_padding_mask))
+        mask, bias = _self_masks(is_causal, attn_mask, key_padding_mask, self.num_heads)
         out, w = multi_head_attention(q, k, v, **self.params, n_heads=self.num_heads, mask=mask, bias=bias)
         out = _back(out, query, self.batch_first)
         if not need_weights:
@@ -169,7 +174,7 @@ class TransformerEncoderLayer:
 
     def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = _seq_first(src, self.batch_first)
-        mask, bias = _self_masks(is_causal, x.shape[1], src_mask, src_key_padding_mask, self.config.n_heads)
+        mask, bias = _self_masks(is_causal, src_mask, src_key_padding_mask, self.config.n_heads, "src_mask")
         y, _ = encoder_layer(x, self.params, self.config, mask=mask, bias=bias)
         return _back(y, src, self.batch_first)
 
@@ -185,7 +190,7 @@ class TransformerDecoderLayer:
     def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                  memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
         y, m, H = _seq_first(tgt, self.batch_first), _seq_first(memory, self.batch_first), self.config.n_heads
-        self_m, self_b = _self_masks(tgt_is_causal, y.shape[1], tgt_mask, tgt_key_padding_mask, H)
+        self_m, self_b = _self_masks(tgt_is_causal, tgt_mask, tgt_key_padding_mask, H, "tgt_mask")
         cross_m, cross_b = _cross_masks(memory_mask, memory_key_padding_mask, H)
         out, _ = decoder_layer(y, m, self.params, self.config, self_m, cross_m, self_b, cross_b)
         return _back(out, tgt, self.batch_first)
@@ -203,9 +208,9 @@ class TorchTransformer:
                  tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
                  tgt_is_causal=None, memory_is_causal=False):
         x, y, H = _seq_first(src, self.batch_first), _seq_first(tgt, self.batch_first), self.config.n_heads
-        src_m, src_b = _self_masks(src_is_causal, x.shape[1], src_mask, src_key_padding_mask, H)
+        src_m, src_b = _self_masks(src_is_causal, src_mask, src_key_padding_mask, H, "src_mask")
         memory, _ = encoder(x, self.params["encoder"], self.config, mask=src_m, bias=src_b)
-        self_m, self_b = _self_masks(tgt_is_causal, y.shape[1], tgt_mask, tgt_key_padding_mask, H)
+        self_m, self_b = _self_masks(tgt_is_causal, tgt_mask, tgt_key_padding_mask, H, "tgt_mask")
         cross_m, cross_b = _cross_masks(memory_mask, memory_key_padding_mask, H)
         out, _ = decoder(y, memory, self.params["decoder"], self.config, self_m, cross_m, self_b, cross_b)
         return _back(out, tgt, self.batch_first)

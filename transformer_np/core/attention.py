@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .backend import array_namespace
-from .checks import check_bias, check_float, check_mask, check_positive_int
+from .checks import broadcast_shape, check_bias, check_float, check_mask, check_positive_int
 from .nn import linear, linear_backward, softmax, softmax_backward
 
 
@@ -33,6 +33,13 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
         raise ValueError(f"q and k must share the last dim d_k, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same length S, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+    if q.shape[-1] < 1 or k.shape[-2] < 1:
+        raise ValueError(f"attention needs d_k >= 1 and at least one key (S >= 1), got q {tuple(q.shape)} "
+                         f"and k {tuple(k.shape)}")
+    lead = broadcast_shape(tuple(q.shape[:-2]), tuple(k.shape[:-2]))
+    if lead is None or broadcast_shape(lead, tuple(v.shape[:-2])) is None:
+        raise ValueError(f"the leading (batch, head) dims of q {tuple(q.shape)}, k {tuple(k.shape)} and "
+                         f"v {tuple(v.shape)} do not broadcast (one key/value head per query head)")
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.mT  # (..., T, S); scaling q is cheaper than scores
     check_mask("mask", mask, scores.shape)
     check_bias("bias", bias, scores.shape)
@@ -106,7 +113,7 @@ def multi_head_attention_forward(
     if kv is None:
         kv = project_kv(x_k, x_v, w_k, b_k, w_v, b_v, n_heads=n_heads)
     k, v = kv  # (B, H, S, D) each
-    if k.shape[0] != q.shape[0] and k.shape[0] != 1:
+    if k.shape[0] != q.shape[0]:
         raise ValueError(f"queries and keys must share the batch size B, got {q.shape[0]} and {k.shape[0]}")
     a, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)  # (B, H, T, D), (B, H, T, S)
     merged = merge_heads(a)  # (B, T, C)

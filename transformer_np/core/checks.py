@@ -7,6 +7,7 @@ a wrong answer that looks plausible is worse than a clear error.
 from __future__ import annotations
 
 import math
+import numbers
 
 from .backend import array_namespace
 
@@ -88,10 +89,45 @@ def check_bias(name, bias, target_shape):
 
 
 def check_choice(name, value, choices):
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
+def is_int(value):
+    """A whole number: Python's or NumPy's integers, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(name, value, low=None, high=None):
+    """value must be an integer (any numbers.Integral but bool) in [low, high]; returns it as a Python int."""
+    if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        where = (f" >= {low}" if high is None else f" in [{low}, {high}]") if low is not None else ""
+        raise ValueError(f"{name} must be an integer{where}, got {value!r}")
+    return int(value)
+
+
 def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_real(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+    """value must be a finite real number (not a bool) in the interval; returns it as a Python float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        if high == math.inf:
+            where = f"{'>' if low_open else '>='} {low:g}" if low != -math.inf else ""
+        else:
+            where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number {where}, got {value!r}".replace("number , ", "number, "))
+    return float(value)
+
+
+def check_bool(name, value):
+    """value must be True or False (a string such as 'False' is truthy: refuse it)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value

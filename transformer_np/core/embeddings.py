@@ -39,6 +39,8 @@ def sinusoidal_positional_encoding(max_len, d_model, *, dtype=None, like=None):
     """
     check_positive_int("max_len", max_len)
     check_positive_int("d_model", d_model)
+    if dtype is not None and not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"dtype must be a floating dtype (the table's values lie in [-1, 1]), got {dtype}")
     if like is None:
         return sinusoidal_positions(np.arange(max_len), d_model, dtype=dtype or np.float32)
     xp = array_namespace(like)

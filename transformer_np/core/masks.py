@@ -35,16 +35,20 @@ def padding_mask(lengths=None, *, ids=None, pad_id=None, max_len=None):
     """
     if (lengths is None) == (ids is None):
         raise ValueError("padding_mask needs exactly one of lengths= or ids=")
+    name, given = ("ids", ids) if ids is not None else ("lengths", lengths)
+    if not (hasattr(given, "shape") and hasattr(given, "dtype")):
+        raise TypeError(f"{name} must be an array, got {type(given).__name__}")
     if ids is not None:
         if pad_id is None:
             raise ValueError("padding_mask(ids=...) needs pad_id")
+        if ids.ndim != 2:
+            raise ValueError(f"ids must be (B, S), got shape {tuple(ids.shape)}")
         keep = ids != pad_id  # (B, S)
     else:
         xp = array_namespace(lengths)
-        if not xp.isdtype(lengths.dtype, "integral") or lengths.ndim != 1:
-            raise TypeError(
-                f"lengths must be a 1-D integer array, got dtype {lengths.dtype}, shape {tuple(lengths.shape)}"
-            )
+        if not xp.isdtype(lengths.dtype, "integral") or lengths.ndim != 1 or lengths.shape[0] < 1:
+            raise TypeError(f"lengths must be a non-empty 1-D integer array (B,), got dtype {lengths.dtype}, "
+                            f"shape {tuple(lengths.shape)}")
         S = int(xp.max(lengths)) if max_len is None else max_len
         lo, hi = int(xp.min(lengths)), int(xp.max(lengths))
         if lo < 0 or hi > S:

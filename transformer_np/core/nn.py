@@ -22,7 +22,11 @@ def linear(x, w, b=None):
     (torch's nn.Linear stores W^T; the interop module transposes at the boundary.)
     """
     check_float("x", x)
+    if w.ndim != 2:
+        raise ValueError(f"w must be a (C_in, C_out) matrix, got shape {tuple(w.shape)}")
     check_last_dim("x", x, w.shape[0], what=f"last dim (= w.shape[0] = {w.shape[0]})")
+    if b is not None and tuple(b.shape) != (w.shape[1],):
+        raise ValueError(f"b must have shape (C_out,) = ({w.shape[1]},), got {tuple(b.shape)}")
     xp = array_namespace(x)
     lead = tuple(x.shape[:-1])
     # one (N, C_in) @ (C_in, C_out) product for all leading dims: a batched x @ w would run one small
@@ -47,13 +51,16 @@ def linear_backward(dy, x, w, has_bias=True):
 
 def relu(x):
     r"""ReLU(x) = max(0, x)"""
+    check_float("x", x)
     xp = array_namespace(x)
     return xp.maximum(x, xp.zeros((), dtype=x.dtype, device=device(x)))
 
 
 def gelu(x):
     r"""GELU(x) = x \Phi(x) = \tfrac{x}{2} (1 + \mathrm{erf}(x / \sqrt{2}))   (exact form, not the tanh one)"""
-    phi = erf(x * (1.0 / math.sqrt(2.0)))  # erf(x / sqrt 2), a fresh array: finish in place
+    check_float("x", x)
+    xp = array_namespace(x)
+    phi = xp.astype(erf(x * (1.0 / math.sqrt(2.0))), x.dtype)  # erf(x/√2) in x's dtype (scipy widens float16)
     phi += 1.0
     phi *= x
     phi *= 0.5
@@ -88,19 +95,18 @@ def softmax(x, axis=-1, mask=None):
     r"""softmax(x)_i = e^{x_i - m} / \sum_j e^{x_j - m},  m = \max_j x_j   (stable: same value for any m)
 
     mask: optional bool array broadcastable to x, True where an entry takes part.  Masked entries get
-    exactly 0; a row with every entry masked gets all zeros (not NaN, unlike torch).
+    exactly 0; a row with every entry masked — or every entry -inf — gets all zeros (not NaN, unlike torch).
+    A NaN in a row makes that row NaN: it is never mistaken for a masked row.
     """
     check_float("x", x)
     xp = array_namespace(x)
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)
     m = xp.max(x, axis=axis, keepdims=True)
-    if mask is not None:
-        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))  # fully masked row: any finite shift works
+    m = xp.where(m == -xp.inf, xp.zeros_like(m), m)  # a row of -inf only (masked): any finite shift works
     e = xp.exp(x - m)  # masked entries: exp(-inf) = 0
     s = xp.sum(e, axis=axis, keepdims=True)
-    if mask is not None:
-        s = xp.where(s > 0, s, xp.ones_like(s))  # fully masked row: 0 / 1 = 0, not NaN
+    s = xp.where(s == 0, xp.ones_like(s), s)  # a row of -inf only: 0 / 1 = 0, not NaN; a NaN stays NaN
     e /= s  # in place: e is our own fresh array
     return e
 
@@ -142,7 +148,8 @@ def cross_entropy_forward(logits, targets, label_smoothing=0.0, ignore_index=Non
     logp = log_softmax(z)  # (N, V)
     w = xp.astype(keep, z.dtype)  # (N,)
     n = xp.clip(xp.sum(w), min=1.0)
-    loss = -xp.sum(xp.sum(q * logp, axis=-1) * w) / n
+    qlogp = q * xp.where(q > 0, logp, xp.zeros_like(logp))  # 0 · log 0 = 0: a -inf logit of weight 0 adds 0
+    loss = -xp.sum(xp.sum(qlogp, axis=-1) * w) / n
     return loss, (logp, q, w, n, logits.shape)
 
 

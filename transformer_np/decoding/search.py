@@ -5,27 +5,38 @@ top-p) and beam search, each stopping rows at EOS.  Works with any session that 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ..core.checks import check_int, check_positive_int, check_real
 from ..core.nn import log_softmax, softmax
 
 
-def check_sampling(temperature=1.0, top_k=None, top_p=None, vocab_size=None):
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
+def check_sampling(temperature=1.0, top_k=None, top_p=None):
+    """The sampling settings: temperature a finite number > 0, top_k a positive integer, top_p in (0, 1]."""
+    check_real("temperature", temperature, low=0.0, low_open=True)
+    if top_k is not None:
+        check_positive_int("top_k", top_k)
+    if top_p is not None:
+        check_real("top_p", top_p, low=0.0, high=1.0, low_open=True)
+
+
+def check_logits(logits, step=None):
+    """Logits (B, V) a model gave (at decoding step ``step``): NaN or +inf would make every choice silently
+    wrong (a NaN row sums to NaN, and argmax or sampling would return token 0 forever), so they are an error.
+    -inf is allowed: that token simply has probability 0."""
+    bad = np.isnan(logits) | np.isposinf(logits)
+    if bad.any():
+        rows = sorted({int(r) for r in np.argwhere(bad)[:, 0]})
+        where = f" at step {step}" if step is not None else ""
+        raise ValueError(f"non-finite logits (NaN or +inf){where} in batch rows {rows[:8]}")
+    return logits
 
 
 def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     r"""p = softmax(logits / T) restricted to the k most likely tokens and then to the smallest set whose
     probability reaches top_p (nucleus), renormalised.  logits: (B, V) -> (B, V) rows summing to 1."""
     check_sampling(temperature, top_k, top_p)
-    z = np.asarray(logits, np.float64) / temperature  # (B, V)
+    z = check_logits(np.asarray(logits, np.float64)) / temperature  # (B, V)
     keep = np.ones(z.shape, bool)
     order = np.argsort(-z, axis=-1, kind="stable")  # (B, V): most likely first
     if top_k is not None and top_k < z.shape[-1]:
@@ -38,13 +49,12 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
 
 
 def _check_run(session, max_new_tokens, eos_id):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    check_positive_int("max_new_tokens", max_new_tokens)
     if max_new_tokens > session.room() + 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} does not fit: the context has room for "
                          f"{session.room() + 1} more tokens (max_len={session.cfg.max_len})")
-    if eos_id is not None and not 0 <= eos_id < session.cfg.vocab_size:
-        raise ValueError(f"eos_id must lie in [0, {session.cfg.vocab_size}), got {eos_id}")
+    if eos_id is not None:
+        check_int("eos_id", eos_id, low=0, high=session.cfg.vocab_size - 1)
 
 
 def _run(session, max_new_tokens, eos_id, choose, on_step=None):
@@ -54,7 +64,7 @@ def _run(session, max_new_tokens, eos_id, choose, on_step=None):
     out = [[] for _ in range(B)]
     done = np.zeros(B, bool)
     for step in range(max_new_tokens):
-        tokens = choose(session.next_logits)
+        tokens = choose(check_logits(session.next_logits, step))
         if on_step is not None:
             on_step(step, session, tokens)
         for b in np.flatnonzero(~done):
@@ -78,11 +88,20 @@ def sample(session, max_new_tokens, *, rng, temperature=1.0, top_k=None, top_p=N
     check_sampling(temperature, top_k, top_p)
 
     def choose(logits):
-        p = next_token_probs(logits, temperature, top_k, top_p)  # (B, V)
-        u = rng.random((p.shape[0], 1))
-        return np.minimum((np.cumsum(p, axis=-1) <= u).sum(axis=-1), p.shape[-1] - 1)  # inverse CDF
+        return draw(next_token_probs(logits, temperature, top_k, top_p), rng)
 
     return _run(session, max_new_tokens, eos_id, choose, on_step)
+
+
+def draw(p, rng):
+    r"""One token per row from probabilities p (B, V), by the inverse CDF: the first v with
+    c_v > u·c_V, where c is the running sum of p and u ~ U[0, 1).  Scaling u by the last sum, not 1, and never
+    going past the last token of non-zero probability, a token of probability 0 is never drawn, whatever the
+    rounding of the sums."""
+    c = np.cumsum(p, axis=-1)  # (B, V)
+    u = rng.random((p.shape[0], 1)) * c[:, -1:]  # (B, 1)
+    last = p.shape[-1] - 1 - np.argmax(p[:, ::-1] > 0, axis=-1)  # (B,) the last token with p > 0
+    return np.minimum((c <= u).sum(axis=-1), last)
 
 
 def length_penalty(length, alpha):
@@ -96,8 +115,8 @@ def beam_search(session, beam_width, max_new_tokens, eos_id=None, alpha=0.0, on_
     A hypothesis that emits EOS is finished; the search stops when beam_width hypotheses are finished or
     after max_new_tokens.  Returns the n-best list [(tokens, score, log_prob)], best first, where
     score = log_prob / lp(len) with the length penalty ``alpha``.  One prompt (batch of 1) per call."""
-    if isinstance(beam_width, bool) or not isinstance(beam_width, (int, np.integer)) or beam_width < 1:
-        raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
+    check_positive_int("beam_width", beam_width)
+    check_real("alpha", alpha)
     if session.next_logits.shape[0] != 1:
         raise ValueError(f"beam_search takes one prompt, got a batch of {session.next_logits.shape[0]}")
     _check_run(session, max_new_tokens, eos_id)
@@ -108,7 +127,7 @@ def beam_search(session, beam_width, max_new_tokens, eos_id=None, alpha=0.0, on_
     seqs = [[] for _ in range(W)]
     finished = []
     for step in range(max_new_tokens):
-        cand = scores[:, None] + log_softmax(np.asarray(session.next_logits, np.float64))  # (W, V)
+        cand = scores[:, None] + log_softmax(np.asarray(check_logits(session.next_logits, step), np.float64))
         order = np.argsort(-cand, axis=None, kind="stable")[: 2 * W]
         rows, toks, new_scores, new_seqs = [], [], [], []
         for flat in order:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ..core.checks import check_choice, check_positive_int
+from ..core.checks import check_bool, check_choice, check_int, check_positive_int, check_real
 from ..core.nn import ACTIVATIONS
 
 DTYPES = ("float32", "float64")
@@ -34,18 +34,24 @@ class TransformerConfig:
     n_classes: int = 2  # classes of an encoder-classifier (mean-pooled encoder output -> linear)
 
     def __post_init__(self):
-        for name in ("d_model", "n_heads", "d_ff", "vocab_size", "max_len"):
-            check_positive_int(name, getattr(self, name))
+        """Every field checked for type and range, each error naming the field.  NumPy integers and floats are
+        accepted and stored as Python numbers (the config is written to JSON)."""
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        for name in ("d_model", "n_heads", "d_ff", "vocab_size", "max_len", "n_classes"):
+            fix(name, check_positive_int(name, getattr(self, name)))
         for name in ("n_encoder_layers", "n_decoder_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            fix(name, check_int(name, getattr(self, name), low=0))
+        for name in ("norm_first", "final_norm", "scale_embedding"):
+            check_bool(name, getattr(self, name))
+        fix("layer_norm_eps", check_real("layer_norm_eps", self.layer_norm_eps, low=0.0, low_open=True))
+        fix("dropout", check_real("dropout", self.dropout, low=0.0, high=1.0, high_open=True))
+        if self.pad_id is not None:
+            fix("pad_id", check_int("pad_id", self.pad_id, low=0, high=self.vocab_size - 1))
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("architecture", self.architecture, ARCHITECTURES)
-        check_positive_int("n_classes", self.n_classes)
         if self.architecture == "encoder-classifier" and self.n_decoder_layers:
             raise ValueError(
                 f"an encoder classifier has no decoder: n_decoder_layers must be 0, got {self.n_decoder_layers}"
@@ -54,12 +60,6 @@ class TransformerConfig:
             raise ValueError(
                 f"a decoder-only model has no encoder: n_encoder_layers must be 0, got {self.n_encoder_layers}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id must lie in [0, vocab_size={self.vocab_size}), got {self.pad_id}")
 
     @property
     def d_head(self):
@@ -93,7 +93,12 @@ class TransformerConfig:
 
     @classmethod
     def from_json(cls, text):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f"config is not valid JSON ({type(e).__name__}: {e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a JSON object of fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -29,6 +29,7 @@ from ..model.stacks import encoder
 from ..pretrained.minilm import default_path, load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..viz import plots
+from .options import check_output_file, non_negative_int, positive_int
 
 HELP = "print speed numbers (not a test)"
 ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has no device
@@ -38,17 +39,20 @@ def add_arguments(bench):
     bench.add_argument("what", choices=["forward", "decode", "embed"], help="what to time")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
-    bench.add_argument("--repeat", type=int, default=3, help="timed runs per workload (best is kept)")
+    bench.add_argument("--repeat", type=positive_int, default=3, help="timed runs per workload (best is kept)")
     bench.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
     bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
                        help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
     bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
     bench.add_argument("--plot", default="figures/bench_decode.png", help="decode: where to draw the speed plot")
-    bench.add_argument("--no-cache-up-to", type=int, default=None, metavar="N",
+    bench.add_argument("--no-cache-up-to", type=non_negative_int, default=None, metavar="N",
                        help="decode: time the recomputing path only up to N tokens (it is O(N^2))")
 
 
 def run(args, print_fn=print):
+    check_output_file("--json", args.json)
+    if args.what == "decode":
+        check_output_file("--plot", args.plot)
     if args.what == "embed":
         result = bench_embed(print_fn=print_fn)
     elif args.what == "decode":

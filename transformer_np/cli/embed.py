@@ -7,6 +7,7 @@ import numpy as np
 
 from ..pretrained.minilm import load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
+from .options import positive_int
 
 EMBED_HELP = "all-MiniLM-L6-v2 sentence embeddings: cosine-similarity matrix"
 SEARCH_HELP = "rank a small bundled list of sentences against a query"
@@ -21,7 +22,7 @@ def add_embed_arguments(parser):
 
 def add_search_arguments(parser):
     parser.add_argument("query")
-    parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--top", type=positive_int, default=5, help="how many sentences to list")
     parser.add_argument("--model-path", help=MODEL_PATH_HELP)
 
 

@@ -3,6 +3,7 @@ random tiny LM — greedy, sampled or beam search, with or without the KV cache.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..model.config import TransformerConfig
 from ..model.models import DecoderLM, Transformer, load_model
 from ..training.shipped import load_trained
 from ..training.tasks import BOS, EOS
+from .options import CommandError, finite_float, non_negative_int, positive_float, positive_int, probability
 
 HELP = "generate tokens with a checkpoint (or a seeded random tiny LM)"
 
@@ -22,15 +24,16 @@ def add_arguments(gen):
     gen.add_argument("--task", help="use the shipped trained model of a task (reverse, dates): text prompts")
     gen.add_argument("--prompt", action="append", required=True,
                      help="token ids separated by spaces, e.g. '1 2 3'; repeat for a batch")
-    gen.add_argument("--max-new-tokens", type=int, default=10)
-    gen.add_argument("--beam", type=int, metavar="N", help="beam search of width N (n-best list)")
-    gen.add_argument("--alpha", type=float, default=0.0, help="beam search length penalty")
-    gen.add_argument("--temperature", type=float, help="sample with this temperature")
-    gen.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
-    gen.add_argument("--top-p", type=float, help="sample from the nucleus of probability p")
-    gen.add_argument("--seed", type=int, default=0, help="random seed for sampling and the random model")
-    gen.add_argument("--eos", type=int, help="stop a row when it emits this id")
-    gen.add_argument("--bos", type=int, default=BOS, help=f"encoder-decoder: first target token (default {BOS})")
+    gen.add_argument("--max-new-tokens", type=positive_int, default=10)
+    gen.add_argument("--beam", type=positive_int, metavar="N", help="beam search of width N (n-best list)")
+    gen.add_argument("--alpha", type=finite_float, default=0.0, help="beam search length penalty")
+    gen.add_argument("--temperature", type=positive_float, help="sample with this temperature")
+    gen.add_argument("--top-k", type=positive_int, help="sample from the k most likely tokens")
+    gen.add_argument("--top-p", type=probability, help="sample from the nucleus of probability p")
+    gen.add_argument("--seed", type=non_negative_int, default=0, help="random seed for sampling and the random model")
+    gen.add_argument("--eos", type=non_negative_int, help="stop a row when it emits this id")
+    gen.add_argument("--bos", type=non_negative_int, default=BOS,
+                     help=f"encoder-decoder: first target token (default {BOS})")
     gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
 
 
@@ -48,12 +51,18 @@ def run(args, print_fn=print):
         args.eos = EOS if args.eos is None else args.eos
         args.max_new_tokens = max(args.max_new_tokens, 20)
     elif args.checkpoint:
+        if not os.path.isfile(args.checkpoint):
+            raise CommandError(f"--checkpoint {args.checkpoint}: No such file")
         model = load_model(args.checkpoint)
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
         print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
     if model.config.architecture == "encoder-classifier":
-        raise ValueError(f"{args.checkpoint} holds a classifier, not a generator")
+        raise CommandError(f"--checkpoint {args.checkpoint}: holds a classifier, not a generator")
+    V = model.config.vocab_size
+    for option, value in (("--eos", args.eos), ("--bos", args.bos)):
+        if value is not None and value >= V:
+            raise CommandError(f"{option} {value}: must be a token id below the vocabulary size {V}")
     prompts = []
     for i, text in enumerate(args.prompt):
         if tokenizer is not None:

@@ -1,7 +1,8 @@
 """Command line: ``python -m transformer_np {tour, bench, generate, train, embed, search, figures} ...``
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
-can cause (a bad value, a missing file or library) are printed as one line and give exit status 2.
+can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
+naming the argument, with exit status 2 and no traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from . import bench, embed, figures, generate, tour, train
+from .options import CommandError
 
 # name: (help, add_arguments, run, the exceptions that mean a user error)
 COMMANDS = {
@@ -28,11 +30,14 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed the usage and the error (or the help)
+        return e.code
     _, _, run, errors = COMMANDS[args.command]
     try:
         return run(args)
-    except errors as e:
+    except (CommandError, OSError, *errors) as e:  # OSError: a full disk, a file that went away
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..teaching.tour import TOLERANCE, run_tour
+from .options import non_negative_int
 
 HELP = "run the source document's model end to end, checking every formula"
 
 
 def add_arguments(parser):
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the model and its input")
 
 
 def run(args, print_fn=print):

@@ -11,25 +11,31 @@ from tqdm import tqdm
 
 from ..training.loop import NonFiniteLoss, train
 from ..training.shipped import export_trained
+from ..training.tasks import TASKS
 from ..viz import plots
+from .options import check_output_dir, check_output_file, non_negative_int, positive_int
 
 HELP = "train a task's model in NumPy (reverse, dates, sentiment)"
 ERRORS = (ValueError, NonFiniteLoss)
 
 
 def add_arguments(tr):
-    tr.add_argument("--task", required=True, help="reverse, dates or sentiment")
-    tr.add_argument("--steps", type=int, help="training steps (default: the task's)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--task", required=True, choices=sorted(TASKS), help="which task")
+    tr.add_argument("--steps", type=positive_int, help="training steps (default: the task's)")
+    tr.add_argument("--seed", type=non_negative_int, default=0)
     tr.add_argument("--out", help="folder for model.npz, loss.png, metrics.json (default: runs/TASK)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/model.npz")
-    tr.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
+    tr.add_argument("--eval-every", type=positive_int, default=500, help="validation every N steps")
     tr.add_argument("--export", metavar="PATH", help="also write the shippable model (no optimiser state)")
     tr.add_argument("--no-progress", action="store_true", help="one line per validation instead of a bar")
 
 
 def run(args, print_fn=print):
     out_dir = args.out or os.path.join("runs", args.task)
+    check_output_dir("--out", out_dir)
+    check_output_file("--export", args.export)
+    if args.resume and not os.path.exists(os.path.join(out_dir, "model.npz")):
+        raise ValueError(f"--resume: nothing to resume, {os.path.join(out_dir, 'model.npz')} does not exist")
     bar = None
 
     def on_step(report):

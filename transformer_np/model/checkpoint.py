@@ -5,9 +5,11 @@ history, test metrics) travel in the same file under ``__config__extra/NAME`` an
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -21,10 +23,15 @@ EXTRA = f"{CONFIG_KEY}extra{SEP}"
 
 
 def atomic_write(path, write, mode="wb"):
-    """Call write(f) on a temp file in path's folder, flush and fsync it, then rename it over path: a reader
-    sees the old file or the new one, never half of one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    """Call write(f) on a temp file beside path, flush and fsync it, then rename it over path: a reader sees the
+    old file or the new one, never half of one.  A symlink is written through to its target.  Temp files of
+    earlier writes to the same path that were killed midway (``.NAME.tmp-*``) are removed first."""
+    path = os.path.realpath(path)
+    folder, name = os.path.split(path)
+    prefix = f".{name}.tmp-"
+    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
+        os.unlink(stale)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -52,42 +59,80 @@ def write_json(data, path):
     atomic_write(path, lambda f: json.dump(data, f, indent=2), mode="w")
 
 
-def _read_arrays(path):
+MAX_CONFIG_CHARS = 100_000
+
+
+def _npz_members(path):
+    """(open ZipFile, {member name: (shape, dtype, ZipInfo)}) of an .npz, from each member's .npy header only:
+    nothing is decompressed beyond the headers, so a huge or hostile member is refused before it is read."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise
-    except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError... from a truncated or corrupt file
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a readable transformer_np checkpoint ({type(e).__name__}: {e})") from e
+    members = {}
+    try:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if not info.filename.endswith(".npy") or name in members:
+                raise ValueError(f"member {info.filename!r} is not one .npy array")
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                if version not in read:
+                    raise ValueError(f"member {info.filename!r} has .npy version {version}")
+                shape, _, dtype = read[version](f)
+            if dtype.hasobject:
+                raise ValueError(f"member {info.filename!r} holds Python objects (a pickle): refused")
+            members[name] = (shape, dtype, info)
+    except Exception as e:
+        zf.close()
+        if isinstance(e, ValueError) and str(e).startswith("member"):
+            raise ValueError(f"{path}: {e}") from None
+        raise ValueError(f"{path}: not a readable transformer_np checkpoint ({type(e).__name__}: {e})") from e
+    return zf, members
+
+
+def _read_member(zf, members, name):
+    with zf.open(members[name][2]) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def read_extras(path):
     """{name: array} of the extra arrays saved with ``save_checkpoint(..., extra=...)``."""
-    return {k.removeprefix(EXTRA): v for k, v in _read_arrays(path).items() if k.startswith(EXTRA)}
+    zf, members = _npz_members(path)
+    with zf:
+        return {k.removeprefix(EXTRA): _read_member(zf, members, k) for k in members if k.startswith(EXTRA)}
 
 
 def load_checkpoint(path, cfg=None):
     """(params, cfg) from a .npz written by save_checkpoint.  If cfg is given the file must match it.
-    Every array is checked against the shapes the config implies."""
-    arrays = _read_arrays(path)
-    if CONFIG_KEY not in arrays:
-        raise ValueError(f"{path}: no embedded config ({CONFIG_KEY!r}); not a transformer_np checkpoint")
-    saved = TransformerConfig.from_json(str(arrays.pop(CONFIG_KEY)))
-    if cfg is not None and cfg != saved:
-        diff = {k: (getattr(saved, k), getattr(cfg, k)) for k in saved.__dataclass_fields__
-                if getattr(saved, k) != getattr(cfg, k)}
-        raise ValueError(f"{path}: checkpoint config differs from the expected one (saved, expected): {diff}")
-    expected = flatten(param_shapes(saved))
-    got = {k: v for k, v in arrays.items() if not k.startswith(CONFIG_KEY)}
-    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: parameters do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for k, leaf in expected.items():
-        if got[k].shape != leaf.shape:
-            raise ValueError(f"{path}: parameter {k} has shape {tuple(got[k].shape)}, config implies {leaf.shape}")
-        if got[k].dtype != np.dtype(saved.dtype):
-            raise ValueError(f"{path}: parameter {k} has dtype {got[k].dtype}, config says {saved.dtype}")
-    return unflatten(got, param_shapes(saved)), saved
+    Every member's name, shape and dtype is checked against the config before any data is read."""
+    zf, members = _npz_members(path)
+    with zf:
+        if CONFIG_KEY not in members:
+            raise ValueError(f"{path}: no embedded config ({CONFIG_KEY!r}); not a transformer_np checkpoint")
+        shape, dtype, _ = members[CONFIG_KEY]
+        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_CONFIG_CHARS:
+            raise ValueError(f"{path}: {CONFIG_KEY} must be one string, got shape {shape} of {dtype}")
+        saved = TransformerConfig.from_json(str(_read_member(zf, members, CONFIG_KEY)))
+        if cfg is not None and cfg != saved:
+            diff = {k: (getattr(saved, k), getattr(cfg, k)) for k in saved.__dataclass_fields__
+                    if getattr(saved, k) != getattr(cfg, k)}
+            raise ValueError(f"{path}: checkpoint config differs from the expected one (saved, expected): {diff}")
+        expected = flatten(param_shapes(saved))
+        got = {k for k in members if not k.startswith(CONFIG_KEY)}
+        missing, unexpected = sorted(set(expected) - got), sorted(got - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: parameters do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        for k, leaf in expected.items():
+            shape, dtype, _ = members[k]
+            if shape != leaf.shape:
+                raise ValueError(f"{path}: parameter {k} has shape {shape}, config implies {leaf.shape}")
+            if dtype != np.dtype(saved.dtype):
+                raise ValueError(f"{path}: parameter {k} has dtype {dtype}, config says {saved.dtype}")
+        arrays = {k: _read_member(zf, members, k) for k in expected}
+    return unflatten(arrays, param_shapes(saved)), saved

@@ -5,6 +5,12 @@
 2. WordPiece: greedy longest-match-first over each word, continuation pieces prefixed with ``##``; a word
    with no full cover, or longer than 100 characters, becomes [UNK];
 3. [CLS] … [SEP], truncated to ``max_length`` (with a warning), padded with an attention mask for batches.
+
+The ids equal those of Hugging Face's ``tokenizers`` (tests/test_pretrained.py), with one known difference:
+character classes come from Python's ``unicodedata`` (Unicode 14 on Python 3.11), while ``tokenizers`` uses
+older tables.  A character that is punctuation only in newer Unicode — U+061D ARABIC END OF TEXT MARK
+(Unicode 14), U+2E4E and U+2E52 (11 and 13) — splits a word here, where ``tokenizers`` keeps it inside the word
+and the word becomes [UNK].
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ def _is_whitespace(ch):
 
 
 def _is_control(ch):
+    """Dropped in cleaning: control, format, private-use and surrogate characters.  Unassigned code points (Cn)
+    are kept, as the Hugging Face tokenizer keeps them (the word holding one becomes [UNK])."""
     if ch in "\t\n\r":
         return False
-    return unicodedata.category(ch).startswith("C")  # control, format, surrogate, private use, unassigned
+    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs")
 
 
 def _is_punctuation(ch):
@@ -55,7 +63,8 @@ def basic_tokenize(text):
             chars.append(ch)
     words = []
     for token in "".join(chars).split():
-        token = unicodedata.normalize("NFD", token.lower())
+        token = unicodedata.normalize("NFD", "".join(ch.lower() for ch in token))  # per character, as
+        # tokenizers does: str.lower() would turn a word-final Σ into ς, the tokenizer into σ
         token = "".join(ch for ch in token if unicodedata.category(ch) != "Mn")
         word = []
         for ch in token:

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from ..core.checks import check_positive_int
 from ..core.tree import count_params, flatten, unflatten
 from ..decoding.search import greedy
 from ..decoding.sessions import Seq2SeqSession
@@ -61,8 +62,14 @@ def load_training(path, task):
         raise ValueError(f"{path}: not a training checkpoint of task {task.name!r} "
                          f"(task: {str(extra.get('task', 'none'))!r})")
     template = param_shapes(cfg)
-    m = unflatten({k[6:]: v for k, v in extra.items() if k.startswith("opt/m/")}, template)
-    v = unflatten({k[6:]: v for k, v in extra.items() if k.startswith("opt/v/")}, template)
+    moments = {}
+    for which in ("m", "v"):
+        flat = {k[len(f"opt/{which}/"):]: v for k, v in extra.items() if k.startswith(f"opt/{which}/")}
+        if set(flat) != set(flatten(template)) or not {"step", "rng", "history"} <= set(extra):
+            raise ValueError(f"{path}: not a training checkpoint (no optimiser state): an exported model can be "
+                             "loaded and evaluated, not resumed")
+        moments[which] = unflatten(flat, template)
+    m, v = moments["m"], moments["v"]
     rng = np.random.default_rng()
     rng.bit_generator.state = json.loads(str(extra["rng"]))
     return params, {"m": m, "v": v, "step": int(extra["step"])}, rng, json.loads(str(extra["history"]))
@@ -105,13 +112,15 @@ def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=
     steps, loss, tokens_per_s, and val_accuracy at evaluation steps (else None).
     Returns the metrics dict, with the loss ``history`` and the step it started from (``start_step``)."""
     task = get_task(task_name)
-    steps = steps if steps is not None else task.steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = check_positive_int("steps", steps if steps is not None else task.steps)
+    check_positive_int("eval_every", eval_every)
+    check_positive_int("save_every", save_every)
     out_dir = out_dir or os.path.join("runs", task_name)
-    os.makedirs(out_dir, exist_ok=True)
     ckpt = os.path.join(out_dir, "model.npz")
-    if resume and os.path.exists(ckpt):
+    if resume and not os.path.exists(ckpt):
+        raise ValueError(f"nothing to resume: {ckpt} does not exist (leave out resume to start afresh)")
+    os.makedirs(out_dir, exist_ok=True)
+    if resume:
         params, opt, rng, history = load_training(ckpt, task)
     else:
         params = init_params(task.config, seed)

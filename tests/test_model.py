@@ -95,7 +95,8 @@ def draw(seed):
     H = int(r.choice([1, 2, 4]))
     return r, dict(d_model=H * int(r.choice([2, 4])), nhead=H, dim_feedforward=int(r.integers(4, 24)),
                    dropout=0.0, activation=str(r.choice(["relu", "gelu"])), batch_first=bool(r.integers(2)),
-                   norm_first=bool(r.integers(2)), layer_norm_eps=float(r.choice([1e-5, 1e-12])))
+                   norm_first=bool(r.integers(2)), layer_norm_eps=float(r.choice([1e-5, 1e-12])),
+                   bias=seed % 3 != 0)  # every third configuration without biases (linear and layer norm)
 
 
 def torch_masks(r, B, T, S, kind, dtype, causal=False):

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -95,8 +96,11 @@ def _npz_members(path):
 
 
 def _read_member(zf, members, name):
-    with zf.open(members[name][2]) as f:
-        return np.lib.format.read_array(f, allow_pickle=False)
+    try:
+        with zf.open(members[name][2]) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as e:  # a damaged member (bad CRC…)
+        raise ValueError(f"{zf.filename}: member {name!r} is not readable ({type(e).__name__}: {e})") from e
 
 
 def read_extras(path):

@@ -117,7 +117,14 @@ def load_minilm(path=None):
     missing = [f for f in FILES if not (folder / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {missing}; expected a BERT folder in the Hugging Face layout")
-    hf = json.loads((folder / "config.json").read_text())
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{folder / 'config.json'}: not valid JSON ({type(e).__name__}: {e})") from None
+    needed = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size",
+              "max_position_embeddings", "layer_norm_eps")
+    if not isinstance(hf, dict) or not set(needed) <= set(hf):
+        raise ValueError(f"{folder / 'config.json'}: a BERT config needs {', '.join(needed)}")
     if hf.get("hidden_act", "gelu") != "gelu" or hf.get("position_embedding_type", "absolute") != "absolute":
         raise NotImplementedError("only BERT with exact GELU and absolute positions is supported")
     cfg = TransformerConfig(d_model=hf["hidden_size"], n_heads=hf["num_attention_heads"],

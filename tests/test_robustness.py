@@ -370,7 +370,7 @@ BAD_COMMANDS = [
     (["train", "--task", "reverse", "--steps", "-1"], "--steps"),
     (["train", "--task", "reverse", "--out", "/etc/passwd/x"], "--out /etc/passwd/x: Not a directory"),
     (["train", "--task", "reverse", "--export", "/nonexistent/dir/m.npz"], "--export /nonexistent/dir/m.npz"),
-    (["train", "--task", "sentiment", "--resume", "--out", "/nonexistent/run"], "--resume"),
+    (["train", "--task", "sentiment", "--resume", "--out", "{tmp}/run"], "--resume: nothing to resume"),
     (["train", "--task", "poetry"], "--task"),
     (["figures", "nope"], "NAME nope"),
     (["figures", "--out", "/etc/passwd"], "--out /etc/passwd: Not a directory"),
@@ -378,10 +378,10 @@ BAD_COMMANDS = [
 
 
 @pytest.mark.parametrize("argv, names", BAD_COMMANDS, ids=[" ".join(a) for a, _ in BAD_COMMANDS])
-def test_bad_command_line_values_exit_2_with_one_error_line_naming_the_argument(argv, names, capsys):
+def test_bad_command_line_values_exit_2_with_one_error_line_naming_the_argument(argv, names, capsys, tmp_path):
     from transformer_np.cli.main import main
 
-    assert main(argv) == 2
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(err) == 1 and names in err[0], err
 

@@ -18,6 +18,9 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
     r"""Attention(Q, K, V) = softmax(Q K^T / \sqrt{d_k}) V        (paper, eq. 1)
 
     q: (..., T, D)  k: (..., S, D)  v: (..., S, Dv)
+    Grouped-query attention (Ainslie et al. 2023): with q (..., H, T, D) and k, v (..., H_kv, S, ·), H a
+    multiple of H_kv, query head h attends with key/value head h // (H / H_kv) — the K/V heads are shared, not
+    copied (torch: ``scaled_dot_product_attention(..., enable_gqa=True)``).
     mask: bool, broadcastable to (..., T, S), True where query t may attend to key s.
     bias: float, broadcastable to (..., T, S), added to the scores before the softmax (an extension:
           torch's float masks, ALiBi; -inf entries act as masked).
@@ -36,17 +39,41 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
     if q.shape[-1] < 1 or k.shape[-2] < 1:
         raise ValueError(f"attention needs d_k >= 1 and at least one key (S >= 1), got q {tuple(q.shape)} "
                          f"and k {tuple(k.shape)}")
-    lead = broadcast_shape(tuple(q.shape[:-2]), tuple(k.shape[:-2]))
-    if lead is None or broadcast_shape(lead, tuple(v.shape[:-2])) is None:
-        raise ValueError(f"the leading (batch, head) dims of q {tuple(q.shape)}, k {tuple(k.shape)} and "
-                         f"v {tuple(v.shape)} do not broadcast (one key/value head per query head)")
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.mT  # (..., T, S); scaling q is cheaper than scores
+    G = kv_group(q, k, v)
+    xp = array_namespace(q, k, v)
+    q = q * (1.0 / math.sqrt(q.shape[-1]))  # scaling q is cheaper than scaling the scores
+    if G == 1:
+        scores = q @ k.mT  # (..., T, S)
+    else:  # grouped-query: query heads h = j·G … j·G + G-1 share key/value head j, nothing copied
+        *lead, H, T, D = q.shape
+        qg = xp.reshape(q, (*lead, H // G, G, T, D))  # (..., H_kv, G, T, D)
+        scores = xp.reshape(qg @ xp.expand_dims(k, axis=-3).mT, (*lead, H, T, k.shape[-2]))  # (..., H, T, S)
     check_mask("mask", mask, scores.shape)
     check_bias("bias", bias, scores.shape)
     if bias is not None:
         scores += bias  # in place: scores is our own fresh array
     weights = softmax(scores, axis=-1, mask=mask)  # (..., T, S)
-    return weights @ v, weights  # (..., T, Dv), (..., T, S)
+    if G == 1:
+        return weights @ v, weights  # (..., T, Dv), (..., T, S)
+    *lead, H, T, S = weights.shape
+    out = xp.reshape(weights, (*lead, H // G, G, T, S)) @ xp.expand_dims(v, axis=-3)  # (..., H_kv, G, T, Dv)
+    return xp.reshape(out, (*lead, H, T, v.shape[-1])), weights
+
+
+def kv_group(q, k, v):
+    """G = H / H_kv, the query heads sharing one key/value head (1: multi-head attention), after checking that
+    the leading dims agree: q (..., H, T, D), k and v (..., H_kv, S, ·) with H a multiple of H_kv."""
+    lead = broadcast_shape(tuple(q.shape[:-2]), tuple(k.shape[:-2]))
+    if lead is not None and broadcast_shape(lead, tuple(v.shape[:-2])) is not None:
+        return 1
+    if (q.ndim >= 3 and k.ndim == q.ndim and v.ndim == q.ndim and k.shape[-3] == v.shape[-3]
+            and k.shape[-3] and q.shape[-3] % k.shape[-3] == 0
+            and broadcast_shape(tuple(q.shape[:-3]), tuple(k.shape[:-3])) == tuple(q.shape[:-3])
+            and tuple(k.shape[:-3]) == tuple(v.shape[:-3])):
+        return q.shape[-3] // k.shape[-3]
+    raise ValueError(f"the leading (batch, head) dims of q {tuple(q.shape)}, k {tuple(k.shape)} and "
+                     f"v {tuple(v.shape)} do not broadcast, and k/v's head count does not divide q's "
+                     "(grouped-query attention: H = G · H_kv)")
 
 
 def scaled_dot_product_attention_backward(dout, q, k, v, weights, dweights=None):
@@ -57,6 +84,20 @@ def scaled_dot_product_attention_backward(dout, q, k, v, weights, dweights=None)
     forward: S = (q / \sqrt{D}) k^T -> dq = dS k / \sqrt{D},  dk = dS^T q / \sqrt{D}
     Returns (dq, dk, dv)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
+    G = kv_group(q, k, v)
+    if G > 1:  # grouped-query: view the H query heads as (H_kv, G); a shared K/V head sums its G gradients
+        xp = array_namespace(q)
+        *lead, H, T, S = weights.shape
+
+        def grouped(a):  # (..., H, T, X) -> (..., H_kv, G, T, X)
+            return xp.reshape(a, (*lead, H // G, G, T, a.shape[-1]))
+
+        k_, v_ = xp.expand_dims(k, axis=-3), xp.expand_dims(v, axis=-3)  # (..., H_kv, 1, S, ·)
+        dv = xp.sum(grouped(weights).mT @ grouped(dout), axis=-3)  # (..., H_kv, S, Dv)
+        dw = xp.reshape(grouped(dout) @ v_.mT, (*lead, H, T, S))
+        ds = softmax_backward(dw if dweights is None else dw + dweights, weights)
+        dq = xp.reshape(grouped(ds) @ k_, q.shape) * scale
+        return dq, xp.sum(grouped(ds).mT @ grouped(q), axis=-3) * scale, dv
     dv = weights.mT @ dout  # (..., S, Dv)
     dw = dout @ v.mT  # (..., T, S)
     if dweights is not None:
@@ -82,7 +123,8 @@ def merge_heads(x):
 
 
 def multi_head_attention(
-    x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, *, n_heads, mask=None, bias=None, kv=None
+    x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, *, n_heads, mask=None, bias=None, kv=None,
+    n_kv_heads=None
 ):
     r"""MultiHead(Q, K, V) = Concat(head_1, …, head_H) W^O,
     head_i = Attention(Q W^Q_i, K W^K_i, V W^V_i)        (paper §3.2.2)
@@ -91,16 +133,19 @@ def multi_head_attention(
     same x three times; cross-attention passes the encoder memory as x_k and x_v.
     w_q: (C, C)  w_k: (Ck, C)  w_v: (Cv, C)  w_o: (C, C); biases (C,) or None.
     mask/bias: broadcastable to (B, H, T, S).
-    kv: optional precomputed (k, v), each (B, H, S, D) — the slot a KV cache fills; x_k, x_v are unused.
+    kv: optional precomputed (k, v), each (B, H_kv, S, D) — the slot a KV cache fills; x_k, x_v are unused.
+    n_kv_heads: H_kv key/value heads (grouped-query attention; default H): w_k, w_v are then (C·, H_kv·D).
     Returns (out (B, T, C), weights (B, H, T, S) per head).
     """
     out, weights, _ = multi_head_attention_forward(x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o,
-                                                   n_heads=n_heads, mask=mask, bias=bias, kv=kv)
+                                                   n_heads=n_heads, mask=mask, bias=bias, kv=kv,
+                                                   n_kv_heads=n_kv_heads)
     return out, weights
 
 
 def multi_head_attention_forward(
-    x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, *, n_heads, mask=None, bias=None, kv=None
+    x_q, x_k, x_v, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, *, n_heads, mask=None, bias=None, kv=None,
+    n_kv_heads=None
 ):
     """multi_head_attention, also returning the cache of its backward (references, no extra work)."""
     check_positive_int("n_heads", n_heads)
@@ -111,8 +156,8 @@ def multi_head_attention_forward(
         raise ValueError(f"d_model={w_q.shape[1]} is not divisible by n_heads={n_heads}")
     q = split_heads(linear(x_q, w_q, b_q), n_heads)  # (B, H, T, D)
     if kv is None:
-        kv = project_kv(x_k, x_v, w_k, b_k, w_v, b_v, n_heads=n_heads)
-    k, v = kv  # (B, H, S, D) each
+        kv = project_kv(x_k, x_v, w_k, b_k, w_v, b_v, n_heads=n_heads if n_kv_heads is None else n_kv_heads)
+    k, v = kv  # (B, H_kv, S, D) each
     if k.shape[0] != q.shape[0]:
         raise ValueError(f"queries and keys must share the batch size B, got {q.shape[0]} and {k.shape[0]}")
     a, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)  # (B, H, T, D), (B, H, T, S)

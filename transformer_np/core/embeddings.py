@@ -74,3 +74,52 @@ def positional_slice(table, length, offset=0, name="sequence length"):
 def learned_positional_embedding(table, length, offset=0):
     r"""P[pos] for pos = offset … offset+length-1: a trained (max_len, C) table, as in BERT and GPT-2."""
     return positional_slice(table, length, offset)
+
+
+ROPE_LAYOUTS = ("pairs", "half")
+
+
+def rope_angles(positions, d_head, base=10000.0):
+    r"""θ_{p,i} = p · base^{-2i/D} for i = 0 … D/2 - 1   (Su et al. 2021, RoFormer)
+
+    positions: int (...) -> (cos θ, sin θ), each (..., D/2) float64, in the positions' library."""
+    check_positive_int("d_head", d_head)
+    if d_head % 2:
+        raise ValueError(f"rotary embedding needs an even head size, got d_head={d_head}")
+    xp = array_namespace(positions)
+    inv_freq = base ** (-np.arange(0, d_head, 2) / d_head)  # (D/2,)
+    theta = xp.astype(positions, xp.float64)[..., None] * xp.asarray(inv_freq, device=device(positions))
+    return xp.cos(theta), xp.sin(theta)
+
+
+def rope(x, positions, base=10000.0, layout="pairs", inverse=False):
+    r"""RoPE: rotate every pair of features of the vector at position p by the angle θ_{p,i}:
+
+        (x_a, x_b) ↦ (x_a cos θ_{p,i} - x_b sin θ_{p,i},  x_a sin θ_{p,i} + x_b cos θ_{p,i})
+
+    so that q_m · k_n depends on m and n only through m - n.  Which features pair up is a convention:
+    ``"pairs"`` rotates (x_{2i}, x_{2i+1}) (the paper, GPT-J, llama.cpp and the weights of a GGUF file);
+    ``"half"`` rotates (x_i, x_{i+D/2}) (GPT-NeoX and Hugging Face's Llama, whose q/k weights are permuted to
+    match).  ``inverse=True`` rotates by -θ: the backward, since a rotation's transpose is its inverse.
+
+    x: (..., T, D), e.g. (B, H, T, D); positions: int (T,), or (B, T) for x (B, H, T, D).  Returns x's shape."""
+    if layout not in ROPE_LAYOUTS:
+        raise ValueError(f"layout must be one of {ROPE_LAYOUTS}, got {layout!r}")
+    xp = array_namespace(x)
+    D = x.shape[-1]
+    cos, sin = rope_angles(positions, D, base)  # (..., T, D/2)
+    if x.ndim == 4 and positions.ndim == 2:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D/2): every head of a row at its positions
+    cos, sin = xp.astype(cos, x.dtype), xp.astype(sin, x.dtype)
+    if inverse:
+        sin = -sin
+    if layout == "pairs":
+        a, b = x[..., 0::2], x[..., 1::2]  # (..., T, D/2) each
+        return xp.reshape(xp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1), x.shape)
+    a, b = x[..., : D // 2], x[..., D // 2:]
+    return xp.concat([a * cos - b * sin, a * sin + b * cos], axis=-1)
+
+
+def rope_backward(dy, positions, base=10000.0, layout="pairs"):
+    """forward: y = R_θ x (a rotation), so dx = R_θᵀ dy = R_{-θ} dy."""
+    return rope(dy, positions, base, layout, inverse=True)

@@ -1,5 +1,5 @@
-r"""Position-wise building blocks: linear maps, activations, softmax, layer norm, residual, FFN, dropout and
-the cross-entropy loss — each forward with its backward beside it (``*_forward`` returns the cache that
+r"""Position-wise building blocks: linear maps, activations, softmax, layer norm and RMSNorm, residual, FFN and
+SwiGLU, dropout, pooling and the cross-entropy loss — each forward with its backward beside it (``*_forward`` returns the cache that
 ``*_backward`` needs; the plain function used for inference calls the forward, so each formula is written once).
 
 Every function takes its array namespace from its inputs and keeps their dtype.
@@ -195,6 +195,73 @@ def layer_norm_backward(dy, cache):
     g = dy * gamma  # (..., C): gradient with respect to x_hat
     dx = rstd * (g - xp.mean(g, axis=-1, keepdims=True) - x_hat * xp.mean(g * x_hat, axis=-1, keepdims=True))
     return dx, dgamma, dbeta
+
+
+def rms_norm(x, gamma, eps=1e-6):
+    r"""RMSNorm(x) = \gamma \odot x / \sqrt{\tfrac{1}{C}\sum_c x_c^2 + \epsilon}   (Zhang & Sennrich 2019; Llama)
+
+    Layer norm without the mean and the shift: x is only rescaled.  x: (..., C)  gamma: (C,)."""
+    return rms_norm_forward(x, gamma, eps)[0]
+
+
+def rms_norm_forward(x, gamma, eps=1e-6):
+    """rms_norm, also returning its backward's cache: (out, (x_hat, rstd, gamma))."""
+    check_float("x", x)
+    check_last_dim("x", x, gamma.shape[0], what=f"last dim (= gamma size {gamma.shape[0]})")
+    xp = array_namespace(x)
+    rstd = 1.0 / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)  # (..., 1)
+    x_hat = x * rstd  # (..., C)
+    return x_hat * gamma, (x_hat, rstd, gamma)
+
+
+def rms_norm_backward(dy, cache):
+    r"""forward: out = x_hat γ, x_hat = x rstd.  dγ = Σ dy x_hat; with g = dy γ,
+    dx = rstd (g - x_hat mean(g x_hat)).  Returns (dx, dgamma)."""
+    x_hat, rstd, gamma = cache
+    xp = array_namespace(dy)
+    dgamma = xp.sum(dy * x_hat, axis=tuple(range(dy.ndim - 1)))  # (C,)
+    g = dy * gamma
+    return rstd * (g - x_hat * xp.mean(g * x_hat, axis=-1, keepdims=True)), dgamma
+
+
+def silu(x):
+    r"""SiLU(x) = x \sigma(x) = x / (1 + e^{-x})   (also called swish)"""
+    check_float("x", x)
+    xp = array_namespace(x)
+    return x / (1.0 + xp.exp(-x))
+
+
+def silu_backward(dy, x):
+    r"""d/dx [x σ(x)] = σ(x) (1 + x (1 - σ(x)))"""
+    xp = array_namespace(dy)
+    s = 1.0 / (1.0 + xp.exp(-x))
+    return dy * s * (1.0 + x * (1.0 - s))
+
+
+def swiglu(x, w_gate, w_up, w_down):
+    r"""FFN_SwiGLU(x) = (SiLU(x W_g) \odot x W_u) W_d   (Shazeer 2020; Llama's feed-forward network, no biases)
+
+    x: (..., C)  w_gate, w_up: (C, F)  w_down: (F, C).  Returns (..., C)."""
+    return swiglu_forward(x, w_gate, w_up, w_down)[0]
+
+
+def swiglu_forward(x, w_gate, w_up, w_down):
+    """swiglu, also returning its backward's cache."""
+    a = linear(x, w_gate)  # (..., F) gate pre-activation
+    u = linear(x, w_up)  # (..., F)
+    h = silu(a) * u  # (..., F)
+    return linear(h, w_down), (x, a, u, h)
+
+
+def swiglu_backward(dy, cache, w_gate, w_up, w_down):
+    """The forward's lines in reverse.  Returns (dx, {"w_gate", "w_up", "w_down"} gradients)."""
+    x, a, u, h = cache
+    dh, dw_down, _ = linear_backward(dy, h, w_down, has_bias=False)  # forward: out = h W_d
+    du = dh * silu(a)  # forward: h = silu(a) * u
+    da = silu_backward(dh * u, a)
+    dx_u, dw_up, _ = linear_backward(du, x, w_up, has_bias=False)
+    dx_g, dw_gate, _ = linear_backward(da, x, w_gate, has_bias=False)
+    return dx_u + dx_g, {"w_gate": dw_gate, "w_up": dw_up, "w_down": dw_down}  # x fed both branches
 
 
 def dropout_forward(x, rate, rng):

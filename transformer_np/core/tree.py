@@ -56,7 +56,7 @@ def _nest(flat):
         head, _, rest = path.partition(SEP)
         levels.setdefault(head, {})[rest] = leaf
     tree = {k: (sub[""] if set(sub) == {""} else _nest(sub)) for k, sub in levels.items()}
-    if sorted(tree) == [str(i) for i in range(len(tree))] and tree:
+    if tree and set(tree) == {str(i) for i in range(len(tree))}:
         return [tree[str(i)] for i in range(len(tree))]
     return tree
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.backend import array_namespace, device, to_numpy
-from ..model.models import decode, encode, lm_logits
+from ..model.models import decode, encode
 from .cache import cache_nbytes, new_cache
 
 
@@ -51,7 +51,10 @@ def _as_prompts(prompts, cfg, name="prompts"):
 
 
 class LMSession:
-    """Decoding state of a decoder-only LM for a batch of prompts (left-padded to a common length)."""
+    """Decoding state of a decoder-only LM for a batch of prompts (left-padded to a common length).  The model
+    is anything with ``config`` (vocab_size, max_len), a params tree with ``decoder/layers`` and
+    ``step(ids, positions, key_mask, cache) -> logits (B, T, V)``: :class:`~transformer_np.DecoderLM` or a
+    pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`)."""
 
     def __init__(self, model, prompts, use_cache=True):
         self.model, self.cfg, self.use_cache = model, model.config, use_cache
@@ -64,13 +67,13 @@ class LMSession:
         self.tokens, self.real = ids, real  # (B, t): all tokens so far, and which are not padding
         self.positions = np.maximum(np.cumsum(real, axis=1) - 1, 0)  # (B, t): each row counts its own
         self._arr = _converter(model.params)
-        self.cache = new_cache(self.cfg.n_decoder_layers) if use_cache else None
+        self.cache = new_cache(len(model.params["decoder"]["layers"])) if use_cache else None
         self._forward(ids, self.positions)
 
     def _forward(self, ids, positions):
         key_mask = self._arr(self.real[:, None, None, :])  # (B, 1, 1, t)
-        logits, _ = lm_logits(self.model.params, self._arr(ids), self.cfg, positions=self._arr(positions),
-                              key_mask=key_mask, cache=self.cache)
+        logits = self.model.step(self._arr(ids), positions=self._arr(positions), key_mask=key_mask,
+                                 cache=self.cache)
         self.next_logits = to_numpy(logits[:, -1, :])  # (B, V)
 
     @property

@@ -227,6 +227,10 @@ class DecoderLM(Model):
     def __call__(self, ids, positions=None, key_mask=None):
         return lm_logits(self.params, ids, self.config, positions, key_mask)[0]
 
+    def step(self, ids, positions=None, key_mask=None, cache=None):
+        """Logits (B, T, V) at ids with a decoding session's per-token positions, key mask and KV cache."""
+        return lm_logits(self.params, ids, self.config, positions, key_mask, cache)[0]
+
     def forward_with_attention(self, ids):
         """(logits, [self-attention weights (B, H, T, T) per layer])."""
         return lm_logits(self.params, ids, self.config, need_weights=True)

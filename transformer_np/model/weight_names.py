@@ -61,6 +61,26 @@ HF_BERT_EMBEDDINGS = {
 }
 
 
+# a GGUF file of the Llama architecture (llama.cpp's names) -> the Llama params tree (pretrained.llama).  ggml
+# keeps a linear weight as (C_out, C_in) rows, as torch does: transposed here, like torch's.
+GGUF_LLAMA_LAYER = {
+    "attn_norm.weight": ("attn_norm/gamma", False),
+    "attn_q.weight": ("attn/w_q", True), "attn_k.weight": ("attn/w_k", True),
+    "attn_v.weight": ("attn/w_v", True), "attn_output.weight": ("attn/w_o", True),
+    "ffn_norm.weight": ("ffn_norm/gamma", False),
+    "ffn_gate.weight": ("ffn/w_gate", True), "ffn_up.weight": ("ffn/w_up", True),
+    "ffn_down.weight": ("ffn/w_down", True),
+}
+
+
+def gguf_llama(n_layers, tied=True):
+    """The table of a Llama GGUF file with n_layers blocks; tied: the output layer is the embedding table."""
+    table = {"token_embd.weight": ("embed/table", False), "output_norm.weight": ("norm/gamma", False)}
+    for i in range(n_layers):
+        table |= prefixed(GGUF_LLAMA_LAYER, f"blk.{i}.", f"decoder/layers/{i}/")
+    return table if tied else table | {"output.weight": ("out/w", True)}
+
+
 def torch_stack(kind, n_layers, final_norm, theirs="", ours=""):
     """The table of an nn.TransformerEncoder / Decoder (kind "encoder" / "decoder") under ``theirs``."""
     layer = TORCH_ENCODER_LAYER if kind == "encoder" else TORCH_DECODER_LAYER

@@ -1,12 +1,19 @@
 r"""Real pretrained models in NumPy, read from their own files with readers written here: ``safetensors``
-(no pickle; every offset checked first), ``wordpiece`` (BERT's tokenizer) and ``minilm``
-(all-MiniLM-L6-v2 sentence embeddings, from the core layers); ``sentences`` holds the bundled texts.
-Nothing is downloaded.  Imports from ``core`` and ``model``.
+(no pickle; every offset checked first) and ``gguf`` (llama.cpp's format, memory-mapped, with the dequantizers
+of its block formats); ``wordpiece`` (BERT's tokenizer) and ``bpe`` (byte-level BPE and chat templates);
+``minilm`` (all-MiniLM-L6-v2 sentence embeddings) and ``llama`` (the Llama architecture, SmolLM2-135M-Instruct),
+both from the core formulas; ``sentences`` holds the bundled texts.  Nothing is downloaded.  Imports from
+``core``, ``model`` and ``decoding``.
 """
 
+from .bpe import BPETokenizer, StreamDecoder, render_chat
+from .gguf import GGUFError, dequantize, read_gguf
+from .llama import LlamaConfig, LlamaModel, llama_logits, load_llama_gguf, load_smollm2, smollm2_path
 from .minilm import INSTALL, MiniLM, bert_params, default_path, load_minilm
 from .safetensors import SafetensorsError, load_safetensors, read_header
 from .wordpiece import WordPieceTokenizer
 
-__all__ = ["INSTALL", "MiniLM", "SafetensorsError", "WordPieceTokenizer", "bert_params", "default_path",
-           "load_minilm", "load_safetensors", "read_header"]
+__all__ = ["BPETokenizer", "GGUFError", "INSTALL", "LlamaConfig", "LlamaModel", "MiniLM", "SafetensorsError",
+           "StreamDecoder", "WordPieceTokenizer", "bert_params", "default_path", "dequantize", "llama_logits",
+           "load_llama_gguf", "load_minilm", "load_safetensors", "load_smollm2", "read_gguf", "read_header",
+           "render_chat", "smollm2_path"]

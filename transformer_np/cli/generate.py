@@ -12,6 +12,7 @@ from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..model.config import TransformerConfig
 from ..model.models import DecoderLM, Transformer, load_model
+from ..pretrained.llama import load_smollm2
 from ..training.shipped import load_trained
 from ..training.tasks import BOS, EOS
 from .options import CommandError, finite_float, non_negative_int, positive_float, positive_int, probability
@@ -21,6 +22,7 @@ HELP = "generate tokens with a checkpoint (or a seeded random tiny LM)"
 
 def add_arguments(gen):
     gen.add_argument("--checkpoint", help=".npz from save(); default: a random decoder-only LM (vocab 11)")
+    gen.add_argument("--model", choices=["smollm2"], help="a pretrained LLM: the prompts are text it continues")
     gen.add_argument("--task", help="use the shipped trained model of a task (reverse, dates): text prompts")
     gen.add_argument("--prompt", action="append", required=True,
                      help="token ids separated by spaces, e.g. '1 2 3'; repeat for a batch")
@@ -37,13 +39,18 @@ def add_arguments(gen):
     gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
 
 
-ERRORS = (ValueError, TypeError, OSError)
+ERRORS = (ValueError, TypeError, OSError, ImportError)
 
 
 def run(args, print_fn=print):
     """Decode each prompt and print the new token ids (or text, with --task)."""
     tokenizer = None
-    if args.task:
+    if args.model and (args.task or args.checkpoint):
+        raise CommandError("--model excludes --task and --checkpoint")
+    if args.model:
+        model = load_smollm2()
+        tokenizer = model.tokenizer
+    elif args.task:
         task, params, _, _ = load_trained(args.task)
         if task.kind != "seq2seq":
             raise ValueError(f"task {args.task!r} is a classifier, not a generator (try reverse or dates)")
@@ -57,7 +64,7 @@ def run(args, print_fn=print):
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
         print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
-    if model.config.architecture == "encoder-classifier":
+    if getattr(model.config, "architecture", "decoder-only") == "encoder-classifier":
         raise CommandError(f"--checkpoint {args.checkpoint}: holds a classifier, not a generator")
     V = model.config.vocab_size
     for option, value in (("--eos", args.eos), ("--bos", args.bos)):
@@ -78,7 +85,7 @@ def run(args, print_fn=print):
         raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
 
     def new_session(batch):
-        if model.config.architecture == "decoder-only":
+        if getattr(model.config, "architecture", "decoder-only") == "decoder-only":
             return LMSession(model, batch, use_cache=not args.no_cache)
         return Seq2SeqSession(model, batch, bos_id=args.bos, use_cache=not args.no_cache)
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m transformer_np {tour, bench, generate, train, embed, search, figures} ...``
+"""Command line: ``python -m transformer_np {tour, bench, generate, chat, train, embed, search, figures} ...``
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
 can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, embed, figures, generate, tour, train
+from . import bench, chat, embed, figures, generate, tour, train
 from .options import CommandError
 
 # name: (help, add_arguments, run, the exceptions that mean a user error)
@@ -18,6 +18,7 @@ COMMANDS = {
     "tour": (tour.HELP, tour.add_arguments, tour.run, ()),
     "bench": (bench.HELP, bench.add_arguments, bench.run, bench.ERRORS),
     "generate": (generate.HELP, generate.add_arguments, generate.run, generate.ERRORS),
+    "chat": (chat.HELP, chat.add_arguments, chat.run, chat.ERRORS),
     "embed": (embed.EMBED_HELP, embed.add_embed_arguments, embed.run_embed, embed.ERRORS),
     "search": (embed.SEARCH_HELP, embed.add_search_arguments, embed.run_search, embed.ERRORS),
     "train": (train.HELP, train.add_arguments, train.run, train.ERRORS),

@@ -1,6 +1,7 @@
 r"""Position-wise building blocks: linear maps, activations, softmax, layer norm and RMSNorm, residual, FFN and
-SwiGLU, dropout, pooling and the cross-entropy loss — each forward with its backward beside it (``*_forward`` returns the cache that
-``*_backward`` needs; the plain function used for inference calls the forward, so each formula is written once).
+SwiGLU, dropout, pooling and the cross-entropy loss — each forward with its backward beside it (``*_forward``
+returns the cache that ``*_backward`` needs; the plain function used for inference calls the forward, so each
+formula is written once).
 
 Every function takes its array namespace from its inputs and keeps their dtype.
 """

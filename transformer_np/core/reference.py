@@ -128,3 +128,44 @@ def loop_decoder_layer(y, memory, p, cfg, self_mask=None, cross_mask=None):
     y = _sub(y, lambda h: mha(h, h, p["self_attn"], cfg.n_heads, self_mask)[0], p["norm1"], cfg)
     y = _sub(y, lambda h: mha(h, memory, p["cross_attn"], cfg.n_heads, cross_mask)[0], p["norm2"], cfg)
     return _sub(y, lambda h: loop_feed_forward(h, **p["ffn"], activation=cfg.activation), p["norm3"], cfg)
+
+
+# --- the formulas of a modern LLM (Llama): RMSNorm, SwiGLU, RoPE, grouped-query attention ---------------------
+def loop_rms_norm(x, gamma, eps):
+    """y[t, c] = gamma[c] x[t, c] / sqrt(mean_c' x[t, c']^2 + eps)"""
+    T, C = x.shape
+    y = np.zeros((T, C))
+    for t in range(T):
+        rms = math.sqrt(sum(float(x[t, c]) ** 2 for c in range(C)) / C + eps)
+        for c in range(C):
+            y[t, c] = float(gamma[c]) * float(x[t, c]) / rms
+    return y
+
+
+def loop_swiglu(x, w_gate, w_up, w_down):
+    """(silu(x W_g) * x W_u) W_d, with silu(a) = a / (1 + e^-a), element by element"""
+    a, u = loop_linear(x, w_gate), loop_linear(x, w_up)
+    h = np.vectorize(lambda g, v: g / (1.0 + math.exp(-g)) * v, otypes=[float])(a, u)
+    return loop_linear(h, w_down)
+
+
+def loop_rope(x, positions, base, layout="pairs"):
+    """Rotate each pair of features of x[t] (T, D) by the angle positions[t] * base^(-2i/D), one pair at a time.
+    layout "pairs": (x[2i], x[2i+1]); "half": (x[i], x[i + D/2])."""
+    T, D = x.shape
+    y = np.array(x, dtype=float)
+    for t in range(T):
+        for i in range(D // 2):
+            theta = float(positions[t]) * base ** (-2.0 * i / D)
+            a, b = (2 * i, 2 * i + 1) if layout == "pairs" else (i, i + D // 2)
+            y[t, a] = float(x[t, a]) * math.cos(theta) - float(x[t, b]) * math.sin(theta)
+            y[t, b] = float(x[t, a]) * math.sin(theta) + float(x[t, b]) * math.cos(theta)
+    return y
+
+
+def loop_grouped_query_attention(q, k, v, mask=None):
+    """q (H, T, D), k and v (H_kv, S, ·): query head h uses key/value head h // (H / H_kv), one head at a time.
+    Returns (out (H, T, Dv), weights (H, T, S))."""
+    H, H_kv = q.shape[0], k.shape[0]
+    outs = [loop_attention(q[h], k[h // (H // H_kv)], v[h // (H // H_kv)], mask) for h in range(H)]
+    return np.stack([o for o, _ in outs]), np.stack([w for _, w in outs])

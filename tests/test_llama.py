@@ -267,3 +267,12 @@ def test_kv_cache_bytes_per_token_of_smollm2_is_46080_in_float32():
 def test_bad_llama_config_is_rejected(kw, message):
     with pytest.raises(ValueError, match=message):
         LlamaConfig(**kw)
+
+
+def test_last_only_logits_equal_the_last_row_of_all_logits(rng):
+    params, cfg = tiny_llama(rng)
+    ids = rng.integers(0, 19, (2, 6))
+    assert_close(llama_logits(params, ids, cfg, last_only=True)[0], llama_logits(params, ids, cfg)[0][:, -1:],
+                 atol=1e-12)
+    lm = tn.DecoderLM(tn.TransformerConfig.lm_tiny(dtype="float64"))
+    assert_close(lm.step(ids % 11, last_only=True), lm(ids % 11)[:, -1:], atol=1e-12)

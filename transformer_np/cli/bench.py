@@ -1,5 +1,6 @@
-"""``python -m transformer_np bench {forward, decode, embed}``: forward-pass speed against torch and the matmul
-peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against sentence-transformers.
+"""``python -m transformer_np bench {forward, decode, embed, llm}``: forward-pass speed against torch and the
+matmul peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against
+sentence-transformers, SmolLM2's decoding and prefill against transformers and the memory-bandwidth roofline.
 
 Numbers, not tests: it prints what this machine does.  Each timing is the best of ``repeat`` runs after
 one warm-up run, so that first-call costs (allocation, thread start) are left out.
@@ -26,6 +27,7 @@ from ..model.config import TransformerConfig
 from ..model.models import DecoderLM, Transformer
 from ..model.params import init_params
 from ..model.stacks import encoder
+from ..pretrained.llama import load_smollm2, smollm2_path
 from ..pretrained.minilm import default_path, load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..viz import plots
@@ -36,7 +38,7 @@ ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has n
 
 
 def add_arguments(bench):
-    bench.add_argument("what", choices=["forward", "decode", "embed"], help="what to time")
+    bench.add_argument("what", choices=["forward", "decode", "embed", "llm"], help="what to time")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     bench.add_argument("--repeat", type=positive_int, default=3, help="timed runs per workload (best is kept)")
@@ -55,6 +57,8 @@ def run(args, print_fn=print):
         check_output_file("--plot", args.plot)
     if args.what == "embed":
         result = bench_embed(print_fn=print_fn)
+    elif args.what == "llm":
+        result = bench_llm(quick=args.quick, with_torch=not args.no_torch, print_fn=print_fn)
     elif args.what == "decode":
         result = bench_decode(quick=args.quick, backend=args.backend, plot=args.plot,
                               no_cache_up_to=args.no_cache_up_to, print_fn=print_fn)
@@ -336,3 +340,98 @@ def bench_embed(n=1000, batch_size=32, path=None, print_fn=print):
     print_fn(f"sentence-transformers (torch CPU): {n / st_s:.0f} sentences/s; "
              f"NumPy / torch time {numpy_s / st_s:.2f}x; max |difference| {result['max_abs_diff']:.1e}")
     return result
+
+
+def copy_bandwidth(nbytes=2**28, repeat=5):
+    """Achieved memory bandwidth (bytes/s) of np.copyto between two arrays of nbytes, far larger than the
+    caches: each copy reads nbytes and writes nbytes."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    return 2 * nbytes / best_time(lambda: np.copyto(dst, src), repeat)
+
+
+def llm_decode_bytes(model, context):
+    """Bytes a decode step reads: every weight once (the tied embedding table as the output layer) and the KV
+    cache of ``context`` tokens."""
+    weights = sum(int(a.nbytes) for a in _param_leaves(model.params))
+    return weights + model.config.kv_cache_bytes_per_token() * context
+
+
+def _param_leaves(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _param_leaves(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            yield from _param_leaves(v)
+    elif tree is not None:
+        yield tree
+
+
+def bench_llm(quick=False, with_torch=True, print_fn=print):
+    """SmolLM2-135M-Instruct: load time, greedy decoding tokens/s (64 and 256 new tokens after a chat prompt),
+    prefill time of a 512-token prompt, in NumPy and in transformers (float32, CPU, same threads), and decoding's
+    fraction of the memory-bandwidth roofline."""
+    t0 = time.perf_counter()
+    model = load_smollm2()
+    load_s = time.perf_counter() - t0
+    prompt = model.chat_ids([{"role": "user", "content": "Tell me a long story about the sea."}])
+    words = model.tokenize(" ".join(["the quick brown fox jumps over the lazy dog"] * 80))
+    long_prompt = words[: 64 if quick else 512]
+    lengths = (8, 16) if quick else (64, 256)
+    bandwidth = copy_bandwidth(2**24 if quick else 2**28)
+    rows = []
+    ours = {}
+    for n in lengths:
+        t0 = time.perf_counter()
+        out = model.generate(prompt, n, eos_id=None)
+        ours[n] = time.perf_counter() - t0
+        assert len(out) == n
+    ours["prefill"] = best_time(lambda: LMSession(model, [long_prompt]), 1 if quick else 3)
+    theirs = _hf_llm_times(prompt, long_prompt, lengths, quick) if with_torch else {}
+    for n in lengths:
+        context = len(prompt) + n
+        roofline_s = llm_decode_bytes(model, context // 2) / bandwidth  # per token, mid-run context
+        per_token = ours[n] / n
+        rows.append(dict(new_tokens=n, numpy_s=ours[n], numpy_tokens_per_s=n / ours[n],
+                         transformers_s=theirs.get(n), transformers_tokens_per_s=(n / theirs[n]) if n in theirs
+                         else None, roofline_s_per_token=roofline_s, fraction_of_roofline=roofline_s / per_token))
+    result = dict(machine=_machine(), model=repr(model), load_s=load_s, prompt_tokens=len(prompt),
+                  copy_bandwidth_gb_s=bandwidth / 1e9, weight_bytes=llm_decode_bytes(model, 0),
+                  decode=rows, prefill_tokens=len(long_prompt), prefill_numpy_s=ours["prefill"],
+                  prefill_transformers_s=theirs.get("prefill"))
+    print_fn(f"{model!r}: loaded (read + dequantize) in {load_s:.2f} s; weights {result['weight_bytes'] / 1e6:.0f} "
+             f"MB float32; copy bandwidth {bandwidth / 1e9:.1f} GB/s   ({result['machine']['summary']})")
+    print_fn(f"{'greedy decode':<22} {'numpy tok/s':>12} {'transformers':>13} {'numpy/them':>11} {'% roofline':>11}")
+    for r in rows:
+        them = f"{r['transformers_tokens_per_s']:13.1f}" if r["transformers_s"] else f"{'-':>13}"
+        ratio = f"{r['numpy_tokens_per_s'] / r['transformers_tokens_per_s']:10.2f}x" if r["transformers_s"] \
+            else f"{'-':>11}"
+        print_fn(f"{r['new_tokens']:>4} new tokens{'':<8} {r['numpy_tokens_per_s']:12.1f} {them} {ratio} "
+                 f"{100 * r['fraction_of_roofline']:10.0f}%")
+    them = f"{result['prefill_transformers_s']:.3f} s" if result["prefill_transformers_s"] else "-"
+    print_fn(f"prefill of {len(long_prompt)} tokens: numpy {ours['prefill']:.3f} s, transformers {them}")
+    return result
+
+
+def _hf_llm_times(prompt, long_prompt, lengths, quick):
+    """The same workloads in transformers' LlamaForCausalLM loaded from the same GGUF file (float32, CPU)."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        return {}
+    path = smollm2_path()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    times = {}
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        for n in lengths:
+            t0 = time.perf_counter()
+            hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                        do_sample=False, pad_token_id=2)
+            times[n] = time.perf_counter() - t0
+        long_ids = torch.tensor([long_prompt])
+        times["prefill"] = best_time(lambda: hf(long_ids, logits_to_keep=1, use_cache=True), 1 if quick else 3)
+    return times

@@ -53,8 +53,8 @@ def _as_prompts(prompts, cfg, name="prompts"):
 class LMSession:
     """Decoding state of a decoder-only LM for a batch of prompts (left-padded to a common length).  The model
     is anything with ``config`` (vocab_size, max_len), a params tree with ``decoder/layers`` and
-    ``step(ids, positions, key_mask, cache) -> logits (B, T, V)``: :class:`~transformer_np.DecoderLM` or a
-    pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`)."""
+    ``step(ids, positions, key_mask, cache, last_only) -> logits (B, T or 1, V)``:
+    :class:`~transformer_np.DecoderLM` or a pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`)."""
 
     def __init__(self, model, prompts, use_cache=True):
         self.model, self.cfg, self.use_cache = model, model.config, use_cache
@@ -73,7 +73,7 @@ class LMSession:
     def _forward(self, ids, positions):
         key_mask = self._arr(self.real[:, None, None, :])  # (B, 1, 1, t)
         logits = self.model.step(self._arr(ids), positions=self._arr(positions), key_mask=key_mask,
-                                 cache=self.cache)
+                                 cache=self.cache, last_only=True)  # (B, 1, V): the next token's only
         self.next_logits = to_numpy(logits[:, -1, :])  # (B, V)
 
     @property

@@ -97,13 +97,14 @@ def transformer_logits(params, src, tgt, cfg, src_mask=None, tgt_mask=None, memo
     return logits, attention
 
 
-def lm_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False):
+def lm_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False):
     r"""logits = Linear(LN(Blocks(Emb(ids) + PE)))  for a decoder-only (GPT-style) language model: every
     block is an encoder layer under the causal mask.
 
     ids: int (B, T).  positions: optional (B, T) per-token positions (left-padded batches).  key_mask:
     optional bool (B, 1, 1, S_past + T), False at padding keys (default: from cfg.pad_id, without a cache).
-    cache: one LayerCache per layer; ids are then the new tokens only.
+    cache: one LayerCache per layer; ids are then the new tokens only.  last_only: logits of the last position
+    only, (B, 1, V) — all that decoding needs, and the output layer's T·C·V product is skipped.
     Returns (logits (B, T, V), [self-attention weights per layer] if need_weights else [])."""
     past = 0 if cache is None else cache[0].length
     check_tokens("ids", ids, cfg, offset=past)
@@ -112,7 +113,7 @@ def lm_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     x = embed(ids, params["embed"], cfg, offset=past, positions=positions)  # (B, T, C)
     x, weights, _ = encoder_forward(x, params["decoder"], cfg, mask=mask, cache=cache, keep=need_weights)
-    return linear(x, **params["out"]), weights  # (B, T, V)
+    return linear(x[:, -1:] if last_only else x, **params["out"]), weights  # (B, T, V)
 
 
 def classifier_logits(params, ids, cfg, need_weights=False):
@@ -227,9 +228,10 @@ class DecoderLM(Model):
     def __call__(self, ids, positions=None, key_mask=None):
         return lm_logits(self.params, ids, self.config, positions, key_mask)[0]
 
-    def step(self, ids, positions=None, key_mask=None, cache=None):
-        """Logits (B, T, V) at ids with a decoding session's per-token positions, key mask and KV cache."""
-        return lm_logits(self.params, ids, self.config, positions, key_mask, cache)[0]
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
+        """Logits (B, T, V) at ids with a decoding session's per-token positions, key mask and KV cache
+        (last_only: (B, 1, V), the last position's)."""
+        return lm_logits(self.params, ids, self.config, positions, key_mask, cache, last_only=last_only)[0]
 
     def forward_with_attention(self, ids):
         """(logits, [self-attention weights (B, H, T, T) per layer])."""

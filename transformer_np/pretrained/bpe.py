@@ -85,12 +85,13 @@ class BPETokenizer:
     def __len__(self):
         return len(self.tokens)
 
-    def _merge(self, piece):
-        """BPE of one pre-tokenized piece (already in byte symbols): the ids of its final symbols."""
-        word = list(piece)
+    def merge_steps(self, piece):
+        """BPE of one pre-tokenized piece, step by step: the list of its symbols before the first merge and after
+        each one.  A step joins every occurrence of the adjacent pair of lowest merge rank."""
+        word = [self._to_symbol[b] for b in piece.encode("utf-8")] if not _is_symbols(piece) else list(piece)
+        steps = [word]
         while len(word) > 1:
-            pairs = [(self.ranks.get(p, None), i) for i, p in enumerate(zip(word, word[1:]))]
-            ranked = [(r, i) for r, i in pairs if r is not None]
+            ranked = [(self.ranks[p], i) for i, p in enumerate(zip(word, word[1:])) if p in self.ranks]
             if not ranked:
                 break
             best = word[min(ranked)[1]], word[min(ranked)[1] + 1]
@@ -103,6 +104,12 @@ class BPETokenizer:
                     merged.append(word[i])
                     i += 1
             word = merged
+            steps.append(word)
+        return steps
+
+    def _merge(self, piece):
+        """BPE of one pre-tokenized piece (already in byte symbols): the ids of its final symbols."""
+        word = self.merge_steps(_Symbols(piece))[-1]
         try:
             return tuple(self.ids[s] for s in word)
         except KeyError as e:
@@ -140,6 +147,14 @@ class BPETokenizer:
         data = b"".join(self.token_bytes(int(i)) for i in ids
                         if not (skip_special and self.tokens[int(i)] in self.special))
         return data.decode("utf-8", errors="replace")
+
+
+class _Symbols(str):
+    """A piece already turned into byte symbols (merge_steps must not encode it again)."""
+
+
+def _is_symbols(piece):
+    return isinstance(piece, _Symbols)
 
 
 class StreamDecoder:

@@ -116,10 +116,12 @@ def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None):
     return residual(x, swiglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])), weights, None
 
 
-def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False):
+def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False):
     r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
     past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
-    block, ids then being the new tokens only.  Returns (logits (B, T, V), [weights per block] if need_weights)."""
+    block, ids then being the new tokens only; last_only: the last position's logits only, (B, 1, V) — the
+    T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row.
+    Returns (logits (B, T, V), [weights per block] if need_weights)."""
     past = 0 if cache is None else cache[0].length
     if ids.ndim != 2 or not 1 <= ids.shape[1] <= cfg.max_len - past:
         raise ValueError(f"ids must be (B, T) with 1 <= T <= max_len={cfg.max_len} - {past} cached, "
@@ -131,7 +133,7 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
                                   cache=cache, keep=need_weights)
-    x = rms_norm(x, **params["norm"], eps=cfg.norm_eps)
+    x = rms_norm(x[:, -1:] if last_only else x, **params["norm"], eps=cfg.norm_eps)
     return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
 
 
@@ -154,9 +156,10 @@ class LlamaModel:
         return (f"LlamaModel({self.name}: C={c.d_model}, L={c.n_layers}, H={c.n_heads}, H_kv={c.n_kv_heads}, "
                 f"F={c.d_ff}, V={c.vocab_size}, params={n:,})")
 
-    def step(self, ids, positions=None, key_mask=None, cache=None):
-        """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache."""
-        return llama_logits(self.params, ids, self.config, positions, key_mask, cache)[0]
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
+        """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache
+        (last_only: (B, 1, V), the last position's)."""
+        return llama_logits(self.params, ids, self.config, positions, key_mask, cache, last_only=last_only)[0]
 
     def tokenize(self, text):
         return self.tokenizer.encode(text)

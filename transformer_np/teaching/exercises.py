@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.attention import scaled_dot_product_attention, split_heads
-from ..core.embeddings import sinusoidal_positional_encoding
+from ..core.embeddings import rope, sinusoidal_positional_encoding
 from ..core.masks import causal_mask
-from ..core.nn import gelu, layer_norm, softmax, softmax_backward
+from ..core.nn import gelu, layer_norm, rms_norm, softmax, softmax_backward
 from ..core.tree import count_params
 from ..decoding.search import next_token_probs
 from ..model.config import TransformerConfig
@@ -164,3 +164,27 @@ def check_schedule(fn):
     for step, d, w in ((1, 512, 4000), (4000, 512, 4000), (10000, 64, 400), (50, 128, 100)):
         _close(fn(step, d, w), noam_lr(step, d, w), f"lrate at step {step}", atol=1e-15)
     return _done("learning-rate schedule")
+
+
+def check_rms_norm(fn):
+    """fn(x (..., C), gamma (C,), eps) -> RMSNorm(x)."""
+    rng = np.random.default_rng(9)
+    x, gamma = rng.standard_normal((3, 7)), rng.standard_normal(7)
+    _close(fn(x, gamma, 1e-5), rms_norm(x, gamma, 1e-5), "RMSNorm", atol=1e-12)
+    return _done("RMSNorm")
+
+
+def check_rope(fn):
+    """fn(x (T, D), positions (T,), base) -> x with each pair (x_2i, x_2i+1) rotated by pos · base^(-2i/D)."""
+    rng = np.random.default_rng(10)
+    x, pos = rng.standard_normal((5, 8)), np.array([0, 1, 4, 9, 30])
+    _close(fn(x, pos, 100.0), rope(x, pos, 100.0, "pairs"), "RoPE (pairs layout)", atol=1e-12)
+    return _done("rotary position embedding")
+
+
+def check_gqa_cache_bytes(fn):
+    """fn(n_layers, n_kv_heads, d_head, tokens, itemsize) -> bytes of a grouped-query model's KV cache."""
+    for L, H_kv, D, t in ((30, 3, 64, 1), (30, 3, 64, 1000), (32, 8, 128, 4096)):
+        want = 2 * L * H_kv * D * t * 4
+        assert fn(L, H_kv, D, t, 4) == want, f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens: want {want:,}"
+    return _done("grouped-query KV cache size")

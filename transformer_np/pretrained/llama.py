@@ -133,7 +133,7 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
                                   cache=cache, keep=need_weights)
-    x = rms_norm(x[:, -1:] if last_only else x, **params["norm"], eps=cfg.norm_eps)
+    x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
     return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
 
 

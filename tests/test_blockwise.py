@@ -1,0 +1,97 @@
+"""Blockwise (online-softmax) attention equals the plain scaled_dot_product_attention, forward and backward, on
+random shapes, tile sizes that do and do not divide the lengths, causal / padding / combined masks and
+grouped-query heads."""
+
+import numpy as np
+import pytest
+from helpers import assert_close
+from hypothesis import given
+from hypothesis import strategies as st
+
+import transformer_np as tn
+from transformer_np.core.attention import scaled_dot_product_attention_backward
+from transformer_np.efficient.blockwise import (
+    blockwise_attention,
+    blockwise_attention_backward,
+    blockwise_attention_forward,
+)
+
+
+def draw_case(data, dtype=np.float64):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    H_kv = data.draw(st.integers(1, 3))
+    H = H_kv * data.draw(st.integers(1, 3))
+    T, S = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12))
+    kind = data.draw(st.sampled_from(["none", "causal", "padding", "both"]))
+    if kind in ("causal", "both"):
+        S = max(S, T)
+    q = rng.standard_normal((2, H, T, 4)).astype(dtype)
+    k = rng.standard_normal((2, H_kv, S, 4)).astype(dtype)
+    v = rng.standard_normal((2, H_kv, S, 3)).astype(dtype)
+    mask = tn.causal_mask(T, S) if kind in ("causal", "both") else None
+    if kind in ("padding", "both"):
+        keep = rng.random((2, 1, 1, S)) > 0.3
+        mask = keep if mask is None else mask & keep
+    return q, k, v, mask, data.draw(st.integers(1, 13)), data.draw(st.integers(1, 13))
+
+
+@given(st.data())
+def test_blockwise_attention_equals_plain_attention_in_float64(data):
+    q, k, v, mask, bq, bk = draw_case(data)
+    want, _ = tn.scaled_dot_product_attention(q, k, v, mask=mask)
+    assert_close(blockwise_attention(q, k, v, mask, bq, bk), want, atol=1e-12)
+
+
+@given(st.data())
+def test_blockwise_attention_equals_plain_attention_in_float32(data):
+    q, k, v, mask, bq, bk = draw_case(data, np.float32)
+    want, _ = tn.scaled_dot_product_attention(q, k, v, mask=mask)
+    got = blockwise_attention(q, k, v, mask, bq, bk)
+    assert got.dtype == np.float32
+    assert_close(got, want, atol=1e-6)
+
+
+@given(st.data())
+def test_blockwise_backward_equals_the_plain_backward(data):
+    q, k, v, mask, bq, bk = draw_case(data)
+    want_out, w = tn.scaled_dot_product_attention(q, k, v, mask=mask)
+    out, cache = blockwise_attention_forward(q, k, v, mask, bq, bk)
+    dout = np.random.default_rng(0).standard_normal(out.shape)
+    for got, want in zip(blockwise_attention_backward(dout, cache),
+                         scaled_dot_product_attention_backward(dout, q, k, v, w)):
+        assert_close(got, want, atol=1e-12)
+
+
+def test_blockwise_backward_matches_finite_differences(rng):
+    q, k, v = rng.standard_normal((1, 4, 5, 3)), rng.standard_normal((1, 2, 6, 3)), rng.standard_normal((1, 2, 6, 2))
+    mask = tn.causal_mask(5, 6)
+    out, cache = blockwise_attention_forward(q, k, v, mask, 2, 4)
+    dout = rng.standard_normal(out.shape)
+    grads = blockwise_attention_backward(dout, cache)
+    for a, g in zip((q, k, v), grads):
+        num = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            a[i] = old + 1e-6
+            up = np.sum(blockwise_attention(q, k, v, mask, 2, 4) * dout)
+            a[i] = old - 1e-6
+            down = np.sum(blockwise_attention(q, k, v, mask, 2, 4) * dout)
+            a[i] = old
+            num[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(g, num, atol=1e-7)
+
+
+def test_a_query_with_every_key_masked_gets_zero_and_zero_gradients(rng):
+    q, k, v = rng.standard_normal((1, 2, 3, 4)), rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((1, 2, 5, 4))
+    mask = np.ones((3, 5), bool)
+    mask[1] = False
+    out, cache = blockwise_attention_forward(q, k, v, mask, 2, 2)
+    assert np.all(out[:, :, 1] == 0) and np.all(np.isfinite(out))
+    dq, dk, dv = blockwise_attention_backward(np.ones_like(out), cache)
+    assert np.all(dq[:, :, 1] == 0) and np.all(np.isfinite(dk)) and np.all(np.isfinite(dv))
+
+
+def test_bad_tile_sizes_are_rejected(rng):
+    x = rng.standard_normal((1, 2, 3))
+    with pytest.raises(ValueError, match="block_q must be a positive integer"):
+        blockwise_attention(x, x, x, block_q=0)

@@ -80,7 +80,7 @@ def blockwise_attention_forward(q, k, v, mask=None, block_q=128, block_k=128):
     for t0 in range(0, T, block_q):
         qt = qg[..., t0:t0 + block_q, :] * scale  # (..., bq, D)
         mq = _tile(mg, 2, t0, t0 + block_q)
-        m = l = o = None
+        m = ell = o = None
         for s0 in range(0, S, block_k):
             mt = _tile(mq, 1, s0, s0 + block_k)
             if mt is not None and not bool(xp.any(mt)):
@@ -94,19 +94,19 @@ def blockwise_attention_forward(q, k, v, mask=None, block_q=128, block_k=128):
             p = xp.exp(scores - shift)  # (..., bq, bk)
             pv = p @ vg[..., s0:s0 + block_k, :]
             if m is None:
-                l, o = xp.sum(p, axis=-1, keepdims=True), pv
+                ell, o = xp.sum(p, axis=-1, keepdims=True), pv
             else:
                 alpha = xp.exp(m - shift)  # e^{m - m'}: rescales what the earlier tiles added
-                l = alpha * l + xp.sum(p, axis=-1, keepdims=True)
+                ell = alpha * ell + xp.sum(p, axis=-1, keepdims=True)
                 o = alpha * o + pv
             m = m_new
         if m is None:  # every key of these queries masked
             shape = (*qt.shape[:-1], vg.shape[-1])
-            o, l = xp.zeros(shape, dtype=q.dtype), xp.zeros((*qt.shape[:-1], 1), dtype=q.dtype)
+            o, ell = xp.zeros(shape, dtype=q.dtype), xp.zeros((*qt.shape[:-1], 1), dtype=q.dtype)
             m = xp.full((*qt.shape[:-1], 1), -xp.inf, dtype=q.dtype)
-        empty = l == 0
-        outs.append(o / xp.where(empty, xp.ones_like(l), l))  # a row with no visible key: 0, not NaN
-        lses.append(xp.where(empty, xp.full_like(l, xp.inf), m + xp.log(xp.where(empty, xp.ones_like(l), l))))
+        empty = ell == 0
+        outs.append(o / xp.where(empty, xp.ones_like(ell), ell))  # a row with no visible key: 0, not NaN
+        lses.append(xp.where(empty, xp.full_like(ell, xp.inf), m + xp.log(xp.where(empty, xp.ones_like(ell), ell))))
     out = xp.concat(outs, axis=-2)  # grouped layout (..., H_kv, G, T, Dv) when G > 1
     lse = xp.concat(lses, axis=-2)
     if G > 1:

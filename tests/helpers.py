@@ -19,3 +19,23 @@ def assert_close(actual, expected, *, atol, rtol=0.0):
 
 def randn(rng, *shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
+
+
+def tiny_llama(rng, layout="pairs", vocab_size=19, n_layers=2):
+    """Random weights of a small Llama-architecture model (C=16, 4 query heads over 2 K/V heads), float64."""
+    from transformer_np.pretrained.llama import LlamaConfig
+
+    cfg = LlamaConfig(d_model=16, n_heads=4, n_kv_heads=2, n_layers=n_layers, d_ff=24, vocab_size=vocab_size,
+                      max_len=64, rope_base=1000.0, rope_layout=layout)
+    D, Hkv = cfg.d_head, cfg.n_kv_heads
+
+    def layer():
+        return {"attn_norm": {"gamma": 1 + 0.1 * randn(rng, 16)}, "ffn_norm": {"gamma": 1 + 0.1 * randn(rng, 16)},
+                "attn": {"w_q": 0.3 * randn(rng, 16, 16), "w_k": 0.3 * randn(rng, 16, Hkv * D),
+                         "w_v": 0.3 * randn(rng, 16, Hkv * D), "w_o": 0.3 * randn(rng, 16, 16)},
+                "ffn": {"w_gate": 0.3 * randn(rng, 16, 24), "w_up": 0.3 * randn(rng, 16, 24),
+                        "w_down": 0.3 * randn(rng, 24, 16)}}
+
+    params = {"embed": {"table": randn(rng, vocab_size, 16)}, "decoder": {"layers": [layer() for _ in range(n_layers)]},
+              "norm": {"gamma": np.ones(16)}}
+    return params, cfg

@@ -3,7 +3,7 @@ against its loop-level version, by its properties, and against torch / Hugging F
 
 import numpy as np
 import pytest
-from helpers import EQUATION_ATOL, assert_close, randn
+from helpers import EQUATION_ATOL, assert_close, randn, tiny_llama
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -203,23 +203,6 @@ def test_query_heads_that_do_not_divide_into_kv_heads_are_an_error(rng):
 
 
 # --- the Llama block and model on random weights: the KV cache equals the plain path --------------------------
-def tiny_llama(rng, layout="pairs"):
-    cfg = LlamaConfig(d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=24, vocab_size=19, max_len=32,
-                      rope_base=1000.0, rope_layout=layout)
-    D, Hkv = cfg.d_head, cfg.n_kv_heads
-
-    def layer():
-        return {"attn_norm": {"gamma": 1 + 0.1 * randn(rng, 16)}, "ffn_norm": {"gamma": 1 + 0.1 * randn(rng, 16)},
-                "attn": {"w_q": 0.3 * randn(rng, 16, 16), "w_k": 0.3 * randn(rng, 16, Hkv * D),
-                         "w_v": 0.3 * randn(rng, 16, Hkv * D), "w_o": 0.3 * randn(rng, 16, 16)},
-                "ffn": {"w_gate": 0.3 * randn(rng, 16, 24), "w_up": 0.3 * randn(rng, 16, 24),
-                        "w_down": 0.3 * randn(rng, 24, 16)}}
-
-    params = {"embed": {"table": randn(rng, 19, 16)}, "decoder": {"layers": [layer(), layer()]},
-              "norm": {"gamma": np.ones(16)}}
-    return params, cfg
-
-
 def test_llama_kv_cache_decoding_equals_the_full_forward_pass(rng):
     from transformer_np.decoding.cache import new_cache
 

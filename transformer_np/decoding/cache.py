@@ -36,6 +36,13 @@ class LayerCache:
             self.v = xp.concat([self.v, v_new], axis=2)
         return self.k, self.v
 
+    def truncate(self, length):
+        """Forget every position from ``length`` on (speculative decoding rolls back rejected tokens)."""
+        if self.k is not None and length < self.k.shape[2]:
+            self.k, self.v = self.k[:, :, :length, :], self.v[:, :, :length, :]
+            if length == 0:
+                self.k = self.v = None
+
     def select(self, rows):
         """Keep batch rows ``rows`` (an int array, repeats allowed): how beam search follows its beams."""
         xp = array_namespace(rows)

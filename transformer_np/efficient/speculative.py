@@ -1,0 +1,218 @@
+r"""Speculative decoding (Leviathan et al. 2023; Chen et al. 2023): a cheap draft proposes γ tokens, the target
+model scores all of them in **one** forward pass, and a rule that provably keeps the target's distribution
+decides how many to keep.
+
+With draft distributions q_i and target distributions p_i at the γ proposed positions:
+
+* token d_i is accepted with probability min(1, p_i(d_i) / q_i(d_i)), in order, until the first rejection;
+* the first rejected position is resampled from norm(max(0, p_i − q_i)) — what p has that q over-proposed;
+* if all γ are accepted, one bonus token is drawn from p_{γ+1}, which the same target pass computed.
+
+So each target pass yields between 1 and γ + 1 tokens, distributed exactly as plain sampling from the target.
+With greedy decoding the rule becomes "keep drafts while they equal the target's argmax".  Expected tokens per
+target pass with acceptance rate α: (1 − α^{γ+1}) / (1 − α); the speed-up over plain decoding when a draft step
+costs c target steps: (1 − α^{γ+1}) / ((1 − α)(γc + 1)).
+
+Drafts here: the target's own first k blocks with its final norm and output layer (:func:`early_exit`), and
+prompt lookup (:class:`PromptLookup`: copy what followed the last occurrence of the current n-gram — no model).
+Both models keep KV caches, rolled back to the accepted prefix after each pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..core.backend import to_numpy
+from ..core.checks import check_positive_int
+from ..decoding.cache import new_cache
+from ..decoding.search import check_logits, draw, next_token_probs
+
+
+@dataclasses.dataclass
+class SpecStats:
+    """What a speculative run did: target passes, drafted and accepted tokens, tokens produced."""
+
+    target_calls: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    produced: int = 0
+    accepted_per_call: list = dataclasses.field(default_factory=list)  # accepted drafts of each target pass
+
+    @property
+    def acceptance_rate(self):
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_call(self):
+        return self.produced / self.target_calls if self.target_calls else 0.0
+
+
+def expected_speedup(alpha, gamma, c):
+    r"""(1 − α^{γ+1}) / ((1 − α)(γ c + 1)): expected speed-up over plain decoding for acceptance rate α, γ
+    drafted tokens per pass and a draft step costing c target steps (Leviathan et al., theorem 3.8)."""
+    tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
+    return tokens / (gamma * c + 1)
+
+
+class _Runner:
+    """A model decoding one sequence: its KV cache, fed on demand with the tokens it has not seen."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache = new_cache(len(model.params["decoder"]["layers"]))
+
+    @property
+    def seen(self):
+        return self.cache[0].length
+
+    def feed(self, tokens):
+        """Logits (len(tokens), V) as float64 NumPy, one row per fed token."""
+        ids = np.asarray(tokens, dtype=np.int64)[None]
+        return np.asarray(to_numpy(self.model.step(ids, cache=self.cache))[0], dtype=np.float64)
+
+    def rollback(self, length):
+        for layer in self.cache:
+            layer.truncate(length)
+
+
+class ModelDraft:
+    """A draft model (e.g. :func:`early_exit`) proposing γ tokens autoregressively, with its own KV cache."""
+
+    def __init__(self, model):
+        self.runner = _Runner(model)
+
+    def propose(self, tokens, gamma, choose):
+        """(γ drafted tokens, their distributions q (γ, V)), continuing tokens; choose(probs) picks a token."""
+        r = self.runner
+        logits = r.feed(tokens[r.seen:])[-1]
+        drafts, qs = [], []
+        for i in range(gamma):
+            q = choose.probs(logits[None])[0]
+            d = choose.pick(q)
+            drafts.append(d)
+            qs.append(q)
+            if i < gamma - 1:
+                logits = r.feed([d])[-1]
+        return drafts, np.stack(qs)
+
+    def accept(self, length):
+        self.runner.rollback(min(length, self.runner.seen))
+
+
+class PromptLookup:
+    """Prompt-lookup drafting: find the most recent earlier occurrence of the last n tokens (n = max_n … 1)
+    and propose the γ tokens that followed it.  No model, no cost; q is one-hot on the proposal."""
+
+    def __init__(self, vocab_size, max_n=3):
+        self.vocab_size, self.max_n = vocab_size, max_n
+
+    def propose(self, tokens, gamma, choose):
+        drafts = []
+        for n in range(min(self.max_n, len(tokens) - 1), 0, -1):
+            tail = tokens[-n:]
+            for start in range(len(tokens) - n - 1, -1, -1):
+                if tokens[start:start + n] == tail:
+                    drafts = tokens[start + n: start + n + gamma]
+                    break
+            if drafts:
+                break
+        if not drafts:
+            return [], np.zeros((0, self.vocab_size))
+        q = np.zeros((len(drafts), self.vocab_size))
+        q[np.arange(len(drafts)), drafts] = 1.0
+        return list(drafts), q
+
+    def accept(self, length):
+        pass
+
+
+@dataclasses.dataclass
+class _Chooser:
+    """How a token is chosen from logits: greedy (temperature None) or sampled with a generator."""
+
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    rng: np.random.Generator | None
+
+    @property
+    def greedy(self):
+        return self.temperature is None
+
+    def probs(self, logits):
+        if self.greedy:  # a one-hot distribution on the argmax: the greedy rule falls out of the same algebra
+            p = np.zeros_like(logits)
+            p[np.arange(len(logits)), np.argmax(logits, axis=-1)] = 1.0
+            return p
+        return next_token_probs(logits, self.temperature, self.top_k, self.top_p)
+
+    def pick(self, p):
+        return int(np.argmax(p)) if self.greedy else int(draw(p[None], self.rng)[0])
+
+
+def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temperature=None, top_k=None,
+                         top_p=None, rng=None, eos_id=None):
+    """Generate up to max_new_tokens continuing prompt (a list of ids) with the target model, drafted by
+    ``draft`` (a :class:`ModelDraft` or :class:`PromptLookup`).  Greedy by default (the output is then exactly
+    plain greedy decoding's); with temperature/top_k/top_p, sampling with a np.random.Generator ``rng`` (the
+    output is then distributed exactly as plain sampling's).  Returns (new token ids, SpecStats)."""
+    check_positive_int("gamma", gamma)
+    check_positive_int("max_new_tokens", max_new_tokens)
+    choose = _Chooser(temperature, top_k, top_p, rng)
+    if not choose.greedy and not isinstance(rng, np.random.Generator):
+        raise TypeError("sampling needs rng=, a numpy.random.Generator")
+    tokens = [int(t) for t in prompt]
+    start = len(tokens)
+    if start + max_new_tokens > target.config.max_len:
+        raise ValueError(f"prompt ({start}) + max_new_tokens ({max_new_tokens}) exceed max_len={target.config.max_len}")
+    runner, stats = _Runner(target), SpecStats()
+    while len(tokens) - start < max_new_tokens and not (eos_id is not None and eos_id in tokens[start:]):
+        room = max_new_tokens - (len(tokens) - start)
+        drafts, qs = draft.propose(tokens, min(gamma, room), choose)
+        logits = check_logits(runner.feed(tokens[runner.seen:] + drafts), len(tokens) - start)
+        ps = choose.probs(logits[-(len(drafts) + 1):])  # (n_drafts + 1, V): p_1 … p_{γ+1}
+        stats.target_calls += 1
+        stats.drafted += len(drafts)
+        n = 0
+        new = None
+        for i, d in enumerate(drafts):
+            p, q = ps[i], qs[i]
+            if choose.greedy:
+                ok = p[d] == 1.0
+            else:
+                ok = rng.random() < min(1.0, p[d] / q[d]) if q[d] > 0 else False
+            if not ok:
+                residual = np.maximum(p - q, 0.0)
+                new = choose.pick(residual / residual.sum() if residual.sum() > 0 else p)
+                break
+            n += 1
+        if new is None:  # every draft accepted: the bonus token from p_{γ+1}
+            new = choose.pick(ps[n])
+        stats.accepted += n
+        stats.accepted_per_call.append(n)
+        tokens += drafts[:n] + [new]
+        runner.rollback(len(tokens) - 1)  # the target has seen everything but the new last token
+        draft.accept(len(tokens) - 1)
+    out = tokens[start:start + max_new_tokens]
+    if eos_id is not None and eos_id in out:
+        out = out[: out.index(eos_id) + 1]
+    stats.produced = len(out)
+    return out, stats
+
+
+def early_exit(model, n_layers):
+    """A draft that is the model's first n_layers blocks followed by its own final norm and output layer —
+    no new weights, just less work (the arrays are shared, not copied)."""
+    check_positive_int("n_layers", n_layers)
+    layers = model.params["decoder"]["layers"]
+    if n_layers > len(layers):
+        raise ValueError(f"n_layers must be at most the model's {len(layers)}, got {n_layers}")
+    params = {**model.params, "decoder": {**model.params["decoder"], "layers": layers[:n_layers]}}
+    draft = type(model).__new__(type(model))
+    draft.__dict__.update(model.__dict__)
+    draft.params = params
+    if hasattr(model.config, "n_layers"):
+        draft.config = dataclasses.replace(model.config, n_layers=n_layers)
+    return draft

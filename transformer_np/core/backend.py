@@ -30,8 +30,8 @@ from array_api_compat import (
 
 from .tree import tree_map
 
-__all__ = ["array_namespace", "device", "erf", "keep_mask", "scatter_add_rows", "take_rows", "to_numpy",
-           "to_backend"]
+__all__ = ["array_namespace", "contiguous", "device", "erf", "keep_mask", "scatter_add_rows", "take_rows",
+           "to_numpy", "to_backend"]
 
 BACKENDS = ("numpy", "torch", "cupy")
 
@@ -91,6 +91,21 @@ def _erf_standard(x):
         frac = big + (n / 2) / frac
     tail = 1.0 - xp.exp(-big * big) / (math.sqrt(math.pi) * frac)
     return xp.sign(x) * xp.where(a < 2.0, series, tail)
+
+
+def contiguous(x):
+    """x in C order (row-major, the last axis fastest), copied only if it is not already: one memory layout for
+    arrays that different paths build, so that the matrix products reading them round identically."""
+    xp = array_namespace(x)
+    if is_numpy_namespace(xp):
+        return np.ascontiguousarray(x)
+    if is_torch_namespace(xp):
+        return x.contiguous()
+    if is_cupy_namespace(xp):
+        import cupy
+
+        return cupy.ascontiguousarray(x)
+    return x
 
 
 def take_rows(table, ids):

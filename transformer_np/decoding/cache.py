@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..core.backend import array_namespace
+from ..core.backend import array_namespace, contiguous
 
 
 @dataclasses.dataclass
@@ -28,12 +28,11 @@ class LayerCache:
 
     def extend(self, k_new, v_new):
         """Append (B, H, T_new, D) keys and values; returns all of them, (B, H, S_past + T_new, D) each."""
-        if self.k is None:
-            self.k, self.v = k_new, v_new
-        else:
-            xp = array_namespace(self.k, k_new)
-            self.k = xp.concat([self.k, k_new], axis=2)  # (B, H, S_past + T_new, D)
-            self.v = xp.concat([self.v, v_new], axis=2)
+        xp = array_namespace(k_new)
+        # kept in C order (B, H, S, D) whatever layout the projection gave: the attention's matrix products then
+        # read one memory layout on every path (after beam search's select, in a paged cache), and round alike
+        self.k = contiguous(xp.concat([k_new] if self.k is None else [self.k, k_new], axis=2))  # (B, H, S + T, D)
+        self.v = contiguous(xp.concat([v_new] if self.v is None else [self.v, v_new], axis=2))
         return self.k, self.v
 
     def truncate(self, length):
@@ -64,5 +63,10 @@ def new_cache(n_layers):
 
 
 def cache_nbytes(cache):
-    """Memory held by a whole cache, in bytes."""
-    return sum(layer.nbytes() for layer in cache)
+    """Memory held by a whole cache, in bytes (a cache with its own accounting, like a paged one, says so)."""
+    return cache.nbytes() if hasattr(cache, "nbytes") else sum(layer.nbytes() for layer in cache)
+
+
+def select_rows(cache, rows):
+    """The cache of the batch rows ``rows`` (an int array, repeats allowed): how beam search follows its beams."""
+    return cache.select(rows) if hasattr(cache, "select") else [layer.select(rows) for layer in cache]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.backend import array_namespace, device, to_numpy
 from ..model.models import decode, encode
-from .cache import cache_nbytes, new_cache
+from .cache import cache_nbytes, new_cache, select_rows
 
 
 def _converter(params):
@@ -56,7 +56,7 @@ class LMSession:
     ``step(ids, positions, key_mask, cache, last_only) -> logits (B, T or 1, V)``:
     :class:`~transformer_np.DecoderLM` or a pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`)."""
 
-    def __init__(self, model, prompts, use_cache=True):
+    def __init__(self, model, prompts, use_cache=True, cache=None):
         self.model, self.cfg, self.use_cache = model, model.config, use_cache
         prompts = _as_prompts(prompts, self.cfg)
         B, L = len(prompts), max(len(p) for p in prompts)
@@ -67,7 +67,8 @@ class LMSession:
         self.tokens, self.real = ids, real  # (B, t): all tokens so far, and which are not padding
         self.positions = np.maximum(np.cumsum(real, axis=1) - 1, 0)  # (B, t): each row counts its own
         self._arr = _converter(model.params)
-        self.cache = new_cache(len(model.params["decoder"]["layers"])) if use_cache else None
+        n_layers = len(model.params["decoder"]["layers"])  # cache: a factory (n_layers, batch) -> cache, e.g. paged
+        self.cache = ((cache or (lambda n, batch: new_cache(n)))(n_layers, B)) if use_cache else None
         self._forward(ids, self.positions)
 
     def _forward(self, ids, positions):
@@ -97,7 +98,7 @@ class LMSession:
         self.tokens, self.real, self.positions = self.tokens[rows], self.real[rows], self.positions[rows]
         self.next_logits = self.next_logits[rows]
         if self.cache is not None:
-            self.cache = [layer.select(self._arr(rows)) for layer in self.cache]
+            self.cache = select_rows(self.cache, self._arr(rows))
 
     def room(self):
         """How many more tokens fit in the context."""
@@ -149,7 +150,7 @@ class Seq2SeqSession:
         self.tokens, self.next_logits = self.tokens[rows], self.next_logits[rows]
         self.memory, self.memory_keys = xp.take(self.memory, r, axis=0), xp.take(self.memory_keys, r, axis=0)
         if self.cache is not None:
-            self.cache = [layer.select(r) for layer in self.cache]
+            self.cache = select_rows(self.cache, r)
 
     def room(self):
         return self.cfg.max_len - self.length

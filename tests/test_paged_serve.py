@@ -1,0 +1,98 @@
+"""The paged KV cache equals the contiguous one (tokens and logits bit for bit), shares blocks safely, returns
+them all; continuous batching gives every request exactly what it gets alone."""
+
+import numpy as np
+import pytest
+from helpers import tiny_llama
+from hypothesis import given
+from hypothesis import strategies as st
+
+import transformer_np as tn
+from transformer_np import decoding as g
+from transformer_np.efficient.paged import BlockPool, PagedKVCache, paged_cache
+from transformer_np.efficient.serve import Server
+from transformer_np.pretrained.llama import LlamaModel
+
+
+def models():
+    lm = tn.DecoderLM(tn.TransformerConfig.lm_tiny(max_len=64), seed=1)
+    params, cfg = tiny_llama(np.random.default_rng(0), vocab_size=19)
+    return [lm, LlamaModel(params, cfg, tokenizer=None, name="tiny")]
+
+
+@pytest.mark.parametrize("model", models(), ids=["decoder-lm", "llama-gqa"])
+def test_paged_cache_gives_the_contiguous_caches_logits_bit_for_bit(model):
+    pool = BlockPool.for_model(model, 64, block_size=4)
+    prompts = [[1, 2, 3, 4, 5], [6, 7]]  # ragged: left-padded by the session
+    plain, paged = g.LMSession(model, prompts), g.LMSession(model, prompts, cache=paged_cache(pool))
+    for step in range(9):
+        assert np.array_equal(plain.next_logits, paged.next_logits), step
+        tokens = np.argmax(plain.next_logits, axis=-1)
+        plain.append(tokens)
+        paged.append(tokens)
+    assert paged.cache_bytes() == pool.used_blocks * pool.block_bytes()
+
+
+@pytest.mark.parametrize("model", models(), ids=["decoder-lm", "llama-gqa"])
+def test_beam_search_and_sampling_on_the_paged_cache_equal_the_contiguous_cache(model):
+    pool = BlockPool.for_model(model, 64, block_size=4)
+    assert g.beam_search(g.LMSession(model, [[1, 2, 3]]), 3, 10) == \
+        g.beam_search(g.LMSession(model, [[1, 2, 3]], cache=paged_cache(pool)), 3, 10)
+    kw = dict(rng=None, temperature=0.9, top_p=0.95)
+    a = g.sample(g.LMSession(model, [[4, 5], [6]]), 8, **{**kw, "rng": np.random.default_rng(3)})
+    b = g.sample(g.LMSession(model, [[4, 5], [6]], cache=paged_cache(pool)), 8,
+                 **{**kw, "rng": np.random.default_rng(3)})
+    assert a == b
+
+
+@given(st.data())
+def test_copy_on_write_never_alters_a_shared_block(data):
+    pool = BlockPool(1, 32, 1, 2, block_size=4, dtype=np.float64)
+    parent = pool.new_sequence()
+    cache = PagedKVCache(pool, [parent])
+    n = data.draw(st.integers(1, 10))
+    x = np.arange(n * 2, dtype=np.float64).reshape(1, 1, n, 2)
+    cache[0].extend(x, x)
+    before = pool.gather(0, [parent], [n])[0].copy()
+    children = [pool.new_sequence(parent, data.draw(st.integers(0, n))) for _ in range(data.draw(st.integers(1, 3)))]
+    for child in children:
+        extra = data.draw(st.integers(1, 6))
+        y = np.full((1, 1, extra, 2), -1.0)
+        PagedKVCache(pool, [child])[0].extend(y, y)
+    assert np.array_equal(pool.gather(0, [parent], [n])[0], before)  # the parent's tokens are untouched
+    for seq in [parent, *children]:
+        pool.release(seq)
+    assert pool.used_blocks == 0 and sorted(pool.free) == list(range(32))  # every block came back
+
+
+def test_a_full_pool_is_a_clear_error():
+    pool = BlockPool(1, 2, 1, 2, block_size=2)
+    cache = PagedKVCache(pool, [pool.new_sequence()])
+    with pytest.raises(MemoryError, match="pool is full"):
+        cache[0].extend(np.zeros((1, 1, 5, 2), np.float32), np.zeros((1, 1, 5, 2), np.float32))
+
+
+@pytest.mark.parametrize("model", models(), ids=["decoder-lm", "llama-gqa"])
+def test_continuous_batching_gives_every_request_what_it_gets_alone(model):
+    rng = np.random.default_rng(5)
+    V = model.config.vocab_size
+    work = [([int(t) for t in rng.integers(0, V, rng.integers(1, 9))], int(rng.integers(1, 12))) for _ in range(10)]
+    pool = BlockPool.for_model(model, 40, block_size=4)
+    server = Server(model, pool, max_batch=3)
+    handles = [server.submit(p, n) for p, n in work]
+    server.run()
+    for (prompt, n), h in zip(work, handles):
+        assert h.output == g.greedy(g.LMSession(model, [prompt]), n)[0]
+    assert pool.used_blocks == 0  # every finished request gave its blocks back
+    assert max(r for r, _ in server.occupancy) <= 3
+    assert server.steps < sum(n for _, n in work)  # requests ran side by side
+
+
+def test_requests_stop_at_their_eos():
+    model = models()[0]
+    alone = g.greedy(g.LMSession(model, [[1, 2]]), 10)[0]
+    eos = alone[3]
+    server = Server(model, BlockPool.for_model(model, 16, block_size=4), max_batch=2)
+    h = server.submit([1, 2], 10, eos_id=eos)
+    server.run()
+    assert h.output == alone[: alone.index(eos) + 1]

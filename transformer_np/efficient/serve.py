@@ -1,0 +1,129 @@
+r"""Continuous batching (Orca's iteration-level scheduling, Yu et al. 2022) on the paged KV cache.
+
+A static batch runs until its longest request finishes, its finished rows idling.  Here the batch is re-formed
+at **every step**: finished requests leave (their cache blocks return to the pool), waiting requests are
+admitted into the free slots (their prompt prefilled, their blocks allocated), and one decode step advances
+every running request by one token — each row at its own position, with a key mask over its own length.
+
+    server = Server(model, BlockPool.for_model(model, n_blocks=256), max_batch=8)
+    handle = server.submit(prompt_ids, max_new_tokens=32)
+    server.run()                      # or server.step() in your own loop
+    handle.output                     # the new token ids, exactly what greedy decoding of it alone gives
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from ..core.backend import to_numpy
+from ..core.checks import check_int, check_positive_int
+from ..decoding.search import check_logits
+from .paged import PagedKVCache
+
+
+@dataclasses.dataclass
+class Request:
+    """One request and what became of it (steps count the server's iterations)."""
+
+    id: int
+    prompt: list
+    max_new_tokens: int
+    eos_id: int | None = None
+    output: list = dataclasses.field(default_factory=list)
+    seq: int | None = None  # its sequence in the block pool while it runs
+    submitted_step: int = 0
+    admitted_step: int | None = None
+    finished_step: int | None = None
+    submitted_time: float = 0.0
+    finished_time: float | None = None
+
+    @property
+    def done(self):
+        return self.finished_step is not None
+
+
+class Server:
+    """Greedy decoding of many requests with continuous batching over a :class:`~.paged.BlockPool`."""
+
+    def __init__(self, model, pool, max_batch=8):
+        self.model, self.pool = model, pool
+        self.max_batch = check_positive_int("max_batch", max_batch)
+        self.waiting, self.running, self.finished = [], [], []
+        self.steps = 0
+        self.occupancy = []  # (running requests, blocks in use) after each step
+        self._next_id = 0
+
+    def submit(self, prompt, max_new_tokens, eos_id=None):
+        """Queue a request; returns its :class:`Request`, whose ``output`` fills as the server steps."""
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise ValueError("prompt must hold at least one token")
+        check_positive_int("max_new_tokens", max_new_tokens)
+        V = self.model.config.vocab_size
+        for t in prompt:
+            check_int("prompt token", t, low=0, high=V - 1)
+        if len(prompt) + max_new_tokens > self.model.config.max_len:
+            raise ValueError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceed "
+                             f"max_len={self.model.config.max_len}")
+        req = Request(self._next_id, prompt, max_new_tokens, eos_id, submitted_step=self.steps,
+                      submitted_time=time.perf_counter())
+        self._next_id += 1
+        self.waiting.append(req)
+        return req
+
+    def _blocks_needed(self, req):
+        return -(-(len(req.prompt) + req.max_new_tokens) // self.pool.block_size)
+
+    def _admit(self):
+        """Move waiting requests into free slots while the pool can hold their whole run; prefill each."""
+        while self.waiting and len(self.running) < self.max_batch:
+            req = self.waiting[0]
+            reserved = sum(self._blocks_needed(r) - len(self.pool.tables[r.seq]) for r in self.running)
+            if self._blocks_needed(req) > len(self.pool.free) - reserved:
+                break  # admitted requests never run out of blocks mid-way: this one waits
+            self.waiting.pop(0)
+            req.seq, req.admitted_step = self.pool.new_sequence(), self.steps
+            logits = self.model.step(np.asarray([req.prompt], np.int64), cache=PagedKVCache(self.pool, [req.seq]),
+                                     last_only=True)
+            self._emit(req, int(np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps)[0])))
+            if not req.done:
+                self.running.append(req)
+
+    def _emit(self, req, token):
+        req.output.append(token)
+        if len(req.output) == req.max_new_tokens or (req.eos_id is not None and token == req.eos_id):
+            req.finished_step, req.finished_time = self.steps, time.perf_counter()
+            self.pool.release(req.seq)
+            self.finished.append(req)
+
+    def step(self):
+        """One iteration: admit what fits, then one decode step for every running request."""
+        self._admit()
+        batch = [r for r in self.running if not r.done]
+        if batch:
+            lengths = np.array([self.pool.lengths[r.seq] for r in batch])  # (B,) positions cached per row
+            ids = np.array([[r.output[-1]] for r in batch], np.int64)  # (B, 1): each row's last token
+            S = int(lengths.max()) + 1
+            key_mask = (np.arange(S)[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
+            logits = self.model.step(ids, positions=lengths[:, None], key_mask=key_mask,
+                                     cache=PagedKVCache(self.pool, [r.seq for r in batch]), last_only=True)
+            tokens = np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps), axis=-1)
+            for req, token in zip(batch, tokens):
+                self._emit(req, int(token))
+        self.running = [r for r in self.running if not r.done]
+        self.steps += 1
+        self.occupancy.append((len(self.running), self.pool.used_blocks))
+
+    def run(self, max_steps=100_000):
+        """Step until every submitted request is finished.  Returns the finished requests, in finishing order."""
+        while self.waiting or self.running:
+            if self.steps >= max_steps:
+                raise RuntimeError(f"not finished after {max_steps} steps")
+            if not self.running and self.waiting and self._blocks_needed(self.waiting[0]) > len(self.pool.free):
+                raise MemoryError(f"request {self.waiting[0].id} needs {self._blocks_needed(self.waiting[0])} "
+                                  f"blocks; the pool has {len(self.pool.free)} free")
+            self.step()
+        return self.finished

@@ -103,7 +103,19 @@ def scaled_dot_product_attention_backward(dout, q, k, v, weights, dweights=None)
     if dweights is not None:
         dw = dw + dweights
     ds = softmax_backward(dw, weights)  # (..., T, S)
-    return (ds @ k) * scale, (ds.mT @ q) * scale, dv
+    # an input that was broadcast (one K/V head for all heads: multi-query) sums its gradients over the copies
+    return (unbroadcast((ds @ k) * scale, q.shape), unbroadcast((ds.mT @ q) * scale, k.shape),
+            unbroadcast(dv, v.shape))
+
+
+def unbroadcast(g, shape):
+    """Sum g over the axes along which an array of ``shape`` was broadcast to g's shape."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    xp = array_namespace(g)
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
+    return xp.reshape(xp.sum(g, axis=axes, keepdims=True), shape) if axes else g
 
 
 def split_heads(x, n_heads):

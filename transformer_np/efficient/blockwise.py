@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from ..core.attention import kv_group
+from ..core.attention import kv_group, unbroadcast
 from ..core.backend import array_namespace
 from ..core.checks import broadcast_shape, check_float, check_mask, check_positive_int
 
@@ -153,4 +153,4 @@ def blockwise_attention_backward(dout, cache):
             dk[..., cols, :] += (ds.mT @ qt) * scale
     if G > 1:  # a shared K/V head collects the gradients of its G query heads
         return (xp.reshape(dq, q.shape), xp.sum(dk, axis=-3), xp.sum(dv, axis=-3))
-    return dq, dk, dv
+    return dq, unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)  # one K/V head broadcast to all: summed

@@ -45,7 +45,7 @@ class BlockPool:
     def for_model(cls, model, n_blocks, block_size=BLOCK_SIZE):
         """A pool shaped for a model's layers and K/V heads (a DecoderLM or a Llama model)."""
         cfg = model.config
-        n_kv = getattr(cfg, "n_kv_heads", cfg.n_heads)
+        n_kv = cfg.kv_heads  # both configs name their key/value head count so
         dtype = model.params["embed"]["table"].dtype
         return cls(len(model.params["decoder"]["layers"]), n_blocks, n_kv, cfg.d_model // cfg.n_heads, block_size,
                    dtype)

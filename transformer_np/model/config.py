@@ -32,6 +32,7 @@ class TransformerConfig:
     dtype: str = "float32"  # parameter dtype
     architecture: str = "encoder-decoder"  # or "decoder-only" (GPT-style LM) or "encoder-classifier"
     n_classes: int = 2  # classes of an encoder-classifier (mean-pooled encoder output -> linear)
+    n_kv_heads: int | None = None  # H_kv key/value heads (grouped-query attention); None: H, multi-head
 
     def __post_init__(self):
         """Every field checked for type and range, each error naming the field.  NumPy integers and floats are
@@ -45,6 +46,10 @@ class TransformerConfig:
             check_bool(name, getattr(self, name))
         fix("layer_norm_eps", check_real("layer_norm_eps", self.layer_norm_eps, low=0.0, low_open=True))
         fix("dropout", check_real("dropout", self.dropout, low=0.0, high=1.0, high_open=True))
+        if self.n_kv_heads is not None:
+            fix("n_kv_heads", check_positive_int("n_kv_heads", self.n_kv_heads))
+            if self.n_heads % self.n_kv_heads:
+                raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
         if self.pad_id is not None:
             fix("pad_id", check_int("pad_id", self.pad_id, low=0, high=self.vocab_size - 1))
         if self.d_model % self.n_heads:
@@ -65,6 +70,11 @@ class TransformerConfig:
     def d_head(self):
         """D = C / H"""
         return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self):
+        """H_kv: the key/value heads (n_heads unless grouped-query attention is configured)."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
     @classmethod
     def paper_base(cls, vocab_size=37000, **overrides):

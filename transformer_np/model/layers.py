@@ -56,8 +56,9 @@ def self_attention(h, p, cfg, mask=None, bias=None, cache=None):
     appended to the cached ones and the T queries attend to all S_past + T of them.
     Returns (out, weights, backward cache)."""
     if cache is None:
-        return multi_head_attention_forward(h, h, h, **p, n_heads=cfg.n_heads, mask=mask, bias=bias)
-    kv = cache.extend(*project_kv(h, h, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads))
+        return multi_head_attention_forward(h, h, h, **p, n_heads=cfg.n_heads, mask=mask, bias=bias,
+                                            n_kv_heads=cfg.kv_heads)
+    kv = cache.extend(*project_kv(h, h, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.kv_heads))
     return multi_head_attention_forward(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias, kv=kv)
 
 
@@ -71,9 +72,10 @@ def cross_attention(h, memory, p, cfg, mask=None, bias=None, cache=None):
     """Multi-head attention of h (B, T, C) over the encoder memory (B, S, C); with a LayerCache the memory's
     keys and values are computed once and reused at every step.  Returns (out, weights, backward cache)."""
     if cache is None:
-        return multi_head_attention_forward(h, memory, memory, **p, n_heads=cfg.n_heads, mask=mask, bias=bias)
+        return multi_head_attention_forward(h, memory, memory, **p, n_heads=cfg.n_heads, mask=mask, bias=bias,
+                                            n_kv_heads=cfg.kv_heads)
     if cache.cross is None:
-        cache.cross = project_kv(memory, memory, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.n_heads)
+        cache.cross = project_kv(memory, memory, p["w_k"], p["b_k"], p["w_v"], p["b_v"], n_heads=cfg.kv_heads)
     return multi_head_attention_forward(h, None, None, **p, n_heads=cfg.n_heads, mask=mask, bias=bias,
                                         kv=cache.cross)
 

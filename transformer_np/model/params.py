@@ -11,10 +11,12 @@ import math
 import numpy as np
 
 
-def attention_params(make, C):
+def attention_params(make, C, C_kv=None):
+    """W_Q, W_O (C, C) and W_K, W_V (C, C_kv): C_kv = H_kv · D is smaller than C with grouped-query attention."""
+    C_kv = C if C_kv is None else C_kv
     return {"w_q": make((C, C), "xavier"), "b_q": make((C,), "zeros"),
-            "w_k": make((C, C), "xavier"), "b_k": make((C,), "zeros"),
-            "w_v": make((C, C), "xavier"), "b_v": make((C,), "zeros"),
+            "w_k": make((C, C_kv), "xavier"), "b_k": make((C_kv,), "zeros"),
+            "w_v": make((C, C_kv), "xavier"), "b_v": make((C_kv,), "zeros"),
             "w_o": make((C, C), "xavier"), "b_o": make((C,), "zeros")}
 
 
@@ -29,14 +31,15 @@ def ffn_params(make, C, F):
 
 def encoder_layer_params(make, cfg):
     C = cfg.d_model
-    return {"self_attn": attention_params(make, C), "norm1": norm_params(make, C),
+    return {"self_attn": attention_params(make, C, cfg.kv_heads * cfg.d_head), "norm1": norm_params(make, C),
             "ffn": ffn_params(make, C, cfg.d_ff), "norm2": norm_params(make, C)}
 
 
 def decoder_layer_params(make, cfg):
     C = cfg.d_model
-    return {"self_attn": attention_params(make, C), "norm1": norm_params(make, C),
-            "cross_attn": attention_params(make, C), "norm2": norm_params(make, C),
+    C_kv = cfg.kv_heads * cfg.d_head
+    return {"self_attn": attention_params(make, C, C_kv), "norm1": norm_params(make, C),
+            "cross_attn": attention_params(make, C, C_kv), "norm2": norm_params(make, C),
             "ffn": ffn_params(make, C, cfg.d_ff), "norm3": norm_params(make, C)}
 
 

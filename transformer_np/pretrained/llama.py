@@ -70,6 +70,11 @@ class LlamaConfig:
     def d_head(self):
         return self.d_model // self.n_heads
 
+    @property
+    def kv_heads(self):
+        """H_kv, under the name TransformerConfig gives it too."""
+        return self.n_kv_heads
+
     @classmethod
     def from_gguf(cls, gguf):
         m = gguf.metadata

@@ -96,3 +96,11 @@ def test_requests_stop_at_their_eos():
     h = server.submit([1, 2], 10, eos_id=eos)
     server.run()
     assert h.output == alone[: alone.index(eos) + 1]
+
+
+def test_serve_sim_command_prints_throughput_latency_and_occupancy(capsys):
+    from transformer_np.cli.main import main
+
+    assert main(["serve-sim", "--requests", "6", "--max-batch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "tokens/s" in out and "latency p50 / p90 / p99" in out and "KV cache: peak" in out

@@ -12,15 +12,20 @@ import functools
 import os
 import platform
 import time
+import tracemalloc
 
 import matplotlib
 import numpy as np
 
 from ..core.attention import project_kv, scaled_dot_product_attention, split_heads
 from ..core.backend import to_backend
+from ..core.masks import causal_mask
 from ..core.nn import gelu, layer_norm, linear, softmax
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
+from ..efficient.blockwise import blockwise_attention
+from ..efficient.serve import random_workload, simulate
+from ..efficient.speculative import ModelDraft, PromptLookup, early_exit, expected_speedup, speculative_generate
 from ..interop import TransformerEncoderLayer, to_torch
 from ..model.checkpoint import write_json
 from ..model.config import TransformerConfig
@@ -38,7 +43,7 @@ ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has n
 
 
 def add_arguments(bench):
-    bench.add_argument("what", choices=["forward", "decode", "embed", "llm"], help="what to time")
+    bench.add_argument("what", choices=["forward", "decode", "embed", "llm", "serve"], help="what to time")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     bench.add_argument("--repeat", type=positive_int, default=3, help="timed runs per workload (best is kept)")
@@ -59,6 +64,8 @@ def run(args, print_fn=print):
         result = bench_embed(print_fn=print_fn)
     elif args.what == "llm":
         result = bench_llm(quick=args.quick, with_torch=not args.no_torch, print_fn=print_fn)
+    elif args.what == "serve":
+        result = bench_serve(quick=args.quick, print_fn=print_fn)
     elif args.what == "decode":
         result = bench_decode(quick=args.quick, backend=args.backend, plot=args.plot,
                               no_cache_up_to=args.no_cache_up_to, print_fn=print_fn)
@@ -435,3 +442,109 @@ def _hf_llm_times(prompt, long_prompt, lengths, quick):
         long_ids = torch.tensor([long_prompt])
         times["prefill"] = best_time(lambda: hf(long_ids, logits_to_keep=1, use_cache=True), 1 if quick else 3)
     return times
+
+
+def _peak_bytes(fn):
+    """(result, peak bytes allocated while fn ran), by tracemalloc (NumPy reports its buffers to it)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def bench_serve(quick=False, print_fn=print):
+    """The serving techniques, measured: (a) memory and time of naive vs blockwise attention, (b) KV memory of a
+    ragged workload, paged vs contiguous preallocation, (c) continuous vs static batching, (d) speculative
+    decoding on SmolLM2, (e) decode tokens/s vs batch size on SmolLM2."""
+    result = dict(machine=_machine())
+    rng = np.random.default_rng(0)
+    # (a) attention that never holds the T x T scores
+    rows = []
+    for T in ((256, 512) if quick else (1024, 2048, 4096, 8192)):
+        q, k, v = (rng.standard_normal((1, 1, T, 64), dtype=np.float32) for _ in range(3))
+        naive = functools.partial(scaled_dot_product_attention, q, k, v, mask=causal_mask(T))
+        blockwise = functools.partial(blockwise_attention, q, k, v, causal_mask(T), 256, 256)
+        _, naive_peak = _peak_bytes(naive)
+        _, block_peak = _peak_bytes(blockwise)
+        row = dict(T=T, naive_peak_bytes=naive_peak, blockwise_peak_bytes=block_peak)
+        if T in (512, 2048):
+            row["naive_s"], row["blockwise_s"] = best_time(naive, 3), best_time(blockwise, 3)
+        rows.append(row)
+        times = (f"; time naive {1e3 * row['naive_s']:.0f} ms, blockwise {1e3 * row['blockwise_s']:.0f} ms "
+                 f"({row['blockwise_s'] / row['naive_s']:.2f}x)") if "naive_s" in row else ""
+        print_fn(f"(a) attention T={T:5d}, causal, d=64: peak memory naive {naive_peak / 2**20:7.1f} MiB, "
+                 f"blockwise (256 x 256 tiles) {block_peak / 2**20:6.1f} MiB ({block_peak / naive_peak:.1%}){times}")
+    result["attention"] = rows
+    model = load_smollm2()
+    result["model"] = repr(model)
+    # a ragged workload: prompts of 8-64 tokens, answers of 4-48 tokens
+    n_requests = 6 if quick else 16
+    work = random_workload(rng, n_requests, model.config.vocab_size, output_range=(4, 16 if quick else 48))
+    # (c) continuous batching on the paged cache ...
+    sim = simulate(model, work, max_batch=8)
+    produced, cont_s = sim["tokens"], sim["seconds"]
+    # ... vs static batches of 8 run until their longest request finishes
+    t0 = time.perf_counter()
+    for i in range(0, n_requests, 8):
+        batch = work[i:i + 8]
+        greedy(LMSession(model, [p for p, _ in batch]), max(n for _, n in batch))
+    static_s = time.perf_counter() - t0
+    result["batching"] = dict(requests=n_requests, tokens=produced, continuous_s=cont_s, static_s=static_s,
+                              continuous_tokens_per_s=produced / cont_s, static_tokens_per_s=produced / static_s,
+                              latency_p50_s=sim["latency_s"][50], latency_p90_s=sim["latency_s"][90],
+                              steps=sim["steps"])
+    print_fn(f"(c) {n_requests} requests, {produced} tokens: continuous batching {produced / cont_s:.1f} tokens/s "
+             f"({sim['steps']} steps; latency p50 {sim['latency_s'][50]:.2f} s, p90 {sim['latency_s'][90]:.2f} s), "
+             f"static batches of 8 {produced / static_s:.1f} tokens/s: {static_s / cont_s:.2f}x")
+    # (b) KV memory: paged blocks at the peak vs reserving prompt + 64 tokens per running request
+    server = sim["server"]
+    used = sim["peak_blocks"] * sim["block_bytes"]
+    token_bytes = sim["block_bytes"] // server.pool.block_size
+    peak_running = max(r for r, _ in server.occupancy)
+    contiguous = peak_running * (max(len(p) for p, _ in work) + 64) * token_bytes
+    result["kv_memory"] = dict(paged_peak_bytes=used, contiguous_reserved_bytes=contiguous,
+                               block_size=server.pool.block_size, peak_running=peak_running)
+    print_fn(f"(b) KV memory at the peak ({peak_running} running): paged {used / 2**20:.1f} MiB in "
+             f"{sim['peak_blocks']} blocks of {server.pool.block_size} tokens; contiguous slots reserved for the "
+             f"longest prompt + 64 new tokens {contiguous / 2**20:.1f} MiB ({1 - used / contiguous:.0%} of it unused)")
+    # (d) speculative decoding
+    copy = ("The cat sat on the mat. The dog sat on the log. The cat and the dog sat together on the mat and "
+            "the log.")
+    prompts = ["List the planets of the solar system in order.", "Write a Python function that adds two numbers.",
+               f"Repeat this text exactly: {copy}"]
+    n_new = 16 if quick else 48
+    spec = []
+    for text in prompts:
+        ids = model.chat_ids([{"role": "user", "content": text}])
+        t0 = time.perf_counter()
+        plain = model.generate(ids, n_new)  # to the end of the answer (<|im_end|>) or n_new tokens
+        plain_s = time.perf_counter() - t0
+        for name, make in (("early exit, 10 of 30 blocks", lambda: ModelDraft(early_exit(model, 10))),
+                           ("prompt lookup", lambda: PromptLookup(model.config.vocab_size))):
+            t0 = time.perf_counter()
+            out, stats = speculative_generate(model, make(), ids, n_new, gamma=4, eos_id=model.eos_id)
+            dt = time.perf_counter() - t0
+            assert out == plain  # greedy speculative decoding is exact
+            c = 10 / 30 if name.startswith("early") else 0.0
+            spec.append(dict(prompt=text, draft=name, acceptance=stats.acceptance_rate,
+                             tokens_per_call=stats.tokens_per_call, speedup=plain_s / dt,
+                             predicted_speedup=expected_speedup(stats.acceptance_rate, 4, c)))
+            print_fn(f"(d) {text[:30]!r:34} {name:28} acceptance {stats.acceptance_rate:4.0%}, "
+                     f"{stats.tokens_per_call:.2f} tokens per target pass, speed-up {plain_s / dt:.2f}x "
+                     f"(predicted {spec[-1]['predicted_speedup']:.2f}x)")
+    result["speculative"] = spec
+    # (e) decode throughput vs batch size
+    batch_rows = []
+    prompt = model.tokenize("Once upon a time")
+    for B in ((1, 4) if quick else (1, 4, 16, 64)):
+        session = LMSession(model, [prompt] * B)
+        t0 = time.perf_counter()
+        greedy(session, 16)
+        dt = time.perf_counter() - t0
+        batch_rows.append(dict(batch=B, tokens_per_s=B * 16 / dt, step_ms=1e3 * dt / 16))
+        print_fn(f"(e) batch {B:3d}: {B * 16 / dt:7.1f} tokens/s ({1e3 * dt / 16:.0f} ms a step)")
+    result["batch_sizes"] = batch_rows
+    return result

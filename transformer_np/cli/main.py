@@ -1,4 +1,5 @@
-"""Command line: ``python -m transformer_np {tour, bench, generate, chat, train, embed, search, figures} ...``
+"""Command line: ``python -m transformer_np COMMAND ...`` — tour, bench, generate, chat, serve-sim, train, embed,
+search, figures.
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
 can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, chat, embed, figures, generate, tour, train
+from . import bench, chat, embed, figures, generate, serve_sim, tour, train
 from .options import CommandError
 
 # name: (help, add_arguments, run, the exceptions that mean a user error)
@@ -19,6 +20,7 @@ COMMANDS = {
     "bench": (bench.HELP, bench.add_arguments, bench.run, bench.ERRORS),
     "generate": (generate.HELP, generate.add_arguments, generate.run, generate.ERRORS),
     "chat": (chat.HELP, chat.add_arguments, chat.run, chat.ERRORS),
+    "serve-sim": (serve_sim.HELP, serve_sim.add_arguments, serve_sim.run, serve_sim.ERRORS),
     "embed": (embed.EMBED_HELP, embed.add_embed_arguments, embed.run_embed, embed.ERRORS),
     "search": (embed.SEARCH_HELP, embed.add_search_arguments, embed.run_search, embed.ERRORS),
     "train": (train.HELP, train.add_arguments, train.run, train.ERRORS),

@@ -21,7 +21,7 @@ import numpy as np
 from ..core.backend import to_numpy
 from ..core.checks import check_int, check_positive_int
 from ..decoding.search import check_logits
-from .paged import PagedKVCache
+from .paged import BlockPool, PagedKVCache
 
 
 @dataclasses.dataclass
@@ -54,6 +54,7 @@ class Server:
         self.waiting, self.running, self.finished = [], [], []
         self.steps = 0
         self.occupancy = []  # (running requests, blocks in use) after each step
+        self.timeline = []  # the request ids decoded at each step
         self._next_id = 0
 
     def submit(self, prompt, max_new_tokens, eos_id=None):
@@ -103,6 +104,7 @@ class Server:
         """One iteration: admit what fits, then one decode step for every running request."""
         self._admit()
         batch = [r for r in self.running if not r.done]
+        self.timeline.append([r.id for r in batch])
         if batch:
             lengths = np.array([self.pool.lengths[r.seq] for r in batch])  # (B,) positions cached per row
             ids = np.array([[r.output[-1]] for r in batch], np.int64)  # (B, 1): each row's last token
@@ -127,3 +129,28 @@ class Server:
                                   f"blocks; the pool has {len(self.pool.free)} free")
             self.step()
         return self.finished
+
+
+def random_workload(rng, n_requests, vocab_size, prompt_range=(8, 64), output_range=(4, 48)):
+    """n_requests (prompt ids, max_new_tokens) pairs with lengths drawn uniformly from the ranges."""
+    return [([int(t) for t in rng.integers(0, vocab_size, int(rng.integers(prompt_range[0], prompt_range[1] + 1)))],
+             int(rng.integers(output_range[0], output_range[1] + 1))) for _ in range(n_requests)]
+
+
+def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16):
+    """Serve a workload with continuous batching; returns what a serving engineer looks at: throughput, latency
+    percentiles (seconds and steps), peak KV blocks and batch occupancy, and the requests."""
+    pool = BlockPool.for_model(model, n_blocks, block_size)
+    server = Server(model, pool, max_batch=max_batch)
+    t0 = time.perf_counter()
+    handles = [server.submit(p, n) for p, n in workload]
+    server.run()
+    seconds = time.perf_counter() - t0
+    latency = np.array([h.finished_time - h.submitted_time for h in handles])
+    steps = np.array([h.finished_step - h.submitted_step + 1 for h in handles])
+    tokens = sum(len(h.output) for h in handles)
+    return dict(requests=len(handles), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
+                steps=server.steps, latency_s={p: float(np.percentile(latency, p)) for p in (50, 90, 99)},
+                latency_steps={p: float(np.percentile(steps, p)) for p in (50, 90, 99)},
+                peak_blocks=pool.peak_blocks, block_bytes=pool.block_bytes(),
+                mean_batch=float(np.mean([r for r, _ in server.occupancy])), handles=handles, server=server)

@@ -188,3 +188,24 @@ def check_gqa_cache_bytes(fn):
         want = 2 * L * H_kv * D * t * 4
         assert fn(L, H_kv, D, t, 4) == want, f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens: want {want:,}"
     return _done("grouped-query KV cache size")
+
+
+def check_online_softmax(fn):
+    """fn(scores (N,), block) -> softmax(scores), computed one tile at a time."""
+    rng = np.random.default_rng(11)
+    for n, block in ((10, 3), (64, 16), (7, 7), (33, 50)):
+        scores = rng.standard_normal(n) * 5 + rng.uniform(-100, 100)
+        _close(fn(scores, block), softmax(scores), f"online softmax of {n} scores in tiles of {block}", atol=1e-12)
+    return _done("online softmax")
+
+
+def check_paged_blocks(fn):
+    """fn(lengths, block) -> (blocks needed, token slots wasted) of a paged KV cache."""
+    rng = np.random.default_rng(12)
+    for _ in range(5):
+        lengths, block = [int(n) for n in rng.integers(1, 200, rng.integers(1, 9))], int(rng.choice([4, 16, 32]))
+        blocks = sum(-(-n // block) for n in lengths)
+        got = tuple(int(x) for x in fn(lengths, block))
+        want = (blocks, blocks * block - sum(lengths))
+        assert got == want, f"wrong for {len(lengths)} sequences in blocks of {block}"
+    return _done("paged cache blocks")

@@ -104,3 +104,17 @@ def test_serve_sim_command_prints_throughput_latency_and_occupancy(capsys):
     assert main(["serve-sim", "--requests", "6", "--max-batch", "3"]) == 0
     out = capsys.readouterr().out
     assert "tokens/s" in out and "latency p50 / p90 / p99" in out and "KV cache: peak" in out
+
+
+@pytest.mark.parametrize("model", models(), ids=["decoder-lm", "llama-gqa"])
+def test_requests_with_a_common_prompt_prefix_share_its_blocks_and_get_what_they_get_alone(model):
+    system = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # a shared "system prompt" of 10 tokens: two whole blocks of 4
+    work = [(system + [11 % model.config.vocab_size, 3], 6), (system + [4, 4, 4], 5), (system + [9], 7)]
+    pool = BlockPool.for_model(model, 40, block_size=4)
+    server = Server(model, pool, max_batch=3)
+    handles = [server.submit(p, n) for p, n in work]
+    server.run()
+    assert [h.shared_tokens for h in handles] == [0, 8, 8]  # the later two reuse the first one's two blocks
+    for (prompt, n), h in zip(work, handles):
+        assert h.output == g.greedy(g.LMSession(model, [prompt]), n)[0]
+    assert pool.used_blocks == 0

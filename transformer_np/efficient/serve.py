@@ -2,8 +2,9 @@ r"""Continuous batching (Orca's iteration-level scheduling, Yu et al. 2022) on t
 
 A static batch runs until its longest request finishes, its finished rows idling.  Here the batch is re-formed
 at **every step**: finished requests leave (their cache blocks return to the pool), waiting requests are
-admitted into the free slots (their prompt prefilled, their blocks allocated), and one decode step advances
-every running request by one token — each row at its own position, with a key mask over its own length.
+admitted into the free slots (their prompt prefilled, their blocks allocated — the whole blocks of a prompt
+prefix that a running request already holds are shared, not recomputed), and one decode step advances every
+running request by one token — each row at its own position, with a key mask over its own length.
 
     server = Server(model, BlockPool.for_model(model, n_blocks=256), max_batch=8)
     handle = server.submit(prompt_ids, max_new_tokens=32)
@@ -34,6 +35,7 @@ class Request:
     eos_id: int | None = None
     output: list = dataclasses.field(default_factory=list)
     seq: int | None = None  # its sequence in the block pool while it runs
+    shared_tokens: int = 0  # prompt tokens whose K/V blocks it shared with a running request
     submitted_step: int = 0
     admitted_step: int | None = None
     finished_step: int | None = None
@@ -86,12 +88,28 @@ class Server:
             if self._blocks_needed(req) > len(self.pool.free) - reserved:
                 break  # admitted requests never run out of blocks mid-way: this one waits
             self.waiting.pop(0)
-            req.seq, req.admitted_step = self.pool.new_sequence(), self.steps
-            logits = self.model.step(np.asarray([req.prompt], np.int64), cache=PagedKVCache(self.pool, [req.seq]),
-                                     last_only=True)
+            source, shared = self._shared_prefix(req)
+            req.seq, req.admitted_step = self.pool.new_sequence(source, shared), self.steps
+            req.shared_tokens = shared
+            logits = self.model.step(np.asarray([req.prompt[shared:]], np.int64),
+                                     cache=PagedKVCache(self.pool, [req.seq]), last_only=True)
             self._emit(req, int(np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps)[0])))
             if not req.done:
                 self.running.append(req)
+
+    def _shared_prefix(self, req):
+        """(a running sequence, n tokens): the longest prefix of req's prompt, in whole blocks and short of its
+        last token, whose keys and values a running request already holds — shared instead of recomputed."""
+        bs, best = self.pool.block_size, (None, 0)
+        for other in self.running:
+            n = 0
+            limit = min(len(req.prompt) - 1, len(other.prompt))
+            while n < limit and req.prompt[n] == other.prompt[n]:
+                n += 1
+            n -= n % bs
+            if n > best[1]:
+                best = (other.seq, n)
+        return best
 
     def _emit(self, req, token):
         req.output.append(token)

@@ -17,6 +17,20 @@ def assert_close(actual, expected, *, atol, rtol=0.0):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
+def numeric_grad(f, x, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of x (changed in place, restored)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f()
+        x[i] = old - eps
+        down = f()
+        x[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
 def randn(rng, *shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 

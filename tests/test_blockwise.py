@@ -4,7 +4,7 @@ grouped-query heads."""
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, numeric_grad
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,15 +69,7 @@ def test_blockwise_backward_matches_finite_differences(rng):
     dout = rng.standard_normal(out.shape)
     grads = blockwise_attention_backward(dout, cache)
     for a, g in zip((q, k, v), grads):
-        num = np.zeros_like(a)
-        for i in np.ndindex(a.shape):
-            old = a[i]
-            a[i] = old + 1e-6
-            up = np.sum(blockwise_attention(q, k, v, mask, 2, 4) * dout)
-            a[i] = old - 1e-6
-            down = np.sum(blockwise_attention(q, k, v, mask, 2, 4) * dout)
-            a[i] = old
-            num[i] = (up - down) / 2e-6
+        num = numeric_grad(lambda: float(np.sum(blockwise_attention(q, k, v, mask, 2, 4) * dout)), a)
         np.testing.assert_allclose(g, num, atol=1e-7)
 
 

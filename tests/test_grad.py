@@ -3,7 +3,7 @@ L = sum(out * dout), and against torch autograd on the same inputs."""
 
 import numpy as np
 import pytest
-from helpers import randn
+from helpers import numeric_grad, randn
 
 import transformer_np as tn
 from transformer_np.core import attention as att
@@ -12,20 +12,6 @@ from transformer_np.core.embeddings import token_embedding_backward
 
 FD_REL = 1e-6  # max |analytic - numeric| / max(max |numeric|, 1): relative, except for gradients that are
 # exactly zero in theory (the key bias: softmax ignores a shift shared by a query's scores), where it is absolute
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of x (changed in place, restored)."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 def assert_grad(analytic, f, x, name):

@@ -3,7 +3,7 @@ against its loop-level version, by its properties, and against torch / Hugging F
 
 import numpy as np
 import pytest
-from helpers import EQUATION_ATOL, assert_close, randn, tiny_llama
+from helpers import EQUATION_ATOL, assert_close, numeric_grad, randn, tiny_llama
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,20 +13,6 @@ from transformer_np.core import reference as ref
 from transformer_np.core.attention import scaled_dot_product_attention_backward
 from transformer_np.core.embeddings import rope, rope_backward
 from transformer_np.pretrained.llama import LlamaConfig, llama_logits
-
-
-def finite_diff(f, x, eps=1e-6):
-    """Central differences of the scalar f at x (float64), every entry."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 # --- RMSNorm -----------------------------------------------------------------------------------------------
@@ -49,8 +35,8 @@ def test_rms_norm_backward_matches_finite_differences(rng):
     out, cache = nn.rms_norm_forward(x, gamma, 1e-5)
     dx, dgamma = nn.rms_norm_backward(dy, cache)
     loss = lambda: float(np.sum(nn.rms_norm(x, gamma, 1e-5) * dy))  # noqa: E731
-    np.testing.assert_allclose(dx, finite_diff(loss, x), atol=1e-7)
-    np.testing.assert_allclose(dgamma, finite_diff(loss, gamma), atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), atol=1e-7)
+    np.testing.assert_allclose(dgamma, numeric_grad(loss, gamma), atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -74,9 +60,9 @@ def test_swiglu_backward_matches_finite_differences(rng):
     _, cache = nn.swiglu_forward(x, wg, wu, wd)
     dx, grads = nn.swiglu_backward(dy, cache, wg, wu, wd)
     loss = lambda: float(np.sum(nn.swiglu(x, wg, wu, wd) * dy))  # noqa: E731
-    np.testing.assert_allclose(dx, finite_diff(loss, x), atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), atol=1e-7)
     for name, w in (("w_gate", wg), ("w_up", wu), ("w_down", wd)):
-        np.testing.assert_allclose(grads[name], finite_diff(loss, w), atol=1e-7)
+        np.testing.assert_allclose(grads[name], numeric_grad(loss, w), atol=1e-7)
 
 
 def test_swiglu_matches_hugging_face_llama_mlp(rng):

@@ -482,7 +482,8 @@ def bench_serve(quick=False, print_fn=print):
     result["model"] = repr(model)
     # a ragged workload: prompts of 8-64 tokens, answers of 4-48 tokens
     n_requests = 6 if quick else 16
-    work = random_workload(rng, n_requests, model.config.vocab_size, output_range=(4, 16 if quick else 48))
+    work = random_workload(np.random.default_rng(1), n_requests, model.config.vocab_size,
+                           output_range=(4, 16 if quick else 48))
     # (c) continuous batching on the paged cache ...
     sim = simulate(model, work, max_batch=8)
     produced, cont_s = sim["tokens"], sim["seconds"]
@@ -499,17 +500,18 @@ def bench_serve(quick=False, print_fn=print):
     print_fn(f"(c) {n_requests} requests, {produced} tokens: continuous batching {produced / cont_s:.1f} tokens/s "
              f"({sim['steps']} steps; latency p50 {sim['latency_s'][50]:.2f} s, p90 {sim['latency_s'][90]:.2f} s), "
              f"static batches of 8 {produced / static_s:.1f} tokens/s: {static_s / cont_s:.2f}x")
-    # (b) KV memory: paged blocks at the peak vs reserving prompt + 64 tokens per running request
+    # (b) KV memory at the busiest step: paged blocks vs contiguous slots reserved for the longest request
     server = sim["server"]
-    used = sim["peak_blocks"] * sim["block_bytes"]
+    running, blocks, tokens = max(server.occupancy, key=lambda o: o[1])
     token_bytes = sim["block_bytes"] // server.pool.block_size
-    peak_running = max(r for r, _ in server.occupancy)
-    contiguous = peak_running * (max(len(p) for p, _ in work) + 64) * token_bytes
-    result["kv_memory"] = dict(paged_peak_bytes=used, contiguous_reserved_bytes=contiguous,
-                               block_size=server.pool.block_size, peak_running=peak_running)
-    print_fn(f"(b) KV memory at the peak ({peak_running} running): paged {used / 2**20:.1f} MiB in "
-             f"{sim['peak_blocks']} blocks of {server.pool.block_size} tokens; contiguous slots reserved for the "
-             f"longest prompt + 64 new tokens {contiguous / 2**20:.1f} MiB ({1 - used / contiguous:.0%} of it unused)")
+    paged_bytes, held = blocks * sim["block_bytes"], tokens * token_bytes
+    contiguous = running * (max(len(p) + n for p, n in work)) * token_bytes
+    result["kv_memory"] = dict(paged_bytes=paged_bytes, contiguous_reserved_bytes=contiguous, held_bytes=held,
+                               block_size=server.pool.block_size, running=running, tokens=tokens)
+    print_fn(f"(b) KV memory at the busiest step ({running} requests, {tokens} tokens cached, {held / 2**20:.1f} "
+             f"MiB): paged {paged_bytes / 2**20:.1f} MiB in {blocks} blocks of {server.pool.block_size} tokens "
+             f"({1 - held / paged_bytes:.0%} unused); contiguous slots sized for the longest request "
+             f"{contiguous / 2**20:.1f} MiB ({1 - held / contiguous:.0%} unused)")
     # (d) speculative decoding
     copy = ("The cat sat on the mat. The dog sat on the log. The cat and the dog sat together on the mat and "
             "the log.")

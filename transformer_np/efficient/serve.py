@@ -55,7 +55,7 @@ class Server:
         self.max_batch = check_positive_int("max_batch", max_batch)
         self.waiting, self.running, self.finished = [], [], []
         self.steps = 0
-        self.occupancy = []  # (running requests, blocks in use) after each step
+        self.occupancy = []  # (running requests, blocks in use, tokens cached) after each step
         self.timeline = []  # the request ids decoded at each step
         self._next_id = 0
 
@@ -135,7 +135,7 @@ class Server:
                 self._emit(req, int(token))
         self.running = [r for r in self.running if not r.done]
         self.steps += 1
-        self.occupancy.append((len(self.running), self.pool.used_blocks))
+        self.occupancy.append((len(self.running), self.pool.used_blocks, sum(self.pool.lengths.values())))
 
     def run(self, max_steps=100_000):
         """Step until every submitted request is finished.  Returns the finished requests, in finishing order."""
@@ -171,4 +171,4 @@ def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16):
                 steps=server.steps, latency_s={p: float(np.percentile(latency, p)) for p in (50, 90, 99)},
                 latency_steps={p: float(np.percentile(steps, p)) for p in (50, 90, 99)},
                 peak_blocks=pool.peak_blocks, block_bytes=pool.block_bytes(),
-                mean_batch=float(np.mean([r for r, _ in server.occupancy])), handles=handles, server=server)
+                mean_batch=float(np.mean([o[0] for o in server.occupancy])), handles=handles, server=server)

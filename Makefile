@@ -1,5 +1,6 @@
 # make demo  — install the package into .venv and run the tour (the main job)
 # make test  — install the test tools (torch==2.13.0 as the oracle) and run ruff + the whole suite
+# make lab   — install JupyterLab into the same .venv and open notebooks/
 # Everything goes into a virtual environment in .venv; PYTHON picks the interpreter that makes it.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench figures notebooks clean
+.PHONY: demo test lint bench figures lab rebuild-notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +43,13 @@ bench: $(VENV)/.installed-test
 figures: $(VENV)/.installed-run
 	MPLBACKEND=Agg $(BIN)/python -m transformer_np figures --out figures
 
-# execute the notebooks' py:percent sources into notebooks/*.ipynb, outputs kept, counts stripped
-notebooks: $(VENV)/.installed-test
+# open the notebooks: JupyterLab (the notebooks extra) in the same .venv, on notebooks/
+lab: $(VENV)/.installed-test
+	$(PIP) -e ".[notebooks]"
+	$(BIN)/jupyter lab notebooks/
+
+# re-execute the notebooks' py:percent sources into notebooks/*.ipynb (overwrites them), outputs kept
+rebuild-notebooks: $(VENV)/.installed-test
 	$(BIN)/python scripts/build_notebooks.py
 
 clean:

@@ -1,7 +1,7 @@
 """Build notebooks/*.ipynb from their jupytext py:percent sources: execute each top to bottom, then strip
 execution counts and volatile metadata (outputs are kept, so the notebooks read well unrun).
 
-    python scripts/build_notebooks.py [notebooks/NN_name.py ...]      (make notebooks)
+    python scripts/build_notebooks.py [notebooks/NN_name.py ...]      (make rebuild-notebooks)
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Write tests/data/minilm_reference.npz: sentence-transformers' embeddings of fixed sentences with
+"""Write transformer_np/pretrained/data/minilm_reference.npz: sentence-transformers' embeddings of fixed sentences with
 all-MiniLM-L6-v2, the reference that tests/test_pretrained.py compares the NumPy model against.
 
 Needs (not dependencies of transformer_np): pip install -e . torch==2.13.0 sentence-transformers
@@ -28,7 +28,7 @@ def main():
 
     model = SentenceTransformer(str(default_path()), device="cpu")
     vectors = model.encode(REFERENCE_SENTENCES, batch_size=8, convert_to_numpy=True, normalize_embeddings=False)
-    out = ROOT / "tests" / "data" / "minilm_reference.npz"
+    out = ROOT / "transformer_np" / "pretrained" / "data" / "minilm_reference.npz"
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, sentences=np.array(REFERENCE_SENTENCES), vectors=vectors.astype(np.float32),
              versions=np.array([f"sentence-transformers {sentence_transformers.__version__}",

@@ -33,7 +33,7 @@ def test_notebook_cells_equal_its_py_percent_source(source):
     jupytext = pytest.importorskip("jupytext")
     want = [(c.cell_type, c.source) for c in jupytext.read(source).cells]
     got = [(c["cell_type"], "".join(c["source"])) for c in load(source.with_suffix(".ipynb"))["cells"]]
-    assert got == want, f"{source.name} and its .ipynb disagree: run `make notebooks`"
+    assert got == want, f"{source.name} and its .ipynb disagree: run `make rebuild-notebooks`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

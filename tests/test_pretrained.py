@@ -4,7 +4,6 @@ sentence-transformers' (committed vectors), and the safetensors reader refuses e
 import json
 import random
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,6 @@ from hypothesis import strategies as st
 from transformer_np.pretrained import INSTALL
 from transformer_np.pretrained.safetensors import DTYPES, SafetensorsError, load_safetensors, read_header
 from transformer_np.pretrained.sentences import REFERENCE_SENTENCES, SEARCH_SENTENCES
-
-DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +81,9 @@ def test_batches_are_padded_with_an_attention_mask(minilm):
 
 # --- the model -----------------------------------------------------------------------------------------
 def test_embeddings_equal_sentence_transformers_reference(minilm):
-    ref = np.load(DATA / "minilm_reference.npz", allow_pickle=False)
-    sentences, want = list(ref["sentences"]), ref["vectors"]
+    from transformer_np.pretrained import reference_embeddings
+
+    sentences, want, _ = reference_embeddings()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = minilm.encode(sentences, batch_size=8)

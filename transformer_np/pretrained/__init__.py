@@ -9,11 +9,11 @@ both from the core formulas; ``sentences`` holds the bundled texts.  Nothing is 
 from .bpe import BPETokenizer, StreamDecoder, render_chat
 from .gguf import GGUFError, dequantize, read_gguf
 from .llama import LlamaConfig, LlamaModel, llama_logits, load_llama_gguf, load_smollm2, smollm2_path
-from .minilm import INSTALL, MiniLM, bert_params, default_path, load_minilm
+from .minilm import INSTALL, MiniLM, bert_params, default_path, load_minilm, reference_embeddings
 from .safetensors import SafetensorsError, load_safetensors, read_header
 from .wordpiece import WordPieceTokenizer
 
 __all__ = ["BPETokenizer", "GGUFError", "INSTALL", "LlamaConfig", "LlamaModel", "MiniLM", "SafetensorsError",
            "StreamDecoder", "WordPieceTokenizer", "bert_params", "default_path", "dequantize", "llama_logits",
            "load_llama_gguf", "load_minilm", "load_safetensors", "load_smollm2", "read_gguf", "read_header",
-           "render_chat", "smollm2_path"]
+           "reference_embeddings", "render_chat", "smollm2_path"]

@@ -138,3 +138,14 @@ def load_minilm(path=None):
     tokenizer = WordPieceTokenizer.from_file(folder / "vocab.txt", max_length=min(max_length, cfg.max_len))
     tensors, _ = load_safetensors(folder / "model.safetensors")
     return MiniLM(bert_params(tensors, cfg), cfg, tokenizer)
+
+
+REFERENCE = Path(__file__).resolve().parent / "data" / "minilm_reference.npz"
+
+
+def reference_embeddings():
+    """(sentences, vectors (N, 384) float32, versions): sentence-transformers' embeddings of fixed varied sentences
+    with all-MiniLM-L6-v2 — the reference the NumPy model is checked against (made by
+    scripts/make_minilm_reference.py, shipped with the package)."""
+    with np.load(REFERENCE, allow_pickle=False) as data:
+        return list(data["sentences"]), data["vectors"], list(data["versions"])

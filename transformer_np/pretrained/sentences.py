@@ -1,5 +1,5 @@
 """Sentences that ship with the package: the `search` command's small corpus and the fixed inputs of the
-MiniLM reference vectors (tests/data/minilm_reference.npz)."""
+MiniLM reference vectors (pretrained/data/minilm_reference.npz)."""
 
 SEARCH_SENTENCES = [
     "A man is eating food.",

@@ -116,7 +116,8 @@ print({name: [w.shape for w in ws] for name, ws in att.items()})
 #
 # **1.** Write `my_param_count(cfg)`: the number of parameters of a `TransformerConfig` model (embedding table
 # V×C; per encoder layer one attention block, two layer norms, an FFN; per decoder layer two attention blocks,
-# three layer norms, an FFN; a final norm after each stack; the output layer C×V plus bias). Then evaluate it
+# three layer norms, an FFN; a final norm after each stack when cfg.final_norm; the output layer C×V plus bias).
+# It is checked on random configurations too. Then evaluate it
 # on the paper's base model.
 
 # %%
@@ -136,8 +137,9 @@ else:
 def my_param_count(cfg):
     C, F, V = cfg.d_model, cfg.d_ff, cfg.vocab_size
     attn, norm, ffn = 4 * C * C + 4 * C, 2 * C, C * F + F + F * C + C
-    enc = cfg.n_encoder_layers * (attn + 2 * norm + ffn) + norm
-    dec = cfg.n_decoder_layers * (2 * attn + 3 * norm + ffn) + norm
+    final = norm if cfg.final_norm else 0  # nn.Transformer's LayerNorm after each stack
+    enc = cfg.n_encoder_layers * (attn + 2 * norm + ffn) + final
+    dec = cfg.n_decoder_layers * (2 * attn + 3 * norm + ffn) + final
     return V * C + enc + dec + C * V + V
 
 

@@ -103,11 +103,20 @@ def check_gelu(fn):
 
 
 def check_parameter_count(fn, cfg):
-    """fn(cfg) -> the model's parameter count, as count_params of its params tree."""
-    want = count_params(param_shapes(cfg))
-    got = fn(cfg)
-    assert got == want, f"you counted {got:,}; the params tree holds {want:,} (difference {want - got:,})"
-    return _done(f"parameter count ({want:,})")
+    """fn(cfg) -> the model's parameter count, as count_params of its params tree; checked on cfg and on random
+    other configurations (so that a number copied from somewhere does not pass)."""
+    rng = np.random.default_rng(13)
+    configs = [cfg] + [TransformerConfig(d_model=int(H * rng.choice([4, 8])), n_heads=int(H),
+                                         n_encoder_layers=int(rng.integers(1, 4)),
+                                         n_decoder_layers=int(rng.integers(1, 4)), d_ff=int(rng.integers(8, 64)),
+                                         vocab_size=int(rng.integers(10, 100)), final_norm=bool(rng.integers(2)))
+                       for H in rng.choice([1, 2, 4], size=4)]
+    for i, c in enumerate(configs):
+        want, got = count_params(param_shapes(c)), fn(c)
+        assert got == want, (f"configuration {i} (C={c.d_model}, layers {c.n_encoder_layers}+{c.n_decoder_layers}, "
+                             f"F={c.d_ff}, V={c.vocab_size}, final_norm={c.final_norm}): your count is "
+                             f"{'too high' if got > want else 'too low'}")
+    return _done(f"parameter count ({count_params(param_shapes(cfg)):,} for the configuration asked)")
 
 
 def check_top_k(fn):
@@ -122,11 +131,15 @@ def check_top_k(fn):
 
 def check_kv_cache_bytes(fn):
     """fn(cfg, batch, tokens, itemsize) -> bytes of a decoder-only model's KV cache."""
-    for cfg, B, t in ((TransformerConfig.lm_tiny(), 3, 10),
-                      (TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
-                                         architecture="decoder-only"), 1, 1024)):
-        want = 2 * cfg.n_decoder_layers * B * cfg.n_heads * t * cfg.d_head * 4
-        assert fn(cfg, B, t, 4) == want, f"for {B} x {t} tokens you gave {fn(cfg, B, t, 4):,}, want {want:,}"
+    cases = ((TransformerConfig.lm_tiny(), 3, 10, 4),
+             (TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
+                                architecture="decoder-only"), 1, 1024, 2),
+             (TransformerConfig.lm_tiny(n_decoder_layers=3), 2, 7, 8))
+    for cfg, B, t, itemsize in cases:
+        want = 2 * cfg.n_decoder_layers * B * cfg.n_heads * t * cfg.d_head * itemsize
+        got = fn(cfg, B, t, itemsize)
+        assert got == want, (f"for L={cfg.n_decoder_layers}, H={cfg.n_heads}, D={cfg.d_head}, {B} x {t} tokens of "
+                             f"{itemsize} bytes your count is {'too high' if got > want else 'too low'}")
     return _done("KV cache size")
 
 
@@ -146,7 +159,7 @@ def check_ranking(fn):
     corpus, query = rng.standard_normal((8, 5)) * rng.uniform(0.1, 10, (8, 1)), rng.standard_normal(5)
     cos = corpus @ query / (np.linalg.norm(corpus, axis=1) * np.linalg.norm(query))
     got = [int(i) for i in fn(query, corpus)]
-    assert got == list(np.argsort(-cos)), f"expected {list(np.argsort(-cos))}, got {got} (normalise first?)"
+    assert got == list(np.argsort(-cos)), "the order is not by cosine similarity (normalise first?)"
     return _done("cosine ranking")
 
 
@@ -184,9 +197,10 @@ def check_rope(fn):
 
 def check_gqa_cache_bytes(fn):
     """fn(n_layers, n_kv_heads, d_head, tokens, itemsize) -> bytes of a grouped-query model's KV cache."""
-    for L, H_kv, D, t in ((30, 3, 64, 1), (30, 3, 64, 1000), (32, 8, 128, 4096)):
-        want = 2 * L * H_kv * D * t * 4
-        assert fn(L, H_kv, D, t, 4) == want, f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens: want {want:,}"
+    for L, H_kv, D, t, itemsize in ((30, 3, 64, 1, 4), (30, 3, 64, 1000, 2), (32, 8, 128, 4096, 1)):
+        want, got = 2 * L * H_kv * D * t * itemsize, fn(L, H_kv, D, t, itemsize)
+        assert got == want, (f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens of {itemsize} bytes your count is "
+                             f"{'too high' if got > want else 'too low'}")
     return _done("grouped-query KV cache size")
 
 

@@ -68,8 +68,10 @@ except ValueError as e:
 # %% [markdown]
 # ## Pictures
 #
-# The table: each column is a sinusoid of position; the wavelength grows from $2\pi$ (left) to
-# $10000\cdot 2\pi$ (right), so early dimensions tell nearby positions apart and late ones vary slowly.
+# The table: each column is a sinusoid of position; pair $i$ has wavelength $2\pi \cdot 10000^{2i/d}$, from
+# $2\pi$ (left) towards $2\pi\cdot 10000$ — for $d = 64$ the last pair ($2i = 62$) reaches
+# $2\pi\cdot 10000^{62/64} \approx 2\pi\cdot 7500$ — so early dimensions tell nearby positions apart and late
+# ones vary slowly.
 
 # %%
 viz.positional_encoding_heatmap(tn.sinusoidal_positional_encoding(100, 64));
@@ -93,8 +95,9 @@ for k in (1, 7, 20):
 #
 # The paper chose sinusoids "because we hypothesized it would allow the model to easily learn to attend by
 # relative positions". Let us find $M_k$ from data alone — a least-squares fit of $PE[pos+k]$ on $PE[pos]$
-# over 5000 positions (enough for even the slowest sinusoid of a 16-dim table to turn) — and look at it: it
-# is block-diagonal, one 2×2 rotation per (sin, cos) pair, the same for every $pos$.
+# over 5000 positions (over which even the slowest sinusoid of a 16-dim table, wavelength
+# $2\pi\cdot 10000^{14/16} \approx 2\pi\cdot 3160$, turns about a quarter) — and look at it: it is
+# block-diagonal, one 2×2 rotation per (sin, cos) pair, the same for every $pos$.
 
 # %%
 k = 3
@@ -103,7 +106,8 @@ A, B_ = pe16[:-k], pe16[k:]                       # rows PE[pos] and PE[pos + k]
 M_T, *_ = np.linalg.lstsq(A, B_, rcond=None)      # B_ = A @ M^T
 M = M_T.T
 np.testing.assert_allclose(A @ M.T, B_, atol=1e-10)          # one fixed linear map for every position
-np.testing.assert_allclose(M @ M.T, np.eye(16), atol=1e-10)  # ... which is orthogonal: a rotation
+np.testing.assert_allclose(M @ M.T, np.eye(16), atol=1e-10)  # ... which is orthogonal,
+assert abs(np.linalg.det(M) - 1) < 1e-10                      # with determinant +1: a rotation, not a reflection
 print(np.round(M[:4, :4], 3))
 
 # %% [markdown]
@@ -116,7 +120,8 @@ print(np.round(M[:4, :4], 3))
 
 # %%
 P = rng.normal(0, 0.02, size=(64, 64))
-viz.positional_similarity(tn.learned_positional_embedding(P, 64));
+viz.positional_similarity(tn.learned_positional_embedding(P, 64),
+                          "Dot products P(p)·P(q) of an untrained learned table: no structure");
 
 # %%
 try:

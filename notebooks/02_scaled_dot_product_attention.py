@@ -36,9 +36,10 @@ print("matches the equation written as loops")
 # %% [markdown]
 # ## Why divide by $\sqrt{d_k}$
 #
-# With $q, k$ of independent unit-variance entries, $q\cdot k = \sum_{j=1}^{d_k} q_j k_j$ has variance
-# $d_k$. Large scores push softmax to a one-hot vector, whose gradients vanish. Dividing by $\sqrt{d_k}$ brings
-# the variance back to 1:
+# The paper's argument assumes the entries of $q$ and $k$ are **independent, with mean 0 and variance 1**. Then
+# each product $q_j k_j$ has mean 0 and variance 1, and their sum $q\cdot k = \sum_{j=1}^{d_k} q_j k_j$ has
+# variance $d_k$. Large scores push softmax to a one-hot vector, whose gradients vanish. Dividing by
+# $\sqrt{d_k}$ brings the variance back to 1 (for trained, correlated q and k the scale is only a rule of thumb):
 
 # %%
 for d in (4, 64, 1024):
@@ -82,7 +83,8 @@ assert np.all(np.triu(w_causal[0], 1) == 0)          # no weight on future keys,
 np.testing.assert_allclose(w_causal[0].sum(-1), 1.0)  # and each row is still a distribution
 
 # %% [markdown]
-# A masked key gets weight exactly 0 (not a small number from a $-10^9$ constant), and the output at
+# A masked key gets weight exactly 0 — as it would with a $-10^9$ constant too, since $e^{-10^9}$ underflows to
+# 0; the boolean mask differs only where *every* key of a query is masked (below) — and the output at
 # position $t$ cannot change when tokens after $t$ change:
 
 # %%
@@ -92,6 +94,17 @@ out1, _ = tn.scaled_dot_product_attention(x, x, x, mask=causal)
 out2, _ = tn.scaled_dot_product_attention(x2, x2, x2, mask=causal)
 np.testing.assert_allclose(out1[0, :4], out2[0, :4], atol=1e-12)
 print("outputs at t < 4 unchanged:", np.allclose(out1[0, :4], out2[0, :4]))
+
+# %% [markdown]
+# Chapter 1 promised a check: without positions, attention cannot tell word order. Shuffle the tokens and every
+# token's output is shuffled the same way — self-attention is **permutation-equivariant**:
+
+# %%
+perm = np.array([3, 0, 5, 1, 4, 2])
+out_x, _ = tn.scaled_dot_product_attention(x, x, x)
+out_p, _ = tn.scaled_dot_product_attention(x[:, perm], x[:, perm], x[:, perm])
+np.testing.assert_allclose(out_p, out_x[:, perm], atol=1e-12)
+print("attention(shuffled tokens) == shuffled attention(tokens):", np.allclose(out_p, out_x[:, perm]))
 
 # %% [markdown]
 # ## The fully masked query

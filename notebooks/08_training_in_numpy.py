@@ -89,8 +89,10 @@ for text, pred in zip(examples, predict(task, params_, examples)):
 # %% [markdown]
 # ## Does "2021" attend to the year?
 #
-# Cross-attention of the trained dates model: for each output character (rows), where in the input it looks
-# (columns), last decoder layer, averaged over heads.
+# Cross-attention of the trained dates model, last decoder layer, averaged over heads. The decoder's input is
+# `<s>` followed by the output shifted right, so the query at row t reads the characters *before* output t and
+# **predicts output t**: the rows are labelled by the character each one predicts (→ 2, → 0, …, → `</s>`),
+# the columns by the input characters it looks at.
 
 # %%
 model = tn.Transformer.from_config(task.config, params_)
@@ -100,14 +102,14 @@ out = predict(task, params_, [text])[0]
 tgt = np.array([task.tokenizer.encode(out, bos=True)])
 _, attention = model.forward_with_attention(src, tgt)
 cross = attention["decoder_cross"][-1][0].mean(axis=0)     # (T, S)
-viz.attention_weights(cross, ["<s>"] + list(out), list(text),
+viz.attention_weights(cross, [f"→{c}" for c in out] + ["→</s>"], list(text),
                       title=f"Cross-attention of the trained dates model: {text!r} -> {out}");
 
 # %%
 year_cols = [i for i, ch in enumerate(text) if i >= text.index("2021")]
-year_rows = [1 + i for i in range(4)]                       # the output's "2021" (after <s>)
+year_rows = list(range(4))                                  # the queries that predict the output's "2021"
 share = cross[np.ix_(year_rows, year_cols)].sum(axis=1).mean() / cross[year_rows].sum(axis=1).mean()
-print(f"the output year's characters put {share:.0%} of their attention on the input '2021'")
+print(f"the queries that predict the year put {share:.0%} of their attention on the input '2021'")
 
 # %% [markdown]
 # ## The classifier and negation

@@ -58,12 +58,11 @@ def positional_encoding_waves(pe, dims=(0, 10, 20, 40)):
     return fig
 
 
-def positional_similarity(pe):
-    """PE(p)·PE(q) for all pairs: it depends only on the offset q - p."""
+def positional_similarity(pe, title="Dot products PE(p)·PE(q): constant along diagonals"):
+    """P(p)·P(q) for all pairs of positions (for the sin-cos table it depends only on the offset q - p)."""
     pe = to_numpy(pe)
     fig, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
-    heatmap(ax, pe @ pe.T, title="Dot products PE(p)·PE(q): constant along diagonals",
-            xlabel="position q", ylabel="position p", cmap="magma")
+    heatmap(ax, pe @ pe.T, title=title, xlabel="position q", ylabel="position p", cmap="magma")
     return fig
 
 

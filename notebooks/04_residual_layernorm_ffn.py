@@ -45,9 +45,12 @@ viz.layer_norm_statistics(many, tn.layer_norm(many, np.ones(64), np.zeros(64)));
 # ## The residual stream, post-LN and pre-LN
 #
 # The paper normalises *after* the residual add: $\mathrm{LN}(x + f(x))$ (post-LN). Most models since GPT-2
-# normalise the sublayer's *input* instead: $x + f(\mathrm{LN}(x))$ (pre-LN), which trains deep stacks
-# without a warm-up. transformer_np has both behind one option, `TransformerConfig(norm_first=...)`.
-# Post-LN keeps every token's vector at norm $\approx\sqrt{C}$; pre-LN lets the stream grow layer by layer:
+# normalise the sublayer's *input* instead: $x + f(\mathrm{LN}(x))$ (pre-LN). Xiong et al. (2020) show that at
+# initialisation post-LN's gradients near the output are large, which is why it needs a learning-rate
+# warm-up, and report that pre-LN trained well with a shorter (or no) warm-up in their experiments — a finding
+# about their settings, not a guarantee. transformer_np has both behind one option,
+# `TransformerConfig(norm_first=...)`. Post-LN keeps every token's vector at norm $\approx\sqrt{C}$; pre-LN
+# lets the stream grow layer by layer:
 
 # %%
 viz.residual_stream_norms(figures.residual_norms_through_stack());
@@ -68,10 +71,29 @@ print(f"max |post-LN - pre-LN| = {np.abs(y_post - y_pre).max():.3f}")
 print(f"token norms: post-LN {np.linalg.norm(y_post, axis=-1).round(2)}  pre-LN {np.linalg.norm(y_pre, axis=-1).round(2)}")
 
 # %% [markdown]
-# A residual with $f = 0$ is the identity — the property that lets a deep stack start close to "do nothing":
+# The gradients, measured: the norm of each layer's parameter gradient at initialisation in a 12-layer stack,
+# for one fixed random direction $g$ of the loss $L = \sum y \odot g$ on the stack's output. Post-LN's gradients
+# do not shrink with depth — in this run they are largest in the upper layers, as Xiong et al.'s analysis
+# predicts; pre-LN's shrink steadily (about 3× from the first layer to the last), because each layer adds to a
+# residual stream that keeps growing (the picture above), so each matters less. Both are one random
+# initialisation of one small stack: a picture of the mechanism, not a measurement of training.
+
+# %%
+grad_norms = figures.gradient_norms_through_stack()
+viz.gradient_norms(grad_norms)
+print({name: [round(v, 2) for v in values[::3]] for name, values in grad_norms.items()})
+
+# %% [markdown]
+# A residual with $f = 0$ is the identity: $x + 0 = x$. With pre-LN a whole layer whose sublayers output 0 passes
+# its input through unchanged; with post-LN it does not — $\mathrm{LN}(x + 0) = \mathrm{LN}(x) \ne x$ — so a
+# post-LN stack cannot start out as "doing nothing":
 
 # %%
 assert np.array_equal(tn.residual(h, np.zeros_like(h)), h)
+zero = {**layer, "self_attn": {k: np.zeros_like(v) for k, v in layer["self_attn"].items()},
+        "ffn": {k: np.zeros_like(v) for k, v in layer["ffn"].items()}}
+assert np.allclose(tn.encoder_layer(h, zero, pre)[0], h)                # pre-LN: the identity
+print("post-LN layer with f = 0 changes its input by", float(np.abs(tn.encoder_layer(h, zero, post)[0] - h).max()))
 
 # %% [markdown]
 # ## The feed-forward network, ReLU and GELU

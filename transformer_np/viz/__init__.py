@@ -15,6 +15,7 @@ from .plots import (
     decode_speed,
     encoder_decoder_attention,
     gqa_sharing,
+    gradient_norms,
     head_grid,
     heatmap,
     layer_head_scores,
@@ -42,6 +43,7 @@ from .plots import (
 )
 
 __all__ = [
+    "gradient_norms",
     "speculative_tokens",
     "batching_timeline",
     "block_tables",

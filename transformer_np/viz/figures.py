@@ -14,10 +14,12 @@ from ..core.attention import multi_head_attention, scaled_dot_product_attention
 from ..core.embeddings import sinusoidal_positional_encoding
 from ..core.masks import causal_mask, combine_masks, padding_mask
 from ..core.nn import layer_norm
+from ..core.tree import flatten
 from ..model.config import TransformerConfig
 from ..model.layers import encoder_layer
 from ..model.models import Transformer
 from ..model.params import init_params
+from ..model.stacks import encoder_backward, encoder_forward
 from . import plots
 
 SENTENCE = ["the", "cat", "sat", "on", "the", "mat"]
@@ -43,6 +45,23 @@ def residual_norms_through_stack(n_layers=6, seed=0, T=16):
             x, _ = encoder_layer(x, lp, cfg)
             norms.append(float(np.linalg.norm(x, axis=-1).mean()))
         out["pre-LN: x + f(LN(x)) grows" if norm_first else "post-LN: LN(x + f(x)) stays at √C"] = norms
+    return out
+
+
+def gradient_norms_through_stack(n_layers=12, seed=0, T=16):
+    """Gradient norm of each layer's parameters at initialisation, post-LN and pre-LN, for the loss
+    L = Σ y ⊙ g with g a fixed random direction (the same for both) on the stack's output y."""
+    out = {}
+    for norm_first in (False, True):
+        cfg = TransformerConfig(d_model=64, n_heads=4, n_encoder_layers=n_layers, n_decoder_layers=0, d_ff=256,
+                                vocab_size=1, norm_first=norm_first, dtype="float64")
+        params = init_params(cfg, seed)["encoder"]
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((4, T, 64))
+        y, _, cache = encoder_forward(x, params, cfg)
+        _, grads = encoder_backward(rng.standard_normal(y.shape) / np.sqrt(y.size), cache, params, cfg)
+        norms = [float(np.sqrt(sum(np.sum(a * a) for a in flatten(g).values()))) for g in grads["layers"]]
+        out["pre-LN: x + f(LN(x))" if norm_first else "post-LN: LN(x + f(x))"] = norms
     return out
 
 

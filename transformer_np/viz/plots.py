@@ -164,6 +164,19 @@ def residual_stream_norms(norms):
     return fig
 
 
+def gradient_norms(norms):
+    """Per-layer gradient norms at initialisation, one line per named variant."""
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    for name, values in norms.items():
+        ax.plot(range(1, len(values) + 1), values, "o-", label=name)
+    ax.set_xlabel("layer (1 = next to the input)")
+    ax.set_ylabel("‖∂L/∂θ_layer‖")
+    ax.set_xticks(range(1, len(next(iter(norms.values()))) + 1))
+    ax.set_title("Gradient norms per layer at initialisation, 12 layers", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def layer_norm_statistics(x, y):
     """Per-token mean and std before (x) and after (y) layer norm."""
     x, y = to_numpy(x).reshape(-1, x.shape[-1]), to_numpy(y).reshape(-1, y.shape[-1])

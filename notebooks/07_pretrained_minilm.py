@@ -3,8 +3,12 @@
 #
 # Our source document opens with BERT (2018), the pretrained Transformer *encoder*. all-MiniLM-L6-v2 is a
 # small BERT — 6 layers, C = 384, 12 heads, F = 1536, a 30,522-word WordPiece vocabulary — fine-tuned so
-# that the mean of its output vectors is a sentence embedding. Nobody here wrote or trained it: if the
-# NumPy functions of chapters 1–4 reproduce its reference outputs, the math is right.
+# that the mean of its output vectors is a sentence embedding. It is itself a **distilled** model: MiniLM
+# (Wang et al. 2020) was trained to imitate the self-attention of a larger BERT teacher — its attention
+# distributions and value relations — with fewer layers and a narrower width, and all-MiniLM-L6-v2 was then
+# fine-tuned on a billion sentence pairs. So its heads resemble a big BERT's more than their size would
+# suggest. Nobody here wrote or trained it: if the NumPy functions of chapters 1–4 reproduce its reference
+# outputs, the math is right.
 #
 # $$x = \mathrm{LN}(E_{word}[ids] + P[0{:}T] + E_{type}[0]) \qquad x \leftarrow \mathrm{EncoderLayer}(x)\ \times 6
 #   \qquad e = \frac{\sum_t m_t x_t}{\sum_t m_t},\quad \hat e = \frac{e}{\lVert e\rVert}$$
@@ -75,8 +79,9 @@ assert cos.min() >= 0.99999 and np.abs(mine - ref_vectors).max() <= 1e-5
 # ## What the heads do
 #
 # Every layer's attention weights are available. Score each of the 6 × 12 heads on three patterns, on a
-# sentence with a repeated word: the weight a token gives to **the next token**, to **[SEP]**, and — for the
-# second "cat" — to **the earlier "cat"**.
+# sentence with a repeated word: the weight a token gives to **the next token**, to **[CLS]** — the first token,
+# where many heads park the attention they do not need (an *attention sink*; in big BERTs [SEP] often plays that
+# part, here it gets almost none) — and, for the second "cat", to **the earlier "cat"**.
 
 # %%
 sentence = "the cat chased the dog because the cat was hungry"
@@ -85,16 +90,18 @@ W = np.stack(weights)                                        # (L, H, T, T)
 T = len(toks)
 inner = np.arange(1, T - 2)                                  # real words with a next word
 next_token = W[:, :, inner, inner + 1].mean(-1)              # (L, H)
-to_sep = W[:, :, 1:-1, T - 1].mean(-1)
+to_cls = W[:, :, 1:-1, 0].mean(-1)                           # (L, H): weight on [CLS]
+to_sep = W[:, :, 1:-1, T - 1].mean(-1)                       # and on [SEP], for comparison
 cats = [i for i, t in enumerate(toks) if t == "cat"]
 same_word = W[:, :, cats[1], cats[0]]
 print(toks)
-viz.layer_head_scores({"attention to the next token": next_token, "attention to [SEP]": to_sep,
-                       "second 'cat' -> first 'cat'": same_word});
+viz.layer_head_scores({"attention to the next token": next_token, "attention to [CLS] (the sink)": to_cls,
+                       "second 'cat' -> first 'cat'": same_word})
+print(f"mean weight on [CLS] {to_cls.mean():.2f}, on [SEP] {to_sep.mean():.2f}")
 
 # %%
 best = {name: np.unravel_index(np.argmax(s), s.shape)
-        for name, s in [("next token", next_token), ("[SEP]", to_sep), ("same word", same_word)]}
+        for name, s in [("next token", next_token), ("[CLS]", to_cls), ("same word", same_word)]}
 for name, (layer, head) in best.items():
     print(f"{name:10s}: layer {layer}, head {head}")
 layer, head = best["next token"]

@@ -337,3 +337,26 @@ def test_encoder_layer_gradients_equal_torch_autograd(rng, norm_first):
     assert g.keys() == w.keys()
     for k in g:
         np.testing.assert_allclose(g[k], w[k], atol=1e-10, err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["encoder-decoder", "decoder-only"])
+def test_tied_embedding_gradients_match_finite_differences(kind):
+    """With tie_embeddings the table is used twice (embedding and output layer): its gradient is the sum."""
+    from transformer_np.model.losses import lm_loss, transformer_loss
+
+    if kind == "encoder-decoder":
+        cfg = tn.TransformerConfig.tiny(dtype="float64", tie_embeddings=True, d_model=8, n_heads=2, d_ff=8,
+                                        n_encoder_layers=1, n_decoder_layers=1, vocab_size=7)
+        args = (np.array([[1, 2, 3]]), np.array([[1, 4, 5]]), np.array([[4, 5, 2]]))
+        loss_fn = transformer_loss
+    else:
+        cfg = tn.TransformerConfig.lm_tiny(dtype="float64", tie_embeddings=True, d_model=8, n_heads=2, d_ff=8,
+                                           n_decoder_layers=1, vocab_size=7)
+        args = (np.array([[1, 2, 3, 4]]), np.array([[2, 3, 4, 5]]))
+        loss_fn = lm_loss
+    params = tn.init_params(cfg, 2)
+    assert "out" not in params
+    _, grads = loss_fn(params, *args, cfg)
+    table = params["embed"]["table"]
+    numeric = numeric_grad(lambda: float(loss_fn(params, *args, cfg)[0]), table)
+    np.testing.assert_allclose(grads["embed"]["table"], numeric, atol=1e-7)

@@ -107,3 +107,18 @@ def test_saving_from_torch_tensors_loads_as_numpy(tmp_path):
     loaded, _ = tn.load_checkpoint(tmp_path / "t.npz")
     assert isinstance(loaded["out"]["w"], np.ndarray)
     assert os.path.getsize(tmp_path / "t.npz") > 0
+
+
+def test_tying_the_output_layer_to_the_embeddings_removes_c_times_v_plus_v_parameters():
+    untied = tn.count_params(tn.model.param_shapes(tn.TransformerConfig.paper_base()))
+    tied = tn.count_params(tn.model.param_shapes(tn.TransformerConfig.paper_base(tie_embeddings=True)))
+    assert (untied, tied) == (82_065_544, 63_084_544) and untied - tied == 512 * 37000 + 37000
+    cfg = tn.TransformerConfig.tiny(tie_embeddings=True)
+    model = tn.Transformer.from_config(cfg, seed=0)
+    table = model.params["embed"]["table"]
+    src, tgt = np.array([[1, 2, 3]]), np.array([[4, 5]])
+    y = tn.model.models.decode(model.params, tgt, tn.model.encode(model.params, src, cfg)[0], cfg)[0]
+    assert y.shape == (1, 2, cfg.vocab_size)
+    with pytest.raises(ValueError, match="tie_embeddings needs an output over the vocabulary"):
+        tn.TransformerConfig.tiny(architecture="encoder-classifier", n_decoder_layers=0, tie_embeddings=True)
+    assert table is model.params["embed"]["table"]

@@ -384,8 +384,10 @@ def to_torch(obj):
     if isinstance(obj, (Transformer, TorchStyleTransformer)):
         model = obj.model if isinstance(obj, TorchStyleTransformer) else obj
         c = model.config
-        if c.n_encoder_layers != c.n_decoder_layers or not c.final_norm or c.pad_id is not None:
-            raise NotImplementedError("to_torch needs equal encoder/decoder depth, final norms and no pad_id")
+        if c.n_encoder_layers != c.n_decoder_layers or not c.final_norm or c.pad_id is not None \
+                or c.tie_embeddings or c.kv_heads != c.n_heads:
+            raise NotImplementedError("to_torch needs equal encoder/decoder depth, final norms, no pad_id, untied "
+                                      "embeddings and multi-head attention (nn.Transformer has no other)")
         m = source_model_torch()(c.d_model, c.n_heads, c.n_encoder_layers, c.vocab_size, c.d_ff, c.max_len,
                                  activation=c.activation, norm_first=c.norm_first,
                                  scale_embedding=c.scale_embedding)

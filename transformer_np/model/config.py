@@ -33,6 +33,7 @@ class TransformerConfig:
     architecture: str = "encoder-decoder"  # or "decoder-only" (GPT-style LM) or "encoder-classifier"
     n_classes: int = 2  # classes of an encoder-classifier (mean-pooled encoder output -> linear)
     n_kv_heads: int | None = None  # H_kv key/value heads (grouped-query attention); None: H, multi-head
+    tie_embeddings: bool = False  # logits = y Eᵀ with the embedding table E, no separate output layer (§3.4)
 
     def __post_init__(self):
         """Every field checked for type and range, each error naming the field.  NumPy integers and floats are
@@ -42,7 +43,7 @@ class TransformerConfig:
             fix(name, check_positive_int(name, getattr(self, name)))
         for name in ("n_encoder_layers", "n_decoder_layers"):
             fix(name, check_int(name, getattr(self, name), low=0))
-        for name in ("norm_first", "final_norm", "scale_embedding"):
+        for name in ("norm_first", "final_norm", "scale_embedding", "tie_embeddings"):
             check_bool(name, getattr(self, name))
         fix("layer_norm_eps", check_real("layer_norm_eps", self.layer_norm_eps, low=0.0, low_open=True))
         fix("dropout", check_real("dropout", self.dropout, low=0.0, high=1.0, high_open=True))
@@ -61,6 +62,8 @@ class TransformerConfig:
             raise ValueError(
                 f"an encoder classifier has no decoder: n_decoder_layers must be 0, got {self.n_decoder_layers}"
             )
+        if self.tie_embeddings and self.architecture == "encoder-classifier":
+            raise ValueError("tie_embeddings needs an output over the vocabulary; an encoder classifier has classes")
         if self.architecture == "decoder-only" and self.n_encoder_layers:
             raise ValueError(
                 f"a decoder-only model has no encoder: n_encoder_layers must be 0, got {self.n_encoder_layers}"

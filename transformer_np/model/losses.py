@@ -17,7 +17,7 @@ from ..core.nn import (
     mean_pool_backward,
     mean_pool_forward,
 )
-from .models import embed, not_padding
+from .models import embed, not_padding, output_logits
 from .stacks import decoder_backward, decoder_forward, encoder_backward, encoder_forward
 
 
@@ -31,6 +31,26 @@ def embed_backward(dx, drop, ids, cfg):
     return token_embedding_backward(dropout_backward(dx, drop), ids, cfg.vocab_size, scale=cfg.scale_embedding)
 
 
+def output_forward_backward(y, params, cfg, targets, label_smoothing):
+    """Output layer, cross-entropy and their backward.  Returns (loss, dy, grads of the output layer: {"out": …}
+    or, tied, the table's gradient {"table": dW_outᵀ} to add to the embedding's)."""
+    logits = output_logits(y, params, cfg)  # (B, T, V)
+    loss, ce = cross_entropy_forward(logits, targets, label_smoothing, ignore_index=cfg.pad_id)
+    if cfg.tie_embeddings:  # forward: logits = y Eᵀ, so dy = dlogits E and dE = dlogitsᵀ y
+        dy, dw_t, _ = linear_backward(cross_entropy_backward(ce), y, params["embed"]["table"].T, has_bias=False)
+        return loss, dy, {"table": dw_t.T}
+    dy, dw, db = linear_backward(cross_entropy_backward(ce), y, params["out"]["w"])
+    return loss, dy, {"out": {"w": dw, "b": db}}
+
+
+def _with_output(grads, out):
+    """The model's gradient tree with the output layer's gradient put in (added to the table's when tied)."""
+    if "table" in out:
+        grads["embed"]["table"] = grads["embed"]["table"] + out["table"]  # E is used twice: its gradients add
+        return grads
+    return grads | out
+
+
 def transformer_loss(params, src, tgt_in, tgt_out, cfg, rng=None, label_smoothing=0.0):
     r"""Cross-entropy of the encoder-decoder's predictions of tgt_out given src and tgt_in (teacher forcing,
     tgt_in = tgt_out shifted right).  Returns (loss, grads shaped like params)."""
@@ -40,15 +60,13 @@ def transformer_loss(params, src, tgt_in, tgt_out, cfg, rng=None, label_smoothin
     memory, _, enc = encoder_forward(x, params["encoder"], cfg, mask=keys, rng=rng)
     y, drop_tgt = embed_forward(tgt_in, params["embed"], cfg, rng)  # (B, T, C)
     out, _, dec = decoder_forward(y, memory, params["decoder"], cfg, self_mask, keys, rng=rng)
-    logits = linear(out, **params["out"])  # (B, T, V)
-    loss, ce = cross_entropy_forward(logits, tgt_out, label_smoothing, ignore_index=cfg.pad_id)
+    loss, dout, g_out = output_forward_backward(out, params, cfg, tgt_out, label_smoothing)
     # backward
-    dout, dw, db = linear_backward(cross_entropy_backward(ce), out, params["out"]["w"])
     dy, dmemory, g_dec = decoder_backward(dout, dec, params["decoder"], cfg)
     dx, g_enc = encoder_backward(dmemory, enc, params["encoder"], cfg)
     # one table embeds both sides: its two gradients add
     dtable = embed_backward(dy, drop_tgt, tgt_in, cfg) + embed_backward(dx, drop_src, src, cfg)
-    return loss, {"embed": {"table": dtable}, "encoder": g_enc, "decoder": g_dec, "out": {"w": dw, "b": db}}
+    return loss, _with_output({"embed": {"table": dtable}, "encoder": g_enc, "decoder": g_dec}, g_out)
 
 
 def lm_loss(params, ids_in, ids_out, cfg, rng=None, label_smoothing=0.0):
@@ -56,13 +74,11 @@ def lm_loss(params, ids_in, ids_out, cfg, rng=None, label_smoothing=0.0):
     mask = combine_masks(causal_mask(ids_in.shape[1], like=ids_in), padding_keys(ids_in, cfg.pad_id))
     x, drop = embed_forward(ids_in, params["embed"], cfg, rng)
     h, _, stack = encoder_forward(x, params["decoder"], cfg, mask=mask, rng=rng)  # causal blocks
-    logits = linear(h, **params["out"])
-    loss, ce = cross_entropy_forward(logits, ids_out, label_smoothing, ignore_index=cfg.pad_id)
+    loss, dh, g_out = output_forward_backward(h, params, cfg, ids_out, label_smoothing)
     # backward
-    dh, dw, db = linear_backward(cross_entropy_backward(ce), h, params["out"]["w"])
     dx, g_stack = encoder_backward(dh, stack, params["decoder"], cfg)
-    return loss, {"embed": {"table": embed_backward(dx, drop, ids_in, cfg)}, "decoder": g_stack,
-                  "out": {"w": dw, "b": db}}
+    return loss, _with_output({"embed": {"table": embed_backward(dx, drop, ids_in, cfg)}, "decoder": g_stack},
+                              g_out)
 
 
 def classifier_loss(params, ids, labels, cfg, rng=None, label_smoothing=0.0):

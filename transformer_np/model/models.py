@@ -43,6 +43,13 @@ def check_tokens(name, ids, cfg, offset=0):
                          f"{f' - {offset} cached' if offset else ''}, got shape {tuple(ids.shape)}")
 
 
+def output_logits(y, params, cfg):
+    r"""logits = y W_out + b, or y Eᵀ with the embedding table E when cfg.tie_embeddings (paper §3.4: "we share the
+    same weight matrix between the two embedding layers and the pre-softmax linear transformation").
+    y: (..., C) -> (..., V)."""
+    return linear(y, params["embed"]["table"].T) if cfg.tie_embeddings else linear(y, **params["out"])
+
+
 # --- the model functions ---------------------------------------------------------------------------
 def encode(params, src, cfg, src_mask=None, need_weights=False):
     r"""memory = Encoder(Emb(src) + PE).  src: int (B, S).
@@ -73,7 +80,7 @@ def decode(params, tgt, memory, cfg, tgt_mask=None, memory_mask=None, memory_key
     out, weights = decoder(y, memory, params["decoder"], cfg, self_mask=combine_masks(tgt_mask, tgt_keys),
                            cross_mask=combine_masks(memory_mask, memory_keys), need_weights=need_weights,
                            cache=cache)
-    return linear(out, **params["out"]), weights  # (B, T, V)
+    return output_logits(out, params, cfg), weights  # (B, T, V)
 
 
 def transformer_logits(params, src, tgt, cfg, src_mask=None, tgt_mask=None, memory_mask=None,
@@ -113,7 +120,7 @@ def lm_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     x = embed(ids, params["embed"], cfg, offset=past, positions=positions)  # (B, T, C)
     x, weights, _ = encoder_forward(x, params["decoder"], cfg, mask=mask, cache=cache, keep=need_weights)
-    return linear(x[:, -1:, :] if last_only else x, **params["out"]), weights  # (B, T, V)
+    return output_logits(x[:, -1:, :] if last_only else x, params, cfg), weights  # (B, T, V)
 
 
 def classifier_logits(params, ids, cfg, need_weights=False):

@@ -63,7 +63,8 @@ def build_params(make, cfg):
     else:
         tree["encoder"] = stack_params(make, cfg, encoder_layer_params, cfg.n_encoder_layers)
         tree["decoder"] = stack_params(make, cfg, decoder_layer_params, cfg.n_decoder_layers)
-    tree["out"] = {"w": make((cfg.d_model, cfg.vocab_size), "xavier"), "b": make((cfg.vocab_size,), "zeros")}
+    if not cfg.tie_embeddings:  # tied: the embedding table is the output layer too (paper §3.4)
+        tree["out"] = {"w": make((cfg.d_model, cfg.vocab_size), "xavier"), "b": make((cfg.vocab_size,), "zeros")}
     return tree
 
 

@@ -7,14 +7,21 @@
 # picks a token, which becomes the input of step $t+1$.
 #
 # * **greedy**: $y_t = \arg\max_v p(v \mid y_{<t})$;
-# * **sampling**: draw $y_t \sim \mathrm{softmax}(\text{logits}_t / T)$, optionally only among the $k$ most
+# * **sampling**: draw $y_t \sim \mathrm{softmax}(\text{logits}_t / \tau)$ (temperature $\tau$), optionally only among the $k$ most
 #   likely tokens (top-k) or the smallest set of probability $\ge p$ (top-p, nucleus);
 # * **beam search**: keep the $W$ partial sequences with the highest $\sum_t \log p(y_t\mid y_{<t})$,
 #   ranking finished ones by that sum divided by the length penalty $((5+|Y|)/6)^\alpha$.
 #
-# Recomputing the whole forward pass at every step costs $O(t)$ token-passes at step $t$, $O(n^2)$ for $n$
-# tokens. The **KV cache** keeps each layer's keys and values: a step then feeds one token, and only its
-# query attends over the cached keys.
+# What a generated token costs, in FLOPs, at context length $t$, for $L$ layers of width $C$ with $F = 4C$
+# (projections $8C^2$ and FFN $16C^2$ per position and layer; scores and weighted sum $4\,t\,C$ per query and
+# layer; the output layer's $2CV$ left aside):
+#
+# * recomputing the whole forward pass over the $t$ positions: $\;t \cdot 24 L C^2 + 4 L t^2 C$ — it grows like $t^2$;
+# * with the **KV cache**, which keeps each layer's keys and values so that a step feeds only the new token and
+#   only its query attends over the cached keys: $\;24 L C^2 + 4 L t C$ — nearly constant while $t \ll 6C$.
+#
+# Summed over $n$ generated tokens that is $O(n^3)$ against $O(n^2)$ for the attention terms, $O(n^2)$ against
+# $O(n)$ for the rest.
 #
 # Most of the model here is a small random decoder-only LM, so its tokens mean nothing — but every rule and
 # every equality below holds for any weights; a section near the end runs the trained dates model.
@@ -73,9 +80,9 @@ viz.attention_weights(last[rows], [f"step {i}" for i in range(len(tokens))], lab
 # %%
 logits = g.LMSession(model, [prompt]).next_logits
 viz.sampling_distributions({
-    "T = 0.5": g.next_token_probs(logits, temperature=0.5)[0],
-    "T = 1": g.next_token_probs(logits)[0],
-    "T = 2": g.next_token_probs(logits, temperature=2.0)[0],
+    "τ = 0.5": g.next_token_probs(logits, temperature=0.5)[0],
+    "τ = 1": g.next_token_probs(logits)[0],
+    "τ = 2": g.next_token_probs(logits, temperature=2.0)[0],
     "top-k = 3": g.next_token_probs(logits, top_k=3)[0],
     "top-p = 0.7": g.next_token_probs(logits, top_p=0.7)[0],
 }, base=tn.softmax(logits[0]));
@@ -134,8 +141,19 @@ for t, out in zip(texts, cached):
 # %% [markdown]
 # ## The KV cache: memory and speed
 #
-# Per layer the cache holds K and V, each (B, H, t, D): $2\cdot L\cdot B\cdot H\cdot D\cdot$ itemsize bytes
-# per token — linear in $t$. For the paper-base width (C = 512) in float32 that is 4 KiB per token and layer.
+# Each layer's cache holds K and V, each of shape (B, H, t, D). So every token adds $2\cdot B\cdot H\cdot D$
+# values per layer and $2\cdot L\cdot B\cdot H\cdot D$ over all L layers, times the itemsize in bytes — linear in
+# $t$. For the paper-base width (C = H·D = 512) in float32 that is 4 KiB per token and layer (B = 1).
+#
+# First the arithmetic of the costs above, for this chapter's wide model (C = 768, L = 2):
+
+# %%
+t = np.arange(1, 513)
+C_, L_ = 768, 2
+viz.decode_flops(t, 24 * L_ * C_**2 + 4 * L_ * t * C_, t * 24 * L_ * C_**2 + 4 * L_ * t**2 * C_)
+
+# %% [markdown]
+# And the cache's size, measured as it grows:
 
 # %%
 s = g.LMSession(model, [prompt])

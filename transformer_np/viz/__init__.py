@@ -12,6 +12,7 @@ from .plots import (
     block_tables,
     bpe_steps,
     cache_growth,
+    decode_flops,
     decode_speed,
     encoder_decoder_attention,
     gqa_sharing,
@@ -43,6 +44,7 @@ from .plots import (
 )
 
 __all__ = [
+    "decode_flops",
     "gradient_norms",
     "speculative_tokens",
     "batching_timeline",

@@ -239,6 +239,18 @@ def decode_speed(rows, title="Greedy decoding"):
     return fig
 
 
+def decode_flops(t, with_cache, without_cache):
+    """FLOPs per generated token against the context length, with and without the KV cache."""
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    ax.loglog(t, to_numpy(without_cache), label="recompute everything: t·24LC² + 4Lt²C")
+    ax.loglog(t, to_numpy(with_cache), label="KV cache: 24LC² + 4LtC")
+    ax.set_xlabel("context length t (tokens)")
+    ax.set_ylabel("FLOPs per generated token")
+    ax.set_title("The cost of one more token", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def cache_growth(tokens, nbytes, formula_bytes_per_token):
     """Measured KV-cache size against tokens, with the formula 2·L·B·H·D·itemsize bytes per token."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
@@ -267,7 +279,7 @@ def sampling_distributions(named_probs, labels=None, base=None):
         ax.set_xticks(range(len(p)), labels if labels is not None else range(len(p)), fontsize=7)
     axes[0, 0].set_ylabel("probability")
     fig.suptitle("Next-token distributions: temperature reshapes, top-k and top-p cut"
-                 + (" (dotted: plain softmax, T = 1)" if base is not None else ""))
+                 + (" (dotted: plain softmax, τ = 1)" if base is not None else ""))
     return fig
 
 

@@ -10,16 +10,18 @@ import os
 
 import numpy as np
 
-from ..core.attention import multi_head_attention, scaled_dot_product_attention
+from ..core.attention import scaled_dot_product_attention
 from ..core.embeddings import sinusoidal_positional_encoding
 from ..core.masks import causal_mask, combine_masks, padding_mask
 from ..core.nn import layer_norm
 from ..core.tree import flatten
 from ..model.config import TransformerConfig
 from ..model.layers import encoder_layer
-from ..model.models import Transformer
+from ..model.models import Transformer, classifier_logits
 from ..model.params import init_params
 from ..model.stacks import encoder_backward, encoder_forward
+from ..training.loop import predict
+from ..training.shipped import load_trained
 from . import plots
 
 SENTENCE = ["the", "cat", "sat", "on", "the", "mat"]
@@ -66,13 +68,32 @@ def gradient_norms_through_stack(n_layers=12, seed=0, T=16):
 
 
 def tiny_translation_attention(seed=0):
-    """The source document's model at a small size on a labelled example: its attention maps."""
-    src_words = ["<s>", "das", "ist", "gut", "</s>"]
-    tgt_words = ["<s>", "this", "is", "good"]
+    """The source document's model at a small size, random weights, on token ids 1-5 and 1, 6-8: its attention
+    maps (labelled by token id: an untrained model translates nothing)."""
     model = Transformer(d_model=32, nhead=4, num_layers=2, num_classes=16, d_ff=64, max_len=32, seed=seed)
     src, tgt = np.array([[1, 2, 3, 4, 5]]), np.array([[1, 6, 7, 8]])
     _, attention = model.forward_with_attention(src, tgt)
-    return attention, src_words, tgt_words
+    return attention, [f"id {i}" for i in src[0]], [f"id {i}" for i in tgt[0]]
+
+
+def trained_dates_attention(text="the 3rd of March, 2021"):
+    """The shipped dates model on text: its attention maps, the input's characters, the decoder's queries labelled
+    by the character each predicts, and its keys (<s> and the output so far)."""
+    task, params, _, _ = load_trained("dates")
+    out = predict(task, params, [text])[0]
+    model = Transformer.from_config(task.config, params)
+    src = np.array([task.tokenizer.encode(text)])
+    tgt = np.array([task.tokenizer.encode(out, bos=True)])
+    _, attention = model.forward_with_attention(src, tgt)
+    return attention, list(text), [f"→{c}" for c in out] + ["→</s>"], ["<s>"] + list(out), out
+
+
+def trained_sentiment_heads(sentence="the plot was not bad at all"):
+    """The shipped sentiment classifier's last-layer attention weights (H, T, T) on a sentence, and its words."""
+    task, params, _, _ = load_trained("sentiment")
+    ids = np.array([task.tokenizer.encode(sentence)])
+    _, weights = classifier_logits(params, ids, task.config, need_weights=True)
+    return weights[-1][0], sentence.split()
 
 
 def _pe_heatmap():
@@ -102,11 +123,9 @@ def _masks():
 
 
 def _head_grid():
-    cfg = TransformerConfig.tiny(d_model=16, n_heads=4, dtype="float64")
-    p = init_params(cfg, 1)["encoder"]["layers"][0]["self_attn"]
-    x = sentence_embeddings()
-    _, w = multi_head_attention(x, x, x, **p, n_heads=4)
-    return plots.head_grid(w[0], SENTENCE, SENTENCE, title="Four heads, four patterns (random projections)")
+    weights, words = trained_sentiment_heads()
+    return plots.head_grid(weights, words, words,
+                           title="The trained sentiment classifier, last layer: four heads, four patterns")
 
 
 def _multi_head_shapes():
@@ -128,9 +147,10 @@ def _activations():
 
 
 def _encoder_decoder_attention():
-    attention, src_words, tgt_words = tiny_translation_attention()
-    return plots.encoder_decoder_attention(attention, src_words, tgt_words,
-                                         title="The source document's model (random, untrained weights)")
+    attention, src, queries, keys, out = trained_dates_attention()
+    return plots.encoder_decoder_attention(attention, src, queries, head=None, tgt_keys=keys,
+                                           title=f"The trained dates model (an encoder-decoder trained here): "
+                                                 f"'the 3rd of March, 2021' -> {out}")
 
 
 FIGURES = {

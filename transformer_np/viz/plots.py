@@ -114,16 +114,19 @@ def head_grid(weights, queries=None, keys=None, title="Per-head attention weight
     if w.ndim == 3:
         w = w[None]
     L, H = w.shape[:2]
-    fig, axes = plt.subplots(L, H, figsize=(2.3 * H + 1, 2.3 * L + 0.6), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(L, H, figsize=(3.0 * H + 1, 3.2 * L + 0.6), layout="constrained", squeeze=False)
     for li in range(L):
         for h in range(H):
             ax = axes[li, h]
             im = ax.imshow(w[li, h], vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
-            ax.set_title(f"layer {li} head {h}" if L > 1 else f"head {h}", fontsize=9)
+            ax.set_title(f"layer {li} head {h}" if L > 1 else f"head {h}", fontsize=10)
             ax.set_xticks(range(len(keys)) if keys is not None else [],
-                          keys if keys is not None else [], rotation=90, fontsize=6)
+                          keys if keys is not None else [], rotation=90, fontsize=9)
             ax.set_yticks(range(len(queries)) if queries is not None else [],
-                          queries if queries is not None else [], fontsize=6)
+                          queries if queries is not None and h == 0 else [], fontsize=9)
+            ax.set_xlabel("key", fontsize=9)
+            if h == 0:
+                ax.set_ylabel("query", fontsize=9)
     fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="weight")
     fig.suptitle(title)
     return fig
@@ -208,15 +211,20 @@ def activations():
     return fig
 
 
-def encoder_decoder_attention(attention, src_labels, tgt_labels, layer=-1, head=0, title=None):
-    """Encoder self-, decoder masked self- and cross-attention maps of one layer and head."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+def encoder_decoder_attention(attention, src_labels, tgt_labels, layer=-1, head=0, title=None, tgt_keys=None):
+    """Encoder self-, decoder masked self- and cross-attention maps of one layer and head (head=None: the mean
+    over heads).  tgt_labels name the decoder's queries, tgt_keys its keys (default: the same labels)."""
+    tgt_keys = tgt_labels if tgt_keys is None else tgt_keys
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
     panels = (("encoder self-attention", attention["encoder"], src_labels, src_labels),
-              ("decoder masked self-attention", attention["decoder_self"], tgt_labels, tgt_labels),
+              ("decoder masked self-attention", attention["decoder_self"], tgt_labels, tgt_keys),
               ("cross-attention (decoder -> encoder)", attention["decoder_cross"], tgt_labels, src_labels))
     for ax, (name, maps, q, k) in zip(axes, panels):
-        heatmap(ax, to_numpy(maps[layer])[0, head], title=f"{name}\nlayer {layer % len(maps)}, head {head}",
-                xlabel="key", ylabel="query", xticks=k, yticks=q, vmin=0, vmax=1)
+        w = to_numpy(maps[layer])[0]
+        w = w.mean(axis=0) if head is None else w[head]
+        which = "mean over heads" if head is None else f"head {head}"
+        heatmap(ax, w, title=f"{name}\nlayer {layer % len(maps)}, {which}", xlabel="key", ylabel="query",
+                xticks=k, yticks=q, vmin=0, vmax=1)
     if title:
         fig.suptitle(title)
     return fig

@@ -20,11 +20,12 @@ from ..core.tree import count_params, flatten, unflatten
 from ..decoding.search import greedy
 from ..decoding.sessions import Seq2SeqSession
 from ..model.checkpoint import load_checkpoint, read_extras, save_checkpoint, write_json
-from ..model.losses import classifier_loss, transformer_loss
-from ..model.models import Transformer, classifier_logits
+from ..model.config import TransformerConfig
+from ..model.losses import classifier_loss, lm_loss, transformer_loss
+from ..model.models import DecoderLM, Transformer, classifier_logits
 from ..model.params import init_params, param_shapes
 from .optim import adam_init, adam_step, clip_by_global_norm, noam_lr
-from .tasks import BOS, EOS, PAD, get_task, is_negated, pad_batch
+from .tasks import BOS, EOS, PAD, Tokenizer, get_task, is_negated, pad_batch
 
 MAX_GRAD_NORM = 1.0
 
@@ -152,3 +153,31 @@ def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=
                "parameters": count_params(params), "test": evaluate(task, params, task.test)}
     write_json(metrics, os.path.join(out_dir, "metrics.json"))
     return metrics | {"history": history, "start_step": start}
+
+
+# --- a character-level language model, trained in a minute ---------------------------------------------------
+def train_char_lm(text, steps=600, context=64, batch_size=16, seed=0, d_model=64, n_layers=2, lr_factor=0.5,
+                  warmup=100, on_step=None):
+    """Train a decoder-only character-level LM on ``text`` (random windows of ``context`` characters, predicting
+    each next character): Adam with the paper's schedule and clipping.  Returns (model, tokenizer, losses)."""
+    check_positive_int("steps", steps)
+    check_positive_int("context", context)
+    tok = Tokenizer(sorted(set(text)))
+    data = np.array(tok.encode(text), np.int64)
+    if len(data) <= context + 1:
+        raise ValueError(f"text must be longer than context + 1 = {context + 1} characters, got {len(data)}")
+    cfg = TransformerConfig(d_model=d_model, n_heads=4, n_encoder_layers=0, n_decoder_layers=n_layers,
+                            d_ff=4 * d_model, vocab_size=len(tok), max_len=context, norm_first=True,
+                            activation="gelu", architecture="decoder-only", dropout=0.0)
+    params = init_params(cfg, seed)
+    rng, opt, losses = np.random.default_rng(seed), adam_init(params), []
+    for step in range(1, steps + 1):
+        starts = rng.integers(0, len(data) - context - 1, batch_size)
+        windows = data[starts[:, None] + np.arange(context + 1)]  # (B, context + 1)
+        loss, grads = lm_loss(params, windows[:, :-1], windows[:, 1:], cfg)
+        grads, _ = clip_by_global_norm(grads, MAX_GRAD_NORM)
+        params, opt = adam_step(params, grads, opt, noam_lr(step, d_model, warmup, lr_factor))
+        losses.append(float(loss))
+        if on_step is not None:
+            on_step(step, float(loss))
+    return DecoderLM(cfg, params), tok, losses

@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
 import itertools
+import os
 
 import numpy as np
 
@@ -198,6 +200,23 @@ def sentiment_task(seed=0):
                             architecture="encoder-classifier", n_classes=2)
     return Task("sentiment", "classify", Tokenizer(words, split_words=True), cfg, unique[3000:], unique[:1000],
                 unique[1000:3000], steps=1500, batch_size=64, warmup=200, labels=("negative", "positive"))
+
+
+# --- a character-level language model on text that ships with the package ------------------------------------
+def docstring_corpus():
+    """The docstrings of this package's modules, classes and functions, in file order: ~100 KB of English about
+    Transformers, available offline — the text a character-level language model is trained on."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    texts = []
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in [tree, *ast.walk(tree)]:
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node):
+                    texts.append(ast.get_docstring(node))
+    return "\n\n".join(dict.fromkeys(texts))  # each docstring once
 
 
 TASKS = {"reverse": reverse_task, "dates": dates_task, "sentiment": sentiment_task}

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 from ..core.backend import to_numpy
 from ..core.nn import gelu, relu, softmax
 from ..training.optim import noam_lr
+
+
+def plain_log_ticks(axis):
+    """Label a log axis with plain numbers (2, 3, 4, …), not 2×10⁰."""
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(fmt)
 
 
 def heatmap(ax, a, *, title, xlabel, ylabel, xticks=None, yticks=None, cmap="viridis", vmin=None, vmax=None,
@@ -240,6 +248,7 @@ def decode_speed(rows, title="Greedy decoding"):
             label="without: recompute all t tokens every step")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("generated tokens n")
     ax.set_ylabel("ms per generated token (mean over the run)")
     ax.set_title(title, fontsize=9)
@@ -362,6 +371,7 @@ def training_run(history, name):
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     if history["val"]:
         ax2 = ax.twinx()
         s, acc = zip(*history["val"])
@@ -381,6 +391,7 @@ def training_curves(histories):
         steps, smooth, _ = _smoothed_loss(h)
         ax.plot(steps, smooth, label=name)
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("step")
     ax.set_ylabel("training cross-entropy (smoothed)")
     ax.set_title("Loss curves of the shipped models (label smoothing keeps them above 0)")

@@ -21,6 +21,7 @@ from ..core.attention import project_kv, scaled_dot_product_attention, split_hea
 from ..core.backend import to_backend
 from ..core.masks import causal_mask
 from ..core.nn import gelu, layer_norm, linear, softmax
+from ..core.tree import flatten
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
 from ..efficient.blockwise import blockwise_attention
@@ -360,19 +361,8 @@ def copy_bandwidth(nbytes=2**28, repeat=5):
 def llm_decode_bytes(model, context):
     """Bytes a decode step reads: every weight once (the tied embedding table as the output layer) and the KV
     cache of ``context`` tokens."""
-    weights = sum(int(a.nbytes) for a in _param_leaves(model.params))
+    weights = sum(int(a.nbytes) for a in flatten(model.params).values() if a is not None)
     return weights + model.config.kv_cache_bytes_per_token() * context
-
-
-def _param_leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _param_leaves(v)
-    elif isinstance(tree, list):
-        for v in tree:
-            yield from _param_leaves(v)
-    elif tree is not None:
-        yield tree
 
 
 def bench_llm(quick=False, with_torch=True, print_fn=print):

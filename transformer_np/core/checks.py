@@ -118,11 +118,11 @@ def check_real(name, value, low=-math.inf, high=math.inf, low_open=False, high_o
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
-        if high == math.inf:
-            where = f"{'>' if low_open else '>='} {low:g}" if low != -math.inf else ""
+        if high != math.inf:
+            where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         else:
-            where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number {where}, got {value!r}".replace("number , ", "number, "))
+            where = f" {'>' if low_open else '>='} {low:g}" if low != -math.inf else ""
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
     return float(value)
 
 

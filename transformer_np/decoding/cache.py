@@ -15,7 +15,8 @@ from ..core.backend import array_namespace, contiguous
 
 @dataclasses.dataclass
 class LayerCache:
-    """One layer's cache: self-attention k, v of shape (B, H, S_past, D), and the cross-attention (k, v)."""
+    """One layer's cache: self-attention k, v of shape (B, H_kv, S_past, D) (H_kv = H without grouped-query
+    attention), and the cross-attention (k, v)."""
 
     k: object = None
     v: object = None

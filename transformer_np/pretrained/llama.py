@@ -26,10 +26,11 @@ import numpy as np
 
 from ..core.attention import merge_heads, scaled_dot_product_attention, split_heads
 from ..core.backend import array_namespace, device
-from ..core.checks import check_choice, check_int, check_positive_int, check_real
+from ..core.checks import check_choice, check_positive_int, check_real
 from ..core.embeddings import ROPE_LAYOUTS, rope, token_embedding
 from ..core.masks import causal_mask, combine_masks
 from ..core.nn import linear, residual, rms_norm, swiglu
+from ..core.tree import count_params
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession
 from ..model.stacks import stack_forward
@@ -157,7 +158,7 @@ class LlamaModel:
 
     def __repr__(self):
         c = self.config
-        n = sum(int(np.prod(a.shape)) for a in _leaves(self.params))
+        n = count_params(self.params)
         return (f"LlamaModel({self.name}: C={c.d_model}, L={c.n_layers}, H={c.n_heads}, H_kv={c.n_kv_heads}, "
                 f"F={c.d_ff}, V={c.vocab_size}, params={n:,})")
 
@@ -180,9 +181,7 @@ class LlamaModel:
 
     def logits(self, ids, need_weights=False):
         """float32 logits (T, V) for one sequence of ids (and, if asked, every block's (H, T, T) weights)."""
-        a = np.asarray(ids, dtype=np.int64)[None]  # (1, T)
-        check_int("ids", int(a.min()) if a.size else 0, low=0, high=self.config.vocab_size - 1)
-        check_int("ids", int(a.max()) if a.size else 0, low=0, high=self.config.vocab_size - 1)
+        a = np.asarray(ids, dtype=np.int64)[None]  # (1, T); token_embedding checks the ids' range
         logits, weights = llama_logits(self.params, a, self.config, need_weights=need_weights)
         return (logits[0], [w[0] for w in weights]) if need_weights else logits[0]
 
@@ -204,17 +203,6 @@ class LlamaModel:
 
     def stream_decoder(self, skip_special=True):
         return StreamDecoder(self.tokenizer, skip_special)
-
-
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _leaves(v)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            yield from _leaves(v)
-    elif tree is not None:
-        yield tree
 
 
 def smollm2_path():

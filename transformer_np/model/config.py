@@ -34,6 +34,7 @@ class TransformerConfig:
     n_classes: int = 2  # classes of an encoder-classifier (mean-pooled encoder output -> linear)
     n_kv_heads: int | None = None  # H_kv key/value heads (grouped-query attention); None: H, multi-head
     tie_embeddings: bool = False  # logits = y Eᵀ with the embedding table E, no separate output layer (§3.4)
+    positional_encoding: bool = True  # add the sin-cos table to the embeddings; False: no position signal (ablation)
 
     def __post_init__(self):
         """Every field checked for type and range, each error naming the field.  NumPy integers and floats are
@@ -43,7 +44,8 @@ class TransformerConfig:
             fix(name, check_positive_int(name, getattr(self, name)))
         for name in ("n_encoder_layers", "n_decoder_layers"):
             fix(name, check_int(name, getattr(self, name), low=0))
-        for name in ("norm_first", "final_norm", "scale_embedding", "tie_embeddings"):
+        for name in ("norm_first", "final_norm", "scale_embedding", "tie_embeddings",
+                     "positional_encoding"):
             check_bool(name, getattr(self, name))
         fix("layer_norm_eps", check_real("layer_norm_eps", self.layer_norm_eps, low=0.0, low_open=True))
         fix("dropout", check_real("dropout", self.dropout, low=0.0, high=1.0, high_open=True))

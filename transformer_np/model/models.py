@@ -21,7 +21,8 @@ def embed(ids, p, cfg, offset=0, positions=None):
     r"""x = Emb(ids) + PE[pos]: token embedding (scaled by \sqrt{C}) plus sin-cos position.
 
     ids: int (B, T) -> (B, T, C).  Positions are offset … offset+T-1 for every row, or ``positions``
-    (B, T) per token (left-padded batches, where each row counts its own positions)."""
+    (B, T) per token (left-padded batches, where each row counts its own positions).  With
+    cfg.positional_encoding False no position is added (x = Emb(ids): an ablation)."""
     if ids.ndim != 2:
         raise ValueError(f"token ids must be (B, T), got shape {tuple(ids.shape)}")
     x = token_embedding(ids, p["table"], scale=cfg.scale_embedding)  # (B, T, C)
@@ -32,6 +33,8 @@ def embed(ids, p, cfg, offset=0, positions=None):
         positions = xp.arange(offset, offset + ids.shape[1], device=device(ids))  # (T,): broadcasts over B
     else:
         check_ids("positions", positions, cfg.max_len)
+    if not cfg.positional_encoding:  # the ablation: attention alone then cannot tell positions apart
+        return x
     return x + sinusoidal_positions(positions, cfg.d_model, dtype=x.dtype)  # (B, T, C)
 
 

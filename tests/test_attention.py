@@ -219,3 +219,34 @@ def test_d_model_not_divisible_by_heads_is_rejected(rng):
     x, p = randn(rng, 1, 3, 6), mha_params(rng, 6)
     with pytest.raises(ValueError, match="d_model=6 is not divisible by n_heads=4"):
         tn.multi_head_attention(x, x, x, **p, n_heads=4)
+
+
+# --- additive attention (Bahdanau), the alternative of §3.2.1 --------------------------------------------
+def test_additive_attention_equals_loop_definition(rng):
+    q, k, v = randn(rng, 2, 4, 3), randn(rng, 2, 6, 5), randn(rng, 2, 6, 2)
+    w_q, w_k, v_a = randn(rng, 3, 7), randn(rng, 5, 7), randn(rng, 7)
+    mask = rng.random((4, 6)) > 0.3
+    mask[:, 0] = True
+    out, w = tn.core.additive_attention(q, k, v, w_q, w_k, v_a, mask=mask)
+    assert out.shape == (2, 4, 2) and w.shape == (2, 4, 6)
+    for b in range(2):
+        want_out, want_w = ref.loop_additive_attention(q[b], k[b], v[b], w_q, w_k, v_a, mask)
+        assert_close(w[b], want_w, atol=EQUATION_ATOL)
+        assert_close(out[b], want_out, atol=EQUATION_ATOL)
+
+
+def test_additive_attention_weights_are_distributions_that_ignore_masked_keys(rng):
+    q, k, v = randn(rng, 3, 4), randn(rng, 5, 4), randn(rng, 5, 2)
+    w_q, w_k, v_a = randn(rng, 4, 6), randn(rng, 4, 6), randn(rng, 6)
+    mask = np.tril(np.ones((3, 5), bool))
+    out, w = tn.core.additive_attention(q, k, v, w_q, w_k, v_a, mask=mask)
+    assert np.all(w[~mask] == 0) and np.allclose(w.sum(-1), 1.0)
+    v2 = v.copy()
+    v2[4] += 100.0  # a key no query may see: changing its value changes nothing
+    assert_close(tn.core.additive_attention(q, k, v2, w_q, w_k, v_a, mask=mask)[0], out, atol=0)
+
+
+def test_additive_attention_rejects_mismatched_weights(rng):
+    q, k, v = randn(rng, 3, 4), randn(rng, 5, 4), randn(rng, 5, 2)
+    with pytest.raises(ValueError, match=r"w_q must be \(Dq, A\).*w_k \(5, 6\)"):
+        tn.core.additive_attention(q, k, v, randn(rng, 4, 6), randn(rng, 5, 6), randn(rng, 6))

@@ -154,3 +154,25 @@ def test_unknown_activation_is_rejected(rng):
 def test_residual_rejects_shape_mismatch(rng):
     with pytest.raises(ValueError, match="residual needs x and f"):
         tn.residual(randn(rng, 2, 4), randn(rng, 2, 5))
+
+
+# --- the loss floor of label smoothing ---------------------------------------------------------------------
+@pytest.mark.parametrize("V, eps", [(2, 0.1), (14, 0.05), (50, 0.1), (7, 0.0)])
+def test_smoothed_target_entropy_is_the_least_cross_entropy(rng, V, eps):
+    """H(q) is reached by logits log q and no logits do better (Gibbs' inequality)."""
+    floor = tn.core.nn.smoothed_target_entropy(V, eps)
+    y = rng.integers(0, V, 6)
+    q = np.full((6, V), eps / V)
+    q[np.arange(6), y] += 1 - eps
+    best = float(tn.core.nn.cross_entropy_forward(np.log(np.maximum(q, 1e-300)), y, label_smoothing=eps)[0])
+    assert abs(best - floor) < 1e-12
+    for _ in range(20):
+        logits = randn(rng, 6, V) * 3
+        assert float(tn.core.nn.cross_entropy_forward(logits, y, label_smoothing=eps)[0]) >= floor - 1e-12
+
+
+def test_smoothed_target_entropy_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tn.core.nn.smoothed_target_entropy(10, 1.0)
+    with pytest.raises((ValueError, TypeError), match="n_classes"):
+        tn.core.nn.smoothed_target_entropy(0, 0.1)

@@ -7,7 +7,14 @@ learned positions); ``reference`` holds a loop-level version of each, written st
 the input checks shared by the public functions.  This folder imports nothing else from the package.
 """
 
-from .attention import merge_heads, multi_head_attention, project_kv, scaled_dot_product_attention, split_heads
+from .attention import (
+    additive_attention,
+    merge_heads,
+    multi_head_attention,
+    project_kv,
+    scaled_dot_product_attention,
+    split_heads,
+)
 from .backend import to_backend, to_numpy
 from .embeddings import learned_positional_embedding, sinusoidal_positional_encoding, token_embedding
 from .masks import causal_mask, combine_masks, padding_keys, padding_mask
@@ -15,7 +22,8 @@ from .nn import feed_forward, gelu, layer_norm, linear, log_softmax, mean_pool, 
 from .tree import count_params, flatten, tree_map, unflatten
 
 __all__ = [
-    "causal_mask", "combine_masks", "count_params", "feed_forward", "flatten", "gelu", "layer_norm",
+    "additive_attention", "causal_mask", "combine_masks", "count_params", "feed_forward", "flatten", "gelu",
+    "layer_norm",
     "learned_positional_embedding", "linear", "log_softmax", "mean_pool", "merge_heads", "multi_head_attention",
     "padding_keys", "padding_mask", "project_kv", "relu", "residual", "scaled_dot_product_attention",
     "sinusoidal_positional_encoding", "softmax", "split_heads", "to_backend", "to_numpy", "token_embedding",

@@ -60,6 +60,31 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
     return xp.reshape(out, (*lead, H, T, v.shape[-1])), weights
 
 
+def additive_attention(q, k, v, w_q, w_k, v_a, mask=None):
+    r"""score(q_t, k_s) = v_a^T \tanh(q_t W_q + k_s W_k),  out_t = \sum_s softmax_s(score)_{t,s} v_s
+    (Bahdanau et al. 2015; the alternative the paper compares with in §3.2.1).
+
+    q: (..., T, Dq)  k: (..., S, Dk)  v: (..., S, Dv)  w_q: (Dq, A)  w_k: (Dk, A)  v_a: (A,)
+    mask as in scaled_dot_product_attention.  Returns (out (..., T, Dv), weights (..., T, S)).
+
+    The score is a one-hidden-layer network of each (query, key) pair, so it builds a (..., T, S, A) array
+    where dot-product attention needs one matmul: the paper's reason for preferring the dot product."""
+    for name, a in (("q", q), ("k", k), ("v", v), ("w_q", w_q), ("w_k", w_k), ("v_a", v_a)):
+        check_float(name, a)
+    if w_q.shape[0] != q.shape[-1] or w_k.shape[0] != k.shape[-1] or not w_q.shape[1] == w_k.shape[1] == v_a.shape[0]:
+        raise ValueError(f"w_q must be (Dq, A), w_k (Dk, A) and v_a (A,) with q (..., T, Dq), k (..., S, Dk); "
+                         f"got q {tuple(q.shape)}, k {tuple(k.shape)}, w_q {tuple(w_q.shape)}, "
+                         f"w_k {tuple(w_k.shape)}, v_a {tuple(v_a.shape)}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same length S, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+    xp = array_namespace(q, k, v)
+    hidden = xp.tanh(xp.expand_dims(q @ w_q, axis=-2) + xp.expand_dims(k @ w_k, axis=-3))  # (..., T, S, A)
+    scores = hidden @ v_a  # (..., T, S)
+    check_mask("mask", mask, scores.shape)
+    weights = softmax(scores, axis=-1, mask=mask)
+    return weights @ v, weights
+
+
 def kv_group(q, k, v):
     """G = H / H_kv, the query heads sharing one key/value head (1: multi-head attention), after checking that
     the leading dims agree: q (..., H, T, D), k and v (..., H_kv, S, ·) with H a multiple of H_kv."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .backend import array_namespace, device, erf, keep_mask
-from .checks import check_choice, check_float, check_last_dim
+from .checks import check_choice, check_float, check_last_dim, check_positive_int, check_real
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -159,6 +159,19 @@ def cross_entropy_backward(cache):
     logp, q, w, n, shape = cache
     xp = array_namespace(logp)
     return xp.reshape((xp.exp(logp) - q) * (w[:, None] / n), shape)
+
+
+def smoothed_target_entropy(n_classes, label_smoothing):
+    r"""H(q) = -\sum_v q_v \log q_v of the label-smoothed target q = (1 - ε) onehot(y) + ε/V: the lowest
+    cross-entropy a model can reach on such targets (its prediction would have to equal q), in nats.
+
+    = -(1 - ε + ε/V) \log(1 - ε + ε/V) - (V - 1)(ε/V) \log(ε/V);  0 when ε = 0."""
+    V = check_positive_int("n_classes", n_classes)
+    eps = check_real("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
+    if eps == 0.0:
+        return 0.0
+    hit, miss = 1.0 - eps + eps / V, eps / V
+    return float(-hit * math.log(hit) - (V - 1) * miss * math.log(miss))
 
 
 def layer_norm(x, gamma, beta, eps=1e-5):

@@ -92,6 +92,22 @@ def loop_attention(q, k, v, mask=None):
     return out, w
 
 
+def loop_additive_attention(q, k, v, w_q, w_k, v_a, mask=None):
+    """w[t] = softmax_s(sum_a v_a[a] tanh(sum_i q[t, i] w_q[i, a] + sum_j k[s, j] w_k[j, a])),
+    out[t] = sum_s w[t, s] v[s].  q (T, Dq), k (S, Dk), v (S, Dv)."""
+    T, S, A = q.shape[0], k.shape[0], v_a.shape[0]
+    w = np.zeros((T, S))
+    for t in range(T):
+        scores = []
+        for s in range(S):
+            pre = [sum(float(q[t, i]) * float(w_q[i, a]) for i in range(q.shape[1]))
+                   + sum(float(k[s, j]) * float(w_k[j, a]) for j in range(k.shape[1])) for a in range(A)]
+            scores.append(sum(float(v_a[a]) * math.tanh(pre[a]) for a in range(A)))
+        w[t] = loop_softmax(scores, None if mask is None else mask[t])
+    out = np.array([[sum(w[t, s] * float(v[s, j]) for s in range(S)) for j in range(v.shape[1])] for t in range(T)])
+    return out, w
+
+
 def loop_multi_head_attention(x_q, x_kv, p, n_heads, mask=None):
     """Concat(head_1..head_H) W^O + b_O with head_h = Attention(x_q W^Q_h, x_kv W^K_h, x_kv W^V_h),
     one head at a time.  x_q (T, C), x_kv (S, C), mask (T, S).  Returns (out (T, C), weights (H, T, S))."""

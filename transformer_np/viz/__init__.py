@@ -1,10 +1,13 @@
 r"""Pictures: ``plots`` (one function per picture, shared by the notebooks, the README and the command line;
-each is also importable from here, as ``viz.heatmap`` …) and ``figures`` (every PNG of figures/, drawn
-deterministically).  matplotlib is imported here, and nowhere below this folder.
+each is also importable from here, as ``viz.heatmap`` …), ``diagrams`` (the architecture, with the shape of
+every array on its arrows) and ``figures`` (every PNG of figures/, drawn deterministically).
+matplotlib is imported here, and nowhere below this folder.
 """
 
+from .diagrams import kv_cache_flow, multi_head_shapes, residual_blocks, transformer_architecture
 from .plots import (
     activations,
+    attention_kinds_cost,
     attention_sink,
     attention_weights,
     batching_timeline,
@@ -19,12 +22,13 @@ from .plots import (
     gradient_norms,
     head_grid,
     heatmap,
+    label_smoothing_targets,
+    layer_costs,
     layer_head_scores,
     layer_norm_statistics,
     learning_rate_schedule,
     masks,
     memory_vs_length,
-    multi_head_shapes,
     next_token_bar,
     norms_compared,
     online_softmax,
@@ -44,6 +48,12 @@ from .plots import (
 )
 
 __all__ = [
+    "attention_kinds_cost",
+    "layer_costs",
+    "label_smoothing_targets",
+    "kv_cache_flow",
+    "residual_blocks",
+    "transformer_architecture",
     "decode_flops",
     "gradient_norms",
     "speculative_tokens",

@@ -22,7 +22,7 @@ from ..model.params import init_params
 from ..model.stacks import encoder_backward, encoder_forward
 from ..training.loop import predict
 from ..training.shipped import load_trained
-from . import plots
+from . import diagrams, plots
 
 SENTENCE = ["the", "cat", "sat", "on", "the", "mat"]
 
@@ -128,10 +128,6 @@ def _head_grid():
                            title="The trained sentiment classifier, last layer: four heads, four patterns")
 
 
-def _multi_head_shapes():
-    return plots.multi_head_shapes()
-
-
 def _residual_norms():
     return plots.residual_stream_norms(residual_norms_through_stack())
 
@@ -161,7 +157,10 @@ FIGURES = {
     "attention_weights": _attention_weights,
     "masks": _masks,
     "head_grid": _head_grid,
-    "multi_head_shapes": _multi_head_shapes,
+    "multi_head_shapes": diagrams.multi_head_shapes,
+    "transformer_architecture": diagrams.transformer_architecture,
+    "residual_blocks": diagrams.residual_blocks,
+    "kv_cache_flow": diagrams.kv_cache_flow,
     "residual_norms": _residual_norms,
     "layer_norm_stats": _layer_norm_stats,
     "activations": _activations,

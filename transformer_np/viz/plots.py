@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from ..core.backend import to_numpy
 from ..core.nn import gelu, relu, softmax
 from ..training.optim import noam_lr
 
 
+class _PlainLogFormatter(LogFormatter):
+    """matplotlib's choice of which log ticks to label (all minor ones over a short range, a few over two
+    decades, none beyond), written as plain numbers: 0.001, 20, 300 — not 1e−03 or 2×10⁰."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return f"{x:g}"
+
+
 def plain_log_ticks(axis):
     """Label a log axis with plain numbers (2, 3, 4, …), not 2×10⁰."""
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    axis.set_major_formatter(fmt)
-    axis.set_minor_formatter(fmt)
+    axis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def heatmap(ax, a, *, title, xlabel, ylabel, xticks=None, yticks=None, cmap="viridis", vmin=None, vmax=None,
@@ -97,6 +104,58 @@ def softmax_saturation(d_ks=(4, 16, 64, 256, 1024), n_keys=32, n_trials=400, see
     return fig
 
 
+def layer_costs(lengths, times, path_lengths, d):
+    """The paper's Table 1, measured: seconds per layer against n (log-log, left) and the maximum path length
+    against n (right); ``times`` and ``path_lengths`` map a layer name to one value per length."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    n = np.asarray(lengths, dtype=float)
+    for i, (kind, t) in enumerate(times.items()):
+        ax.plot(n, np.asarray(t) * 1e3, "o-", color=f"C{i}", label=kind)
+    for slope, name in ((1, "∝ n"), (2, "∝ n²")):
+        ax.plot(n, times["self-attention"][-1] * 1e3 * (n / n[-1]) ** slope, ":", color="grey", lw=0.8)
+        ax.text(n[0], times["self-attention"][-1] * 1e3 * (n[0] / n[-1]) ** slope, name, fontsize=7, color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("sequence length n")
+    ax.set_ylabel("ms per layer (one sequence, float32)")
+    ax.set_title(f"Time per layer, d = {d}, measured")
+    ax.legend(fontsize=8)
+    for i, (kind, p) in enumerate(path_lengths.items()):  # dashed and hollow: lines that may lie on another
+        ax2.plot(n, p, "o-" if i % 2 == 0 else "s--", color=f"C{i}", mfc="none" if i % 2 else f"C{i}", label=kind,
+                 zorder=3 if i % 2 else 2)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    plain_log_ticks(ax2.xaxis)
+    plain_log_ticks(ax2.yaxis)
+    ax2.set_xlabel("sequence length n")
+    ax2.set_ylabel("edges from position 0 to n − 1")
+    ax2.set_title("Maximum path length, counted on each layer's graph")
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def attention_kinds_cost(d_ks, times, nbytes, n):
+    """Additive vs dot-product attention at n queries and keys: measured seconds and the bytes of the largest
+    intermediate array, against d_k (``times``/``nbytes``: {name: one value per d_k})."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    for i, name in enumerate(times):
+        ax.plot(d_ks, np.asarray(times[name]) * 1e3, "o-", color=f"C{i}", label=name)
+        ax2.plot(d_ks, np.asarray(nbytes[name]) / 2**20, "o-", color=f"C{i}", label=name)
+    for a, ylabel, title in ((ax, "ms", f"Time, n = {n} queries and keys"),
+                             (ax2, "MiB", "Largest intermediate array")):
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        plain_log_ticks(a.xaxis)
+        plain_log_ticks(a.yaxis)
+        a.set_xlabel("d_k (= hidden size A of the additive score)")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        a.legend(fontsize=8)
+    return fig
+
+
 def attention_weights(weights, queries, keys, title="Attention weights"):
     """One (T, S) weight matrix with token labels."""
     fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(keys), 0.8 + 0.45 * len(queries)), layout="constrained")
@@ -137,29 +196,6 @@ def head_grid(weights, queries=None, keys=None, title="Per-head attention weight
                 ax.set_ylabel("query", fontsize=9)
     fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="weight")
     fig.suptitle(title)
-    return fig
-
-
-def multi_head_shapes(B=1, T=5, C=8, H=2):
-    """The shapes of multi-head attention, drawn: split -> attend -> concat -> W^O."""
-    D = C // H
-    fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 3.2)
-    ax.axis("off")
-    steps = [(0.2, "x", f"(B, T, C)\n({B}, {T}, {C})"), (2.2, r"$xW^Q,\ xW^K,\ xW^V$", "Q, K, V: (B, T, C) each"),
-             (4.2, "split_heads", f"(B, H, T, D)\n({B}, {H}, {T}, {D})"),
-             (6.2, "softmax(QKᵀ/√D)V", "every head at once\n(B, H, T, D)"),
-             (8.2, "merge_heads · Wᴼ", "Concat -> (B, T, H·D)\n-> (B, T, C)")]
-    for i, (x0, name, shape) in enumerate(steps):
-        ax.add_patch(plt.Rectangle((x0, 1.0), 1.6, 1.4, fc=f"C{i}", alpha=0.25, ec="black"))
-        ax.text(x0 + 0.8, 2.05, name, ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(x0 + 0.8, 1.45, shape, ha="center", va="center", fontsize=8)
-        if i:
-            ax.annotate("", xy=(x0, 1.7), xytext=(x0 - 0.4, 1.7), arrowprops=dict(arrowstyle="->"))
-    ax.text(5, 0.4, "heads are an array axis: one batched matmul for all H heads, no Python loop",
-            ha="center", fontsize=9, style="italic")
-    ax.set_title("Multi-head attention, by shape (B batch, T tokens, C = H·D)")
     return fig
 
 
@@ -275,6 +311,7 @@ def cache_growth(tokens, nbytes, formula_bytes_per_token):
     ax.plot(t, np.asarray(nbytes) / 2**10, "o", label="measured (cache_bytes)")
     ax.plot(t, t * formula_bytes_per_token / 2**10, "-", label="2·L·B·H·D·itemsize per token")
     ax.set_xlabel("tokens in the cache t")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # tokens come whole
     ax.set_ylabel("KiB")
     ax.set_title("The KV cache grows linearly with the sequence")
     ax.legend(fontsize=8)
@@ -384,17 +421,47 @@ def training_run(history, name):
     return fig
 
 
-def training_curves(histories):
-    """Training loss (smoothed) of several runs: {name: history with "step" and "loss"}."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
-    for name, h in histories.items():
+def training_curves(histories, floors=None):
+    """Several runs side by side: {name: history with "step", "loss" and "val" [(step, accuracy)]}.
+
+    Left, the smoothed training loss with, dashed, each run's floor H(q) (``floors`` {name: nats}: the entropy
+    of its label-smoothed targets, below which no model's loss can go); right, the validation accuracy."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for i, (name, h) in enumerate(histories.items()):
         steps, smooth, _ = _smoothed_loss(h)
-        ax.plot(steps, smooth, label=name)
+        ax.plot(steps, smooth, color=f"C{i}", label=name)
+        if floors and name in floors:
+            ax.axhline(floors[name], color=f"C{i}", ls="--", lw=0.9, label=f"{name}: floor H(q) = {floors[name]:.2f}")
+        if h.get("val"):
+            s, acc = zip(*h["val"])
+            ax2.plot(s, acc, "o-", color=f"C{i}", label=name)
     ax.set_yscale("log")
     plain_log_ticks(ax.yaxis)
     ax.set_xlabel("step")
-    ax.set_ylabel("training cross-entropy (smoothed)")
-    ax.set_title("Loss curves of the shipped models (label smoothing keeps them above 0)")
+    ax.set_ylabel("training cross-entropy, nats (smoothed)")
+    ax.set_title("Training loss: label smoothing keeps it above H(q)")
+    ax.legend(fontsize=7)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("accuracy on the validation split")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_title("Validation, measured during training")
+    ax2.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def label_smoothing_targets(n_classes, label_smoothing, target):
+    """The training target of one position: one-hot vs label-smoothed q = (1 - ε) onehot + ε/V."""
+    V, eps = n_classes, label_smoothing
+    q = np.full(V, eps / V)
+    q[target] += 1 - eps
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+    x = np.arange(V)
+    ax.bar(x - 0.2, np.eye(V)[target], width=0.4, color="lightgrey", edgecolor="grey", label="one-hot (ε = 0)")
+    ax.bar(x + 0.2, q, width=0.4, color="C0", label=f"smoothed, ε = {eps:g}")
+    ax.set_xticks(x)
+    ax.set_xlabel(f"class v (target y = {target})")
+    ax.set_ylabel("target probability q_v")
+    ax.set_title(f"Label smoothing, V = {V}: {1 - eps + eps / V:.3f} on y, {eps / V:.3f} on each other class")
     ax.legend(fontsize=8)
     return fig
 

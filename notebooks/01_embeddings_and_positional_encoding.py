@@ -140,23 +140,6 @@ from transformer_np.teaching import exercises
 my_pe = None  # replace with your function
 
 # %%
-if my_pe is None:
-    print("not attempted yet: write my_pe above, or open the solution below")
-else:
-    exercises.check_positional_encoding(my_pe)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_pe(max_len, d_model):
-    pos = np.arange(max_len)[:, None]
-    i2 = np.arange(0, d_model, 2)
-    angle = pos / 10000 ** (i2 / d_model)
-    out = np.zeros((max_len, d_model))
-    out[:, 0::2] = np.sin(angle)
-    out[:, 1::2] = np.cos(angle[:, : d_model // 2])
-    return out
-
-
 exercises.check_positional_encoding(my_pe)
 
 # %% [markdown]
@@ -167,38 +150,25 @@ exercises.check_positional_encoding(my_pe)
 my_rotation = None  # replace with your function
 
 # %%
-if my_rotation is None:
-    print("not attempted yet")
-else:
-    exercises.check_rotation(my_rotation)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_rotation(k, d_model):
-    M = np.zeros((d_model, d_model))
-    for i in range(d_model // 2):
-        w = 10000 ** (-2 * i / d_model)
-        c, s = math.cos(k * w), math.sin(k * w)
-        M[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = [[c, s], [-s, c]]
-    return M
-
-
 exercises.check_rotation(my_rotation)
 
 # %% [markdown]
-# **3.** How many parameters does a learned position table for GPT-2 small (max_len 1024, C = 768) have?
+# **3.** Write `my_table_params(max_len, d_model)`: the number of parameters of a learned position table.
+# How many does GPT-2 small (max_len 1024, C = 768) spend on positions, and the sin-cos table?
 
 # %%
-my_count = None  # replace with a number
+my_table_params = None  # replace with your function
 
 # %%
-if my_count is None:
-    print("not attempted yet")
-else:
-    assert my_count == 1024 * 768, "one C-vector per position"
-    print("✓ correct")
+exercises.check_position_table_params(my_table_params)
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-my_count = 1024 * 768  # = 786,432: a row of C numbers for each of the max_len positions
-assert my_count == tn.count_params({"table": np.zeros((1024, 768))})
-print(f"✓ {my_count:,}")
+# %% [markdown]
+# ## References
+#
+# - Vaswani et al. 2017, *Attention Is All You Need* (arXiv:1706.03762): §3.4 embeddings and the shared
+#   embedding / output matrix, §3.5 the sinusoidal positional encoding and the remark on learned positions.
+# - Gehring et al. 2017, *Convolutional Sequence to Sequence Learning* (arXiv:1705.03122): learned position
+#   embeddings, the alternative the paper tried.
+# - Press & Wolf 2017, *Using the Output Embedding to Improve Language Models* (arXiv:1608.05859): weight tying.
+# - Rush 2018 and Huang et al. 2022, *The Annotated Transformer* (nlp.seas.harvard.edu/annotated-transformer):
+#   the positional-encoding section this chapter's checks were first compared with.

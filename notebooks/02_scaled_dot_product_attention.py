@@ -121,6 +121,95 @@ print("weights of query 2:", w[0, 2], " output:", out[0, 2, :3], "...")
 assert np.all(np.isfinite(out)) and np.all(w[0, 2] == 0)
 
 # %% [markdown]
+# ## Additive vs dot-product attention
+#
+# §3.2.1 of the paper compares two ways to score a query against a key. **Additive** attention (Bahdanau et
+# al. 2015) feeds the pair through a one-hidden-layer network, $\mathrm{score}(q, k) = v_a^\top \tanh(q W_q +
+# k W_k)$; **dot-product** attention takes $q \cdot k$. Both cost about the same number of operations, but the
+# dot product is a single matrix multiplication over all pairs, while the additive score must materialise a
+# hidden vector of size $A$ for *every* (query, key) pair — a (T, S, A) array. The paper keeps the dot product
+# for speed and memory, and adds the $1/\sqrt{d_k}$ because, without it, additive attention had done better at
+# large $d_k$ (Britz et al. 2017): the unscaled dot products saturate the softmax, as above.
+#
+# `tn.core.additive_attention`, checked against its loop-level version, then both timed here:
+
+# %%
+import time
+
+from transformer_np.core import additive_attention
+
+A = 5
+w_q, w_k, v_a = rng.standard_normal((8, A)), rng.standard_normal((8, A)), rng.standard_normal(A)
+q, k, v = rng.standard_normal((4, 8)), rng.standard_normal((6, 8)), rng.standard_normal((6, 3))
+out_add, w_add = additive_attention(q, k, v, w_q, w_k, v_a)
+loop_out, loop_w = reference.loop_additive_attention(q, k, v, w_q, w_k, v_a)
+np.testing.assert_allclose(w_add, loop_w, atol=1e-12)
+np.testing.assert_allclose(out_add, loop_out, atol=1e-12)
+print("additive attention matches its loop-level version")
+
+def best_of(run, repeat=3):
+    """The fastest of a few runs, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+n, d_ks = 256, [16, 32, 64, 128, 256]
+times, nbytes = {"dot-product": [], "additive": []}, {"dot-product": [], "additive": []}
+for d in d_ks:   # the additive score's hidden size A = d_k, as in the comparisons the paper cites
+    q, k, v = (rng.standard_normal((n, d)).astype(np.float32) for _ in range(3))
+    w_q, w_k = (rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d) for _ in range(2))
+    v_a = rng.standard_normal(d).astype(np.float32)
+    times["dot-product"].append(best_of(lambda: tn.scaled_dot_product_attention(q, k, v)))
+    times["additive"].append(best_of(lambda: additive_attention(q, k, v, w_q, w_k, v_a)))
+    nbytes["dot-product"].append(n * n * 4)       # the (n, n) float32 scores
+    nbytes["additive"].append(n * n * d * 4)      # the (n, n, A) float32 hidden array
+print({name: [f"{t * 1e3:.1f} ms" for t in ts] for name, ts in times.items()})
+viz.attention_kinds_cost(d_ks, times, nbytes, n);
+
+# %% [markdown]
+# ## Why self-attention: the paper's Table 1, measured
+#
+# §4 of the paper compares a self-attention layer with the recurrent and convolutional layers it replaced, for
+# a sequence of length $n$ and width $d$:
+#
+# | layer | complexity per layer | sequential operations | maximum path length |
+# |---|---|---|---|
+# | self-attention | $O(n^2 \cdot d)$ | $O(1)$ | $O(1)$ |
+# | recurrent | $O(n \cdot d^2)$ | $O(n)$ | $O(n)$ |
+# | convolutional (kernel $k$) | $O(k \cdot n \cdot d^2)$ | $O(1)$ | $O(\log_k n)$ dilated, $O(n/k)$ contiguous |
+# | self-attention restricted to a window $r$ | $O(r \cdot n \cdot d)$ | $O(1)$ | $O(n/r)$ |
+#
+# `transformer_np.teaching.table1` writes each layer as one formula (the recurrent one is an Elman RNN, whose
+# $n$ steps depend on each other and cannot be batched). Below: each layer timed on one float32 sequence of
+# width $d = 64$, and the path length *counted*: the fewest edges a signal crosses from position 0 to position
+# $n-1$ in the layer's graph (breadth-first search on its connectivity).
+
+# %%
+from transformer_np.teaching import table1
+
+lengths = [16, 32, 64, 128, 256, 512, 1024]
+layer_times = table1.time_layers(lengths, d=64)
+paths = {kind: [table1.path_length(kind, n) for n in lengths] for kind in table1.LAYERS}
+paths["convolutional, k = 3"] = paths.pop("convolutional")
+paths["self-attention, window r = 8"] = [table1.path_length("self-attention", n, r=8) for n in lengths]
+viz.layer_costs(lengths, layer_times, paths, d=64);
+for kind in table1.LAYERS:
+    print(f"{kind:15s} n = 1024: {layer_times[kind][-1] * 1e3:6.2f} ms, {table1.flops(kind, 1024, 64) / 1e6:6.1f} MFLOP, "
+          f"path length {table1.path_length(kind, 1024)}")
+
+# %% [markdown]
+# What the measurement shows: self-attention's time grows like $n^2$ once the $n \times n$ scores dominate
+# (here beyond $n \approx d$), and the recurrent layer's like $n$ — but its $n$ steps run one after another,
+# each a tiny (1, d)·(d, d) product, so Python and memory latency, not arithmetic, set its pace. The paper's
+# point is the right panel: one self-attention layer connects every pair of positions by a single edge, where
+# the RNN's signal crosses $n - 1$ recurrent steps and a contiguous kernel-3 convolution needs $n - 1$ stacked
+# layers (a dilated one, $O(\log_k n)$).
+
+# %% [markdown]
 # ## Exercises
 #
 # **1.** Write `my_causal_mask(T)`: a (T, T) boolean array, True where query $t$ may attend to key $s$.
@@ -131,17 +220,6 @@ from transformer_np.teaching import exercises
 my_causal_mask = None  # replace with your function
 
 # %%
-if my_causal_mask is None:
-    print("not attempted yet")
-else:
-    exercises.check_causal_mask(my_causal_mask)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution: key s is visible from query t when s <= t
-def my_causal_mask(T):
-    return np.arange(T)[None, :] <= np.arange(T)[:, None]
-
-
 exercises.check_causal_mask(my_causal_mask)
 
 # %% [markdown]
@@ -152,40 +230,27 @@ exercises.check_causal_mask(my_causal_mask)
 my_attention = None  # replace with your function
 
 # %%
-if my_attention is None:
-    print("not attempted yet")
-else:
-    exercises.check_attention(my_attention)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_attention(q, k, v, mask):
-    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])   # (..., T, S)
-    scores = np.where(mask, scores, -np.inf)
-    e = np.exp(scores - scores.max(-1, keepdims=True))         # masked: exp(-inf) = 0
-    w = e / e.sum(-1, keepdims=True)
-    return w @ v, w
-
-
 exercises.check_attention(my_attention)
 
 # %% [markdown]
-# **3.** Without scaling, by what factor is the standard deviation of $q\cdot k$ larger for $d_k = 64$ than
-# for $d_k = 1$? (A number.)
+# **3.** Write `my_score_std(d_k)`: the standard deviation of the unscaled score $q\cdot k$ when $q$ and $k$
+# have $d_k$ independent entries of mean 0 and variance 1. The checker compares it with a simulation; what
+# does dividing by $\sqrt{d_k}$ then make of it?
 
 # %%
-my_factor = None  # replace with a number
+my_score_std = None  # replace with your function
 
 # %%
-if my_factor is None:
-    print("not attempted yet")
-else:
-    assert abs(my_factor - 8) < 1e-9, "variance grows like d_k, so the standard deviation like √d_k"
-    print("✓ correct")
+exercises.check_score_std(my_score_std)
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-my_factor = np.sqrt(64)  # variance d_k -> standard deviation √d_k = 8
-s64 = (rng.standard_normal((50000, 64)) * rng.standard_normal((50000, 64))).sum(-1)
-s1 = rng.standard_normal(50000) * rng.standard_normal(50000)
-print(f"measured ratio {s64.std() / s1.std():.2f}, predicted {my_factor:.0f}")
-assert abs(s64.std() / s1.std() - my_factor) < 0.3
+# %% [markdown]
+# ## References
+#
+# - Vaswani et al. 2017 (arXiv:1706.03762): §3.2.1 and eq. 1 (scaled dot-product attention, footnote 4 on the
+#   variance of q·k), §4 and Table 1 (why self-attention).
+# - Bahdanau, Cho & Bengio 2015, *Neural Machine Translation by Jointly Learning to Align and Translate*
+#   (arXiv:1409.0473): additive attention.
+# - Luong, Pham & Manning 2015, *Effective Approaches to Attention-based NMT* (arXiv:1508.04025): dot-product
+#   ("multiplicative") scores.
+# - Britz et al. 2017, *Massive Exploration of Neural Machine Translation Architectures* (arXiv:1703.03906): the
+#   additive vs dot-product comparison at large d_k the paper cites.

@@ -49,8 +49,13 @@ viz.layer_norm_statistics(many, tn.layer_norm(many, np.ones(64), np.zeros(64)));
 # initialisation post-LN's gradients near the output are large, which is why it needs a learning-rate
 # warm-up, and report that pre-LN trained well with a shorter (or no) warm-up in their experiments — a finding
 # about their settings, not a guarantee. transformer_np has both behind one option,
-# `TransformerConfig(norm_first=...)`. Post-LN keeps every token's vector at norm $\approx\sqrt{C}$; pre-LN
-# lets the stream grow layer by layer:
+# `TransformerConfig(norm_first=...)`. The two blocks, drawn:
+
+# %%
+viz.residual_blocks();
+
+# %% [markdown]
+# Post-LN keeps every token's vector at norm $\approx\sqrt{C}$; pre-LN lets the stream grow layer by layer:
 
 # %%
 viz.residual_stream_norms(figures.residual_norms_through_stack());
@@ -127,19 +132,6 @@ from transformer_np.teaching import exercises
 my_layer_norm = None  # replace with your function
 
 # %%
-if my_layer_norm is None:
-    print("not attempted yet")
-else:
-    exercises.check_layer_norm(my_layer_norm)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_layer_norm(x, gamma, beta, eps):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)   # biased: divide by C, not C - 1
-    return gamma * (x - mu) / np.sqrt(var + eps) + beta
-
-
 exercises.check_layer_norm(my_layer_norm)
 
 # %% [markdown]
@@ -149,18 +141,15 @@ exercises.check_layer_norm(my_layer_norm)
 my_gelu = None  # replace with your function
 
 # %%
-if my_gelu is None:
-    print("not attempted yet")
-else:
-    exercises.check_gelu(my_gelu)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-from scipy.special import erf
-
-
-def my_gelu(x):
-    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
-
-
 exercises.check_gelu(my_gelu)
+
+# %% [markdown]
+# ## References
+#
+# - Vaswani et al. 2017 (arXiv:1706.03762): §3.1 (residual + layer norm around each sublayer), §3.3 the
+#   position-wise feed-forward network, §5.4 residual dropout.
+# - He et al. 2016, *Deep Residual Learning for Image Recognition* (arXiv:1512.03385): residual connections.
+# - Ba, Kiros & Hinton 2016, *Layer Normalization* (arXiv:1607.06450).
+# - Xiong et al. 2020, *On Layer Normalization in the Transformer Architecture* (arXiv:2002.04745): post-LN vs
+#   pre-LN gradients at initialisation and warm-up.
+# - Hendrycks & Gimpel 2016, *Gaussian Error Linear Units* (arXiv:1606.08415).

@@ -69,7 +69,7 @@ np.testing.assert_allclose(with_cache, plain, atol=1e-12)
 seq = np.array([prompt + tokens])
 _, weights = model.forward_with_attention(seq)
 last = weights[-1][0].mean(axis=0)                         # last layer, averaged over heads: (t, t)
-labels = [f"{t}" for t in seq[0]]
+labels = [f"id {t}" for t in seq[0]]                       # keys: the token at each position, by id
 rows = slice(len(prompt) - 1, seq.shape[1] - 1)             # the positions that produced new tokens
 viz.attention_weights(last[rows], [f"step {i}" for i in range(len(tokens))], labels,
                       title="What each decoding step attended to (last layer, mean over heads)");
@@ -141,6 +141,13 @@ for t, out in zip(texts, cached):
 # %% [markdown]
 # ## The KV cache: memory and speed
 #
+# One step with the cache: only the new token is embedded and projected; its key and value are appended to
+# every layer's cache, and its query attends over all t + 1 keys.
+
+# %%
+viz.kv_cache_flow();
+
+# %% [markdown]
 # Each layer's cache holds K and V, each of shape (B, H, t, D). So every token adds $2\cdot B\cdot H\cdot D$
 # values per layer and $2\cdot L\cdot B\cdot H\cdot D$ over all L layers, times the itemsize in bytes — linear in
 # $t$. For the paper-base width (C = H·D = 512) in float32 that is 4 KiB per token and layer (B = 1).
@@ -199,19 +206,6 @@ from transformer_np.teaching import exercises
 my_top_k = None  # replace with your function
 
 # %%
-if my_top_k is None:
-    print("not attempted yet")
-else:
-    exercises.check_top_k(my_top_k)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_top_k(probs, k):
-    kth = np.sort(probs, axis=-1)[:, -k][:, None]        # the k-th largest of each row
-    kept = np.where(probs >= kth, probs, 0.0)
-    return kept / kept.sum(-1, keepdims=True)
-
-
 exercises.check_top_k(my_top_k)
 
 # %% [markdown]
@@ -222,18 +216,38 @@ exercises.check_top_k(my_top_k)
 my_cache_bytes = None  # replace with your function
 
 # %%
-if my_cache_bytes is None:
-    print("not attempted yet")
-else:
-    exercises.check_kv_cache_bytes(my_cache_bytes)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution: K and V, per layer, each (B, H, t, D)
-def my_cache_bytes(cfg, batch, tokens, itemsize):
-    return 2 * cfg.n_decoder_layers * batch * cfg.n_heads * tokens * cfg.d_head * itemsize
-
-
 exercises.check_kv_cache_bytes(my_cache_bytes)
-gpt2 = tn.TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
-                            architecture="decoder-only")
-print(f"GPT-2 small, 1024 tokens: {my_cache_bytes(gpt2, 1, 1024, 4) / 2**20:.0f} MiB")
+
+# %% [markdown]
+# **3.** One step of beam search. The K beams have scores `scores` (K,) (a dead beam has −∞) and the model's
+# next-token log-probabilities `log_probs` (K, V). Write `my_beam_step(scores, log_probs, K)` returning
+# `(parents, tokens, new_scores)`, each (K,): the K best extensions of all beams together, best first.
+
+# %%
+my_beam_step = None  # replace with your function
+
+# %%
+exercises.check_beam_step(my_beam_step)
+
+# %% [markdown]
+# **4.** One decoding step with a KV cache, for one sequence of H heads. Write
+# `my_cache_step(K, V, q, k, v)`: K and V are the cached keys and values (H, t, D); q, k, v the new token's
+# (H, 1, D). Append k and v, attend q over all t + 1 keys, and return `(out, K_new, V_new)`. The checker runs it
+# from an empty cache and compares every output with full causal attention.
+
+# %%
+my_cache_step = None  # replace with your function
+
+# %%
+exercises.check_kv_cache_step(my_cache_step)
+
+# %% [markdown]
+# ## References
+#
+# - Vaswani et al. 2017 (arXiv:1706.03762): §6.1 (beam size 4, length penalty α = 0.6).
+# - Wu et al. 2016, *Google's Neural Machine Translation System* (arXiv:1609.08144): the length penalty lp(Y).
+# - Fan, Lewis & Dauphin 2018, *Hierarchical Neural Story Generation* (arXiv:1805.04833): top-k sampling.
+# - Holtzman et al. 2020, *The Curious Case of Neural Text Degeneration* (arXiv:1904.09751): top-p (nucleus)
+#   sampling.
+# - Pope et al. 2022, *Efficiently Scaling Transformer Inference* (arXiv:2211.05102): the KV cache's memory and
+#   the cost of each decoding step.

@@ -11,6 +11,10 @@
 #
 # $$L = -\frac1N\sum_t\sum_v q_{t,v}\log p_{t,v},\quad q_t = (1-\varepsilon)\,\mathrm{onehot}(y_t)+\frac{\varepsilon}{V}
 #   \qquad lrate = d_{model}^{-0.5}\min(step^{-0.5},\ step\cdot warmup^{-1.5})$$
+#
+# Label smoothing moves ε of the target's probability from the right class to all V classes equally. The
+# loss then cannot reach 0: its minimum, reached when the prediction equals q, is the entropy
+# $H(q) = -\sum_v q_v \log q_v$ (`nn.smoothed_target_entropy`), the floor drawn under the loss curves below.
 
 # %%
 import numpy as np
@@ -20,6 +24,8 @@ from transformer_np import viz
 from transformer_np.core import nn
 from transformer_np.model import transformer_loss
 from transformer_np.training import evaluate, load_trained, predict, tasks
+
+viz.label_smoothing_targets(10, 0.1, target=3);
 
 # %% [markdown]
 # ## A backward, checked live
@@ -77,7 +83,14 @@ for name, (task, params_, history, metrics) in shipped.items():
     print(f"{name:10s} {tn.count_params(params_):7,d} parameters, {history['step'][-1]} steps, "
           f"held-out accuracy {metrics['accuracy']:.3f}" + (f", on negated sentences {metrics['negated_accuracy']:.3f}"
                                                             if "negated_accuracy" in metrics else ""))
-viz.training_curves({name: h for name, (_, _, h, _) in shipped.items()});
+floors = {name: nn.smoothed_target_entropy(t.config.n_classes if t.kind == "classify" else t.config.vocab_size,
+                                           t.label_smoothing) for name, (t, _, _, _) in shipped.items()}
+viz.training_curves({name: h for name, (_, _, h, _) in shipped.items()}, floors);
+
+# %% [markdown]
+# Each loss settles on its dashed floor H(q): with label smoothing no model can go lower, so a curve that reaches
+# it has fitted the smoothed targets as well as any model could — the remaining loss is the ε spread on
+# purpose, not an error. The validation accuracy (right) is measured on examples never trained on.
 
 # %%
 task, params_, _, _ = shipped["dates"]
@@ -149,7 +162,7 @@ for x, y in wrong[:10]:
 #
 # Everything above was trained beforehand. This one trains now, in this cell, in well under a minute on two
 # cores: a decoder-only Transformer (C = 64, 2 pre-LN layers, GELU) learning to predict the next **character**
-# of the text that ships with this package — its own docstrings, ~87,000 characters about Transformers. Each
+# of the text that ships with this package — its own docstrings, about 90,000 characters about Transformers. Each
 # step takes 16 random windows of 64 characters; the loss is the cross-entropy of every next character, its
 # gradient the backward passes of this chapter, the update Adam with the paper's schedule.
 
@@ -191,17 +204,6 @@ from transformer_np.teaching import exercises
 my_softmax_backward = None  # replace with your function
 
 # %%
-if my_softmax_backward is None:
-    print("not attempted yet")
-else:
-    exercises.check_softmax_backward(my_softmax_backward)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution: dx_i = y_i (dy_i - sum_j dy_j y_j)
-def my_softmax_backward(dy, y):
-    return y * (dy - (dy * y).sum(-1, keepdims=True))
-
-
 exercises.check_softmax_backward(my_softmax_backward)
 
 # %% [markdown]
@@ -211,15 +213,43 @@ exercises.check_softmax_backward(my_softmax_backward)
 my_lr = None  # replace with your function
 
 # %%
-if my_lr is None:
-    print("not attempted yet")
-else:
-    exercises.check_schedule(my_lr)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_lr(step, d_model, warmup):
-    return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
-
-
 exercises.check_schedule(my_lr)
+
+# %% [markdown]
+# **3.** One training step's gradient. The output layer turns N vectors x (N, C) into logits z = x W + b;
+# the loss is the label-smoothed mean cross-entropy with targets y and smoothing ε. Write
+# `my_output_grads(W, b, x, y, eps)` returning `(dW, db)`. (Start from dL/dz; the checker uses several shapes
+# and values of ε.)
+
+# %%
+my_output_grads = None  # replace with your function
+
+# %%
+exercises.check_training_gradient(my_output_grads)
+
+# %% [markdown]
+# **4.** An ablation: what breaks without the $1/\sqrt{d_k}$, and without the positional encoding? Write
+# `my_ablations(task, params, examples)` returning a dict with the exact-match accuracy of the shipped reverse
+# model on `examples` as it is (`"full"`), with every attention's scaling removed (`"no_scaling"`; hint:
+# multiplying $W^Q$ and $b^Q$ by $\sqrt{D}$ does it exactly — why?) and with no positional encoding
+# (`"no_positions"`; `dataclasses.replace(task.config, positional_encoding=False)`). Predict the three numbers
+# before you measure them. (The model was trained *with* both: this measures what it relies on, not how well
+# a model trained without them would do.)
+
+# %%
+my_ablations = None  # replace with your function
+
+# %%
+exercises.check_ablations(my_ablations)
+
+# %% [markdown]
+# ## References
+#
+# - Vaswani et al. 2017 (arXiv:1706.03762): §5.3 Adam and the schedule (eq. 3), §5.4 label smoothing ε = 0.1.
+# - Kingma & Ba 2015, *Adam* (arXiv:1412.6980).
+# - Szegedy et al. 2016, *Rethinking the Inception Architecture* (arXiv:1512.00567): label smoothing; Müller,
+#   Kornblith & Hinton 2019, *When Does Label Smoothing Help?* (arXiv:1906.02629).
+# - Kazemnejad et al. 2023, *The Impact of Positional Encoding on Length Generalization* (arXiv:2305.19466): models
+#   trained with no positional encoding, unlike the ablation of exercise 4.
+# - Andrej Karpathy's *micrograd*, *nanoGPT* and *llm.c* (github.com/karpathy): backward passes written by hand
+#   beside their forwards, as here.

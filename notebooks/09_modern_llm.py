@@ -222,17 +222,6 @@ from transformer_np.teaching import exercises
 my_rms_norm = None  # replace with your function
 
 # %%
-if my_rms_norm is None:
-    print("not attempted yet")
-else:
-    exercises.check_rms_norm(my_rms_norm)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_rms_norm(x, gamma, eps):
-    return gamma * x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
-
-
 exercises.check_rms_norm(my_rms_norm)
 
 # %% [markdown]
@@ -243,22 +232,6 @@ exercises.check_rms_norm(my_rms_norm)
 my_rope = None  # replace with your function
 
 # %%
-if my_rope is None:
-    print("not attempted yet")
-else:
-    exercises.check_rope(my_rope)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_rope(x, positions, base):
-    D = x.shape[-1]
-    theta = positions[:, None] * base ** (-np.arange(0, D, 2) / D)  # (T, D/2)
-    a, b = x[:, 0::2], x[:, 1::2]
-    out = np.empty_like(x)
-    out[:, 0::2], out[:, 1::2] = a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta)
-    return out
-
-
 exercises.check_rope(my_rope)
 
 # %% [markdown]
@@ -269,16 +242,16 @@ exercises.check_rope(my_rope)
 my_cache_bytes = None  # replace with your function
 
 # %%
-if my_cache_bytes is None:
-    print("not attempted yet")
-else:
-    exercises.check_gqa_cache_bytes(my_cache_bytes)
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Reference solution
-def my_cache_bytes(n_layers, n_kv_heads, d_head, tokens, itemsize):
-    return 2 * n_layers * n_kv_heads * d_head * tokens * itemsize
-
-
 exercises.check_gqa_cache_bytes(my_cache_bytes)
-print("tokens in 1 GiB:", 2**30 // my_cache_bytes(30, 3, 64, 1, 4))
+
+# %% [markdown]
+# ## References
+#
+# - Touvron et al. 2023, *LLaMA* (arXiv:2302.13971): the pre-norm decoder this chapter runs.
+# - Zhang & Sennrich 2019, *Root Mean Square Layer Normalization* (arXiv:1910.07467).
+# - Shazeer 2020, *GLU Variants Improve Transformer* (arXiv:2002.05202): SwiGLU.
+# - Su et al. 2021, *RoFormer* (arXiv:2104.09864): rotary position embeddings.
+# - Shazeer 2019, *Fast Transformer Decoding: One Write-Head is All You Need* (arXiv:1911.02150) and Ainslie et al.
+#   2023, *GQA* (arXiv:2305.13245): multi-query and grouped-query attention.
+# - Sennrich, Haddow & Birch 2016, *Subword Units* (arXiv:1508.07909) and the GPT-2 report (Radford et al. 2019):
+#   byte-level BPE. Allal et al. 2025, *SmolLM2* (arXiv:2502.02737). The GGUF format: ggml's `docs/gguf.md`.

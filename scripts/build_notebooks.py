@@ -2,6 +2,8 @@
 execution counts and volatile metadata (outputs are kept, so the notebooks read well unrun).
 
     python scripts/build_notebooks.py [notebooks/NN_name.py ...]      (make rebuild-notebooks)
+
+Without arguments it builds every chapter and every notebooks/solutions/ notebook.
 """
 
 import os
@@ -53,5 +55,6 @@ def build(source):
 
 if __name__ == "__main__":
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    for path in sys.argv[1:] or sorted((ROOT / "notebooks").glob("[0-9]*.py")):
+    chapters = sorted((ROOT / "notebooks").glob("[0-9]*.py")) + sorted((ROOT / "notebooks/solutions").glob("[0-9]*.py"))
+    for path in sys.argv[1:] or chapters:
         build(path)

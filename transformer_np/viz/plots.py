@@ -25,8 +25,9 @@ class _PlainLogFormatter(LogFormatter):
 
 def plain_log_ticks(axis):
     """Label a log axis with plain numbers (2, 3, 4, …), not 2×10⁰."""
-    axis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+    base = getattr(axis.get_transform(), "base", 10)  # call after set_xscale / set_yscale
+    axis.set_major_formatter(_PlainLogFormatter(base=base, labelOnlyBase=False))
+    axis.set_minor_formatter(_PlainLogFormatter(base=base, labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def heatmap(ax, a, *, title, xlabel, ylabel, xticks=None, yticks=None, cmap="viridis", vmin=None, vmax=None,
@@ -96,6 +97,7 @@ def softmax_saturation(d_ks=(4, 16, 64, 256, 1024), n_keys=32, n_trials=400, see
     ax.plot(d_ks, scaled, "s-", label="softmax(q·k / √d_k): stays spread")
     ax.axhline(1 / n_keys, color="gray", ls=":", label=f"uniform (1/{n_keys})")
     ax.set_xscale("log", base=2)
+    plain_log_ticks(ax.xaxis)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("d_k (q, k with unit-variance entries)")
     ax.set_ylabel("mean of the largest weight")
@@ -284,6 +286,7 @@ def decode_speed(rows, title="Greedy decoding"):
             label="without: recompute all t tokens every step")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
     plain_log_ticks(ax.yaxis)
     ax.set_xlabel("generated tokens n")
     ax.set_ylabel("ms per generated token (mean over the run)")
@@ -297,6 +300,7 @@ def decode_flops(t, with_cache, without_cache):
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     ax.loglog(t, to_numpy(without_cache), label="recompute everything: t·24LC² + 4Lt²C")
     ax.loglog(t, to_numpy(with_cache), label="KV cache: 24LC² + 4LtC")
+    plain_log_ticks(ax.xaxis)
     ax.set_xlabel("context length t (tokens)")
     ax.set_ylabel("FLOPs per generated token")
     ax.set_title("The cost of one more token", fontsize=10)
@@ -617,6 +621,7 @@ def memory_vs_length(rows):
     ax.loglog(T, [r["naive_peak_bytes"] / 2**20 for r in rows], "o-", label="naive: T × T scores")
     ax.loglog(T, [r["blockwise_peak_bytes"] / 2**20 for r in rows], "s-", label="blockwise: tiles of 256 × 256")
     ax.set_xticks(T, [str(t) for t in T])
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("peak memory (MiB)")
     ax.set_title("Causal attention, one head, d = 64 (measured)", fontsize=10)

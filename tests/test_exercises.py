@@ -151,3 +151,17 @@ def test_positional_encoding_off_removes_every_position_signal():
     with_pe = tn.TransformerConfig.tiny(dtype="float64")
     shuffled, memory = tn.model.encode(params, src[:, perm], with_pe)[0], tn.model.encode(params, src, with_pe)[0]
     assert not np.allclose(shuffled, memory[:, perm])
+
+
+CHECKERS = sorted(name for name in dir(exercises) if name.startswith("check_"))
+
+
+@pytest.mark.parametrize("name", CHECKERS)
+def test_every_checker_rejects_a_constant_answer(name):
+    """A function that returns the same number whatever it is asked never passes (check_parameter_count also
+    takes the configuration the learner was asked about)."""
+    checker = getattr(exercises, name)
+    extra = (tn.TransformerConfig.paper_base(),) if name == "check_parameter_count" else ()
+    for constant in (0, 1, 786432):
+        with pytest.raises((AssertionError, TypeError, ValueError)):
+            checker(lambda *args, c=constant: c, *extra)

@@ -109,7 +109,10 @@ def contiguous(x):
 
 
 def take_rows(table, ids):
-    """table[ids]: rows of a (V, C) table for integer ids of any shape -> (*ids.shape, C)."""
+    """table[ids]: rows of a (V, C) table for integer ids of any shape -> (*ids.shape, C).  A table that is not an
+    array but knows how to look up its own rows (a quantized one, efficient.quantize) does it itself."""
+    if hasattr(table, "take_rows"):
+        return table.take_rows(ids)
     xp = array_namespace(table, ids)
     flat = xp.reshape(ids, (-1,))
     rows = xp.take(table, flat, axis=0)

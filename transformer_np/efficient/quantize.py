@@ -1,0 +1,431 @@
+r"""Quantization: store numbers as small integers and a scale, x ≈ s · q.
+
+Each scheme is a pair ``quantize_* / dequantize``; the numbers that share one scale form a *group*:
+
+    symmetric (absmax)   s = max|x| / q_max,  q = clip(round(x / s), -q_max, q_max),  q_max = 2^{b-1} - 1
+    asymmetric           s = (max x - min x) / (2^b - 1),  z = round(-min x / s),
+                         q = clip(round(x / s) + z, 0, 2^b - 1),  x ≈ s · (q - z)
+
+and the group is the whole tensor (``axis=None``), every slice along ``axis`` (``axis=0`` of a (C_in, C_out)
+weight: one scale per output channel; ``axis=-1`` of (T, C) activations: one per token), or runs of
+``group_size`` numbers along ``axis`` (g = 32, 64, 128).  Rounding is to the nearest integer, so inside the
+grid's range |x - s·q| ≤ s/2.
+
+Then what a model computes with them — weights that do their own ``x @ W`` (:class:`QuantizedMatrix`):
+weight-only (dequantized at use), W8A8 (int8 activations × int8 weights accumulated in int32) and LLM.int8()
+(outlier columns in float); SmoothQuant's smoothing folded into the preceding norm; and an int8 KV cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..core.backend import array_namespace
+from ..core.checks import check_choice, check_positive_int, check_real
+from ..core.tree import flatten
+from ..decoding.cache import LayerCache
+
+# --- groups: move the group axis last and cut it into runs ------------------------------------------------
+
+
+def _grouped(x, axis, group_size):
+    """x viewed as (..., n_groups, g): the numbers that share a scale on the last axis."""
+    xp = array_namespace(x)
+    if axis is None:
+        return xp.reshape(x, (1, -1))
+    x = xp.moveaxis(x, axis, -1)
+    n = x.shape[-1]
+    g = n if group_size is None else check_positive_int("group_size", group_size)
+    if n % g:
+        raise ValueError(f"group_size={g} must divide the length {n} of axis {axis}")
+    return xp.reshape(x, (*x.shape[:-1], n // g, g))
+
+
+def _ungrouped(x, shape, axis):
+    """The inverse of _grouped for a tensor of the original ``shape``."""
+    xp = array_namespace(x)
+    if axis is None:
+        return xp.reshape(x, shape)
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    return xp.moveaxis(xp.reshape(x, tuple(moved)), -1, axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantized:
+    """Integers q (in the grouped layout (..., n_groups, g), int4 packed two a byte), their scales (and zero
+    points), and what it takes to rebuild the float tensor."""
+
+    q: object
+    scale: object  # (..., n_groups, 1) float32
+    zero: object  # (..., n_groups, 1) int, or None (symmetric)
+    bits: int
+    axis: int | None
+    group_size: int | None
+    shape: tuple
+    packed: bool = False
+
+    @property
+    def nbytes(self):
+        """Bytes held: the integers, the scales and the zero points."""
+        return sum(math.prod(a.shape) * a.dtype.itemsize for a in (self.q, self.scale, self.zero) if a is not None)
+
+    @property
+    def bits_per_weight(self):
+        return 8 * self.nbytes / math.prod(self.shape)
+
+    def integers(self):
+        """q unpacked, in the grouped layout, as int8 (symmetric) or uint8 (asymmetric)."""
+        if not self.packed:
+            return self.q
+        xp = array_namespace(self.q)
+        flat = unpack_int4(self.q, math.prod(self.shape), signed=self.zero is None)
+        return xp.reshape(flat, (*self.scale.shape[:-1], -1))
+
+
+def quantize_symmetric(x, bits=8, axis=None, group_size=None, pack=False):
+    r"""s = \max_{group}|x| / q_{max},  q = clip(round(x / s), -q_{max}, q_{max}),  q_{max} = 2^{b-1} - 1.
+
+    x: float array; bits in 2…8; axis/group_size: see the module docstring; pack: two 4-bit values a byte
+    (bits ≤ 4).  A group of zeros gets s = 1 (any s reproduces it).  Returns :class:`Quantized`."""
+    check_bits(bits, pack)
+    xp = array_namespace(x)
+    g = _grouped(x, axis, group_size)
+    q_max = 2 ** (bits - 1) - 1
+    s = xp.max(xp.abs(g), axis=-1, keepdims=True) / q_max  # (..., n_groups, 1)
+    s = xp.where(s > 0, s, xp.ones_like(s))
+    q = xp.astype(xp.clip(xp.round(g / s), -q_max, q_max), xp.int8)
+    if pack:
+        q = pack_int4(q)
+    return Quantized(q, xp.astype(s, xp.float32), None, bits, axis, group_size, tuple(x.shape), pack)
+
+
+def quantize_asymmetric(x, bits=8, axis=None, group_size=None, pack=False):
+    r"""s = (\max x - \min x) / (2^b - 1),  z = round(-\min x / s),  q = clip(round(x / s) + z, 0, 2^b - 1).
+
+    The zero point z is an integer, so x = 0 is represented exactly (padding, ReLU zeros).  Returns
+    :class:`Quantized` with uint8 q and z."""
+    check_bits(bits, pack)
+    xp = array_namespace(x)
+    g = _grouped(x, axis, group_size)
+    lo, hi = xp.min(g, axis=-1, keepdims=True), xp.max(g, axis=-1, keepdims=True)
+    lo, hi = xp.minimum(lo, xp.zeros_like(lo)), xp.maximum(hi, xp.zeros_like(hi))  # the grid must hold 0
+    top = 2**bits - 1
+    s = (hi - lo) / top
+    s = xp.where(s > 0, s, xp.ones_like(s))
+    z = xp.clip(xp.round(-lo / s), 0, top)
+    q = xp.astype(xp.clip(xp.round(g / s) + z, 0, top), xp.uint8)
+    if pack:
+        q = pack_int4(q)
+    return Quantized(q, xp.astype(s, xp.float32), xp.astype(z, xp.uint8), bits, axis, group_size, tuple(x.shape),
+                     pack)
+
+
+def dequantize(qt, dtype=None):
+    r"""x ≈ s · q (symmetric) or s · (q - z) (asymmetric), in the original shape (float32 by default)."""
+    q = qt.integers()
+    xp = array_namespace(q)
+    dtype = dtype or xp.float32
+    s = xp.astype(qt.scale, dtype)
+    g = xp.astype(q, dtype) if qt.zero is None else xp.astype(q, dtype) - xp.astype(qt.zero, dtype)
+    return _ungrouped(g * s, qt.shape, qt.axis)
+
+
+def check_bits(bits, pack=False):
+    check_positive_int("bits", bits)
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must lie in 2…8, got {bits}")
+    if pack and bits > 4:
+        raise ValueError(f"pack=True stores two values a byte: bits must be ≤ 4, got {bits}")
+
+
+def pack_int4(q):
+    r"""Two 4-bit values a byte: value 2i in the low nibble, 2i+1 in the high one (flattened, even length).
+    q: int8 in [-8, 7] or uint8 in [0, 15] -> uint8 (q.size / 2,)."""
+    xp = array_namespace(q)
+    flat = xp.reshape(q, (-1,))
+    if flat.shape[0] % 2:
+        raise ValueError(f"int4 packing needs an even number of values, got {flat.shape[0]}")
+    u = xp.astype(flat, xp.uint8) & 0x0F  # two's complement keeps the low 4 bits of a negative int8
+    return u[0::2] | (u[1::2] << 4)
+
+
+def unpack_int4(packed, n, signed=True):
+    """The inverse of pack_int4: n values, int8 in [-8, 7] (signed) or uint8 in [0, 15]."""
+    xp = array_namespace(packed)
+    lo, hi = packed & 0x0F, packed >> 4
+    u = xp.reshape(xp.stack([lo, hi], axis=-1), (-1,))[:n]
+    if not signed:
+        return u
+    s = xp.astype(u, xp.int8)
+    return xp.where(s > 7, s - 16, s)  # 8…15 are the negative values -8…-1
+
+
+# --- weights that do their own x @ W ----------------------------------------------------------------------
+
+
+class QuantizedMatrix:
+    r"""A (C_in, C_out) weight kept compressed; ``x @ W`` runs through :meth:`matmul`.  Subclasses choose how.
+
+    Only what the models ask of a weight is offered: ``shape``, ``ndim``, ``dtype``, ``size``, ``.T``, ``x @ W``,
+    row lookup (``take_rows``, for an embedding table) and ``nbytes``; NumPy is told to leave ``x @ W`` to it
+    (``__array_ufunc__ = None``).  ``dequantize()`` gives the float matrix."""
+
+    __array_ufunc__ = None  # ndarray @ QuantizedMatrix -> QuantizedMatrix.__rmatmul__
+    ndim = 2
+
+    def __init__(self, shape, transposed=False):
+        self._shape, self.transposed = tuple(shape), transposed
+
+    @property
+    def shape(self):
+        return self._shape[::-1] if self.transposed else self._shape
+
+    @property
+    def size(self):
+        return math.prod(self._shape)
+
+    @property
+    def dtype(self):
+        """The dtype x @ W computes in: float32."""
+        return self.scale_dtype
+
+    @property
+    def T(self):  # noqa: N802 - the array attribute's name
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.transposed = not self.transposed
+        return twin
+
+    def dequantize(self):
+        w = self.dequantize_stored()
+        return w.T if self.transposed else w
+
+    def dequantize_stored(self, rows=None):
+        """The stored matrix (before any .T) as floats, or only its ``rows``."""
+        raise NotImplementedError
+
+    def take_rows(self, ids):
+        """W[ids] for an embedding table, dequantizing only the rows asked for (``ids`` any int shape)."""
+        if self.transposed:
+            raise ValueError("row lookup of a transposed quantized matrix")
+        xp = array_namespace(ids)
+        flat = xp.reshape(ids, (-1,))
+        return xp.reshape(self.dequantize_stored(rows=flat), (*ids.shape, self._shape[1]))
+
+    def matmul(self, x):
+        """x (N, C_in) @ W: by default the weight is dequantized for this product only (weight-only)."""
+        return x @ self.dequantize()
+
+    def __rmatmul__(self, x):
+        return self.matmul(x)
+
+    def __array__(self, dtype=None, copy=None):
+        w = self.dequantize()
+        return w if dtype is None else w.astype(dtype)
+
+
+class WeightOnlyMatrix(QuantizedMatrix):
+    r"""Weight-only quantization: W stored as :class:`Quantized`, y = x · deq(W) in float32, the float matrix
+    alive only during its product."""
+
+    def __init__(self, w, bits=8, axis=0, group_size=None, asymmetric=False, pack=None):
+        super().__init__(w.shape)
+        pack = bits <= 4 if pack is None else pack
+        quantize = quantize_asymmetric if asymmetric else quantize_symmetric
+        self.qt = quantize(w, bits, axis, group_size, pack=pack)
+        self.scale_dtype = self.qt.scale.dtype
+
+    @property
+    def nbytes(self):
+        return self.qt.nbytes
+
+    def dequantize_stored(self, rows=None):
+        qt = self.qt
+        if rows is None:
+            return dequantize(qt)
+        if qt.axis not in (1, -1):  # groups run across rows: the whole matrix is needed
+            return dequantize(qt)[rows]
+        xp = array_namespace(qt.scale)
+        R = self._shape[0]  # groups along each row: the rows asked for are dequantized alone
+        q = xp.take(xp.reshape(qt.q, (R, -1)), rows, axis=0)
+        part = dataclasses.replace(qt, q=xp.reshape(q, (-1,)) if qt.packed else xp.reshape(q, (-1, *qt.q.shape[1:])),
+                                   scale=xp.take(qt.scale, rows, axis=0), shape=(rows.shape[0], self._shape[1]),
+                                   zero=None if qt.zero is None else xp.take(qt.zero, rows, axis=0))
+        return dequantize(part)
+
+
+def w8a8_matmul(x, w_q, w_scale):
+    r"""y = (s_x ⊗ s_w) ⊙ (q_x q_w): per-token int8 activations × per-output-channel int8 weights, the product
+    accumulated exactly in int32, then rescaled — an integer GPU kernel's arithmetic, emulated.
+
+    x: float (N, C_in); w_q: int8 (C_in, C_out); w_scale: (1, C_out).  s_x = max_c |x_{n,c}| / 127 per token."""
+    xp = array_namespace(x)
+    if x.shape[-1] * 127 * 127 >= 2**31:
+        raise ValueError(f"C_in = {x.shape[-1]} could overflow the int32 accumulator (C_in · 127² ≥ 2³¹)")
+    xq = quantize_symmetric(x, 8, axis=-1)  # q (N, 1, C_in), scale (N, 1, 1)
+    acc = xp.astype(xp.reshape(xq.q, x.shape), xp.int32) @ xp.astype(w_q, xp.int32)  # (N, C_out) exact
+    return xp.astype(acc, xp.float32) * xp.reshape(xq.scale, (-1, 1)) * w_scale
+
+
+class W8A8Matrix(QuantizedMatrix):
+    """W8A8: weights int8 per output channel; every product quantizes its input per token (w8a8_matmul)."""
+
+    def __init__(self, w):
+        super().__init__(w.shape)
+        xp = array_namespace(w)
+        self.qt = quantize_symmetric(w, 8, axis=0)  # q (C_out, 1, C_in), scale (C_out, 1, 1)
+        self.w_q = xp.reshape(xp.moveaxis(xp.reshape(self.qt.q, (w.shape[1], w.shape[0])), 0, 1), w.shape)
+        self.w_scale = xp.reshape(self.qt.scale, (1, -1))
+        self.scale_dtype = self.qt.scale.dtype
+
+    @property
+    def nbytes(self):
+        return self.qt.nbytes
+
+    def dequantize_stored(self, rows=None):
+        w = dequantize(self.qt)
+        return w if rows is None else w[rows]
+
+    def matmul(self, x):
+        if self.transposed:
+            return x @ self.dequantize()
+        return w8a8_matmul(x, self.w_q, self.w_scale)
+
+
+def llm_int8_matmul(x, w, w_q, w_scale, threshold=6.0):
+    r"""LLM.int8() (Dettmers et al. 2022): the input columns j with any |x_{n,j}| ≥ threshold go through a float
+    matmul with W's rows j; the rest through w8a8_matmul.  Returns (y (N, C_out), number of outlier columns)."""
+    xp = array_namespace(x)
+    outlier = xp.any(xp.abs(x) >= threshold, axis=0)  # (C_in,)
+    keep = xp.astype(~outlier, x.dtype)
+    y = w8a8_matmul(x * keep, w_q, w_scale)  # outlier columns zeroed: they add nothing to the int8 part
+    n = int(xp.sum(xp.astype(outlier, xp.int32)))
+    if n:
+        idx = xp.nonzero(outlier)[0]
+        y = y + xp.take(x, idx, axis=1) @ xp.take(w, idx, axis=0)  # the float part: (N, n) @ (n, C_out)
+    return y, n
+
+
+class LLMInt8Matrix(W8A8Matrix):
+    """LLM.int8(): W8A8 with the outlier input columns (|x| ≥ threshold) in float; the float rows of W are kept
+    as the dequantized int8 rows (what the paper keeps is fp16; here the int8 grid, so only activations differ)."""
+
+    def __init__(self, w, threshold=6.0):
+        super().__init__(w)
+        self.threshold = check_real("threshold", threshold, low=0.0, low_open=True)
+        self.products = self.outlier_columns = 0  # counted over every product: how often the float path ran
+
+    def matmul(self, x):
+        if self.transposed:
+            return x @ self.dequantize()
+        y, n = llm_int8_matmul(x, self.dequantize_stored(), self.w_q, self.w_scale, self.threshold)
+        self.products, self.outlier_columns = self.products + 1, self.outlier_columns + n
+        return y
+
+
+# --- SmoothQuant ----------------------------------------------------------------------------------------------
+
+
+def smoothing_factors(x_absmax, w_absmax, alpha=0.5):
+    r"""s_j = \max|X_j|^α / \max|W_j|^{1-α} for each input channel j (Xiao et al. 2023, SmoothQuant).
+
+    Dividing the activations' column j by s_j and multiplying W's row j by it moves the outliers' range from
+    the activations (hard to quantize per token) to the weights (easy per channel), the product unchanged.
+    x_absmax: (C_in,) over a calibration set; w_absmax: (C_in,) max over the outputs of every linear fed."""
+    check_real("alpha", alpha, low=0.0, high=1.0)
+    xp = array_namespace(x_absmax)
+    s = x_absmax**alpha / w_absmax ** (1.0 - alpha)
+    return xp.where((x_absmax > 0) & (w_absmax > 0), s, xp.ones_like(s))
+
+
+def smooth_fold(norm_gamma, weights, s):
+    r"""Fold s into a norm and the linears it feeds: γ' = γ / s, W'_i = diag(s) W_i.
+
+    RMSNorm(x) γ' W' = RMSNorm(x) γ W exactly (up to rounding): the same function, with activations that
+    quantize better.  Returns (γ', [W'_i])."""
+    return norm_gamma / s, [w * s[:, None] for w in weights]
+
+
+# --- an int8 KV cache ----------------------------------------------------------------------------------------
+
+
+class Int8LayerCache(LayerCache):
+    r"""A layer cache holding K and V as int8 with one scale per (batch row, head, token): every appended
+    k, v (B, H_kv, T, D) is quantized symmetrically over D, and attention reads the dequantized values.
+
+    4 bytes per number become 1 + 4/D (the scale).  Quantizing each token on its own makes the result
+    independent of how the tokens arrive: one prefill or one token at a time give the same cache."""
+
+    def __init__(self):
+        super().__init__()
+        self.kq = self.vq = None
+
+    @property
+    def length(self):
+        return 0 if self.kq is None else self.kq.q.shape[2]
+
+    def extend(self, k_new, v_new):
+        xp = array_namespace(k_new)
+        parts = []
+        for old, new in ((self.kq, k_new), (self.vq, v_new)):
+            qt = quantize_symmetric(new, 8, axis=-1)  # q (B, H, T, 1, D), scale (B, H, T, 1, 1)
+            if old is not None:
+                qt = dataclasses.replace(qt, q=xp.concat([old.q, qt.q], axis=2),
+                                         scale=xp.concat([old.scale, qt.scale], axis=2),
+                                         shape=(*new.shape[:2], old.shape[2] + new.shape[2], new.shape[3]))
+            parts.append(qt)
+        self.kq, self.vq = parts
+        self.k, self.v = dequantize(self.kq, k_new.dtype), dequantize(self.vq, v_new.dtype)
+        return self.k, self.v
+
+    def truncate(self, length):
+        if self.kq is not None and length < self.length:
+            cut = lambda qt: dataclasses.replace(  # noqa: E731
+                qt, q=qt.q[:, :, :length], scale=qt.scale[:, :, :length], shape=(*qt.shape[:2], length, qt.shape[3]))
+            self.kq, self.vq = cut(self.kq), cut(self.vq)
+            self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
+            if length == 0:
+                self.kq = self.vq = self.k = self.v = None
+
+    def select(self, rows):
+        raise NotImplementedError("beam search over an int8 cache")
+
+    def nbytes(self):
+        """What the cache stores: int8 values and float32 scales (the dequantized copy is a working buffer)."""
+        return 0 if self.kq is None else self.kq.nbytes + self.vq.nbytes
+
+
+def int8_cache(n_layers):
+    """An empty int8 KV cache for n_layers layers (pass as ``cache=`` to a decoding session)."""
+    return [Int8LayerCache() for _ in range(n_layers)]
+
+
+def quantize_params(params, make, skip=()):
+    """The params tree with every 2-D weight w replaced by make(w) (a :class:`QuantizedMatrix`), except under the
+    top-level keys in ``skip``; vectors (norms, biases) stay float.  Nothing is copied that is not quantized."""
+    def walk(node, top):
+        if isinstance(node, dict):
+            return {k: walk(v, top if top is not None else k) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return type(node)(walk(v, top) for v in node)
+        return make(node) if getattr(node, "ndim", 0) == 2 and top not in skip else node
+    return walk(params, None)
+
+
+def params_nbytes(params):
+    """Resident bytes of a params tree: float arrays and quantized weights alike."""
+    return sum(a.nbytes for a in flatten(params).values() if a is not None)
+
+
+METHODS = ("weight-only", "w8a8", "llm.int8")
+
+
+def quantize_matrix(w, method="weight-only", **options):
+    """A :class:`QuantizedMatrix` of ``w`` by ``method``: "weight-only" (bits, axis, group_size, asymmetric),
+    "w8a8", or "llm.int8" (threshold)."""
+    check_choice("method", method, METHODS)
+    if method == "weight-only":
+        return WeightOnlyMatrix(w, **options)
+    return W8A8Matrix(w, **options) if method == "w8a8" else LLMInt8Matrix(w, **options)

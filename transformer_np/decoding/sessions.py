@@ -19,13 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.backend import array_namespace, device, to_numpy
+from ..core.tree import flatten
 from ..model.models import decode, encode
 from .cache import cache_nbytes, new_cache, select_rows
 
 
 def _converter(params):
-    """Host (NumPy) arrays -> the library and device of the model's parameters."""
-    like = params["embed"]["table"]
+    """Host (NumPy) arrays -> the library and device of the model's parameters (its first plain array: a
+    compressed weight, efficient.quantize's, is not one)."""
+    like = next(a for a in flatten(params).values() if a is not None and not hasattr(a, "dequantize"))
     return lambda a: array_namespace(like).asarray(a, device=device(like))
 
 

@@ -23,7 +23,7 @@ import math
 
 from ..core.backend import array_namespace
 from ..core.checks import check_choice, check_positive_int, check_real
-from ..core.tree import flatten
+from ..core.tree import flatten, unflatten
 from ..decoding.cache import LayerCache
 
 # --- groups: move the group axis last and cut it into runs ------------------------------------------------
@@ -258,14 +258,17 @@ class WeightOnlyMatrix(QuantizedMatrix):
 
 def w8a8_matmul(x, w_q, w_scale):
     r"""y = (s_x ⊗ s_w) ⊙ (q_x q_w): per-token int8 activations × per-output-channel int8 weights, the product
-    accumulated exactly in int32, then rescaled — an integer GPU kernel's arithmetic, emulated.
+    accumulated exactly as an int32 accumulator would, then rescaled — an integer GPU kernel's arithmetic.
 
-    x: float (N, C_in); w_q: int8 (C_in, C_out); w_scale: (1, C_out).  s_x = max_c |x_{n,c}| / 127 per token."""
+    x: float (N, C_in); w_q: int8 (C_in, C_out); w_scale: (1, C_out).  s_x = max_c |x_{n,c}| / 127 per token.
+    The integer sums are computed by a float64 matrix product (BLAS; NumPy's integer matmul has none): every
+    partial sum is an integer below C_in · 127² < 2³¹ < 2⁵³, which float64 holds exactly, so the result is the
+    int32 accumulator's, bit for bit (tests/test_quantize.py checks it against an int64 product)."""
     xp = array_namespace(x)
     if x.shape[-1] * 127 * 127 >= 2**31:
         raise ValueError(f"C_in = {x.shape[-1]} could overflow the int32 accumulator (C_in · 127² ≥ 2³¹)")
     xq = quantize_symmetric(x, 8, axis=-1)  # q (N, 1, C_in), scale (N, 1, 1)
-    acc = xp.astype(xp.reshape(xq.q, x.shape), xp.int32) @ xp.astype(w_q, xp.int32)  # (N, C_out) exact
+    acc = xp.astype(xp.reshape(xq.q, x.shape), xp.float64) @ xp.astype(w_q, xp.float64)  # (N, C_out), exact
     return xp.astype(acc, xp.float32) * xp.reshape(xq.scale, (-1, 1)) * w_scale
 
 
@@ -402,16 +405,16 @@ def int8_cache(n_layers):
     return [Int8LayerCache() for _ in range(n_layers)]
 
 
+def map_weights(params, fn):
+    """The params tree with every 2-D array w at path p ("decoder/layers/0/attn/w_q") replaced by fn(p, w)."""
+    flat = flatten(params)
+    return unflatten({p: fn(p, w) if getattr(w, "ndim", 0) == 2 else w for p, w in flat.items()}, params)
+
+
 def quantize_params(params, make, skip=()):
     """The params tree with every 2-D weight w replaced by make(w) (a :class:`QuantizedMatrix`), except under the
-    top-level keys in ``skip``; vectors (norms, biases) stay float.  Nothing is copied that is not quantized."""
-    def walk(node, top):
-        if isinstance(node, dict):
-            return {k: walk(v, top if top is not None else k) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return type(node)(walk(v, top) for v in node)
-        return make(node) if getattr(node, "ndim", 0) == 2 and top not in skip else node
-    return walk(params, None)
+    top-level keys in ``skip`` (e.g. "embed"); vectors (norms, biases) stay float."""
+    return map_weights(params, lambda path, w: w if path.split("/")[0] in skip else make(w))
 
 
 def params_nbytes(params):

@@ -132,12 +132,19 @@ def import_weights(named, table, template=None):
     unknown = sorted(set(named) - set(table))
     if unknown:
         raise ValueError(f"weights with no place in the params tree: {unknown[:5]}")
-    flat = {path: np.ascontiguousarray(np.asarray(named[name]).T) if transposed else np.asarray(named[name])
-            for name, (path, transposed) in table.items() if name in named}
+    flat = {path: _leaf(named[name], transposed) for name, (path, transposed) in table.items() if name in named}
     for name, (path, _) in table.items():
         if name not in named:
             flat[path] = _default(path, flat)
     return unflatten(flat, template)
+
+
+def _leaf(w, transposed):
+    """An array (transposed into C order if the table says so); a compressed weight (efficient.quantize's, which
+    can dequantize itself) is kept compressed, only marked transposed."""
+    if hasattr(w, "dequantize"):
+        return w.T if transposed else w
+    return np.ascontiguousarray(np.asarray(w).T) if transposed else np.asarray(w)
 
 
 def _default(path, flat):

@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 
+from ..efficient.quantize import QuantizedMatrix
+
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
@@ -274,3 +276,31 @@ def dequantize(raw, type_name, name="tensor"):
         raise GGUFError(f"{name}: ggml type {type_name} cannot be dequantized here "
                         f"(known: {', '.join(sorted([*PLAIN, 'BF16', *DEQUANTIZE]))})")
     return DEQUANTIZE[type_name](raw)
+
+
+# --- a tensor kept as its blocks -----------------------------------------------------------------------------
+BLOCK_BYTES = {"Q8_0": 34, "Q8_1": 36, "Q4_0": 18, "Q4_1": 20}  # bytes of one block of 32 values
+
+
+class GGUFMatrix(QuantizedMatrix):
+    """A quantized GGUF matrix kept as the file's blocks (a view of the memory map: nothing copied), dequantized
+    at each use — for a product, the whole matrix; for an embedding lookup, only the rows asked for (each row of
+    ne0 values is its own run of blocks).  shape: the file's (ne1, ne0), i.e. (rows, values per row)."""
+
+    def __init__(self, raw, type_name, shape, name="tensor"):
+        super().__init__(shape)
+        if type_name not in BLOCK_BYTES or shape[1] % 32:
+            raise GGUFError(f"{name}: {type_name} rows of {shape[1]} values cannot be kept as blocks")
+        self.raw, self.type_name, self.name = raw, type_name, name
+        self.row_bytes = shape[1] // 32 * BLOCK_BYTES[type_name]
+        self.scale_dtype = np.dtype(np.float32)
+
+    @property
+    def nbytes(self):
+        return self.raw.nbytes
+
+    def dequantize_stored(self, rows=None):
+        if rows is None:
+            return dequantize(self.raw, self.type_name, self.name).reshape(self._shape)
+        blocks = self.raw.reshape(self._shape[0], self.row_bytes)[np.asarray(rows)]  # (n, row_bytes)
+        return dequantize(blocks.reshape(-1), self.type_name, self.name).reshape(len(rows), self._shape[1])

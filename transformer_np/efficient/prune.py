@@ -116,3 +116,27 @@ def head_gate_gradients(w_o, g_w_o, n_heads):
     xp = array_namespace(w_o)
     prod = xp.reshape(w_o * g_w_o, (n_heads, -1))
     return xp.sum(prod, axis=-1)
+
+
+def head_gate_importance(params, gradients, w_o_paths, n_heads):
+    r"""Michel et al.'s I_{l,h} = E_x |∂L(x)/∂ξ_{l,h}|: ``gradients`` yields one params-shaped gradient per example;
+    returns (len(w_o_paths), n_heads), the mean absolute gate gradient of every head of every listed W_O."""
+    flat_params = flatten(params)
+    total, n = np.zeros((len(w_o_paths), n_heads)), 0
+    for grads in gradients:
+        flat = flatten(grads)
+        total += np.abs([np.asarray(head_gate_gradients(flat_params[p], flat[p], n_heads)) for p in w_o_paths])
+        n += 1
+    return total / max(n, 1)
+
+
+def head_ablation_importance(loss, params, w_o_paths, n_heads, d_head):
+    """Importance by ablation: loss(params with head h of layer l removed) - loss(params), for every head of every
+    listed W_O; ``loss(params)`` is any scalar (a language model's loss on a text).  Returns (L, H)."""
+    base = loss(params)
+    out = np.zeros((len(w_o_paths), n_heads))
+    for i, path in enumerate(w_o_paths):
+        for h in range(n_heads):
+            pruned = map_weights(params, lambda p, w, h=h, path=path: head_mask_w_o(w, [h], d_head) if p == path else w)
+            out[i, h] = loss(pruned) - base
+    return out

@@ -28,15 +28,31 @@ def _check_sparsity(sparsity):
     return check_real("sparsity", sparsity, low=0.0, high=1.0, high_open=True)
 
 
+def _smallest(scores, k, axis=-1):
+    """Indices of the k smallest scores along ``axis`` (ties broken by position): an O(n) partition in NumPy,
+    a sort elsewhere."""
+    xp = array_namespace(scores)
+    if k == 0:
+        return xp.take(xp.argsort(scores, axis=axis), xp.arange(0), axis=axis)
+    if isinstance(scores, np.ndarray):
+        return np.take(np.argpartition(scores, k - 1, axis=axis), np.arange(k), axis=axis)
+    return xp.take(xp.argsort(scores, axis=axis, stable=True), xp.arange(k), axis=axis)
+
+
+def _drop(shape, idx, axis, xp):
+    """A bool mask of ``shape``, False at the indices idx along axis (as from _smallest)."""
+    keep = np.ones(shape, dtype=bool)
+    np.put_along_axis(keep, np.asarray(idx), False, axis=axis)
+    return keep if xp is np or isinstance(idx, np.ndarray) else xp.asarray(keep)
+
+
 def magnitude_mask(w, sparsity):
-    """Keep the (1 - sparsity) fraction of w's entries with the largest |w| (ties: the earlier entry stays)."""
+    """Keep the (1 - sparsity) fraction of w's entries with the largest |w|."""
     _check_sparsity(sparsity)
     xp = array_namespace(w)
     n_drop = int(round(sparsity * math.prod(w.shape)))
-    order = xp.argsort(xp.reshape(xp.abs(w), (-1,)), stable=True)  # smallest first
-    keep = xp.ones(math.prod(w.shape), dtype=xp.bool)
-    keep[order[:n_drop]] = False
-    return xp.reshape(keep, w.shape)
+    flat = xp.reshape(xp.abs(w), (-1,))
+    return xp.reshape(_drop(flat.shape, _smallest(flat, n_drop), 0, xp), w.shape)
 
 
 def global_magnitude_masks(weights, sparsity):
@@ -59,8 +75,7 @@ def n_m_mask(w, n=2, m=4, score=None):
     if C_in % m:
         raise ValueError(f"n:m pruning needs C_in divisible by m={m}, got C_in={C_in}")
     groups = xp.reshape(xp.abs(w) if score is None else score, (C_in // m, m, C_out))
-    rank = xp.argsort(xp.argsort(-groups, axis=1, stable=True), axis=1, stable=True)  # 0 = largest in its run
-    return xp.reshape(rank < n, w.shape)
+    return xp.reshape(_drop(groups.shape, _smallest(groups, m - n, axis=1), 1, xp), w.shape)
 
 
 def wanda_score(w, x_norm):
@@ -76,8 +91,7 @@ def wanda_mask(w, x_norm, sparsity):
     xp = array_namespace(w)
     score = wanda_score(w, x_norm)
     n_drop = int(round(sparsity * w.shape[0]))
-    rank = xp.argsort(xp.argsort(score, axis=0, stable=True), axis=0, stable=True)  # 0 = lowest in its column
-    return rank >= n_drop
+    return _drop(score.shape, _smallest(score, n_drop, axis=0), 0, xp)  # the lowest n_drop of every column
 
 
 def apply_masks(params, masks):

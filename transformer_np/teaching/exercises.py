@@ -29,6 +29,7 @@ from ..core.nn import (
 )
 from ..core.tree import count_params, tree_map
 from ..decoding.search import next_token_probs
+from ..efficient.quantize import dequantize, pack_int4, quantize_symmetric
 from ..model.config import TransformerConfig
 from ..model.models import Transformer
 from ..model.params import param_shapes
@@ -415,3 +416,30 @@ def check_ablations(fn):
     for key in want:
         assert abs(float(got[key]) - want[key]) < 1e-9, f"{key}: your accuracy is {_too(float(got[key]), want[key])}"
     return _done("ablations measured")
+
+
+@exercise("11_making_it_smaller")
+def check_absmax_quantize(fn):
+    """fn(w (C_in, C_out), bits) -> (q (C_in, C_out) integers, s (C_out,)): symmetric absmax quantization with one
+    scale per output channel (column), s = max|w[:, j]| / (2^(bits-1) - 1), q = round(w / s)."""
+    rng = np.random.default_rng(21)
+    for C_in, C_out, bits in ((4, 3, 8), (16, 5, 4), (int(rng.integers(2, 40)), int(rng.integers(1, 9)), 6)):
+        w = rng.standard_normal((C_in, C_out)) * rng.uniform(0.1, 5, C_out)
+        q, s = (np.asarray(a) for a in fn(w, bits))
+        want = quantize_symmetric(w, bits, axis=0)
+        assert q.shape == w.shape and s.shape == (C_out,), f"q must be {w.shape} and s ({C_out},)"
+        _close(s, want.scale.reshape(-1), f"{bits}-bit scales of a {C_in}x{C_out} matrix", atol=1e-6)
+        _close(q * s, dequantize(want, np.float64), f"{bits}-bit s·q of a {C_in}x{C_out} matrix", atol=1e-5)
+    return _done("absmax quantization per output channel")
+
+
+@exercise("11_making_it_smaller")
+def check_int4_pack(fn):
+    """fn(q int8 (n,) in [-8, 7], n even) -> uint8 (n/2,): two values a byte, q[2i] in the low nibble."""
+    rng = np.random.default_rng(22)
+    for n in (2, 8, 2 * int(rng.integers(5, 50))):
+        q = rng.integers(-8, 8, n).astype(np.int8)
+        got = np.asarray(fn(q))
+        assert got.dtype == np.uint8, f"the bytes must be uint8, got {got.dtype}"
+        assert np.array_equal(got, pack_int4(q)), f"{n} values: wrong bytes (low nibble first; negative values?)"
+    return _done("int4 packing")

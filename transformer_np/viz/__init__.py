@@ -6,6 +6,7 @@ matplotlib is imported here, and nowhere below this folder.
 
 from .diagrams import kv_cache_flow, multi_head_shapes, residual_blocks, transformer_architecture
 from .plots import (
+    activation_outliers,
     activations,
     attention_kinds_cost,
     attention_sink,
@@ -24,20 +25,26 @@ from .plots import (
     heatmap,
     label_smoothing_targets,
     layer_costs,
+    layer_errors,
     layer_head_scores,
     layer_norm_statistics,
     learning_rate_schedule,
+    mask_patterns,
     masks,
     memory_vs_length,
     next_token_bar,
     norms_compared,
     online_softmax,
+    perplexity_vs_bits,
+    perplexity_vs_sparsity,
     positional_encoding_heatmap,
     positional_encoding_waves,
     positional_similarity,
     quant_block,
+    quantization_errors,
     residual_stream_norms,
     rope_rotation,
+    rounding_grid,
     sampling_distributions,
     save,
     similarity_matrix,
@@ -48,6 +55,13 @@ from .plots import (
 )
 
 __all__ = [
+    "activation_outliers",
+    "mask_patterns",
+    "perplexity_vs_bits",
+    "perplexity_vs_sparsity",
+    "quantization_errors",
+    "rounding_grid",
+    "layer_errors",
     "attention_kinds_cost",
     "layer_costs",
     "label_smoothing_targets",

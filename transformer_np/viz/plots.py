@@ -690,6 +690,86 @@ def speculative_tokens(pieces, kinds, title="Speculative decoding"):
     return fig
 
 
+# --- chapter 11: making it smaller -----------------------------------------------------------------------------
+def rounding_grid(values, step, bits, title):
+    """Some weights (dots) and the symmetric grid s·q they are rounded to (lines), q = -q_max … q_max."""
+    values = to_numpy(values)
+    q_max = 2 ** (bits - 1) - 1
+    fig, ax = plt.subplots(figsize=(9, 2.4), layout="constrained")
+    for q in range(-q_max, q_max + 1):
+        ax.axvline(q * step, color="grey", lw=0.5 if q else 1.0)
+    rounded = np.clip(np.round(values / step), -q_max, q_max) * step
+    ax.plot(values, np.full(values.shape, 0.6), "o", ms=4, label="weights x")
+    ax.plot(rounded, np.full(values.shape, 0.3), "s", ms=4, color="C3", label="s · round(x / s)")
+    for a, b in zip(values, rounded):
+        ax.plot([a, b], [0.6, 0.3], color="C3", lw=0.5)
+    ax.set_ylim(0, 0.9)
+    ax.set_yticks([])
+    ax.set_xlabel("value")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def quantization_errors(w, named):
+    """Left: the weights' histogram; right: the error x - deq(x) of each named scheme ({name: dequantized w})."""
+    w = to_numpy(w).reshape(-1)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    ax.hist(w, bins=200, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("count")
+    ax.set_title(f"The weights ({w.size:,}): max |x| = {np.abs(w).max():.3f}, std {w.std():.4f}", fontsize=10)
+    lim = max(np.abs(to_numpy(d).reshape(-1) - w).max() for d in named.values())
+    for i, (name, d) in enumerate(named.items()):
+        err = to_numpy(d).reshape(-1) - w
+        ax2.hist(err, bins=np.linspace(-lim, lim, 161), histtype="step", color=f"C{i}",
+                 label=f"{name}: rms {np.sqrt(np.mean(err ** 2)):.2e}")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("error deq(x) - x")
+    ax2.set_title("Rounding error of each scheme", fontsize=10)
+    ax2.legend(fontsize=7)
+    return fig
+
+
+def activation_outliers(per_layer, channel_absmax, layer_name):
+    """Left: for each layer, max and median over input channels of max|X_j| (``per_layer``: {name: (L, 2)});
+    right: max|X_j| of every channel j of one layer's input — the few outlier channels."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for i, (name, a) in enumerate(per_layer.items()):
+        a = to_numpy(a)
+        ax.plot(a[:, 0], "o-", color=f"C{i}", ms=3, label=f"{name}: largest channel")
+        ax.plot(a[:, 1], "--", color=f"C{i}", lw=0.8, label=f"{name}: median channel")
+    ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("max |x| over the calibration tokens")
+    ax.set_title("Activation range of each layer's inputs", fontsize=10)
+    ax.legend(fontsize=7)
+    c = to_numpy(channel_absmax)
+    ax2.bar(np.arange(c.size), c, width=1.0, color="C0")
+    ax2.set_yscale("log")
+    plain_log_ticks(ax2.yaxis)
+    ax2.set_xlabel("input channel j")
+    ax2.set_ylabel("max |X_j|")
+    ax2.set_title(f"{layer_name}: per-channel range", fontsize=10)
+    return fig
+
+
+def mask_patterns(named_masks, rows=16, cols=48):
+    """The top-left rows × cols block of each named keep-mask (dark: kept): the shape of each sparsity."""
+    n = len(named_masks)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 2.2), layout="constrained", squeeze=False)
+    for ax, (name, m) in zip(axes[0], named_masks.items()):
+        m = to_numpy(m)
+        ax.imshow(m[:rows, :cols].T, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set_title(f"{name}: {100 * (1 - m.mean()):.0f}% removed", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("input i")
+        ax.set_ylabel("output j")
+    return fig
+
+
 def _label(row):
     opts = ", ".join(f"{k}={v}" for k, v in row.items() if k in ("group_size", "asymmetric", "sparsity"))
     return row["method"] + (f" ({opts})" if opts else "")

@@ -1,0 +1,295 @@
+# %% [markdown]
+# # 11. Making it smaller: quantization, mixed precision, pruning
+#
+# Our source document answers "how do we make Transformer inference faster?" with three things: faster
+# hardware, **model compression** — quantization and pruning — and **mixed precision**. This chapter writes each
+# technique as a formula, runs it on SmolLM2-135M-Instruct (chapter 9), and measures what it costs in quality
+# and saves in bytes.
+#
+# The quality measure is **perplexity** on a fixed text shipped with the package — docstrings of the Python
+# standard library, 23,294 SmolLM2 tokens — and, disjoint from it, a calibration text for the methods that need
+# to see activations:
+#
+# $$\mathrm{PPL} = \exp\Big(-\frac1N\sum_t \log p(x_{t+1}\mid x_{\le t})\Big)$$
+#
+# Here we measure on the first 512 tokens to keep the notebook quick; `python -m transformer_np bench quality`
+# measures every method on the whole text (its table is at the end).
+
+# %%
+import numpy as np
+
+import transformer_np as tn
+from transformer_np import viz
+from transformer_np.efficient import compress as C
+from transformer_np.efficient import precision, prune, quality
+from transformer_np.efficient import quantize as Q
+from transformer_np.pretrained import load_smollm2
+
+model = load_smollm2()
+cfg = model.config
+eval_ids = model.tokenize(quality.eval_text())
+cal_ids = model.tokenize(quality.calibration_text())
+ids = eval_ids[:512]
+print(f"evaluation text: {len(eval_ids):,} tokens; calibration text: {len(cal_ids):,} tokens")
+
+
+def ppl(method, **options):
+    """Perplexity of SmolLM2 compressed by ``method`` on the first 512 evaluation tokens."""
+    return quality.measure(model, method, ids, recorders, decode_tokens=0, **options)["perplexity"]
+
+
+recorders = None
+base = ppl("float32")
+print(f"float32 perplexity on {len(ids)} tokens: {base:.3f}")
+
+# %% [markdown]
+# ## 1. Integers and a scale
+#
+# Symmetric ("absmax") quantization to $b$ bits keeps, for each group of numbers, one float scale and one
+# small integer per number:
+#
+# $$s = \frac{\max_{\text{group}}|x|}{2^{b-1}-1},\qquad q = \mathrm{clip}\big(\mathrm{round}(x/s),\ -(2^{b-1}-1),\ 2^{b-1}-1\big),
+#   \qquad \hat x = s\,q,\qquad |x-\hat x| \le s/2 .$$
+#
+# The group decides the error: one scale for the whole **tensor**, one per output **channel** (a column of our
+# (C_in, C_out) weights), or one per run of $g$ inputs (**groups** of 32, 64, 128). One large weight stretches
+# its group's grid, and every other number of the group is rounded more coarsely. A matrix of layer 5:
+
+# %%
+w = model.params["decoder"]["layers"][5]["ffn"]["w_down"]            # (F, C) = (1536, 576)
+schemes = {"int8 per tensor": dict(bits=8, axis=None), "int8 per channel": dict(bits=8, axis=0),
+           "int4 per channel": dict(bits=4, axis=0), "int4 groups of 32": dict(bits=4, axis=0, group_size=32)}
+deq = {}
+for name, kw in schemes.items():
+    qt = Q.quantize_symmetric(w, kw["bits"], kw["axis"], kw.get("group_size"), pack=kw["bits"] == 4)
+    deq[name] = Q.dequantize(qt)
+    err = np.abs(deq[name] - w)
+    print(f"{name:18s} {qt.bits_per_weight:5.2f} bits/weight   max error {err.max():.2e}   "
+          f"rms error {np.sqrt(np.mean(err ** 2)):.2e}")
+viz.quantization_errors(w, deq);
+
+# %% [markdown]
+# The grid itself, for the first 24 weights of one output channel at 4 bits (15 levels):
+
+# %%
+col = w[:24, 7]
+step = np.abs(w[:, 7]).max() / 7
+viz.rounding_grid(col, step, 4, title=f"int4, one scale for output channel 7: s = max|x| / 7 = {step:.4f}");
+
+# %% [markdown]
+# Two 4-bit integers share a byte: value $2i$ in the low nibble, $2i+1$ in the high one (negative values in
+# two's complement). Packing is lossless on the grid:
+
+# %%
+q = np.array([-8, 7, 0, -1, 3, -4], dtype=np.int8)
+packed = Q.pack_int4(q)
+print("q:", q, " bytes:", [f"{b:08b}" for b in packed], " back:", Q.unpack_int4(packed, q.size))
+
+# %% [markdown]
+# ## 2. Weight-only quantization: where the bytes go
+#
+# The simplest use: store the weights as integers and dequantize each matrix just before its product
+# (`WeightOnlyMatrix`). SmolLM2's own file already does this — its matrices are llama.cpp's Q4_1 blocks (32 weights,
+# a 16-bit scale and a 16-bit minimum) and its embedding Q8_0; `load_smollm2(keep_quantized=True)` keeps those
+# blocks as a view of the file and dequantizes at use. Same logits, a fifth of the memory — and the price,
+# measured: every token now dequantizes every matrix.
+
+# %%
+kept = load_smollm2(keep_quantized=True)
+np.testing.assert_array_equal(kept.logits(ids[:32]), model.logits(ids[:32]))
+rows = [("float32 (dequantized once at load)", model, None), ("the file's Q4_1/Q8_0 blocks, kept", kept, None)]
+for name, m, _ in rows:
+    speed = quality.decode_speed(m, ids[:16], 8)
+    print(f"{name:36s} weights {Q.params_nbytes(m.params) / 1e6:6.1f} MB   greedy decoding {speed:5.1f} tokens/s")
+
+# %% [markdown]
+# ## 3. Mixed precision
+#
+# Storing the weights as 16- or 8-bit floats halves or quarters them. What each format can hold:
+
+# %%
+for name in precision.FORMATS:
+    largest, eps = precision.format_limits(name)
+    print(f"{name:14s} largest {largest:10.4g}   spacing above 1: {eps:.3g}")
+for name in ("bfloat16", "float16", "float8_e4m3fn"):
+    print(f"weights stored as {name:14s} perplexity {ppl(name):.3f}   (float32 {base:.3f})")
+
+# %% [markdown]
+# The products still accumulate in float32; some operations must stay float32 altogether. Each breaks in a
+# low precision, on numbers this model produces:
+#
+# * **norm statistics**: RMSNorm's $\sum_c x_c^2$ over C = 576 channels overflows float16 (largest 65,504) as soon
+#   as the activations reach about 11 — and layer 11's reach hundreds (section 4);
+# * **softmax and log-softmax of the logits**: over V = 49,152 tokens, float16's 11-bit mantissa rounds the sum of
+#   the exponentials, and the log-probabilities that the loss and sampling read are off by up to ~1e-2;
+# * **casts past a format's range**: float8_e4m3fn has no infinity — 500 becomes NaN.
+
+# %%
+x = np.full((1, 576), 11.0, np.float32)
+print("sum of squares of 576 values of 11:  float32", precision.sum_of_squares(x, np.float32)[0],
+      "  float16", precision.sum_of_squares(x, np.float16)[0])
+logits = model.logits(ids[:8])
+ref = precision.log_softmax_in(logits, np.float64)
+for dtype in (np.float32, np.float16):
+    print(f"log-softmax computed in {np.dtype(dtype).name}: max error {np.abs(precision.log_softmax_in(logits, dtype) - ref).max():.1e}")
+print("500 stored as float8_e4m3fn:", precision.round_trip(np.array([500.0]), "float8_e4m3fn")[0],
+      "  as float8_e5m2:", precision.round_trip(np.array([500.0]), "float8_e5m2")[0])
+
+# %% [markdown]
+# ## 4. Activations and their outliers
+#
+# Quantizing the *activations* too (W8A8) lets the products run on integer units — but activations are much
+# harder than weights. `record_activations` runs the calibration text through the model and keeps, for every
+# input channel $j$ of every matrix, $\max|X_j|$ (and $\sum X_j^2$, for Wanda below):
+
+# %%
+recorders = quality.record_activations(model, cal_ids[:1024])
+L = cfg.n_layers
+stats = lambda name: np.array([[recorders[f"decoder/layers/{l}/{name}"].absmax.max(),  # noqa: E731
+                                 np.median(recorders[f"decoder/layers/{l}/{name}"].absmax)] for l in range(L)])
+per_layer = {"attention input (after RMSNorm)": stats("attn/w_q"), "FFN down-projection input": stats("ffn/w_down")}
+worst = max(range(L), key=lambda l: per_layer["FFN down-projection input"][l, 0] / per_layer["FFN down-projection input"][l, 1])
+channel = recorders[f"decoder/layers/{worst}/ffn/w_down"].absmax
+print(f"layer {worst}: the largest input channel of w_down reaches {channel.max():.0f}, "
+      f"{channel.max() / np.median(channel):.0f}x the median channel")
+viz.activation_outliers(per_layer, channel, f"layer {worst}, FFN down-projection input");
+
+# %% [markdown]
+# A per-token scale $s = \max_j |x_j| / 127$ is set by the outlier channel: every other channel of that token is
+# rounded onto a grid hundreds of times too coarse. Three answers:
+#
+# * **W8A8** as it is: int8 weights per output channel × int8 activations per token, summed exactly in int32 and
+#   rescaled: $y = (s_x \otimes s_w) \odot (q_x\,q_w)$;
+# * **SmoothQuant** (Xiao et al. 2023): move range from the activations to the weights with
+#   $s_j = \max|X_j|^{\alpha} / \max|W_j|^{1-\alpha}$, dividing the norm's $\gamma_j$ by $s_j$ and multiplying row $j$
+#   of the matrices it feeds by $s_j$ — the same function, smoother activations;
+# * **LLM.int8()** (Dettmers et al. 2022): the input columns with any $|x| \ge 6$ go through a float product.
+
+# %%
+w_q = model.params["decoder"]["layers"][worst]["ffn"]["w_down"]
+xs = np.random.default_rng(0).standard_normal((4, w_q.shape[0])).astype(np.float32)
+m = Q.W8A8Matrix(w_q)
+xq = Q.quantize_symmetric(xs, 8, axis=-1)
+exact = xq.q.reshape(xs.shape).astype(np.int64) @ m.w_q.astype(np.int64)   # what an int32 accumulator holds
+assert np.array_equal(xs @ m, exact.astype(np.float32) * xq.scale.reshape(-1, 1) * m.w_scale)
+print("W8A8's integer path equals its formula, bit for bit")
+
+before = model.logits(ids[:32])
+params = model.params
+model.params = C.smoothquant_fold(params, recorders)   # γ / s in every norm, s · W in the rows it feeds
+after = model.logits(ids[:32])
+model.params = params
+print(f"SmoothQuant's fold changes the float model's logits by at most {np.abs(after - before).max():.1e} "
+      f"(they reach {np.abs(before).max():.0f}): the same function")
+for method in ("w8a8", "smoothquant", "llm.int8", "kv-int8"):
+    print(f"{method:12s} perplexity {ppl(method):.3f}   (float32 {base:.3f})")
+
+# %% [markdown]
+# `kv-int8` leaves the weights alone and stores the KV cache as int8 with one scale per token and head: a
+# quarter of the cache's bytes (plus 4/D for the scales) for almost no loss — the cache, not the weights, is
+# what grows with long contexts (chapter 10).
+
+# %% [markdown]
+# ## 5. Pruning
+#
+# Zero out weights, keep the shapes. **Magnitude** pruning drops the smallest $|W_{ij}|$; **Wanda** (Sun et al.
+# 2023) scores $|W_{ij}|\cdot\|X_i\|_2$ — a small weight on a loud input matters — and compares the scores within
+# each output; **2:4** keeps 2 of every 4 consecutive inputs of an output, the pattern sparse tensor cores run
+# at twice the speed. The masks on one matrix:
+
+# %%
+norms = np.sqrt(recorders["decoder/layers/5/ffn/w_down"].sumsq)
+viz.mask_patterns({"magnitude 50%": prune.magnitude_mask(w, 0.5), "Wanda 50%": prune.wanda_mask(w, norms, 0.5),
+                   "2:4": prune.n_m_mask(w, 2, 4)});
+
+# %%
+for method, options in (("magnitude", {"sparsity": 0.5}), ("wanda", {"sparsity": 0.5}), ("2:4", {}),
+                        ("wanda-2:4", {})):
+    print(f"{method:10s} {str(options or ''):20s} perplexity {ppl(method, **options):10.3f}   (float32 {base:.3f})")
+
+# %% [markdown]
+# ### Attention heads
+#
+# A head can be removed by zeroing its rows of $W_O$. Michel et al. (2019) rank heads by
+# $I_h = \mathbb{E}_x\,|\partial L/\partial \xi_h|$, the gradient of a gate $\xi_h = 1$ on each head's output —
+# which is $\sum W_O \odot \partial L/\partial W_O$ over the head's rows, so the classifier's own backward gives
+# it. On the sentiment classifier of chapter 8, pruning heads from the least to the most important:
+
+# %%
+from transformer_np.model import classifier_logits, classifier_loss
+from transformer_np.training import load_trained
+from transformer_np.training.tasks import pad_batch
+
+task, params_s, _, _ = load_trained("sentiment")
+cfg_s = task.config
+paths = [f"encoder/layers/{l}/self_attn/w_o" for l in range(cfg_s.n_encoder_layers)]
+examples = task.val[:200]
+grads = (classifier_loss(params_s, pad_batch([task.tokenizer.encode(x)]), np.array([y]), cfg_s)[1] for x, y in examples)
+importance = prune.head_gate_importance(params_s, grads, paths, cfg_s.n_heads)
+viz.layer_head_scores({"I_h (scaled to the largest)": importance / importance.max()})
+
+ids_s = pad_batch([task.tokenizer.encode(x) for x, _ in task.test])
+labels = np.array([y for _, y in task.test])
+order = np.argsort(importance, axis=None)
+for n in range(0, importance.size + 1, 2):
+    pruned = params_s
+    for flat in order[:n]:
+        l, h = divmod(int(flat), cfg_s.n_heads)
+        pruned = Q.map_weights(pruned, lambda p, w, l=l, h=h: prune.head_mask_w_o(w, [h], cfg_s.d_head) if p == paths[l] else w)
+    acc = np.mean(np.argmax(classifier_logits(pruned, ids_s, cfg_s)[0], -1) == labels)
+    print(f"{n} of {importance.size} heads pruned (least important first): test accuracy {acc:.3f}")
+
+# %% [markdown]
+# SmolLM2 has no classifier loss to differentiate here, so its heads are ranked by **ablation**: the change in
+# the language-model loss on 128 tokens when each head is removed — shown for the first, a middle and the last
+# layer:
+
+# %%
+from transformer_np.pretrained.llama import LlamaModel
+
+short = ids[:128]
+lm_loss = lambda p: float(quality.token_nll(LlamaModel(p, cfg, tokenizer=None), short).mean())  # noqa: E731
+layers = [0, L // 2, L - 1]
+ablation = prune.head_ablation_importance(lm_loss, model.params, [f"decoder/layers/{l}/attn/w_o" for l in layers],
+                                          cfg.n_heads, cfg.d_head)
+for l, row in zip(layers, ablation):
+    print(f"layer {l:2d}: loss change per removed head " + " ".join(f"{v:+.3f}" for v in row))
+print(f"the most important of these heads: layer {layers[ablation.argmax() // cfg.n_heads]}, "
+      f"head {ablation.argmax() % cfg.n_heads}; removing it costs {ablation.max():.3f} nats per token")
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Write `my_absmax(w, bits)` returning `(q, s)`: symmetric quantization of a (C_in, C_out) matrix with one
+# scale per output channel (column). The checker tries several shapes and bit widths.
+
+# %%
+from transformer_np.teaching import exercises
+
+my_absmax = None  # replace with your function
+
+# %%
+exercises.check_absmax_quantize(my_absmax)
+
+# %% [markdown]
+# **2.** Write `my_pack(q)`: int8 values in [-8, 7] (an even number of them) → uint8 bytes, two values a byte,
+# value 2i in the low nibble.
+
+# %%
+my_pack = None  # replace with your function
+
+# %%
+exercises.check_int4_pack(my_pack)
+
+# %% [markdown]
+# ## References
+#
+# - Dettmers et al. 2022, *LLM.int8(): 8-bit Matrix Multiplication for Transformers at Scale* (arXiv:2208.07339).
+# - Xiao et al. 2023, *SmoothQuant* (arXiv:2211.10438).
+# - Frantar & Alistarh 2023, *SparseGPT* (arXiv:2301.00774) and Sun et al. 2023, *A Simple and Effective Pruning
+#   Approach for Large Language Models* (Wanda, arXiv:2306.11695).
+# - Michel, Levy & Neubig 2019, *Are Sixteen Heads Really Better than One?* (arXiv:1905.10650).
+# - Micikevicius et al. 2018, *Mixed Precision Training* (arXiv:1710.03740); Micikevicius et al. 2022, *FP8 Formats
+#   for Deep Learning* (arXiv:2209.05433).
+# - Mishra et al. 2021, *Accelerating Sparse Deep Neural Networks* (arXiv:2104.08378): 2:4 sparsity on tensor cores.
+# - ggml's GGUF and block formats (Q4_1, Q8_0): `docs/gguf.md` and `ggml-quants.c` in the ggml repository.

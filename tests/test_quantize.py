@@ -82,11 +82,11 @@ def test_w8a8_integer_path_equals_its_float_formula(rng):
     m = Q.W8A8Matrix(w)
     xq = Q.quantize_symmetric(x, 8, axis=-1)
     qx = xq.q.reshape(x.shape).astype(np.int64)
-    exact = (qx @ m.w_q.astype(np.int64)).astype(np.float64)  # the int32 sum, done in int64: no overflow possible
-    want = exact * xq.scale.reshape(-1, 1).astype(np.float64) * m.w_scale.astype(np.float64)
+    exact = qx @ m.w_q.astype(np.int64)  # the int32 accumulator's sums, in int64: no overflow possible
+    want = exact.astype(np.float32) * xq.scale.reshape(-1, 1) * m.w_scale  # rescaled as w8a8_matmul does
     got = x @ m
     assert got.dtype == np.float32 and got.shape == (7, 10)
-    assert_close(got, want, rtol=3e-7, atol=0)  # float32 rescaling: two roundings of the exact integer sum
+    assert np.array_equal(got, want)  # bit for bit: the float64 product held every integer sum exactly
     # and it is the product of the dequantized operands
     assert_close(got, Q.dequantize(xq).astype(np.float64) @ m.dequantize().astype(np.float64), rtol=1e-5, atol=1e-5)
 

@@ -112,3 +112,22 @@ def test_minilm_int8_embeddings_keep_cosine_0999():
     got = model.encode(SEARCH_SENTENCES)
     cosine = (got * ref).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref, axis=-1)
     assert cosine.min() >= 0.999
+
+
+def test_compress_command_prints_the_method_against_float32(smollm2, capsys):
+    from transformer_np.__main__ import main
+
+    assert main(["compress", "--method", "int8", "--tokens", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("SmolLM2-135M-Instruct, 63 evaluation tokens")
+    assert lines[1].startswith("float32") and "538.1 MB" in lines[1]
+    assert lines[2].startswith("int8") and "220.2 MB" in lines[2] and "perplexity" in lines[2]
+
+
+def test_compress_command_rejects_bad_options(capsys):
+    from transformer_np.__main__ import main
+
+    assert main(["compress", "--method", "zip"]) == 2
+    assert "invalid choice: 'zip'" in capsys.readouterr().err
+    assert main(["compress", "--method", "wanda", "--sparsity", "1.5"]) == 2
+    assert "--sparsity: must be a number in (0, 1], got '1.5'" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from .cache import cache_nbytes, new_cache, select_rows
 def _converter(params):
     """Host (NumPy) arrays -> the library and device of the model's parameters (its first plain array: a
     compressed weight, efficient.quantize's, is not one)."""
-    like = next(a for a in flatten(params).values() if a is not None and not hasattr(a, "dequantize"))
+    like = next(a for a in flatten(params).values() if a is not None and not hasattr(a, "take_rows"))
     return lambda a: array_namespace(like).asarray(a, device=device(like))
 
 

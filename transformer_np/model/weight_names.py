@@ -141,8 +141,8 @@ def import_weights(named, table, template=None):
 
 def _leaf(w, transposed):
     """An array (transposed into C order if the table says so); a compressed weight (efficient.quantize's, which
-    can dequantize itself) is kept compressed, only marked transposed."""
-    if hasattr(w, "dequantize"):
+    looks up its own rows) is kept compressed, only marked transposed."""
+    if hasattr(w, "take_rows"):
         return w.T if transposed else w
     return np.ascontiguousarray(np.asarray(w).T) if transposed else np.asarray(w)
 

@@ -6,6 +6,8 @@ through ``to_numpy`` first, so arrays of any backend can be drawn.
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import LogFormatter, MaxNLocator
@@ -778,12 +780,16 @@ def _label(row):
 def perplexity_vs_bits(rows):
     """Quantization's trade-off: perplexity against bits per compressed weight (rows from bench quality)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
-    quant = [r for r in rows if "sparsity" not in r and r["method"] not in ("2:4", "wanda-2:4")]
+    quant = [r for r in rows if "sparsity" not in r and r["method"] not in ("2:4", "wanda-2:4", "kv-int8")]
     base = rows[0]["perplexity"]
-    for r in quant:
-        ax.plot(r["bits_per_weight"], r["perplexity"], "o", color="C3" if r["method"] == "float32" else "C0")
-        ax.annotate(_label(r), (r["bits_per_weight"], r["perplexity"]), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")
+    placed = []  # points already labelled: a label near another one is moved up a line
+    for r in sorted(quant, key=lambda r: r["perplexity"]):
+        x, y = r["bits_per_weight"], r["perplexity"]
+        near = sum(abs(math.log2(x / px)) < 0.25 and abs(math.log(y / py)) < 0.05 for px, py in placed)
+        placed.append((x, y))
+        ax.plot(x, y, "o", color="C3" if r["method"] == "float32" else "C0")
+        ax.annotate(_label(r), (x, y), fontsize=7, xytext=(5, 2 + 9 * near), textcoords="offset points",
+                    arrowprops=dict(arrowstyle="-", lw=0.4, color="grey") if near else None)
     ax.axhline(base, color="grey", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

@@ -258,6 +258,22 @@ print(f"the most important of these heads: layer {layers[ablation.argmax() // cf
       f"head {ablation.argmax() % cfg.n_heads}; removing it costs {ablation.max():.3f} nats per token")
 
 # %% [markdown]
+# ## The whole table
+#
+# `python -m transformer_np bench quality` runs every method on the whole evaluation text (23,248 predicted
+# tokens), on MiniLM and on the three task models; the README lists its numbers (`docs/bench_quality.json`). Read
+# aloud: 16-bit storage costs nothing (bfloat16 −0.01%), int8 weights per channel +0.10%, the int8 KV cache
+# +0.10%; activations are what hurt — W8A8 +2.6%, cut to +1.0% by SmoothQuant's migration of the outliers of
+# section 4 into the weights; 4 bits need groups (+96% per channel, +32% in groups of 32) and even so pay twice
+# here, because these weights already *are* a 4-bit grid (the file's Q4_1), which the file's own blocks keep for
+# free (96.6 MB, identical logits). Pruning is far harsher than quantization at the same saving: Wanda keeps
+# half the weights at +91%, magnitude at ×25, and 2:4 only with Wanda's score (×5.5, against ×106).
+#
+# ![perplexity against bits](../figures/bench_quality_bits.png)
+# ![perplexity against sparsity](../figures/bench_quality_sparsity.png)
+# ![quantization error of every matrix](../figures/bench_quality_layers.png)
+
+# %% [markdown]
 # ## Exercises
 #
 # **1.** Write `my_absmax(w, bits)` returning `(q, s)`: symmetric quantization of a (C_in, C_out) matrix with one

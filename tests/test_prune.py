@@ -134,3 +134,14 @@ def test_gate_importance_averages_absolute_gate_gradients(rng):
     got = P.head_gate_importance(params, iter(grads), ["w_o"], 2)
     want = np.mean([np.abs(P.head_gate_gradients(params["w_o"], g["w_o"], 2)) for g in grads], axis=0)
     np.testing.assert_allclose(got[0], want, atol=1e-12)
+
+
+def test_masks_on_torch_tensors_equal_the_numpy_masks(rng):
+    torch = pytest.importorskip("torch")
+    w, x_norm = randn(rng, 16, 6), rng.uniform(0.1, 3, 16)
+    tw = torch.from_numpy(w)
+    for got, want in ((P.magnitude_mask(tw, 0.5), P.magnitude_mask(w, 0.5)),
+                      (P.n_m_mask(tw, 2, 4), P.n_m_mask(w, 2, 4)),
+                      (P.wanda_mask(tw, torch.from_numpy(x_norm), 0.25), P.wanda_mask(w, x_norm, 0.25))):
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.bool
+        assert np.array_equal(got.numpy(), want)

@@ -43,7 +43,7 @@ def test_shipped_texts_are_long_enough_and_disjoint():
 
 
 @pytest.mark.parametrize("method, options, bound", [("bfloat16", {}, 0.005), ("int8", {}, 0.01),
-                                                    ("kv-int8", {}, 0.01)])
+                                                    ("kv-int8", {}, 0.01), ("kv-int8", {"keys": "channel"}, 0.01)])
 def test_smollm2_perplexity_stays_within_the_issue_bounds(smollm2, method, options, bound):
     assert abs(ppl(smollm2, method, **options) / smollm2[3] - 1) <= bound
 

@@ -205,3 +205,45 @@ def test_quantizers_run_on_torch_tensors(rng):
             assert_close(Q.dequantize(qt), Q.dequantize(qn), atol=0)
     x = torch.from_numpy(randn(rng, 3, 16, dtype=np.float32))
     assert_close(x @ Q.W8A8Matrix(torch.from_numpy(w)), x.numpy() @ Q.W8A8Matrix(w), atol=1e-6)
+
+
+def test_channel_key_cache_cuts_its_blocks_at_fixed_positions(rng):
+    """One prefill and token-by-token decoding cut the same blocks, so the first layer (whose keys come from the
+    embeddings alone) holds the same cache either way.  Deeper layers differ a little, and not by mistake: a
+    query of a prefill reads its own block already quantized, a decoding step reads it still in float, so the
+    hidden states that make the next layer's keys differ by the quantization error."""
+    from transformer_np.pretrained.llama import llama_logits
+
+    params, cfg = tiny_llama(rng)
+    ids = rng.integers(0, cfg.vocab_size, (1, 11))
+    whole = Q.int8_cache(cfg.n_layers, keys="channel", group=4)
+    all_at_once = llama_logits(params, ids, cfg, cache=whole)[0]
+    cache = Q.int8_cache(cfg.n_layers, keys="channel", group=4)
+    llama_logits(params, ids[:, :3], cfg, cache=cache)
+    last = [llama_logits(params, ids[:, t:t + 1], cfg, cache=cache)[0] for t in range(3, 11)][-1]
+    assert_close(cache[0].k, whole[0].k, atol=1e-12)
+    assert_close(cache[0].v, whole[0].v, atol=1e-12)
+    assert len(whole[0].k_blocks) == 2 and whole[0].k_tail.shape[2] == 3 and whole[0].length == 11
+    plain = llama_logits(params, ids, cfg)[0]
+    scale = np.abs(plain).max()
+    assert np.abs(last[:, -1] - all_at_once[:, -1]).max() < 0.01 * scale
+    assert 0 < np.abs(all_at_once - plain).max() < 0.05 * scale
+
+
+def test_channel_keys_beat_token_keys_on_an_outlier_channel(rng):
+    k = randn(rng, 1, 2, 32, 16)
+    k[..., 3] *= 40  # keys have outlier channels: a per-token scale is set by them
+    v = randn(rng, 1, 2, 32, 16)
+    by_token, by_channel = Q.Int8LayerCache(), Q.Int8ChannelKeysCache(group=32)
+    err = lambda c: np.abs(c.extend(k, v)[0] - k)[..., [0, 1, 2, 4, 5]].mean()  # noqa: E731 - the ordinary channels
+    assert err(by_channel) < err(by_token) / 5
+    assert by_channel.nbytes() == 2 * 32 * 16 + 2 * 16 * 4 + by_channel.vq.nbytes  # int8 keys, a scale a channel
+
+
+def test_channel_key_cache_rolls_back_only_inside_its_float_tail(rng):
+    c = Q.Int8ChannelKeysCache(group=4)
+    c.extend(randn(rng, 1, 1, 6, 2), randn(rng, 1, 1, 6, 2))
+    c.truncate(5)
+    assert c.length == 5 and c.k.shape[2] == 5 and c.k_tail.shape[2] == 1
+    with pytest.raises(NotImplementedError, match="inside a finished block"):
+        c.truncate(2)

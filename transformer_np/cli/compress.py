@@ -25,6 +25,8 @@ def add_arguments(parser):
     parser.add_argument("--sparsity", type=probability, default=0.5, help="pruning: the fraction removed")
     parser.add_argument("--alpha", type=probability, default=0.5, help="smoothquant: migration strength")
     parser.add_argument("--threshold", type=float, default=6.0, help="llm.int8: outlier magnitude")
+    parser.add_argument("--kv-keys", choices=["token", "channel"], default="token",
+                        help="kv-int8: keys quantized per token, or per channel in blocks of 32 tokens")
     parser.add_argument("--tokens", type=positive_int, default=2048,
                         help="evaluation tokens (the shipped text has 23,294; bench quality uses them all)")
     parser.add_argument("--calibration-tokens", type=positive_int, default=2048,
@@ -44,6 +46,8 @@ def options(args):
         out = {"alpha": args.alpha}
     elif args.method == "llm.int8":
         out = {"threshold": args.threshold}
+    elif args.method == "kv-int8":
+        out = {"keys": args.kv_keys}
     if args.quantize_embedding:
         out["quantize_embedding"] = True
     return {k: v for k, v in out.items() if v is not None}
@@ -70,7 +74,8 @@ def run(args, print_fn=print):
 def format_row(r, base):
     """One printed line: method, perplexity and its change, weight MB, decoding tokens/s."""
     opts = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("method", "perplexity", "tokens", "weight_bytes",
-                                                                     "eval_seconds", "decode_tok_s"))
+                                                                     "eval_seconds", "decode_tok_s",
+                                                                     "bits_per_weight", "perplexity_change"))
     name = r["method"] + (f" ({opts})" if opts else "")
     change = 100 * (r["perplexity"] / base["perplexity"] - 1)
     return (f"{name:34s} perplexity {r['perplexity']:8.3f} ({change:+6.2f}%)   "

@@ -124,13 +124,14 @@ def measure(model, method, ids, recorders=None, decode_tokens=32, **options):
     """Compress ``model`` (a LlamaModel-like object: params, config, step) by ``method``, measure it, restore it.
     Returns {method, perplexity, tokens, weight_bytes, eval_seconds, decode_tok_s}."""
     params = model.params
+    keys = options.pop("keys", "token") if method == "kv-int8" else None  # the int8 cache's key quantization
     model.params = compress(params, method, recorders=recorders, **options)
     try:
-        cache = (lambda n_layers, batch: int8_cache(n_layers)) if method == "kv-int8" else None
+        cache = (lambda n_layers, batch: int8_cache(n_layers, keys)) if method == "kv-int8" else None
         runner = _FreshCache(model, cache) if cache else model
         ppl, n, seconds = perplexity(runner, ids)
         speed = decode_speed(model, ids[:16], decode_tokens, cache) if decode_tokens else None
-        return {"method": method, **options, "perplexity": ppl, "tokens": n,
+        return {"method": method, **options, **({"keys": keys} if keys else {}), "perplexity": ppl, "tokens": n,
                 "weight_bytes": params_nbytes(model.params), "eval_seconds": seconds, "decode_tok_s": speed}
     finally:
         model.params = params

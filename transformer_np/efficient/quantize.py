@@ -370,16 +370,7 @@ class Int8LayerCache(LayerCache):
         return 0 if self.kq is None else self.kq.q.shape[2]
 
     def extend(self, k_new, v_new):
-        xp = array_namespace(k_new)
-        parts = []
-        for old, new in ((self.kq, k_new), (self.vq, v_new)):
-            qt = quantize_symmetric(new, 8, axis=-1)  # q (B, H, T, 1, D), scale (B, H, T, 1, 1)
-            if old is not None:
-                qt = dataclasses.replace(qt, q=xp.concat([old.q, qt.q], axis=2),
-                                         scale=xp.concat([old.scale, qt.scale], axis=2),
-                                         shape=(*new.shape[:2], old.shape[2] + new.shape[2], new.shape[3]))
-            parts.append(qt)
-        self.kq, self.vq = parts
+        self.kq, self.vq = _append_per_token(self.kq, k_new), _append_per_token(self.vq, v_new)
         self.k, self.v = dequantize(self.kq, k_new.dtype), dequantize(self.vq, v_new.dtype)
         return self.k, self.v
 
@@ -400,9 +391,73 @@ class Int8LayerCache(LayerCache):
         return 0 if self.kq is None else self.kq.nbytes + self.vq.nbytes
 
 
-def int8_cache(n_layers):
-    """An empty int8 KV cache for n_layers layers (pass as ``cache=`` to a decoding session)."""
-    return [Int8LayerCache() for _ in range(n_layers)]
+def _append_per_token(old, new):
+    """``old`` (a Quantized (B, H, S, D) or None) with ``new`` (B, H, T, D) quantized per token over D appended."""
+    qt = quantize_symmetric(new, 8, axis=-1)  # q (B, H, T, 1, D), scale (B, H, T, 1, 1)
+    if old is None:
+        return qt
+    xp = array_namespace(new)
+    return dataclasses.replace(qt, q=xp.concat([old.q, qt.q], axis=2), scale=xp.concat([old.scale, qt.scale], axis=2),
+                               shape=(*new.shape[:2], old.shape[2] + new.shape[2], new.shape[3]))
+
+
+class Int8ChannelKeysCache(Int8LayerCache):
+    r"""Keys quantized per channel, values per token (as KIVI, Liu et al. 2024): a key channel's range is set by
+    the channel — keys have outlier channels, so one scale per token would be set by them — so each block of
+    ``group`` tokens gets one scale per (batch row, head, channel), and the block still filling stays float
+    until it is full.  Blocks are cut at fixed positions (0, group, 2·group, …) however the tokens arrive; but a
+    query of a prefill reads its own block already quantized where a decoding step reads it still in float, so
+    the two paths differ by the quantization error (the per-token cache has no such difference)."""
+
+    def __init__(self, group=32):
+        super().__init__()
+        self.group = check_positive_int("group", group)
+        self.k_blocks, self.k_done, self.k_tail = [], None, None  # quantized blocks, their dequantized keys, floats
+
+    @property
+    def length(self):
+        return 0 if self.vq is None else self.vq.q.shape[2]
+
+    def extend(self, k_new, v_new):
+        xp = array_namespace(k_new)
+        self.vq = _append_per_token(self.vq, v_new)
+        tail = k_new if self.k_tail is None else xp.concat([self.k_tail, k_new], axis=2)
+        while tail.shape[2] >= self.group:
+            block = quantize_symmetric(tail[:, :, :self.group], 8, axis=2)  # scale (B, H, D, 1, 1): per channel
+            self.k_blocks.append(block)
+            done = dequantize(block, k_new.dtype)
+            self.k_done = done if self.k_done is None else xp.concat([self.k_done, done], axis=2)
+            tail = tail[:, :, self.group:]
+        self.k_tail = tail
+        self.k = tail if self.k_done is None else xp.concat([self.k_done, tail], axis=2)
+        self.v = dequantize(self.vq, v_new.dtype)
+        return self.k, self.v
+
+    def truncate(self, length):
+        if self.vq is None or length >= self.length:
+            return
+        done = len(self.k_blocks) * self.group
+        if length < done:
+            raise NotImplementedError(f"per-channel keys are quantized in blocks of {self.group} tokens: cannot roll "
+                                      f"back to {length} inside a finished block (blocks end at {done})")
+        self.k_tail = self.k_tail[:, :, :length - done]
+        self.vq = dataclasses.replace(self.vq, q=self.vq.q[:, :, :length], scale=self.vq.scale[:, :, :length],
+                                      shape=(*self.vq.shape[:2], length, self.vq.shape[3]))
+        self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
+
+    def nbytes(self):
+        """int8 keys of the finished blocks and their scales, the float tail, int8 values and their scales."""
+        if self.vq is None:
+            return 0
+        tail = math.prod(self.k_tail.shape) * self.k_tail.dtype.itemsize
+        return sum(b.nbytes for b in self.k_blocks) + tail + self.vq.nbytes
+
+
+def int8_cache(n_layers, keys="token", group=32):
+    """An empty int8 KV cache for n_layers layers (pass as ``cache=`` to a decoding session): keys quantized per
+    token (``keys="token"``) or per channel in blocks of ``group`` tokens (``keys="channel"``)."""
+    check_choice("keys", keys, ("token", "channel"))
+    return [Int8LayerCache() if keys == "token" else Int8ChannelKeysCache(group) for _ in range(n_layers)]
 
 
 def map_weights(params, fn):

@@ -107,6 +107,9 @@ def test_llm_int8_sends_outlier_columns_through_floats(rng):
     want = Q.w8a8_matmul(inner, m.w_q, m.w_scale) + x[:, [4, 9]] @ m.dequantize()[[4, 9]]
     assert_close(got, want, rtol=1e-6, atol=1e-6)
     assert m.outlier_columns == 2 and m.products == 2
+    y, n = Q.llm_int8_matmul(x, m.w_q, m.w_scale, w=w)  # the float rows from the float weights, as the paper keeps
+    assert n == 2
+    assert_close(y, Q.w8a8_matmul(inner, m.w_q, m.w_scale) + x[:, [4, 9]] @ w[[4, 9]], rtol=1e-6, atol=1e-6)
     # the outliers no longer spoil the other columns' per-token scale: closer to x @ w than W8A8
     assert np.abs(got - x @ w).max() < np.abs(x @ Q.W8A8Matrix(w) - x @ w).max()
 

@@ -3,7 +3,7 @@ r"""Quantization: store numbers as small integers and a scale, x ≈ s · q.
 Each scheme is a pair ``quantize_* / dequantize``; the numbers that share one scale form a *group*:
 
     symmetric (absmax)   s = max|x| / q_max,  q = clip(round(x / s), -q_max, q_max),  q_max = 2^{b-1} - 1
-    asymmetric           s = (max x - min x) / (2^b - 1),  z = round(-min x / s),
+    asymmetric           s = (hi - lo) / (2^b - 1),  z = round(-lo / s),  lo = min(min x, 0), hi = max(max x, 0),
                          q = clip(round(x / s) + z, 0, 2^b - 1),  x ≈ s · (q - z)
 
 and the group is the whole tensor (``axis=None``), every slice along ``axis`` (``axis=0`` of a (C_in, C_out)
@@ -102,7 +102,8 @@ def quantize_symmetric(x, bits=8, axis=None, group_size=None, pack=False):
 
 
 def quantize_asymmetric(x, bits=8, axis=None, group_size=None, pack=False):
-    r"""s = (\max x - \min x) / (2^b - 1),  z = round(-\min x / s),  q = clip(round(x / s) + z, 0, 2^b - 1).
+    r"""s = (hi - lo) / (2^b - 1),  z = round(-lo / s),  q = clip(round(x / s) + z, 0, 2^b - 1), with the range
+    lo = \min(\min x, 0), hi = \max(\max x, 0) widened to hold 0.
 
     The zero point z is an integer, so x = 0 is represented exactly (padding, ReLU zeros).  Returns
     :class:`Quantized` with uint8 q and z."""
@@ -272,24 +273,14 @@ def w8a8_matmul(x, w_q, w_scale):
     return xp.astype(acc, xp.float32) * xp.reshape(xq.scale, (-1, 1)) * w_scale
 
 
-class W8A8Matrix(QuantizedMatrix):
+class W8A8Matrix(WeightOnlyMatrix):
     """W8A8: weights int8 per output channel; every product quantizes its input per token (w8a8_matmul)."""
 
     def __init__(self, w):
-        super().__init__(w.shape)
+        super().__init__(w, bits=8, axis=0)  # q (C_out, 1, C_in), scale (C_out, 1, 1)
         xp = array_namespace(w)
-        self.qt = quantize_symmetric(w, 8, axis=0)  # q (C_out, 1, C_in), scale (C_out, 1, 1)
-        self.w_q = xp.reshape(xp.moveaxis(xp.reshape(self.qt.q, (w.shape[1], w.shape[0])), 0, 1), w.shape)
+        self.w_q = xp.moveaxis(xp.reshape(self.qt.q, (w.shape[1], w.shape[0])), 0, 1)  # (C_in, C_out)
         self.w_scale = xp.reshape(self.qt.scale, (1, -1))
-        self.scale_dtype = self.qt.scale.dtype
-
-    @property
-    def nbytes(self):
-        return self.qt.nbytes
-
-    def dequantize_stored(self, rows=None):
-        w = dequantize(self.qt)
-        return w if rows is None else w[rows]
 
     def matmul(self, x):
         if self.transposed:
@@ -297,9 +288,10 @@ class W8A8Matrix(QuantizedMatrix):
         return w8a8_matmul(x, self.w_q, self.w_scale)
 
 
-def llm_int8_matmul(x, w, w_q, w_scale, threshold=6.0):
+def llm_int8_matmul(x, w_q, w_scale, threshold=6.0, w=None):
     r"""LLM.int8() (Dettmers et al. 2022): the input columns j with any |x_{n,j}| ≥ threshold go through a float
-    matmul with W's rows j; the rest through w8a8_matmul.  Returns (y (N, C_out), number of outlier columns)."""
+    matmul with W's rows j; the rest through w8a8_matmul.  The float rows are ``w``'s if given (the paper keeps
+    W in fp16), else the int8 rows dequantized.  Returns (y (N, C_out), number of outlier columns)."""
     xp = array_namespace(x)
     outlier = xp.any(xp.abs(x) >= threshold, axis=0)  # (C_in,)
     keep = xp.astype(~outlier, x.dtype)
@@ -307,13 +299,14 @@ def llm_int8_matmul(x, w, w_q, w_scale, threshold=6.0):
     n = int(xp.sum(xp.astype(outlier, xp.int32)))
     if n:
         idx = xp.nonzero(outlier)[0]
-        y = y + xp.take(x, idx, axis=1) @ xp.take(w, idx, axis=0)  # the float part: (N, n) @ (n, C_out)
+        rows = xp.astype(xp.take(w_q, idx, axis=0), xp.float32) * w_scale if w is None else xp.take(w, idx, axis=0)
+        y = y + xp.take(x, idx, axis=1) @ rows  # the float part: (N, n) @ (n, C_out)
     return y, n
 
 
 class LLMInt8Matrix(W8A8Matrix):
-    """LLM.int8(): W8A8 with the outlier input columns (|x| ≥ threshold) in float; the float rows of W are kept
-    as the dequantized int8 rows (what the paper keeps is fp16; here the int8 grid, so only activations differ)."""
+    """LLM.int8(): W8A8 with the outlier input columns (|x| ≥ threshold) in float; the float rows of W are the
+    dequantized int8 rows (the paper keeps fp16 ones; here only the activations' treatment differs)."""
 
     def __init__(self, w, threshold=6.0):
         super().__init__(w)
@@ -323,7 +316,7 @@ class LLMInt8Matrix(W8A8Matrix):
     def matmul(self, x):
         if self.transposed:
             return x @ self.dequantize()
-        y, n = llm_int8_matmul(x, self.dequantize_stored(), self.w_q, self.w_scale, self.threshold)
+        y, n = llm_int8_matmul(x, self.w_q, self.w_scale, self.threshold)
         self.products, self.outlier_columns = self.products + 1, self.outlier_columns + n
         return y
 
@@ -370,15 +363,13 @@ class Int8LayerCache(LayerCache):
         return 0 if self.kq is None else self.kq.q.shape[2]
 
     def extend(self, k_new, v_new):
-        self.kq, self.vq = _append_per_token(self.kq, k_new), _append_per_token(self.vq, v_new)
-        self.k, self.v = dequantize(self.kq, k_new.dtype), dequantize(self.vq, v_new.dtype)
+        (self.kq, self.k), (self.vq, self.v) = _append_per_token(self.kq, self.k, k_new), \
+            _append_per_token(self.vq, self.v, v_new)
         return self.k, self.v
 
     def truncate(self, length):
         if self.kq is not None and length < self.length:
-            cut = lambda qt: dataclasses.replace(  # noqa: E731
-                qt, q=qt.q[:, :, :length], scale=qt.scale[:, :, :length], shape=(*qt.shape[:2], length, qt.shape[3]))
-            self.kq, self.vq = cut(self.kq), cut(self.vq)
+            self.kq, self.vq = _first_tokens(self.kq, length), _first_tokens(self.vq, length)
             self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
             if length == 0:
                 self.kq = self.vq = self.k = self.v = None
@@ -391,14 +382,23 @@ class Int8LayerCache(LayerCache):
         return 0 if self.kq is None else self.kq.nbytes + self.vq.nbytes
 
 
-def _append_per_token(old, new):
-    """``old`` (a Quantized (B, H, S, D) or None) with ``new`` (B, H, T, D) quantized per token over D appended."""
+def _append_per_token(old, old_float, new):
+    """(``old`` with ``new`` (B, H, T, D) quantized per token over D appended, ``old_float`` with the new tokens'
+    dequantized values appended): each token has its own scale, so the earlier ones are never dequantized again."""
     qt = quantize_symmetric(new, 8, axis=-1)  # q (B, H, T, 1, D), scale (B, H, T, 1, 1)
+    deq = dequantize(qt, new.dtype)
     if old is None:
-        return qt
+        return qt, deq
     xp = array_namespace(new)
-    return dataclasses.replace(qt, q=xp.concat([old.q, qt.q], axis=2), scale=xp.concat([old.scale, qt.scale], axis=2),
-                               shape=(*new.shape[:2], old.shape[2] + new.shape[2], new.shape[3]))
+    return (dataclasses.replace(qt, q=xp.concat([old.q, qt.q], axis=2), scale=xp.concat([old.scale, qt.scale], axis=2),
+                                shape=(*new.shape[:2], old.shape[2] + new.shape[2], new.shape[3])),
+            xp.concat([old_float, deq], axis=2))
+
+
+def _first_tokens(qt, length):
+    """A per-token Quantized (B, H, S, D) cut to its first ``length`` tokens."""
+    return dataclasses.replace(qt, q=qt.q[:, :, :length], scale=qt.scale[:, :, :length],
+                               shape=(*qt.shape[:2], length, qt.shape[3]))
 
 
 class Int8ChannelKeysCache(Int8LayerCache):
@@ -420,7 +420,7 @@ class Int8ChannelKeysCache(Int8LayerCache):
 
     def extend(self, k_new, v_new):
         xp = array_namespace(k_new)
-        self.vq = _append_per_token(self.vq, v_new)
+        self.vq, self.v = _append_per_token(self.vq, self.v, v_new)
         tail = k_new if self.k_tail is None else xp.concat([self.k_tail, k_new], axis=2)
         while tail.shape[2] >= self.group:
             block = quantize_symmetric(tail[:, :, :self.group], 8, axis=2)  # scale (B, H, D, 1, 1): per channel
@@ -430,7 +430,6 @@ class Int8ChannelKeysCache(Int8LayerCache):
             tail = tail[:, :, self.group:]
         self.k_tail = tail
         self.k = tail if self.k_done is None else xp.concat([self.k_done, tail], axis=2)
-        self.v = dequantize(self.vq, v_new.dtype)
         return self.k, self.v
 
     def truncate(self, length):
@@ -441,8 +440,7 @@ class Int8ChannelKeysCache(Int8LayerCache):
             raise NotImplementedError(f"per-channel keys are quantized in blocks of {self.group} tokens: cannot roll "
                                       f"back to {length} inside a finished block (blocks end at {done})")
         self.k_tail = self.k_tail[:, :, :length - done]
-        self.vq = dataclasses.replace(self.vq, q=self.vq.q[:, :, :length], scale=self.vq.scale[:, :, :length],
-                                      shape=(*self.vq.shape[:2], length, self.vq.shape[3]))
+        self.vq = _first_tokens(self.vq, length)
         self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
 
     def nbytes(self):
@@ -475,15 +473,3 @@ def quantize_params(params, make, skip=()):
 def params_nbytes(params):
     """Resident bytes of a params tree: float arrays and quantized weights alike."""
     return sum(a.nbytes for a in flatten(params).values() if a is not None)
-
-
-METHODS = ("weight-only", "w8a8", "llm.int8")
-
-
-def quantize_matrix(w, method="weight-only", **options):
-    """A :class:`QuantizedMatrix` of ``w`` by ``method``: "weight-only" (bits, axis, group_size, asymmetric),
-    "w8a8", or "llm.int8" (threshold)."""
-    check_choice("method", method, METHODS)
-    if method == "weight-only":
-        return WeightOnlyMatrix(w, **options)
-    return W8A8Matrix(w, **options) if method == "w8a8" else LLMInt8Matrix(w, **options)

@@ -12,7 +12,6 @@ relative weight error of every layer under int8 and int4.  Numbers, not tests.
 
 from __future__ import annotations
 
-import math
 import time
 
 import matplotlib
@@ -40,17 +39,6 @@ SMALL_ROWS = [("float32", {}), ("bfloat16", {}), ("float8_e4m3fn", {}), ("int8",
               ("w8a8", {}), ("magnitude", {"sparsity": 0.5})]
 
 
-def _label(row):
-    opts = ", ".join(f"{k}={v}" for k, v in row.items() if k in ("group_size", "asymmetric", "sparsity"))
-    return row["method"] + (f" ({opts})" if opts else "")
-
-
-def compressed_bits(params):
-    """Bits per weight of the compressed matrices (every 2-D weight outside the embedding table)."""
-    flat = {p: w for p, w in flatten(params).items() if getattr(w, "ndim", 0) == 2 and not p.startswith("embed")}
-    return 8 * sum(w.nbytes for w in flat.values()) / sum(math.prod(w.shape) for w in flat.values())
-
-
 def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print):
     model = load_smollm2()
     ids = model.tokenize(quality.eval_text())[:tokens]
@@ -61,14 +49,12 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
         if method == "gguf":
             kept = load_smollm2(keep_quantized=True)
             row = quality.measure(kept, "float32", ids) | {"method": "gguf"}
-            row["bits_per_weight"] = compressed_bits(kept.params)
         else:
             row = quality.measure(model, method, ids, recorders, **options)
-            row["bits_per_weight"] = compressed_bits(C.compress(model.params, method, recorders=recorders, **options))
         base = base or row
         row["perplexity_change"] = row["perplexity"] / base["perplexity"] - 1
         out.append(row)
-        print_fn(f"  {_label(row):32s} perplexity {row['perplexity']:9.3f} "
+        print_fn(f"  {C.method_label(row):32s} perplexity {row['perplexity']:9.3f} "
                  f"({100 * row['perplexity_change']:+7.2f}%)  {row['bits_per_weight']:5.2f} bits/weight  "
                  f"weights {row['weight_bytes'] / 1e6:6.1f} MB  decode {row['decode_tok_s']:5.1f} tok/s  "
                  f"[{time.perf_counter() - t0:.0f} s]")
@@ -91,7 +77,7 @@ def bench_minilm(rows=SMALL_ROWS, print_fn=print):
         row = {"method": method, **options, "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
                "top1_agreement": float(np.mean(nearest(e) == nearest(ref)))}
         out.append(row)
-        print_fn(f"  {_label(row):28s} cosine to float32: min {row['cosine_min']:.5f} "
+        print_fn(f"  {C.method_label(row):28s} cosine to float32: min {row['cosine_min']:.5f} "
                  f"mean {row['cosine_mean']:.5f}   top-1 retrieval agreement {row['top1_agreement']:.3f}")
     return out
 
@@ -104,7 +90,8 @@ def bench_tasks(rows=SMALL_ROWS, n=500, print_fn=print):
         for method, options in rows:
             acc = evaluate(task, C.compress(params, method, **options), examples)["accuracy"]
             out.append({"task": name, "method": method, **options, "accuracy": acc, "n": len(examples)})
-        print_fn(f"  {name:10s} " + "  ".join(f"{_label(r)} {r['accuracy']:.3f}" for r in out if r["task"] == name))
+        rows_of_task = [r for r in out if r["task"] == name]
+        print_fn(f"  {name:10s} " + "  ".join(f"{C.method_label(r)} {r['accuracy']:.3f}" for r in rows_of_task))
     return out
 
 

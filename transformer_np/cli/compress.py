@@ -73,10 +73,7 @@ def run(args, print_fn=print):
 
 def format_row(r, base):
     """One printed line: method, perplexity and its change, weight MB, decoding tokens/s."""
-    opts = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("method", "perplexity", "tokens", "weight_bytes",
-                                                                     "eval_seconds", "decode_tok_s",
-                                                                     "bits_per_weight", "perplexity_change"))
-    name = r["method"] + (f" ({opts})" if opts else "")
+    name = C.method_label(r)
     change = 100 * (r["perplexity"] / base["perplexity"] - 1)
     return (f"{name:34s} perplexity {r['perplexity']:8.3f} ({change:+6.2f}%)   "
             f"weights {r['weight_bytes'] / 1e6:6.1f} MB   decode {r['decode_tok_s']:5.1f} tok/s")

@@ -29,6 +29,13 @@ from . import quantize as Q
 METHODS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int8", "int4", "w8a8",
            "smoothquant", "llm.int8", "kv-int8", "magnitude", "magnitude-global", "wanda", "2:4", "wanda-2:4")
 NEEDS_CALIBRATION = ("smoothquant", "wanda", "wanda-2:4")
+OPTIONS = ("bits", "group_size", "asymmetric", "sparsity", "alpha", "threshold", "keys", "quantize_embedding")
+
+
+def method_label(row):
+    """"int4 (group_size=32)": a method and the options a measurement row ({method, option: value, …}) carries."""
+    opts = ", ".join(f"{k}={row[k]}" for k in OPTIONS if k in row)
+    return row["method"] + (f" ({opts})" if opts else "")
 
 
 def smooth_groups(params):

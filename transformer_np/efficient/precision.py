@@ -20,6 +20,7 @@ import ml_dtypes
 import numpy as np
 
 from ..core.checks import check_choice
+from ..core.nn import log_softmax
 from .quantize import QuantizedMatrix, quantize_params
 
 FORMATS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
@@ -77,10 +78,7 @@ def sum_of_squares(x, dtype):
 
 
 def log_softmax_in(logits, dtype):
-    r"""log softmax(z) computed entirely in ``dtype`` (max subtracted, as one must): in float16 the exponentials
-    and their sum over a large vocabulary are rounded to 11 bits, so the log-probabilities the loss and sampling
-    read are off by up to ~1e-2 where float32's are off by ~1e-6."""
-    z = np.asarray(logits).astype(dtype)
-    m = z.max(axis=-1, keepdims=True)
-    e = np.exp(z - m)
-    return (z - m) - np.log(e.sum(axis=-1, keepdims=True, dtype=dtype))
+    r"""log softmax(z) (core.nn.log_softmax, max subtracted) computed entirely in ``dtype``: in float16 the
+    exponentials and their sum over a large vocabulary are rounded to 11 bits, so the log-probabilities the loss
+    and sampling read are off by up to ~1e-2 where float32's are off by ~1e-6."""
+    return log_softmax(np.asarray(logits).astype(dtype))

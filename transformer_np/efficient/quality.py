@@ -11,11 +11,13 @@ evaluation text and, disjoint from it, the calibration text that SmoothQuant and
 from __future__ import annotations
 
 import importlib.resources
+import math
 import time
 
 import numpy as np
 
 from ..core.nn import log_softmax
+from ..core.tree import flatten
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
 from .compress import compress
@@ -62,7 +64,6 @@ class ActivationRecorder(QuantizedMatrix):
         self.w, self.path, self.scale_dtype = w, path, w.dtype
         self.absmax = np.zeros(w.shape[0], np.float32)
         self.sumsq = np.zeros(w.shape[0], np.float64)
-        self.rows = 0
 
     @property
     def nbytes(self):
@@ -76,7 +77,6 @@ class ActivationRecorder(QuantizedMatrix):
             a = np.abs(np.asarray(x))
             self.absmax = np.maximum(self.absmax, a.max(axis=0))
             self.sumsq += (a.astype(np.float64) ** 2).sum(axis=0)
-            self.rows += a.shape[0]
         return x @ self.dequantize()
 
 
@@ -120,9 +120,15 @@ def decode_speed(model, prompt, new_tokens=32, cache=None):
     return new_tokens / (time.perf_counter() - t0)
 
 
+def compressed_bits(params):
+    """Bits per weight of the compressed matrices (every 2-D weight outside the embedding table)."""
+    flat = {p: w for p, w in flatten(params).items() if getattr(w, "ndim", 0) == 2 and not p.startswith("embed")}
+    return 8 * sum(w.nbytes for w in flat.values()) / sum(math.prod(w.shape) for w in flat.values())
+
+
 def measure(model, method, ids, recorders=None, decode_tokens=32, **options):
     """Compress ``model`` (a LlamaModel-like object: params, config, step) by ``method``, measure it, restore it.
-    Returns {method, perplexity, tokens, weight_bytes, eval_seconds, decode_tok_s}."""
+    Returns {method, options…, perplexity, tokens, weight_bytes, bits_per_weight, eval_seconds, decode_tok_s}."""
     params = model.params
     keys = options.pop("keys", "token") if method == "kv-int8" else None  # the int8 cache's key quantization
     model.params = compress(params, method, recorders=recorders, **options)
@@ -132,6 +138,7 @@ def measure(model, method, ids, recorders=None, decode_tokens=32, **options):
         ppl, n, seconds = perplexity(runner, ids)
         speed = decode_speed(model, ids[:16], decode_tokens, cache) if decode_tokens else None
         return {"method": method, **options, **({"keys": keys} if keys else {}), "perplexity": ppl, "tokens": n,
-                "weight_bytes": params_nbytes(model.params), "eval_seconds": seconds, "decode_tok_s": speed}
+                "weight_bytes": params_nbytes(model.params), "bits_per_weight": compressed_bits(model.params),
+                "eval_seconds": seconds, "decode_tok_s": speed}
     finally:
         model.params = params

@@ -60,6 +60,11 @@ def _close(got, want, what, atol=1e-10):
     assert err <= atol, f"{what}: largest difference {err:.3g} (allowed {atol:g})"
 
 
+def _too(got, want):
+    """Which way an integer answer is off, without saying the right one."""
+    return "too high" if got > want else "too low"
+
+
 def _done(name):
     print(f"✓ {name}: correct")
     return True
@@ -157,7 +162,7 @@ def check_parameter_count(fn, cfg):
         want, got = count_params(param_shapes(c)), fn(c)
         assert got == want, (f"configuration {i} (C={c.d_model}, layers {c.n_encoder_layers}+{c.n_decoder_layers}, "
                              f"F={c.d_ff}, V={c.vocab_size}, final_norm={c.final_norm}): your count is "
-                             f"{'too high' if got > want else 'too low'}")
+                             f"{_too(got, want)}")
     return _done(f"parameter count ({count_params(param_shapes(cfg)):,} for the configuration asked)")
 
 
@@ -183,7 +188,7 @@ def check_kv_cache_bytes(fn):
         want = 2 * cfg.n_decoder_layers * B * cfg.n_heads * t * cfg.d_head * itemsize
         got = fn(cfg, B, t, itemsize)
         assert got == want, (f"for L={cfg.n_decoder_layers}, H={cfg.n_heads}, D={cfg.d_head}, {B} x {t} tokens of "
-                             f"{itemsize} bytes your count is {'too high' if got > want else 'too low'}")
+                             f"{itemsize} bytes your count is {_too(got, want)}")
     return _done("KV cache size")
 
 
@@ -251,7 +256,7 @@ def check_gqa_cache_bytes(fn):
     for L, H_kv, D, t, itemsize in ((30, 3, 64, 1, 4), (30, 3, 64, 1000, 2), (32, 8, 128, 4096, 1)):
         want, got = 2 * L * H_kv * D * t * itemsize, fn(L, H_kv, D, t, itemsize)
         assert got == want, (f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens of {itemsize} bytes your count is "
-                             f"{'too high' if got > want else 'too low'}")
+                             f"{_too(got, want)}")
     return _done("grouped-query KV cache size")
 
 
@@ -276,10 +281,6 @@ def check_paged_blocks(fn):
         want = (blocks, blocks * block - sum(lengths))
         assert got == want, f"wrong for {len(lengths)} sequences in blocks of {block}"
     return _done("paged cache blocks")
-
-
-def _too(got, want):
-    return "too high" if got > want else "too low"
 
 
 @exercise("01_embeddings_and_positional_encoding")

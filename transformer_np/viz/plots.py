@@ -14,6 +14,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from ..core.backend import to_numpy
 from ..core.nn import gelu, relu, softmax
+from ..efficient.compress import method_label
 from ..training.optim import noam_lr
 
 
@@ -772,11 +773,6 @@ def mask_patterns(named_masks, rows=16, cols=48):
     return fig
 
 
-def _label(row):
-    opts = ", ".join(f"{k}={v}" for k, v in row.items() if k in ("group_size", "asymmetric", "sparsity"))
-    return row["method"] + (f" ({opts})" if opts else "")
-
-
 def perplexity_vs_bits(rows):
     """Quantization's trade-off: perplexity against bits per compressed weight (rows from bench quality)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
@@ -788,7 +784,7 @@ def perplexity_vs_bits(rows):
         near = sum(abs(math.log2(x / px)) < 0.25 and abs(math.log(y / py)) < 0.05 for px, py in placed)
         placed.append((x, y))
         ax.plot(x, y, "o", color="C3" if r["method"] == "float32" else "C0")
-        ax.annotate(_label(r), (x, y), fontsize=7, xytext=(5, 2 + 9 * near), textcoords="offset points",
+        ax.annotate(method_label(r), (x, y), fontsize=7, xytext=(5, 2 + 9 * near), textcoords="offset points",
                     arrowprops=dict(arrowstyle="-", lw=0.4, color="grey") if near else None)
     ax.axhline(base, color="grey", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)

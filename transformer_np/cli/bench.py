@@ -1,6 +1,7 @@
-"""``python -m transformer_np bench {forward, decode, embed, llm}``: forward-pass speed against torch and the
-matmul peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against
-sentence-transformers, SmolLM2's decoding and prefill against transformers and the memory-bandwidth roofline.
+"""``python -m transformer_np bench {forward, decode, embed, llm, serve, quality}``: forward-pass speed against
+torch and the matmul peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against
+sentence-transformers, SmolLM2's decoding and prefill against transformers and the memory-bandwidth roofline,
+the serving techniques (bench serve), and every compression method's quality and bytes (bench_quality.py).
 
 Numbers, not tests: it prints what this machine does.  Each timing is the best of ``repeat`` runs after
 one warm-up run, so that first-call costs (allocation, thread start) are left out.

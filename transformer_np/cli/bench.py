@@ -26,6 +26,7 @@ from ..core.tree import flatten
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
 from ..efficient.blockwise import blockwise_attention
+from ..efficient.cost_model import measure_matmul_peak
 from ..efficient.serve import random_workload, simulate
 from ..efficient.speculative import ModelDraft, PromptLookup, early_exit, expected_speedup, speculative_generate
 from ..interop import TransformerEncoderLayer, to_torch
@@ -100,9 +101,7 @@ def best_time(fn, repeat):
 
 def matmul_peak(n=2048, repeat=5):
     """Achieved float32 GFLOP/s of one np.matmul of two n x n matrices: the ceiling NumPy code can reach."""
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    return 2 * n**3 / best_time(lambda: a @ b, repeat) / 1e9
+    return measure_matmul_peak(n, repeat) / 1e9
 
 
 def layer_flops(T, S, C, F, cross=False):

@@ -1,0 +1,156 @@
+"""The cost model against brute counting: every matrix product of a real forward counted by torch's FLOP counter
+(an implementation we did not write), the KV cache's bytes by the cache itself, parameters by the params tree;
+and Pope et al.'s Table 1 recomputed from PaLM 540B's published shape."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from helpers import tiny_llama
+
+from transformer_np.core.tree import count_params, tree_map
+from transformer_np.decoding.cache import cache_nbytes, new_cache
+from transformer_np.efficient import cost_model as cm
+from transformer_np.model.config import TransformerConfig
+from transformer_np.model.models import lm_logits
+from transformer_np.model.params import init_params
+from transformer_np.model.stacks import encoder
+from transformer_np.pretrained.llama import LlamaConfig, llama_logits
+
+
+def counted_flops(fn):
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn()
+    return counter.get_total_flops()
+
+
+def as_torch(tree):
+    torch = pytest.importorskip("torch")
+    return tree_map(lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)), tree)
+
+
+@pytest.mark.parametrize("B,T", [(1, 1), (2, 5), (3, 17)])
+def test_llama_forward_flops_equal_every_counted_matmul(rng, B, T):
+    params, cfg = tiny_llama(rng, n_layers=3)
+    shape = cm.ModelShape.from_config(cfg)
+    ids = as_torch({"ids": rng.integers(0, cfg.vocab_size, (B, T))})["ids"]
+    p = as_torch(params)
+    assert counted_flops(lambda: llama_logits(p, ids, cfg)) == cm.forward_flops(shape, B, T)
+    cache = new_cache(cfg.n_layers)
+    llama_logits(p, ids, cfg, cache=cache)
+    step = lambda: llama_logits(p, ids[:, :1], cfg, cache=cache, last_only=True)  # noqa: E731
+    assert counted_flops(step) == cm.forward_flops(shape, B, 1, past=T, logits="last")
+
+
+def test_gpt_style_lm_and_encoder_flops_equal_every_counted_matmul(rng):
+    cfg = TransformerConfig.lm_tiny(n_decoder_layers=3)
+    params = as_torch(init_params(cfg, rng))
+    ids = as_torch({"ids": rng.integers(0, cfg.vocab_size, (2, 7))})["ids"]
+    shape = cm.ModelShape.from_config(cfg)
+    assert counted_flops(lambda: lm_logits(params, ids, cfg)) == cm.forward_flops(shape, 2, 7)
+    enc_cfg = TransformerConfig.tiny(n_encoder_layers=2, n_decoder_layers=0, architecture="encoder-classifier")
+    enc = as_torch(init_params(enc_cfg, rng))
+    x = as_torch({"x": rng.standard_normal((2, 9, enc_cfg.d_model), dtype=np.float32)})["x"]
+    enc_shape = cm.ModelShape.from_config(enc_cfg)
+    assert counted_flops(lambda: encoder(x, enc["encoder"], enc_cfg)) == cm.forward_flops(enc_shape, 2, 9,
+                                                                                             logits="none")
+
+
+def test_param_count_equals_the_params_tree(rng):
+    params, cfg = tiny_llama(rng, n_layers=3)
+    assert cm.param_count(cm.ModelShape.from_config(cfg)) == count_params(params)
+    for cfg in (TransformerConfig.lm_tiny(), TransformerConfig.lm_tiny(tie_embeddings=True, n_kv_heads=2)):
+        assert cm.param_count(cm.ModelShape.from_config(cfg)) == count_params(init_params(cfg, rng))
+    # SmolLM2-135M's shape: 134,515,008 parameters (its model card says 135M)
+    assert cm.param_count(cm.ModelShape.from_config(LlamaConfig())) == 134_515_008
+
+
+def test_kv_cache_bytes_equal_the_caches_nbytes(rng):
+    params, cfg = tiny_llama(rng, n_layers=3)
+    for B, T, dtype in ((1, 4, np.float64), (3, 11, np.float32)):
+        cache = new_cache(cfg.n_layers)
+        llama_logits(tree_map(lambda a, d=dtype: a.astype(d), params), rng.integers(0, cfg.vocab_size, (B, T)), cfg,
+                     cache=cache)
+        shape = cm.ModelShape.from_config(cfg)
+        assert cache_nbytes(cache) == cm.kv_cache_bytes(shape, B, T, np.dtype(dtype).name)
+    assert cm.kv_cache_bytes(cm.ModelShape.from_config(LlamaConfig()), 1, 1) == LlamaConfig().kv_cache_bytes_per_token()
+
+
+def test_flops_per_token_is_two_n_plus_the_attention_term():
+    shape = cm.ModelShape.from_config(LlamaConfig())
+    s = shape
+    non_embedding = cm.param_count(s) - s.vocab_size * s.d_model - s.n_layers * s.norm_params * s.d_model - s.d_model
+    for S in (1, 100, 2048):
+        attention = 4 * s.n_layers * S * s.n_heads * s.d_head
+        # 2N counts the embedding once, as the tied output layer's product; norms are not products
+        assert cm.flops_per_token(shape, S) == 2 * (non_embedding + s.vocab_size * s.d_model) + attention
+
+
+def test_roofline_picks_the_larger_term_and_the_critical_batch_is_where_they_cross():
+    hw = cm.Hardware("toy", peak_flops=100.0, bandwidth=10.0, memory=1e9)
+    assert cm.roofline_time(1000, 10, hw) == 10.0 and cm.bound_by(1000, 10, hw) == "compute"
+    assert cm.roofline_time(10, 1000, hw) == 100.0 and cm.bound_by(10, 1000, hw) == "memory"
+    shape = cm.ModelShape.from_config(LlamaConfig())
+    hw = cm.HARDWARE["h200"]
+    b_star = cm.critical_batch_size(hw, "bfloat16")  # weights-only: 2B FLOPs per weight byte pair
+    assert b_star == pytest.approx(hw.peak_flops / hw.bandwidth)
+    # with the KV cache and the logits ignored (context 1, no cache), decode flips bound at B*
+    for B, bound in ((int(b_star * 0.8), "memory"), (int(b_star * 1.25), "compute")):
+        f = 2 * B * cm.param_count(shape)
+        assert cm.bound_by(f, cm.weight_bytes(shape, "bfloat16"), hw) == bound
+
+
+def test_utilisations_are_one_at_the_roofline():
+    hw = cm.HARDWARE["a100"]
+    f, b, t = 3e12, 1e9, 0.0
+    t = cm.roofline_time(f, b, hw)
+    assert max(cm.mfu(f, t, hw), cm.mbu(b, t, hw)) == pytest.approx(1.0)
+
+
+def test_pope_table1_reproduced_within_five_percent():
+    rows = cm.pope_table1()
+    assert len(rows) == 6
+    for r in rows:
+        assert abs(r["difference"]) <= 0.05, r
+    # the ratios the table teaches: batch sharding wins the chip count (64), multi-query sharded over heads
+    # holds one 256-wide K/V head per chip against the multi-head model's one 128-wide head: half the context
+    by = {(r["variant"], r["batch"]): r["ours"] for r in rows}
+    assert by["optimized multiquery", 128] // by["baseline multiquery", 128] in (63, 64)
+    assert by["multihead", 128] / by["baseline multiquery", 128] == pytest.approx(2, rel=0.01)
+
+
+def test_pope_statements_about_kv_size_and_parameters():
+    # PaLM 540B has 540B parameters; the multi-head comparison model's cache at batch 512 × 2,048 is "3 TB",
+    # "3 times the size of the model's parameters" (bfloat16)
+    assert cm.param_count(cm.PALM_540B) == pytest.approx(540e9, rel=0.01)
+    kv = cm.kv_cache_bytes(cm.PALM_540B_MULTIHEAD, 512, 2048, "bfloat16")
+    assert kv == pytest.approx(3e12, rel=0.05)
+    assert kv / cm.weight_bytes(cm.PALM_540B, "bfloat16") == pytest.approx(3, rel=0.1)
+
+
+def test_kv_bytes_per_chip_replicates_a_single_head_and_splits_the_batch():
+    s = cm.PALM_540B
+    one = cm.kv_cache_bytes(s, 64, 100, "bfloat16")
+    assert cm.kv_bytes_per_chip(s, 64, 100, 8, "heads") == one  # one K/V head: every chip holds all of it
+    assert cm.kv_bytes_per_chip(s, 64, 100, 8, "batch") == one // 8
+    mh = dataclasses.replace(s, n_kv_heads=16)
+    assert cm.kv_bytes_per_chip(mh, 64, 100, 8, "heads") == cm.kv_cache_bytes(mh, 64, 100, "bfloat16") // 8
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="layout"):
+        cm.kv_bytes_per_chip(cm.PALM_540B, 1, 1, 1, "rows")
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        cm.ModelShape("x", 1, 8, 4, 3, 2, 8, 10)
+    with pytest.raises(ValueError, match="logits"):
+        cm.forward_flops(cm.PALM_540B, 1, 1, logits="some")
+    with pytest.raises(ValueError, match="kv_fraction"):
+        cm.max_context(cm.PALM_540B, 1, cm.HARDWARE["tpu-v4"], 64, "batch", kv_fraction=1.5)
+
+
+def test_measured_probes_return_positive_rates():
+    assert cm.measure_copy_bandwidth(2**20, repeat=1) > 1e8
+    assert cm.measure_matmul_peak(128, repeat=1) > 1e8

@@ -143,6 +143,27 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
 
 
+def init_llama_params(cfg, seed=0, dtype="float32"):
+    r"""Random weights for a LlamaConfig (for tests and sizes, not for text): each matrix N(0, 1/fan_in), the
+    norms' γ = 1, an embedding table N(0, 1).  seed: an int or a np.random.Generator."""
+    rng = np.random.default_rng(seed)
+    C, F, KV = cfg.d_model, cfg.d_ff, cfg.n_kv_heads * cfg.d_head
+
+    def w(fan_in, fan_out):
+        return (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(dtype)
+
+    def layer():
+        return {"attn_norm": {"gamma": np.ones(C, dtype)}, "ffn_norm": {"gamma": np.ones(C, dtype)},
+                "attn": {"w_q": w(C, C), "w_k": w(C, KV), "w_v": w(C, KV), "w_o": w(C, C)},
+                "ffn": {"w_gate": w(C, F), "w_up": w(C, F), "w_down": w(F, C)}}
+
+    params = {"embed": {"table": rng.standard_normal((cfg.vocab_size, C)).astype(dtype)},
+              "decoder": {"layers": [layer() for _ in range(cfg.n_layers)]}, "norm": {"gamma": np.ones(C, dtype)}}
+    if not cfg.tied_embeddings:
+        params["out"] = {"w": w(C, cfg.vocab_size)}
+    return params
+
+
 # --- SmolLM2: weights, tokenizer and chat template from one GGUF file ----------------------------------------
 class LlamaModel:
     """A Llama-architecture chat model: config, params tree, tokenizer and chat template.

@@ -154,3 +154,16 @@ def test_bad_arguments_name_themselves():
 def test_measured_probes_return_positive_rates():
     assert cm.measure_copy_bandwidth(2**20, repeat=1) > 1e8
     assert cm.measure_matmul_peak(128, repeat=1) > 1e8
+
+
+def test_bench_cost_measures_and_classifies_each_step(tmp_path):
+    from transformer_np.cli.bench_cost import bench_cost
+
+    lines = []
+    result = bench_cost(quick=True, repeat=1, plot=str(tmp_path / "roofline.png"), print_fn=lines.append)
+    rows = {(r["kind"], r["size"]): r for r in result["rows"]}
+    assert rows["decode", 1]["bound"] == "memory" and rows["prefill", 64]["bound"] == "compute"
+    for r in result["rows"]:
+        assert r["measured_s"] > 0 and r["ratio"] == pytest.approx(r["measured_s"] / r["predicted_s"])
+        assert r["mfu"] <= 1.5  # a measured step cannot beat the measured peak by much (the peak is a best-of)
+    assert (tmp_path / "roofline.png").stat().st_size > 10_000 and "critical decode batch" in lines[0]

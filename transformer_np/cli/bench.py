@@ -1,7 +1,8 @@
-"""``python -m transformer_np bench {forward, decode, embed, llm, serve, quality}``: forward-pass speed against
+"""``python -m transformer_np bench {forward, decode, embed, llm, serve, quality, cost}``: forward-pass speed against
 torch and the matmul peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against
 sentence-transformers, SmolLM2's decoding and prefill against transformers and the memory-bandwidth roofline,
-the serving techniques (bench serve), and every compression method's quality and bytes (bench_quality.py).
+the serving techniques (bench serve), every compression method's quality and bytes (bench_quality.py), and
+the cost model against measured times (bench_cost.py).
 
 Numbers, not tests: it prints what this machine does.  Each timing is the best of ``repeat`` runs after
 one warm-up run, so that first-call costs (allocation, thread start) are left out.
@@ -39,6 +40,7 @@ from ..pretrained.llama import load_smollm2, smollm2_path
 from ..pretrained.minilm import default_path, load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..viz import plots
+from .bench_cost import bench_cost
 from .bench_quality import bench_quality
 from .options import check_output_file, non_negative_int, positive_int
 
@@ -47,8 +49,9 @@ ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has n
 
 
 def add_arguments(bench):
-    bench.add_argument("what", choices=["forward", "decode", "embed", "llm", "serve", "quality"],
-                       help="what to time (quality: every compression method against float32)")
+    bench.add_argument("what", choices=["forward", "decode", "embed", "llm", "serve", "quality", "cost"],
+                       help="what to time (quality: every compression method against float32; cost: the cost "
+                            "model's predictions against measured times)")
     bench.add_argument("--tokens", type=positive_int, default=None,
                        help="quality: evaluation tokens (default: all 23,294 of the shipped text)")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
@@ -71,6 +74,8 @@ def run(args, print_fn=print):
         result = bench_embed(print_fn=print_fn)
     elif args.what == "quality":
         result = bench_quality(tokens=args.tokens, print_fn=print_fn)
+    elif args.what == "cost":
+        result = bench_cost(quick=args.quick, repeat=args.repeat, print_fn=print_fn)
     elif args.what == "llm":
         result = bench_llm(quick=args.quick, with_torch=not args.no_torch, print_fn=print_fn)
     elif args.what == "serve":

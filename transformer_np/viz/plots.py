@@ -836,6 +836,34 @@ def layer_errors(errors, names):
     return fig
 
 
+def roofline(hardware, rows, title=None):
+    """The roofline min(peak, intensity × bandwidth) of ``hardware`` with measured steps as points (rows from
+    bench cost: kind, size, intensity, flops, measured_s)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    lo = min(min(r["intensity"] for r in rows) / 2, 0.1)
+    hi = max(max(r["intensity"] for r in rows) * 2, 4 * hardware.critical_intensity)
+    x = np.geomspace(lo, hi, 200)
+    ax.plot(x, np.minimum(hardware.peak_flops, x * hardware.bandwidth) / 1e9, color="k", lw=1.2,
+            label=f"roofline: {hardware.peak_flops / 1e9:.0f} GFLOP/s, {hardware.bandwidth / 1e9:.1f} GB/s")
+    ax.axvline(hardware.critical_intensity, color="grey", ls=":", lw=0.8)
+    for i, kind in enumerate(dict.fromkeys(r["kind"] for r in rows)):
+        pts = [r for r in rows if r["kind"] == kind]
+        ax.plot([r["intensity"] for r in pts], [r["flops"] / r["measured_s"] / 1e9 for r in pts], "o-",
+                color=f"C{i}", label=f"{kind}, measured")
+        for r in pts:
+            ax.annotate(str(r["size"]), (r["intensity"], r["flops"] / r["measured_s"] / 1e9), fontsize=7,
+                        xytext=(4, -9), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("arithmetic intensity (FLOPs per byte moved)")
+    ax.set_ylabel("GFLOP/s")
+    ax.set_title(title or f"Roofline of {hardware.name} (prefill: T, decode: B, encoder: S)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
 def save(fig, path):
     """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
     fig.savefig(path, dpi=110, metadata={"Software": None})

@@ -1,0 +1,105 @@
+"""``python -m transformer_np bench cost``: the cost model's predictions against this machine's measurements.
+
+This machine is measured first (np.matmul peak, np.copyto bandwidth: efficient.cost_model.this_machine), then:
+
+- SmolLM2-135M prefill of T = 128 … 1024 tokens (the last position's logits), one sequence;
+- SmolLM2-135M decode steps at batch B = 1 … 64 over a cache of 256 positions (filled with random keys and
+  values: a step's time does not depend on them);
+- the GPT-2-shaped encoder forward (12 layers, C = 768, S = 512) of ``bench forward``.
+
+For each: FLOPs and bytes from the cost model, the roofline time max(FLOPs / peak, bytes / bandwidth), the
+measured time (best of ``repeat``), measured / predicted, MFU and MBU, and which resource bounds the step.
+Figure: the roofline with the measured points (figures/bench_cost_roofline.png).  Numbers, not tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..decoding.cache import LayerCache
+from ..efficient import cost_model as cm
+from ..model.config import TransformerConfig
+from ..model.params import init_params
+from ..model.stacks import encoder
+from ..pretrained.llama import LlamaConfig, init_llama_params, llama_logits, load_smollm2, smollm2_path
+from ..viz import plots
+
+
+def _smollm2():
+    """SmolLM2's weights when installed; else random weights of its shape (the cost is the same)."""
+    try:
+        smollm2_path()
+        m = load_smollm2()
+        return m.params, m.config, "SmolLM2-135M"
+    except ImportError:
+        cfg = LlamaConfig()
+        return init_llama_params(cfg, 0), cfg, "SmolLM2-135M shape (random weights: not installed)"
+
+
+def filled_cache(cfg, batch, length, rng):
+    """A cache of ``length`` positions of random float32 keys and values per layer."""
+    shape = (batch, cfg.n_kv_heads, length, cfg.d_head)
+    return [LayerCache(rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32))
+            for _ in range(cfg.n_layers)]
+
+
+def row(kind, size, flops, nbytes, seconds, hw):
+    predicted = cm.roofline_time(flops, nbytes, hw)
+    return dict(kind=kind, size=size, flops=flops, bytes=nbytes, intensity=flops / nbytes, predicted_s=predicted,
+                measured_s=seconds, ratio=seconds / predicted, mfu=cm.mfu(flops, seconds, hw),
+                mbu=cm.mbu(nbytes, seconds, hw), bound=cm.bound_by(flops, nbytes, hw))
+
+
+def bench_cost(quick=False, repeat=3, plot="figures/bench_cost_roofline.png", print_fn=print):
+    from .bench import best_time  # noqa: PLC0415 - bench imports this module
+
+    hw = cm.this_machine(quick)
+    print_fn(f"{hw.name}: matmul peak {hw.peak_flops / 1e9:.1f} GFLOP/s, copy bandwidth {hw.bandwidth / 1e9:.1f} GB/s"
+             f" -> critical intensity {hw.critical_intensity:.1f} FLOP/byte, critical decode batch (float32) "
+             f"{cm.critical_batch_size(hw, 'float32'):.0f}")
+    rng = np.random.default_rng(0)
+    params, cfg, name = _smollm2()
+    shape = cm.ModelShape.from_config(cfg)
+    rows = []
+    for T in (32, 64) if quick else (128, 256, 512, 1024):
+        ids = rng.integers(0, cfg.vocab_size, (1, T))
+        t = best_time(lambda ids=ids: llama_logits(params, ids, cfg, last_only=True), repeat)
+        f, b, _ = cm.prefill_cost(shape, 1, T, hw)
+        rows.append(row("prefill", T, f, b, t, hw))
+    context = 32 if quick else 256
+    for B in (1, 4) if quick else (1, 4, 16, 64):
+        ids = rng.integers(0, cfg.vocab_size, (B, 1))
+
+        def step(ids=ids, B=B):
+            cache = filled_cache(cfg, B, context - 1, rng)
+            return lambda: llama_logits(params, ids, cfg, cache=[LayerCache(c.k, c.v) for c in cache])
+
+        t = best_time(step(), repeat)
+        f, b, _ = cm.decode_cost(shape, B, context, hw)
+        rows.append(row("decode", B, f, b, t, hw))
+    gpt2 = TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=2 if quick else 12, n_decoder_layers=0,
+                             d_ff=3072, vocab_size=1, max_len=1024, activation="gelu", norm_first=True,
+                             architecture="encoder-classifier")
+    S = 64 if quick else 512
+    enc = init_params(gpt2, 0)["encoder"]
+    x = rng.standard_normal((1, S, 768), dtype=np.float32)
+    t = best_time(lambda: encoder(x, enc, gpt2), repeat)
+    gshape = cm.ModelShape.from_config(gpt2)
+    f = cm.forward_flops(gshape, 1, S, logits="none")
+    b = cm.param_count(gshape) * 4 - 4 * gpt2.vocab_size * 768 + 4 * S * 768  # weights (no table) + x
+    rows.append(row("GPT-2 encoder", S, f, b, t, hw))
+    print_fn(f"{name}, float32 weights and cache; GPT-2-shaped encoder with random weights")
+    print_fn(f"{'step':>14} {'size':>6} {'GFLOP':>8} {'MB':>8} {'FLOP/B':>7} {'roofline ms':>11} {'measured ms':>11} "
+             f"{'ratio':>6} {'MFU':>5} {'MBU':>5}  bound")
+    for r in rows:
+        size = f"T={r['size']}" if r["kind"] == "prefill" else f"B={r['size']}" if r["kind"] == "decode" \
+            else f"S={r['size']}"
+        print_fn(f"{r['kind']:>14} {size:>6} {r['flops'] / 1e9:8.2f} {r['bytes'] / 1e6:8.1f} {r['intensity']:7.1f} "
+                 f"{1e3 * r['predicted_s']:11.2f} {1e3 * r['measured_s']:11.2f} {r['ratio']:6.2f} "
+                 f"{100 * r['mfu']:4.0f}% {100 * r['mbu']:4.0f}%  {r['bound']}")
+    result = dict(hardware=dict(name=hw.name, peak_flops=hw.peak_flops, bandwidth=hw.bandwidth), model=name,
+                  decode_context=context, rows=rows)
+    if plot:
+        plots.save(plots.roofline(hw, rows), plot)
+        print_fn(f"wrote {plot}")
+    return result

@@ -27,7 +27,7 @@ from ..core.tree import flatten
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
 from ..efficient.blockwise import blockwise_attention
-from ..efficient.cost_model import measure_matmul_peak
+from ..efficient.cost_model import best_time, measure_matmul_peak
 from ..efficient.serve import random_workload, simulate
 from ..efficient.speculative import ModelDraft, PromptLookup, early_exit, expected_speedup, speculative_generate
 from ..interop import TransformerEncoderLayer, to_torch
@@ -92,16 +92,6 @@ def run(args, print_fn=print):
         write_json(result, args.json)
         print_fn(f"wrote {args.json}")
     return 0
-
-
-def best_time(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def matmul_peak(n=2048, repeat=5):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..decoding.cache import LayerCache
 from ..efficient import cost_model as cm
+from ..efficient.cost_model import best_time
 from ..model.config import TransformerConfig
 from ..model.params import init_params
 from ..model.stacks import encoder
@@ -51,8 +52,6 @@ def row(kind, size, flops, nbytes, seconds, hw):
 
 
 def bench_cost(quick=False, repeat=3, plot="figures/bench_cost_roofline.png", print_fn=print):
-    from .bench import best_time  # noqa: PLC0415 - bench imports this module
-
     hw = cm.this_machine(quick)
     print_fn(f"{hw.name}: matmul peak {hw.peak_flops / 1e9:.1f} GFLOP/s, copy bandwidth {hw.bandwidth / 1e9:.1f} GB/s"
              f" -> critical intensity {hw.critical_intensity:.1f} FLOP/byte, critical decode batch (float32) "

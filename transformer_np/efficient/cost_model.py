@@ -65,7 +65,7 @@ def measure_matmul_peak(n=2048, repeat=5):
     """Achieved float32 FLOP/s of np.matmul on two n × n matrices (best of ``repeat``): NumPy's compute ceiling."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    return 2 * n**3 / _best_time(lambda: a @ b, repeat)
+    return 2 * n**3 / best_time(lambda: a @ b, repeat)
 
 
 def measure_copy_bandwidth(nbytes=256 * 2**20, repeat=5):
@@ -73,7 +73,7 @@ def measure_copy_bandwidth(nbytes=256 * 2**20, repeat=5):
     best of ``repeat``: the memory bandwidth an element-wise NumPy pass sees."""
     src = np.ones(nbytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
-    return 2 * src.nbytes / _best_time(lambda: np.copyto(dst, src), repeat)
+    return 2 * src.nbytes / best_time(lambda: np.copyto(dst, src), repeat)
 
 
 def this_machine(quick=False):
@@ -92,7 +92,8 @@ def _memory_bytes():
         return float("nan")
 
 
-def _best_time(fn, repeat):
+def best_time(fn, repeat):
+    """The fastest of ``repeat`` timed calls of fn, after one warm-up call (first-call costs left out)."""
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeat):

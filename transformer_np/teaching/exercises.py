@@ -29,6 +29,7 @@ from ..core.nn import (
 )
 from ..core.tree import count_params, tree_map
 from ..decoding.search import next_token_probs
+from ..efficient import cost_model
 from ..efficient.quantize import dequantize, pack_int4, quantize_symmetric
 from ..model.config import TransformerConfig
 from ..model.models import Transformer
@@ -444,3 +445,34 @@ def check_int4_pack(fn):
         assert got.dtype == np.uint8, f"the bytes must be uint8, got {got.dtype}"
         assert np.array_equal(got, pack_int4(q)), f"{n} values: wrong bytes (low nibble first; negative values?)"
     return _done("int4 packing")
+
+
+@exercise("12_cost_at_scale")
+def check_decode_time(fn):
+    """fn(n_params, bytes_per_weight, batch, peak_flops, bandwidth) -> the roofline time of one decode step,
+    weights only: max(2·N·B / peak, N·bytes / bandwidth)."""
+    rng = np.random.default_rng(23)
+    for N, b, B in ((135e6, 4, 1), (7e9, 2, 64), (float(rng.integers(1, 100)) * 1e9, 1, int(rng.integers(1, 512)))):
+        for hw in (cost_model.HARDWARE["h200"], cost_model.HARDWARE["tpu-v4"]):
+            want = max(2 * N * B / hw.peak_flops, N * b / hw.bandwidth)
+            got = float(fn(N, b, B, hw.peak_flops, hw.bandwidth))
+            assert abs(got - want) <= 1e-9 * want, (f"N={N:.3g}, {b}-byte weights, batch {B} on {hw.name}: your "
+                                                    f"time is {_too(got, want)}")
+    return _done("decode-step roofline")
+
+
+@exercise("12_cost_at_scale")
+def check_ring_all_reduce_bytes(fn):
+    """fn(nbytes, n) -> bytes each of n chips sends in a ring all-reduce of an nbytes array: 2·(n−1)/n·nbytes,
+    checked against a simulated mesh that counts them."""
+    from ..efficient.parallel import Mesh  # noqa: PLC0415 - only this exercise needs it
+
+    rng = np.random.default_rng(24)
+    for n in (1, 2, 3, 8):
+        a = rng.standard_normal(int(rng.integers(4, 64)))
+        mesh = Mesh(n)
+        mesh.all_reduce([a] * n)
+        got = float(fn(a.nbytes, n))
+        assert abs(got - mesh.sent["all-reduce"]) < 1e-9, f"{n} chips, {a.nbytes} bytes: your count is " \
+                                                          f"{_too(got, mesh.sent['all-reduce'])}"
+    return _done("ring all-reduce bytes")

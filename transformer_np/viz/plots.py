@@ -864,6 +864,45 @@ def roofline(hardware, rows, title=None):
     return fig
 
 
+def layout_comm_times(times, chips, title):
+    """Seconds per feed-forward layer spent in collectives, per layout (``times``: name -> {tokens: [per chip
+    count]}), against the chip count: Pope et al.'s Figure 2/3 from the formulas of efficient.parallel."""
+    panels = list(next(iter(times.values())))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), layout="constrained", squeeze=False)
+    for ax, tokens in zip(axes[0], panels):
+        for i, (layout, per) in enumerate(times.items()):
+            ax.plot(chips, [1e3 * t for t in per[tokens]], "o-", color=f"C{i}", label=layout)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(chips, [str(c) for c in chips])
+        plain_log_ticks(ax.yaxis)
+        ax.set_xlabel("chips")
+        ax.set_title(f"{tokens:,} tokens per step", fontsize=9)
+    axes[0][0].set_ylabel("ms in collectives per FFN layer")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def layout_owners(named, title="Which chip holds which block of W_in (E × F)"):
+    """One panel per layout: each entry of a weight matrix coloured by the chip that stores it (``named``:
+    name -> int array of chip indices, -1 where every chip holds a copy)."""
+    fig, axes = plt.subplots(1, len(named), figsize=(3.4 * len(named), 2.6), layout="constrained", squeeze=False)
+    for ax, (name, owner) in zip(axes[0], named.items()):
+        n = int(owner.max()) + 1
+        ax.imshow(owner, cmap=plt.get_cmap("tab10", max(n, 2)), vmin=-0.5, vmax=max(n, 2) - 0.5, aspect="auto")
+        for (i, j), c in np.ndenumerate(owner):
+            if (i == 0 or owner[i - 1, j] != c) and (j == 0 or owner[i, j - 1] != c):
+                ax.text(j + 0.3, i + 0.7, f"chip {c}", fontsize=7, color="white")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("F (d_ff)")
+        ax.set_ylabel("E (d_model)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def save(fig, path):
     """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
     fig.savefig(path, dpi=110, metadata={"Software": None})

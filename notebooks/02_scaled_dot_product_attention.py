@@ -134,9 +134,8 @@ assert np.all(np.isfinite(out)) and np.all(w[0, 2] == 0)
 # `tn.core.additive_attention`, checked against its loop-level version, then both timed here:
 
 # %%
-import time
-
 from transformer_np.core import additive_attention
+from transformer_np.efficient.cost_model import best_time
 
 A = 5
 w_q, w_k, v_a = rng.standard_normal((8, A)), rng.standard_normal((8, A)), rng.standard_normal(A)
@@ -147,24 +146,14 @@ np.testing.assert_allclose(w_add, loop_w, atol=1e-12)
 np.testing.assert_allclose(out_add, loop_out, atol=1e-12)
 print("additive attention matches its loop-level version")
 
-def best_of(run, repeat=3):
-    """The fastest of a few runs, in seconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 n, d_ks = 256, [16, 32, 64, 128, 256]
 times, nbytes = {"dot-product": [], "additive": []}, {"dot-product": [], "additive": []}
 for d in d_ks:   # the additive score's hidden size A = d_k, as in the comparisons the paper cites
     q, k, v = (rng.standard_normal((n, d)).astype(np.float32) for _ in range(3))
     w_q, w_k = (rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d) for _ in range(2))
     v_a = rng.standard_normal(d).astype(np.float32)
-    times["dot-product"].append(best_of(lambda: tn.scaled_dot_product_attention(q, k, v)))
-    times["additive"].append(best_of(lambda: additive_attention(q, k, v, w_q, w_k, v_a)))
+    times["dot-product"].append(best_time(lambda: tn.scaled_dot_product_attention(q, k, v), 3))
+    times["additive"].append(best_time(lambda: additive_attention(q, k, v, w_q, w_k, v_a), 3))
     nbytes["dot-product"].append(n * n * 4)       # the (n, n) float32 scores
     nbytes["additive"].append(n * n * d * 4)      # the (n, n, A) float32 hidden array
 print({name: [f"{t * 1e3:.1f} ms" for t in ts] for name, ts in times.items()})

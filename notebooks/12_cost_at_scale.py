@@ -70,8 +70,8 @@ viz.plots.roofline(hw, run["rows"]);
 # **Where the measured points fall short of the line** (the ratios above): prefill runs at 53–66% of the matmul
 # peak — the element-wise passes (softmax over H·T·T scores, SwiGLU, RMSNorm) each stream their arrays
 # through memory single-threaded, and attention's matrix products are many small ones (D = 64). Decode at B = 1
-# is 1.9× its bound: about 6 ms of each step is Python and NumPy dispatch (30 layers × ~20 calls; a 30-layer
-# model 36× smaller takes 6.4 ms per step), and a matrix-vector product streams a large matrix at about the copy
+# is 1.9× its bound: about 6 ms of each step is Python and NumPy dispatch (30 layers × ~20 calls; the same 30
+# layers 36× narrower, C = 16, take 6.4 ms per step), and a matrix-vector product streams a large matrix at about the copy
 # bandwidth while a (4 × C) @ (C × C') product of a small batch streams it 3× slower (measured: 30 vs 10 GB/s on
 # an 8192² matrix): BLAS's kernels are tuned for large M, which is why B = 4…64 sit 3–5× above their bound.
 
@@ -161,8 +161,9 @@ else:
 # %% [markdown]
 # ## What would change on an H200
 #
-# The same formulas with the H200's published figures (989 TFLOP/s bfloat16, 4.8 TB/s, 141 GB): SmolLM2 decode
-# is bound by memory until batch ≈ 206; a step at batch 1 and 2,048 tokens of context could take 66 µs instead of the tens of milliseconds
+# The same formulas with the H200's published figures (989 TFLOP/s bfloat16, 4.8 TB/s, 141 GB): its weights alone
+# would keep SmolLM2's decode memory-bound up to batch ≈ 206, and with 2,048 tokens of context each sequence's KV
+# cache keeps it memory-bound even at 512 (below); a step at batch 1 and 2,048 tokens of context could take 66 µs instead of the tens of milliseconds
 # measured here. A 70B Llama-shaped model (80 layers, C = 8,192, 64 query / 8 K/V heads, F = 28,672) has more
 # bfloat16 weights than one H200's 141 GB holds: it needs two chips before any KV cache.
 

@@ -105,7 +105,7 @@ def test_roofline_picks_the_larger_term_and_the_critical_batch_is_where_they_cro
 
 def test_utilisations_are_one_at_the_roofline():
     hw = cm.HARDWARE["a100"]
-    f, b, t = 3e12, 1e9, 0.0
+    f, b = 3e12, 1e9
     t = cm.roofline_time(f, b, hw)
     assert max(cm.mfu(f, t, hw), cm.mbu(b, t, hw)) == pytest.approx(1.0)
 

@@ -17,7 +17,8 @@ The package has floors; each folder imports only from the folders above it in th
     decoding    KV cache, decoding sessions, greedy / sampled / beam search
     training    Adam and its schedule, the offline tasks, the training loop, the shipped trained models
     efficient   efficient inference: blockwise attention, paged KV cache, continuous batching,
-                speculative decoding, MHA -> GQA conversion (quantization, pruning, ... as they land)
+                speculative decoding, MHA -> GQA conversion, quantization, mixed precision, pruning,
+                the cost model, partitioning layouts, tensor parallelism over MPI
     pretrained  real pretrained models from their own files: safetensors, WordPiece, MiniLM
     interop     torch <-> NumPy (torch imported only when called)
     viz         plots and the figures of figures/        teaching   the tour and the exercise checkers

@@ -85,7 +85,7 @@ def bench_cost(quick=False, repeat=3, plot="figures/bench_cost_roofline.png", pr
     t = best_time(lambda: encoder(x, enc, gpt2), repeat)
     gshape = cm.ModelShape.from_config(gpt2)
     f = cm.forward_flops(gshape, 1, S, logits="none")
-    b = cm.param_count(gshape) * 4 - 4 * gpt2.vocab_size * 768 + 4 * S * 768  # weights (no table) + x
+    b = cm.weight_bytes(gshape) + x.nbytes  # every weight read once, the input read once
     rows.append(row("GPT-2 encoder", S, f, b, t, hw))
     print_fn(f"{name}, float32 weights and cache; GPT-2-shaped encoder with random weights")
     print_fn(f"{'step':>14} {'size':>6} {'GFLOP':>8} {'MB':>8} {'FLOP/B':>7} {'roofline ms':>11} {'measured ms':>11} "

@@ -37,7 +37,7 @@ def add_arguments(parser):
 def load(name, dtype="float32"):
     """(model, tokenizer or None, session factory, eos id) in ``dtype``; tiny-llama is a seeded random Llama with
     SmolLM2's head layout (9 query heads over 3 K/V heads) and an untied output layer, small enough for tests."""
-    cast = lambda p: tree_map(lambda a: a.astype(dtype), p)  # noqa: E731
+    cast = lambda p: tree_map(lambda a: a.astype(dtype, copy=False), p)  # noqa: E731 - no copy if already dtype
     if name == "smollm2":
         m = load_smollm2()
         model = LlamaModel(cast(m.params), m.config, m.tokenizer, eos_id=m.eos_id, name=m.name)

@@ -130,7 +130,8 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, cfg, name="model"):
-        """From a LlamaConfig or a decoder-only / encoder TransformerConfig."""
+        """From a LlamaConfig, or from a TransformerConfig's decoder (decoder-only) or encoder stack (any other
+        architecture: an encoder-decoder's decoder and a classifier's head are left out)."""
         if hasattr(cfg, "rope_base"):  # LlamaConfig
             return cls(name, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_ff,
                        cfg.vocab_size, gated=True, tied_embeddings=cfg.tied_embeddings)

@@ -30,6 +30,7 @@ from ..core.nn import (
 from ..core.tree import count_params, tree_map
 from ..decoding.search import next_token_probs
 from ..efficient import cost_model
+from ..efficient.parallel import Mesh
 from ..efficient.quantize import dequantize, pack_int4, quantize_symmetric
 from ..model.config import TransformerConfig
 from ..model.models import Transformer
@@ -465,8 +466,6 @@ def check_decode_time(fn):
 def check_ring_all_reduce_bytes(fn):
     """fn(nbytes, n) -> bytes each of n chips sends in a ring all-reduce of an nbytes array: 2·(n−1)/n·nbytes,
     checked against a simulated mesh that counts them."""
-    from ..efficient.parallel import Mesh  # noqa: PLC0415 - only this exercise needs it
-
     rng = np.random.default_rng(24)
     for n in (1, 2, 3, 8):
         a = rng.standard_normal(int(rng.integers(4, 64)))

@@ -13,12 +13,12 @@ path length is measured on each layer's connectivity, not asserted.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
 from ..core.attention import scaled_dot_product_attention
 from ..core.checks import check_positive_int
+from ..efficient.cost_model import best_time
 
 LAYERS = ("self-attention", "recurrent", "convolutional")
 
@@ -99,16 +99,13 @@ LAYER_FUNCTIONS = {"self-attention": self_attention_layer, "recurrent": recurren
 
 
 def time_layers(lengths, d, k=3, repeat=3, seed=0):
-    """{kind: [best-of-repeat seconds of one layer on one (n, d) float32 sequence for n in lengths]}."""
+    """{kind: [best-of-repeat seconds (after a warm-up run) of one layer on one (n, d) float32 sequence, for n in
+    lengths]}."""
     weights = layer_weights(d, k, seed)
     x_all = np.random.default_rng(seed + 1).standard_normal((max(lengths), d)).astype(np.float32)
     times = {kind: [] for kind in LAYERS}
     for n in lengths:
         for kind in LAYERS:
-            best = math.inf
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                LAYER_FUNCTIONS[kind](x_all[:n], *weights[kind])
-                best = min(best, time.perf_counter() - t0)
-            times[kind].append(best)
+            times[kind].append(best_time(lambda kind=kind, n=n: LAYER_FUNCTIONS[kind](x_all[:n], *weights[kind]),
+                                         repeat))
     return times

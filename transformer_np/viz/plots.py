@@ -886,7 +886,7 @@ def layout_comm_times(times, chips, title):
 
 def layout_owners(named, title="Which chip holds which block of W_in (E × F)"):
     """One panel per layout: each entry of a weight matrix coloured by the chip that stores it (``named``:
-    name -> int array of chip indices, -1 where every chip holds a copy)."""
+    name -> int array of chip indices)."""
     fig, axes = plt.subplots(1, len(named), figsize=(3.4 * len(named), 2.6), layout="constrained", squeeze=False)
     for ax, (name, owner) in zip(axes[0], named.items()):
         n = int(owner.max()) + 1

@@ -131,6 +131,20 @@ def test_pope_statements_about_kv_size_and_parameters():
     assert kv / cm.weight_bytes(cm.PALM_540B, "bfloat16") == pytest.approx(3, rel=0.1)
 
 
+def test_pope_headline_numbers_beside_ours():
+    latency, context = cm.pope_published()
+    # a lower bound may not exceed what was measured; at batch 1 it is the int8 weights read over 64 chips
+    assert latency["ours"] < latency["published"]
+    assert latency["ours"] == pytest.approx(cm.param_count(cm.PALM_540B) / (64 * 1.2e12) * 1e3, rel=0.01)
+    assert context["ours"] == pytest.approx(context["published"], rel=0.05)
+
+
+def test_decode_lower_bound_divides_the_roofline_over_chips():
+    hw = cm.HARDWARE["a100"]
+    one = cm.decode_cost(cm.PALM_540B, 8, 512, hw, "bfloat16", "bfloat16")[2]
+    assert cm.decode_lower_bound(cm.PALM_540B, 8, 512, hw, 16) == pytest.approx(one / 16)
+
+
 def test_kv_bytes_per_chip_replicates_a_single_head_and_splits_the_batch():
     s = cm.PALM_540B
     one = cm.kv_cache_bytes(s, 64, 100, "bfloat16")

@@ -106,6 +106,32 @@ def evaluate(task, params, examples):
 
 
 # --- the loop --------------------------------------------------------------------------------------
+def train_step(task, params, opt, rng):
+    """One optimiser step on a random batch: the loss and its gradients, clipped to global norm
+    ``MAX_GRAD_NORM``, then Adam at the paper's learning rate for this step.  Returns (params, opt, loss, batch)."""
+    batch = task.sample(rng)
+    loss, grads = loss_and_grads(task, params, batch, rng)
+    loss = float(loss)
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(f"step {opt['step'] + 1}: loss is {loss}")
+    grads, _ = clip_by_global_norm(grads, MAX_GRAD_NORM)
+    lr = noam_lr(opt["step"] + 1, task.config.d_model, task.warmup, task.lr_factor)
+    params, opt = adam_step(params, grads, opt, lr)
+    return params, opt, loss, batch
+
+
+def fit(task, steps, seed=0):
+    """Train ``task.config``'s model from ``init_params(config, seed)`` for ``steps`` steps in memory (no
+    checkpoints, no evaluation): the same steps as :func:`train` with the same seed.  Returns (params, losses)."""
+    check_positive_int("steps", steps)
+    params = init_params(task.config, seed)
+    opt, rng, losses = adam_init(params), np.random.default_rng(seed), []
+    while opt["step"] < steps:
+        params, opt, loss, _ = train_step(task, params, opt, rng)
+        losses.append(loss)
+    return params, losses
+
+
 def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=500, save_every=250,
           on_step=None):
     """Train a task's model; writes out_dir/model.npz (the training checkpoint, every ``save_every`` steps and
@@ -129,14 +155,10 @@ def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=
     start = opt["step"]
     t0, tokens = time.perf_counter(), 0
     while opt["step"] < steps:
-        batch = task.sample(rng)
-        loss, grads = loss_and_grads(task, params, batch, rng)
-        loss = float(loss)
-        if not math.isfinite(loss):
-            raise NonFiniteLoss(f"step {opt['step'] + 1}: loss is {loss}; stopped, {ckpt} keeps the last good state")
-        grads, norm = clip_by_global_norm(grads, MAX_GRAD_NORM)
-        lr = noam_lr(opt["step"] + 1, task.config.d_model, task.warmup, task.lr_factor)
-        params, opt = adam_step(params, grads, opt, lr)
+        try:
+            params, opt, loss, batch = train_step(task, params, opt, rng)
+        except NonFiniteLoss as e:
+            raise NonFiniteLoss(f"{e}; stopped, {ckpt} keeps the last good state") from None
         history["step"].append(opt["step"])
         history["loss"].append(loss)
         tokens += int(np.sum(batch[0] != PAD))

@@ -10,7 +10,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import LogFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, NullFormatter
 
 from ..core.backend import to_numpy
 from ..core.nn import gelu, relu, softmax
@@ -907,3 +907,40 @@ def save(fig, path):
     """Write a PNG without volatile metadata (same bytes for the same picture), then close the figure."""
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def sweep(rows, title="What each hyper-parameter buys"):
+    """The hyper-parameter sweep (efficient.hyperparams): held-out accuracy against parameters (left) and against
+    training seconds (right); colour the width, marker the heads, filled = 1 layer per stack, open = 2; other seeds
+    of the same configuration as small grey dots."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    widths = sorted({r["d_model"] for r in rows})
+    for ax, key, label in ((axes[0], "params", "parameters"), (axes[1], "train_s", "training seconds")):
+        for r in rows:
+            if r["seed"] != 0:
+                ax.plot(r[key], r["accuracy"], ".", color="grey", ms=5)
+                continue
+            colour = f"C{widths.index(r['d_model'])}"
+            marker = {1: "o"}.get(r["n_heads"], "s")
+            if r["n_kv_heads"] != r["n_heads"] or r["d_ff"] != 2 * r["d_model"]:
+                marker = "*"
+            ax.plot(r[key], r["accuracy"], marker, color=colour, ms=8,
+                    mfc=colour if r["n_layers"] == 1 else "none")
+        ax.set_xscale("log")
+        lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
+        ax.set_xticks([m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                       for m in (1, 2, 5) if lo / 1.2 <= m * 10.0 ** k <= hi * 1.2])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel("held-out exact-match accuracy")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=f"C{i}", marker="o", ls="", label=f"d_model {c}") for i, c in enumerate(widths)]
+    handles += [plt.Line2D([], [], color="k", marker="o", ls="", label="1 head"),
+                plt.Line2D([], [], color="k", marker="s", ls="", label="4 heads"),
+                plt.Line2D([], [], color="k", marker="*", ls="", label="H_kv = 1 or F = 4C"),
+                plt.Line2D([], [], color="k", marker="o", mfc="none", ls="", label="2 layers (open)"),
+                plt.Line2D([], [], color="grey", marker=".", ls="", label="other seeds")]
+    fig.legend(handles=handles, fontsize=7, loc="outside right center")
+    fig.suptitle(title, fontsize=10)
+    return fig

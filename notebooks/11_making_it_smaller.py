@@ -240,6 +240,45 @@ for n in range(0, importance.size + 1, 2):
     print(f"{n} of {importance.size} heads pruned (least important first): test accuracy {acc:.3f}")
 
 # %% [markdown]
+# MiniLM has no classifier either, but it has the loss it was fine-tuned with: the **multiple-negatives ranking
+# loss** — each sentence must pick its paraphrase out of a batch, the batch's other paraphrases being the
+# negatives: $L = -\frac{1}{N}\sum_i \log \mathrm{softmax}_j(20 \cos(a_i, p_j))_i$. Its backward through the
+# encoder (`pretrained.minilm.ranking_loss`, checked against finite differences) gives Michel's $I_h$ from 24
+# paraphrase pairs written for the package (`sentences.PARAPHRASE_PAIRS`), in batches of 8. Then heads are pruned
+# least important first, most important first, and in a random order, and each pruned model is scored on what
+# the importance never saw: the other 24 pairs (retrieval accuracy, and the margin of the right paraphrase over
+# the best wrong one) and the shipped search sentences (cosine to the unpruned embeddings).
+
+# %%
+from transformer_np.pretrained import load_minilm
+from transformer_np.pretrained.minilm import head_importance, pair_retrieval
+from transformer_np.pretrained.sentences import PARAPHRASE_PAIRS, SEARCH_SENTENCES
+
+minilm = load_minilm()
+importance_m = head_importance(minilm, PARAPHRASE_PAIRS[:24])
+viz.layer_head_scores({"MiniLM: I_h (scaled to the largest)": importance_m / importance_m.max()})
+reference = minilm.encode(SEARCH_SENTENCES)
+orders = {"least important first": prune.heads_by_importance(importance_m),
+          "most important first": prune.heads_by_importance(-importance_m),
+          "random order": [tuple(h) for h in np.random.default_rng(0).permutation(prune.heads_by_importance(importance_m))]}
+for n in (12, 24, 36, 48):
+    for name, order in orders.items():
+        pruned_m = minilm.with_heads_pruned(order[:n])
+        r = pair_retrieval(pruned_m, PARAPHRASE_PAIRS[24:])
+        cos = np.sum(pruned_m.encode(SEARCH_SENTENCES) * reference, axis=1).mean()
+        print(f"{n} of 72 heads pruned, {name:22s}: held-out retrieval {r['accuracy']:.3f}, margin {r['margin']:.3f}, "
+              f"cosine to unpruned {cos:.3f}")
+print(f"unpruned: margin {pair_retrieval(minilm, PARAPHRASE_PAIRS[24:])['margin']:.3f}")
+
+# %% [markdown]
+# The gradient ranking works: with a third of the heads gone (24 of 72) the least important first keep the
+# embeddings at cosine 0.95 to the unpruned ones and the margin at 0.50 (unpruned 0.54), where a random order
+# falls to 0.79 and 0.42 and the most important first to 0.71 and 0.41. Retrieval itself stays perfect in every
+# row — 24 paraphrase pairs on distinct topics are an easy test; the margin and the cosine show the damage first.
+# The importance is largest in the last layers (layer 5's heads 5 and 10): the ones closest to the pooled
+# embedding.
+
+# %% [markdown]
 # SmolLM2 has no classifier loss to differentiate here, so its heads are ranked by **ablation**: the change in
 # the language-model loss on 128 tokens when each head is removed — shown for the first, a middle and the last
 # layer:

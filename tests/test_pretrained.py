@@ -229,3 +229,52 @@ def test_real_model_file_matches_its_config(minilm):
     header, meta, _, _ = read_header(default_path() / "model.safetensors")
     assert header["embeddings.word_embeddings.weight"]["shape"] == [30522, 384]
     assert sum(1 for k in header if k.startswith("encoder.layer.")) == 6 * 16
+
+
+# --- which heads matter: Michel et al.'s gate gradients from the ranking loss --------------------------------
+def test_minilm_gate_gradient_equals_finite_difference_of_the_ranking_loss(minilm):
+    from transformer_np.core.tree import flatten, tree_map
+    from transformer_np.efficient import prune
+    from transformer_np.pretrained.minilm import MiniLM
+    from transformer_np.pretrained.sentences import PARAPHRASE_PAIRS
+
+    model = MiniLM(tree_map(lambda a: a.astype(np.float64), minilm.params), minilm.config, minilm.tokenizer)
+    pairs = PARAPHRASE_PAIRS[:4]
+    anchors, positives = [a for a, _ in pairs], [b for _, b in pairs]
+    _, grads = model.contrastive_loss(anchors, positives)
+    path, layer, D = "encoder/layers/3/self_attn/w_o", 3, minilm.config.d_head
+    analytic = prune.head_gate_gradients(flatten(model.params)[path], flatten(grads)[path], minilm.config.n_heads)
+    w_o = model.params["encoder"]["layers"][layer]["self_attn"]["w_o"]
+    for h in (0, 7):
+        losses = []
+        for xi in (1 + 1e-5, 1 - 1e-5):
+            gated = w_o.copy()
+            gated[prune.head_rows(h, D)] *= xi
+            model.params["encoder"]["layers"][layer]["self_attn"]["w_o"] = gated
+            losses.append(model.contrastive_loss(anchors, positives)[0])
+        model.params["encoder"]["layers"][layer]["self_attn"]["w_o"] = w_o
+        assert analytic[h] == pytest.approx((losses[0] - losses[1]) / 2e-5, rel=1e-4, abs=1e-12)
+
+
+def test_contrastive_loss_rejects_unpaired_sentences(minilm):
+    with pytest.raises(ValueError, match="equally long"):
+        minilm.contrastive_loss(["a", "b"], ["c"])
+
+
+def test_pruning_minilm_heads_by_gradient_importance_beats_the_opposite_and_a_random_order(minilm):
+    from transformer_np.efficient import prune
+    from transformer_np.pretrained.minilm import head_importance, pair_retrieval
+    from transformer_np.pretrained.sentences import PARAPHRASE_PAIRS
+
+    importance = head_importance(minilm, PARAPHRASE_PAIRS[:24])
+    assert importance.shape == (6, 12) and np.all(importance >= 0)
+    reference = minilm.encode(SEARCH_SENTENCES)
+    orders = {"least": prune.heads_by_importance(importance), "most": prune.heads_by_importance(-importance),
+              "random": [tuple(h) for h in np.random.default_rng(0).permutation(prune.heads_by_importance(importance))]}
+    cos, margin = {}, {}
+    for name, order in orders.items():
+        pruned = minilm.with_heads_pruned(order[:24])  # a third of the 72 heads
+        cos[name] = float(np.mean(np.sum(pruned.encode(SEARCH_SENTENCES) * reference, axis=1)))
+        margin[name] = pair_retrieval(pruned, PARAPHRASE_PAIRS[24:])["margin"]  # pairs the importance never saw
+    assert cos["least"] > cos["random"] > cos["most"]
+    assert margin["least"] > max(margin["random"], margin["most"])

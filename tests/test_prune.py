@@ -145,3 +145,44 @@ def test_masks_on_torch_tensors_equal_the_numpy_masks(rng):
                       (P.wanda_mask(tw, torch.from_numpy(x_norm), 0.25), P.wanda_mask(w, x_norm, 0.25))):
         assert isinstance(got, torch.Tensor) and got.dtype == torch.bool
         assert np.array_equal(got.numpy(), want)
+
+
+def test_ranking_loss_and_its_gradients_match_the_formula_and_finite_differences(rng):
+    from transformer_np.model.stacks import encoder
+    from transformer_np.pretrained.minilm import ranking_loss
+
+    # a BERT-like stack (post-LN, exact GELU) in float64; 3 pairs, padded rows
+    cfg = tn.TransformerConfig(d_model=8, n_heads=2, n_encoder_layers=2, n_decoder_layers=0, d_ff=12, vocab_size=5,
+                               activation="gelu", norm_first=False, final_norm=False, dtype="float64", dropout=0.0)
+    p = tn.init_params(cfg, seed=4)["encoder"]
+    x = randn(rng, 6, 5, 8)
+    mask = np.ones((6, 5), np.int64)
+    mask[1, 3:] = mask[4, 2:] = 0
+    loss, grads = ranking_loss(x, mask, p, cfg, scale=3.0)
+
+    def direct(p):
+        h, _ = encoder(x, p, cfg, mask=(mask != 0)[:, None, None, :])
+        e = (h * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        u = e / np.linalg.norm(e, axis=1, keepdims=True)
+        z = 3.0 * u[:3] @ u[3:].T
+        return -np.mean(np.diag(z) - np.log(np.exp(z).sum(1)))
+
+    assert loss == pytest.approx(direct(p), rel=1e-12)
+    for name in ("w_o", "w_q"):
+        w = p["layers"][0]["self_attn"][name]
+        for i, j in [(0, 0), (3, 5), (7, 2)]:
+            old = w[i, j]
+            w[i, j] = old + 1e-6
+            up = direct(p)
+            w[i, j] = old - 1e-6
+            down = direct(p)
+            w[i, j] = old
+            assert grads["layers"][0]["self_attn"][name][i, j] == pytest.approx((up - down) / 2e-6, abs=1e-8)
+
+
+def test_prune_heads_zeroes_the_listed_heads_of_each_layer(rng):
+    params = {"a": {"w_o": randn(rng, 8, 3)}, "b": {"w_o": randn(rng, 8, 3)}}
+    out = P.prune_heads(params, ["a/w_o", "b/w_o"], [(0, 1), (1, 0), (1, 3)], d_head=2)
+    np.testing.assert_array_equal(out["a"]["w_o"], P.head_mask_w_o(params["a"]["w_o"], [1], 2))
+    np.testing.assert_array_equal(out["b"]["w_o"], P.head_mask_w_o(params["b"]["w_o"], [0, 3], 2))
+    assert P.heads_by_importance(np.array([[3.0, 1.0], [0.5, 2.0]])) == [(1, 0), (0, 1), (1, 1), (0, 0)]

@@ -157,3 +157,17 @@ def head_ablation_importance(loss, params, w_o_paths, n_heads, d_head):
             pruned = map_weights(params, lambda p, w, h=h, path=path: head_mask_w_o(w, [h], d_head) if p == path else w)
             out[i, h] = loss(pruned) - base
     return out
+
+
+def prune_heads(params, w_o_paths, heads, d_head):
+    """params with every head (l, h) in ``heads`` removed: the rows of head h in W_O at ``w_o_paths[l]`` zeroed."""
+    by_path = {}
+    for layer, h in heads:
+        by_path.setdefault(w_o_paths[layer], []).append(h)
+    return map_weights(params, lambda path, w: head_mask_w_o(w, by_path[path], d_head) if path in by_path else w)
+
+
+def heads_by_importance(importance):
+    """Every (layer, head) of an importance array (L, H), least important first (ties by position)."""
+    order = np.argsort(np.asarray(importance), axis=None, kind="stable")
+    return [tuple(int(i) for i in divmod(int(k), importance.shape[1])) for k in order]

@@ -22,9 +22,17 @@ import numpy as np
 from ..core.backend import array_namespace
 from ..core.embeddings import learned_positional_embedding, token_embedding
 from ..core.masks import padding_keys
-from ..core.nn import layer_norm, mean_pool
+from ..core.nn import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    layer_norm,
+    mean_pool,
+    mean_pool_backward,
+    mean_pool_forward,
+)
+from ..efficient.prune import head_gate_importance, prune_heads
 from ..model.config import TransformerConfig
-from ..model.stacks import encoder
+from ..model.stacks import encoder, encoder_backward, encoder_forward
 from ..model.weight_names import hf_bert, import_weights
 from .safetensors import load_safetensors
 from .wordpiece import WordPieceTokenizer
@@ -59,17 +67,37 @@ class MiniLM:
     def __init__(self, params, cfg, tokenizer, normalize=True):
         self.params, self.config, self.tokenizer, self.normalize = params, cfg, tokenizer, normalize
 
+    def embed(self, input_ids):
+        """The encoder's input: LN(E_word[ids] + P[0:T] + E_type[0]), (B, T, C)."""
+        p = self.params["embed"]
+        x = (token_embedding(input_ids, p["word"], scale=False)
+             + learned_positional_embedding(p["position"], input_ids.shape[1])
+             + p["token_type"][0])  # (B, T, C): one segment
+        return layer_norm(x, **p["norm"], eps=self.config.layer_norm_eps)
+
     def forward(self, input_ids, attention_mask, need_weights=False):
         """Token vectors (B, T, C) and, if asked, every layer's attention weights (B, H, T, T)."""
-        p, cfg = self.params, self.config
-        T = input_ids.shape[1]
-        x = (token_embedding(input_ids, p["embed"]["word"], scale=False)
-             + learned_positional_embedding(p["embed"]["position"], T)
-             + p["embed"]["token_type"][0])  # (B, T, C): one segment
-        x = layer_norm(x, **p["embed"]["norm"], eps=cfg.layer_norm_eps)
         keys = padding_keys(attention_mask, pad_id=0)  # (B, 1, 1, T): [PAD] keys masked
-        x, weights = encoder(x, p["encoder"], cfg, mask=keys, need_weights=need_weights)
-        return x, weights
+        return encoder(self.embed(input_ids), self.params["encoder"], self.config, mask=keys,
+                       need_weights=need_weights)
+
+    def with_heads_pruned(self, heads):
+        """A copy of the model with every (layer, head) in ``heads`` removed (its rows of W_O zeroed)."""
+        cfg = self.config
+        params = prune_heads(self.params, w_o_paths(cfg), heads, cfg.d_head)
+        return MiniLM(params, cfg, self.tokenizer, self.normalize)
+
+    def contrastive_loss(self, anchors, positives, scale=20.0):
+        r"""The multiple-negatives ranking loss of (anchor, positive) sentence pairs, with its gradients:
+        :func:`ranking_loss` on this model's embeddings.  Returns (loss, {"encoder": grads shaped like
+        params["encoder"]}) — the embedding table is not differentiated."""
+        if len(anchors) != len(positives) or not anchors:
+            raise ValueError(f"anchors and positives must be equally long and not empty, got {len(anchors)} and "
+                             f"{len(positives)}")
+        batch = self.tokenizer.batch(list(anchors) + list(positives))
+        x = self.embed(batch["input_ids"])
+        loss, grads = ranking_loss(x, batch["attention_mask"], self.params["encoder"], self.config, scale)
+        return loss, {"encoder": grads}
 
     def pool(self, x, attention_mask):
         r"""e = \sum_t m_t x_t / \sum_t m_t (mean over the real tokens), then e / \max(\|e\|, 10^{-12})
@@ -108,6 +136,30 @@ class MiniLM:
         batch = self.tokenizer.batch([text])
         _, weights = self.forward(batch["input_ids"], batch["attention_mask"], need_weights=True)
         return self.tokenizer.decode(batch["input_ids"][0]), [w[0] for w in weights]
+
+
+def ranking_loss(x, attention_mask, p, cfg, scale=20.0):
+    r"""Multiple-negatives ranking loss — the objective sentence-transformers fine-tunes all-MiniLM-L6-v2 with —
+    and its backward through the encoder:
+
+        e_b = normalize(Σ_t m_bt h_bt / Σ_t m_bt),  h = encoder(x);   rows 0…N-1 anchors a_i, rows N…2N-1
+        positives p_j;  L = -\frac{1}{N} \sum_i \log softmax_j(scale · a_i · p_j)_i
+
+    (every other pair's positive is a negative).  x: (2N, T, C) the encoder's input; attention_mask (2N, T).
+    Returns (L, grads shaped like p)."""
+    xp = array_namespace(x)
+    n = x.shape[0] // 2
+    h, _, stack = encoder_forward(x, p, cfg, mask=padding_keys(attention_mask, pad_id=0))
+    e, pool = mean_pool_forward(h, attention_mask != 0)  # (2N, C)
+    norm = xp.clip(xp.sqrt(xp.sum(e * e, axis=-1, keepdims=True)), min=1e-12)
+    u = e / norm
+    loss, ce = cross_entropy_forward(scale * (u[:n] @ u[n:].T), xp.arange(n))  # (N, N) similarities
+    # backward.  forward: z = scale · a pᵀ, so da = scale · dz p and dp = scale · dzᵀ a
+    dz = cross_entropy_backward(ce)
+    du = scale * xp.concat([dz @ u[n:], dz.T @ u[:n]], axis=0)
+    de = (du - u * xp.sum(u * du, axis=-1, keepdims=True)) / norm  # forward: u = e / ‖e‖
+    _, grads = encoder_backward(mean_pool_backward(de, pool), stack, p, cfg)
+    return loss, grads
 
 
 def load_minilm(path=None):
@@ -149,3 +201,27 @@ def reference_embeddings():
     scripts/make_minilm_reference.py, shipped with the package)."""
     with np.load(REFERENCE, allow_pickle=False) as data:
         return list(data["sentences"]), data["vectors"], list(data["versions"])
+
+
+# --- which heads matter (Michel et al. 2019) ---------------------------------------------------------------------
+def w_o_paths(cfg):
+    """The params paths of every layer's attention output projection W_O."""
+    return [f"encoder/layers/{i}/self_attn/w_o" for i in range(cfg.n_encoder_layers)]
+
+
+def head_importance(model, pairs, batch_size=8):
+    r"""Michel et al.'s I_{l,h} = E |∂L/∂ξ_{l,h}| for every head of ``model``: L the ranking loss of
+    :func:`ranking_loss` on batches of ``batch_size`` (sentence, paraphrase) pairs (the other pairs of a batch are
+    its negatives, so the expectation is over batches, not single pairs).  Returns (L, H)."""
+    chunks = [pairs[i:i + batch_size] for i in range(0, len(pairs), batch_size)]
+    grads = (model.contrastive_loss([a for a, _ in c], [b for _, b in c])[1] for c in chunks)
+    return head_gate_importance(model.params, grads, w_o_paths(model.config), model.config.n_heads)
+
+
+def pair_retrieval(model, pairs):
+    """How well the sentences find their paraphrases among all the pairs' paraphrases: the fraction whose own
+    paraphrase is the nearest (cosine), and the mean margin cos(s_i, p_i) − max_{j≠i} cos(s_i, p_j)."""
+    sims = model.encode([s for s, _ in pairs]) @ model.encode([t for _, t in pairs]).T  # (N, N)
+    own = np.diag(sims).copy()
+    np.fill_diagonal(sims, -np.inf)
+    return {"accuracy": float(np.mean(own > sims.max(axis=1))), "margin": float(np.mean(own - sims.max(axis=1)))}

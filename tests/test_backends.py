@@ -186,3 +186,32 @@ def test_loss_and_gradients_run_in_the_params_library(to_xp):
     np.testing.assert_allclose(float(loss), float(want_loss), atol=1e-12)
     stepped, _ = adam_step(moved, grads, adam_init(moved), 1e-3)
     assert type(tn.core.flatten(stepped)["out/w"]) is type(moved["out"]["w"])
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"])
+def test_weights_stored_in_low_precision_run_in_their_inputs_library(to_xp, name):
+    # a library with the dtype stores in it (torch, NumPy via ml_dtypes, CuPy's float16); one without it (CuPy's
+    # bfloat16 and float8, array-api-strict) stores the format's bit patterns: the same values either way
+    from transformer_np.efficient.precision import CastMatrix
+
+    rng = np.random.default_rng(3)
+    w, x = randn(rng, 8, 6, dtype=np.float32), randn(rng, 4, 8, dtype=np.float32)
+    ref, W, X = CastMatrix(w, name), CastMatrix(to_xp(w), name), to_xp(x)
+    np.testing.assert_array_equal(tn.to_numpy(W.dequantize()), ref.dequantize())
+    # W.matmul(X) is what X @ W calls where the library defers to W (NumPy, torch); array-api-strict refuses
+    # non-arrays in its operators instead of deferring
+    assert_same_backend_and_close(W.matmul(X), X, x @ ref.dequantize(), np.float32)
+
+
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_1"])
+def test_gguf_blocks_dequantize_in_their_inputs_library(to_xp, kind):
+    from transformer_np.pretrained.gguf import BLOCK_BYTES, GGUFMatrix
+
+    rng = np.random.default_rng(4)
+    blocks = rng.integers(0, 256, (4, BLOCK_BYTES[kind]), dtype=np.uint8)
+    blocks[:, :4] = rng.standard_normal((4, 2)).astype(np.float16).view(np.uint8)
+    raw = blocks.reshape(-1)
+    ref, W = GGUFMatrix(raw, kind, (2, 64)), GGUFMatrix(to_xp(raw), kind, (2, 64))
+    got = W.dequantize()
+    assert array_namespace(got) is array_namespace(to_xp(raw)) and device(got) == device(to_xp(raw))
+    np.testing.assert_array_equal(tn.to_numpy(got), ref.dequantize())

@@ -201,3 +201,23 @@ def test_smollm2_metadata_says_what_the_model_is(smollm2_file):
     assert (m["llama.block_count"], m["llama.embedding_length"], m["llama.attention.head_count"],
             m["llama.attention.head_count_kv"]) == (30, 576, 9, 3)
     assert len(m["tokenizer.ggml.tokens"]) == 49152 and len(m["tokenizer.ggml.merges"]) == 48900
+
+
+@pytest.mark.parametrize("kind", [*QUANTIZED, "Q8_1"])
+def test_blocks_kept_on_torch_dequantize_to_the_numpy_values(kind):
+    torch = pytest.importorskip("torch")
+    from transformer_np.pretrained.gguf import BLOCK_BYTES, GGUFMatrix
+
+    rng = np.random.default_rng(1)
+    rows, cols = 6, 64
+    blocks = rng.integers(0, 256, (rows * cols // 32, BLOCK_BYTES[kind]), dtype=np.uint8)  # every byte value
+    scales = rng.standard_normal((len(blocks), 2)).astype(np.float16)  # finite fp16 scale (and minimum / sum)
+    blocks[:, :4] = scales.view(np.uint8)
+    raw = blocks.reshape(-1)
+    ours, theirs = GGUFMatrix(raw, kind, (rows, cols)), GGUFMatrix(torch.from_numpy(raw), kind, (rows, cols))
+    assert isinstance(theirs.dequantize(), torch.Tensor) and theirs.dtype == torch.float32
+    np.testing.assert_array_equal(theirs.dequantize().numpy(), ours.dequantize())
+    ids = np.array([[5, 0], [2, 2]])
+    np.testing.assert_array_equal(theirs.take_rows(torch.from_numpy(ids)).numpy(), ours.take_rows(ids))
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    np.testing.assert_allclose((torch.from_numpy(x) @ theirs.T).numpy(), x @ ours.T, rtol=1e-5, atol=1e-4)

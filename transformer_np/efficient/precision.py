@@ -7,8 +7,12 @@ r"""Mixed precision: store in 16 or 8 bits, compute where it is safe, keep float
     float8_e4m3fn     8      4          3     448              0.125    (no inf: overflow gives NaN)
     float8_e5m2       8      5          2     57344            0.25
 
-(bfloat16 and the float8 formats are NumPy dtypes through ``ml_dtypes``.)  The rule this package follows: weights
-may be stored in any of them and are widened to float32 for their products (float32 accumulation); the
+(bfloat16 and the float8 formats are NumPy dtypes through ``ml_dtypes``, and torch's own dtypes on torch tensors
+— where torch's float8_e4m3fn cast saturates at ±448, the package keeps ml_dtypes' NaN; a library without the
+dtype — CuPy has only float16 — stores the format's bit patterns as unsigned integers, rounded to and read from
+the format's table of values with standard array operations: :func:`to_codes`, :func:`from_codes`.)
+
+The rule this package follows: weights may be stored in any of them and are widened to float32 for their products (float32 accumulation); the
 operations that stay float32 are the ones a low precision breaks, each shown by a function below —
 norm statistics (a sum of squares overflows float16), softmax and the logits' log-softmax (float16 cannot hold
 the sum of 49,152 probabilities precisely), and casts of values past a format's range (float8_e4m3fn's NaN).
@@ -16,9 +20,13 @@ the sum of 49,152 probabilities precisely), and casts of values past a format's 
 
 from __future__ import annotations
 
+import functools
+import math
+
 import ml_dtypes
 import numpy as np
 
+from ..core.backend import array_namespace, device, is_numpy_namespace, is_torch_namespace
 from ..core.checks import check_choice
 from ..core.nn import log_softmax
 from .quantize import QuantizedMatrix, quantize_params
@@ -32,9 +40,95 @@ def storage_dtype(name):
     return np.dtype(getattr(ml_dtypes, name) if hasattr(ml_dtypes, name) else name)
 
 
+# float8_e4m3fn has no inf: a value rounds to NaN once it is past halfway from 448 to the next step (512)
+OVERFLOW_TO_NAN = 464.0
+
+
+def float32_of(x):
+    """float32 in x's library (np.dtype for NumPy): the dtype a stored weight computes in."""
+    xp = array_namespace(x)
+    return np.dtype(np.float32) if is_numpy_namespace(xp) else xp.float32
+
+
+def native_dtype(name, xp):
+    """The dtype of format ``name`` in array library ``xp``, or None where the library has none (CuPy has float16
+    but no bfloat16 or float8): NumPy through ml_dtypes, torch's torch.bfloat16 / torch.float8_e4m3fn / …"""
+    check_choice("format", name, FORMATS)
+    if is_numpy_namespace(xp):
+        return storage_dtype(name)
+    if is_torch_namespace(xp):
+        import torch
+
+        return getattr(torch, name, None)
+    return getattr(xp, name, None) if name in ("float32", "float16") else None
+
+
+@functools.cache
+def code_table(name):
+    """The float32 value of every bit pattern of format ``name`` (NumPy, 2^bits entries): code c holds
+    code_table(name)[c].  The finite non-negative values are codes 0 … n−1, in increasing order."""
+    dt = storage_dtype(name)
+    return np.arange(2 ** (8 * dt.itemsize), dtype=f"u{dt.itemsize}").view(dt).astype(np.float32)
+
+
+def to_codes(x, name):
+    r"""x rounded to the nearest value of format ``name`` — ties to the even code, past the largest finite value
+    to the format's overflow (inf, or NaN for float8_e4m3fn, as ml_dtypes does) — as bit patterns (uint8 or
+    uint16), with standard array operations only (searchsorted over the format's values): how a library without
+    the dtype stores it.  Equals ml_dtypes' cast bit for bit (tested on every format)."""
+    xp = array_namespace(x)
+    table = code_table(name)
+    half = table.size // 2  # codes with the sign bit clear
+    n = int(np.isfinite(table[:half]).sum())  # finite non-negative codes 0 … n-1; code n is inf or NaN
+    top = 2.0 * float(table[n - 1]) - float(table[n - 2])  # one step past the largest finite value
+    grid = np.append(table[:n].astype(np.float64), top)
+    grid_x = xp.asarray(grid, device=device(x))
+    a = xp.abs(xp.astype(xp.reshape(x, (-1,)), xp.float64))  # flat: take() wants 1-D indices
+    a_in = xp.clip(a, max=top)  # (inf and NaN are placed below)
+    hi = xp.clip(xp.searchsorted(grid_x, a_in), 1, n)  # grid[hi - 1] < a <= grid[hi]
+    lo = hi - 1
+    d_lo, d_hi = a_in - xp.take(grid_x, lo), xp.take(grid_x, hi) - a_in
+    code = xp.where((d_lo < d_hi) | ((d_lo == d_hi) & (lo % 2 == 0)), lo, hi)
+    code = xp.where(a > top, n, code)  # far past the largest value: overflow
+    nan_code = int(np.flatnonzero(np.isnan(table[:half]))[0])
+    code = xp.where(xp.isnan(a), nan_code, code)
+    code = xp.astype(code, xp.int32) + xp.astype(xp.signbit(xp.reshape(x, (-1,))), xp.int32) * half
+    return xp.reshape(xp.astype(code, xp.uint8 if half == 128 else xp.uint16), x.shape)  # one byte or two
+
+
+def from_codes(codes, name):
+    """The float32 values of bit patterns of format ``name``: a lookup in the format's table of values."""
+    xp = array_namespace(codes)
+    table = xp.asarray(code_table(name), device=device(codes))
+    return xp.reshape(xp.take(table, xp.reshape(xp.astype(codes, xp.int64), (-1,))), codes.shape)
+
+
+def store(x, name):
+    """x stored in format ``name`` in its own library: the library's dtype where it has one, else
+    :func:`to_codes`' bit patterns."""
+    xp = array_namespace(x)
+    dt = native_dtype(name, xp)
+    if dt is None:
+        return to_codes(x, name)
+    if is_numpy_namespace(xp):
+        with np.errstate(over="ignore"):  # past the largest value: the format's inf (or NaN), as in hardware
+            return x.astype(dt)
+    if name == "float8_e4m3fn":  # torch saturates to ±448 (even inf); the package's rule is ml_dtypes' NaN
+        x = xp.where(xp.abs(x) > OVERFLOW_TO_NAN, xp.nan, x)
+    return xp.astype(x, dt)
+
+
+def widen(stored, name):
+    """float32 values of an array made by :func:`store`."""
+    xp = array_namespace(stored)
+    if native_dtype(name, xp) is None:
+        return from_codes(stored, name)
+    return stored.astype(np.float32) if is_numpy_namespace(xp) else xp.astype(stored, xp.float32)
+
+
 def round_trip(x, name):
-    """x stored in ``name`` and read back as float32: what storage in that format keeps of x."""
-    return np.asarray(x).astype(storage_dtype(name)).astype(np.float32)
+    """x stored in ``name`` and read back as float32: what storage in that format keeps of x (x: any library)."""
+    return widen(store(x, name), name)
 
 
 def format_limits(name):
@@ -44,21 +138,23 @@ def format_limits(name):
 
 
 class CastMatrix(QuantizedMatrix):
-    """A weight stored in a low-precision float format, widened to float32 for each product."""
+    """A weight stored in a low-precision float format, widened to float32 for each product (any library:
+    :func:`store` / :func:`widen`)."""
 
     def __init__(self, w, name="bfloat16"):
         super().__init__(w.shape)
         self.format = name
-        self.w = np.asarray(w).astype(storage_dtype(name))
-        self.scale_dtype = np.dtype(np.float32)
+        self.w = store(w, name)
+        self.scale_dtype = float32_of(self.w)
 
     @property
     def nbytes(self):
-        return self.w.nbytes
+        return math.prod(self.w.shape) * storage_dtype(self.format).itemsize
 
     def dequantize_stored(self, rows=None):
-        w = self.w if rows is None else np.take(self.w, rows, axis=0)
-        return w.astype(np.float32)
+        xp = array_namespace(self.w)
+        w = self.w if rows is None else xp.take(self.w, rows, axis=0)
+        return widen(w, self.format)
 
 
 def cast_params(params, name, skip=()):

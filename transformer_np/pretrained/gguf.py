@@ -26,7 +26,10 @@ import math
 import os
 
 import numpy as np
+from array_api_compat import is_array_api_obj
 
+from ..core.backend import array_namespace
+from ..efficient.precision import float32_of, from_codes
 from ..efficient.quantize import QuantizedMatrix
 
 MAGIC = b"GGUF"
@@ -207,18 +210,34 @@ def _tensor_info(c, name, dims, ggml_type, offset, alignment, data_offset, size)
 
 
 # --- dequantization: one function per block format ---------------------------------------------------------
+# written with standard array operations, so a tensor's blocks dequantize where they lie: NumPy (the file's memory
+# map), torch or CuPy (the blocks as a uint8 array of that library)
 def _blocks(raw, block_bytes):
-    return np.asarray(raw, dtype=np.uint8).reshape(-1, block_bytes)
+    """Raw bytes (any library; a NumPy memory map as it is) -> (n blocks, block_bytes) uint8."""
+    if not is_array_api_obj(raw):  # bytes, a memoryview
+        raw = np.asarray(raw, dtype=np.uint8)
+    xp = array_namespace(raw)
+    return xp.reshape(raw, (-1, block_bytes))
 
 
 def _half(blocks, start):
-    """The fp16 scalar at bytes start, start+1 of every block, as float32 (n, 1)."""
-    return np.ascontiguousarray(blocks[:, start:start + 2]).view(np.float16).astype(np.float32)
+    """The fp16 scalar at bytes start, start+1 of every block (little-endian), as float32 (n, 1)."""
+    xp = array_namespace(blocks)
+    code = xp.astype(blocks[:, start], xp.int32) + 256 * xp.astype(blocks[:, start + 1], xp.int32)
+    return from_codes(code, "float16")[:, None]
+
+
+def _int8(qs):
+    """Bytes read as two's-complement int8 (b − 256 where b ≥ 128), as float32.  uint8 → int8 wraps around in
+    NumPy, torch and CuPy alike (the array API leaves it to the library; a test checks it for NumPy and torch)."""
+    xp = array_namespace(qs)
+    return xp.astype(xp.astype(qs, xp.int8), xp.float32)
 
 
 def _nibbles(qs):
     """16 bytes -> 32 unsigned 4-bit values per block: the low nibbles are values 0-15, the high ones 16-31."""
-    return np.concatenate([qs & 0x0F, qs >> 4], axis=1)
+    xp = array_namespace(qs)
+    return xp.astype(xp.concat([qs & 0x0F, qs >> 4], axis=1), xp.float32)
 
 
 def dequantize_q8_0(raw):
@@ -228,7 +247,7 @@ def dequantize_q8_0(raw):
                d     q_0 q_1 …                      q_31    (int8)
     """
     b = _blocks(raw, 34)
-    return (_half(b, 0) * b[:, 2:].view(np.int8).astype(np.float32)).reshape(-1)
+    return _flat(_half(b, 0) * _int8(b[:, 2:]))
 
 
 def dequantize_q8_1(raw):
@@ -238,7 +257,7 @@ def dequantize_q8_1(raw):
                d    s    q_0 …                       q_31    (int8)
     """
     b = _blocks(raw, 36)
-    return (_half(b, 0) * b[:, 4:].view(np.int8).astype(np.float32)).reshape(-1)
+    return _flat(_half(b, 0) * _int8(b[:, 4:]))
 
 
 def dequantize_q4_0(raw):
@@ -248,8 +267,7 @@ def dequantize_q4_0(raw):
                d     q_0|q_16  q_1|q_17 …  q_15|q_31    (low nibble | high nibble)
     """
     b = _blocks(raw, 18)
-    q = _nibbles(b[:, 2:]).astype(np.int8) - np.int8(8)
-    return (_half(b, 0) * q.astype(np.float32)).reshape(-1)
+    return _flat(_half(b, 0) * (_nibbles(b[:, 2:]) - 8.0))
 
 
 def dequantize_q4_1(raw):
@@ -259,7 +277,11 @@ def dequantize_q4_1(raw):
                d    m    q_0|q_16  …  q_15|q_31          (low nibble | high nibble)
     """
     b = _blocks(raw, 20)
-    return ((_half(b, 0) * _nibbles(b[:, 4:]).astype(np.float32)) + _half(b, 2)).reshape(-1)
+    return _flat(_half(b, 0) * _nibbles(b[:, 4:]) + _half(b, 2))
+
+
+def _flat(x):
+    return array_namespace(x).reshape(x, (-1,))
 
 
 PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "<i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
@@ -293,14 +315,16 @@ class GGUFMatrix(QuantizedMatrix):
             raise GGUFError(f"{name}: {type_name} rows of {shape[1]} values cannot be kept as blocks")
         self.raw, self.type_name, self.name = raw, type_name, name
         self.row_bytes = shape[1] // 32 * BLOCK_BYTES[type_name]
-        self.scale_dtype = np.dtype(np.float32)
+        self.scale_dtype = float32_of(raw)
 
     @property
     def nbytes(self):
         return self.raw.nbytes
 
     def dequantize_stored(self, rows=None):
+        xp = array_namespace(self.raw)
         if rows is None:
-            return dequantize(self.raw, self.type_name, self.name).reshape(self._shape)
-        blocks = self.raw.reshape(self._shape[0], self.row_bytes)[np.asarray(rows)]  # (n, row_bytes)
-        return dequantize(blocks.reshape(-1), self.type_name, self.name).reshape(len(rows), self._shape[1])
+            return xp.reshape(dequantize(self.raw, self.type_name, self.name), self._shape)
+        blocks = xp.take(xp.reshape(self.raw, (self._shape[0], self.row_bytes)), rows, axis=0)  # (n, row_bytes)
+        return xp.reshape(dequantize(xp.reshape(blocks, (-1,)), self.type_name, self.name),
+                          (rows.shape[0], self._shape[1]))

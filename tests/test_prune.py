@@ -145,6 +145,8 @@ def test_masks_on_torch_tensors_equal_the_numpy_masks(rng):
                       (P.wanda_mask(tw, torch.from_numpy(x_norm), 0.25), P.wanda_mask(w, x_norm, 0.25))):
         assert isinstance(got, torch.Tensor) and got.dtype == torch.bool
         assert np.array_equal(got.numpy(), want)
+    pruned = P.head_mask_w_o(tw, [0, 2], d_head=4)
+    assert isinstance(pruned, torch.Tensor) and np.array_equal(pruned.numpy(), P.head_mask_w_o(w, [0, 2], 4))
 
 
 def test_ranking_loss_and_its_gradients_match_the_formula_and_finite_differences(rng):

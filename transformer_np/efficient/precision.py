@@ -12,10 +12,11 @@ r"""Mixed precision: store in 16 or 8 bits, compute where it is safe, keep float
 dtype — CuPy has only float16 — stores the format's bit patterns as unsigned integers, rounded to and read from
 the format's table of values with standard array operations: :func:`to_codes`, :func:`from_codes`.)
 
-The rule this package follows: weights may be stored in any of them and are widened to float32 for their products (float32 accumulation); the
-operations that stay float32 are the ones a low precision breaks, each shown by a function below —
-norm statistics (a sum of squares overflows float16), softmax and the logits' log-softmax (float16 cannot hold
-the sum of 49,152 probabilities precisely), and casts of values past a format's range (float8_e4m3fn's NaN).
+The rule this package follows: weights may be stored in any of them and are widened to float32 for their products
+(float32 accumulation); the operations that stay float32 are the ones a low precision breaks, each shown by a
+function below — norm statistics (a sum of squares overflows float16), softmax and the logits' log-softmax
+(float16 cannot hold the sum of 49,152 probabilities precisely), and casts of values past a format's range
+(float8_e4m3fn's NaN).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..core.backend import array_namespace
+from ..core.backend import array_namespace, device
 from ..core.checks import check_int, check_real
 from ..core.tree import flatten
 from .quantize import map_weights
@@ -119,10 +119,12 @@ def head_rows(h, d_head):
 
 def head_mask_w_o(w_o, heads, d_head):
     """W_O with the rows of every head in ``heads`` zeroed: those heads are pruned."""
-    keep = np.ones(w_o.shape[0], dtype=w_o.dtype)
+    xp = array_namespace(w_o)
+    head_of_row = xp.arange(w_o.shape[0], device=device(w_o)) // d_head  # (H·D,)
+    drop = xp.zeros(w_o.shape[0], dtype=xp.bool, device=device(w_o))
     for h in heads:
-        keep[head_rows(h, d_head)] = 0
-    return w_o * keep[:, None]
+        drop = drop | (head_of_row == h)
+    return w_o * xp.astype(~drop, w_o.dtype)[:, None]
 
 
 def head_gate_gradients(w_o, g_w_o, n_heads):

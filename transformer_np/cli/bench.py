@@ -10,6 +10,7 @@ one warm-up run, so that first-call costs (allocation, thread start) are left ou
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import platform
@@ -39,6 +40,7 @@ from ..model.stacks import encoder
 from ..pretrained.llama import load_smollm2, smollm2_path
 from ..pretrained.minilm import default_path, load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
+from ..teaching import peers
 from ..viz import plots
 from .bench_cost import bench_cost
 from .bench_quality import bench_quality
@@ -151,14 +153,18 @@ def bench_forward(quick=False, repeat=3, with_torch=True, backend="numpy", print
             torch_fn = _torch_model(torch, model, src, tgt) if torch else None
             on_backend = (functools.partial(to_backend(model, backend), to_backend(src, backend),
                                             to_backend(tgt, backend)) if backend != "numpy" else None)
+        peer_fn = functools.partial(peers.encoder, x, params, cfg) if encoder_only and cfg.norm_first else None
+        memory = {k: _peak_rss(fn) for k, fn in (("numpy", np_fn), ("torch", torch_fn), ("picogpt", peer_fn)) if fn}
         np_time = best_time(np_fn, repeat)
         torch_time = best_time(torch_fn, repeat) if torch_fn else None
+        peer_time = best_time(peer_fn, repeat) if peer_fn else None
         backend_time = best_time(_synced(on_backend, backend), repeat) if on_backend else None
         gflops = flops / np_time / 1e9
         rows.append(dict(workload=name, gflop=flops / 1e9, numpy_s=np_time, torch_s=torch_time,
                          numpy_over_torch=(np_time / torch_time) if torch_time else None,
                          numpy_gflops=gflops, fraction_of_matmul_peak=gflops / peak,
-                         backend=backend, backend_s=backend_time,
+                         picogpt_s=peer_time, speedup_over_picogpt=(peer_time / np_time) if peer_time else None,
+                         peak_rss_mb=memory, backend=backend, backend_s=backend_time,
                          backend_tflops=(flops / backend_time / 1e12) if backend_time else None))
     result = dict(machine=_machine(), matmul_peak_gflops=peak, rows=rows)
     print_fn(f"float32 np.matmul peak: {peak:.1f} GFLOP/s   ({result['machine']['summary']})")
@@ -171,7 +177,32 @@ def bench_forward(quick=False, repeat=3, with_torch=True, backend="numpy", print
         more = f" {1e3 * r['backend_s']:12.2f} {r['backend_tflops']:8.2f}" if r["backend_s"] else ""
         print_fn(f"{r['workload']:<62} {r['gflop']:7.2f} {1e3 * r['numpy_s']:9.1f} {t} {ratio} "
                  f"{r['numpy_gflops']:8.1f} {100 * r['fraction_of_matmul_peak']:6.0f}%{more}")
+    for r in rows:
+        if r["picogpt_s"]:
+            print_fn(f"  picoGPT-style NumPy (heads as a list, tanh GELU) on the same weights: "
+                     f"{1e3 * r['picogpt_s']:.1f} ms; ours is {r['speedup_over_picogpt']:.2f}x faster")
+        mem = ", ".join(f"{k} {v:.0f} MB" for k, v in r["peak_rss_mb"].items())
+        print_fn(f"  peak memory of one forward above its inputs and weights (RSS high-water mark): {mem}")
     return result
+
+
+def _peak_rss(fn):
+    """MB the process's resident memory rose to while ``fn`` ran, above what it held before (Linux with glibc:
+    freed heap pages are returned first, the high-water mark is reset through /proc/self/clear_refs; elsewhere
+    None).  Measured on a first call."""
+    def field(name):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(name))  # kB
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so "before" is what is in use
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = field("VmRSS:")
+    except OSError:
+        return None
+    fn()
+    return (field("VmHWM:") - before) / 1024
 
 
 def _synced(fn, backend):

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .backend import array_namespace, device, erf, keep_mask
 from .checks import check_choice, check_float, check_last_dim, check_positive_int, check_real
+from .fast import gelu_float32, map_chunks, map_rows, softmax_rows
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -60,6 +63,8 @@ def relu(x):
 def gelu(x):
     r"""GELU(x) = x \Phi(x) = \tfrac{x}{2} (1 + \mathrm{erf}(x / \sqrt{2}))   (exact form, not the tanh one)"""
     check_float("x", x)
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return map_chunks(gelu_float32, x)  # the same expression, fused over cache-sized pieces (core.fast)
     xp = array_namespace(x)
     phi = xp.astype(erf(x * (1.0 / math.sqrt(2.0))), x.dtype)  # erf(x/√2) in x's dtype (scipy widens float16)
     phi += 1.0
@@ -103,6 +108,9 @@ def softmax(x, axis=-1, mask=None):
     xp = array_namespace(x)
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and axis in (-1, x.ndim - 1) and x.ndim:
+        # the same expression, fused over cache-sized blocks of rows (core.fast); in place when x is ours
+        return map_rows(softmax_rows, x, out=x if mask is not None else None)
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(m == -xp.inf, xp.zeros_like(m), m)  # a row of -inf only (masked): any finite shift works
     e = xp.exp(x - m)  # masked entries: exp(-inf) = 0

@@ -1,0 +1,126 @@
+"""The NumPy float32 fast paths (core.fast) against their plain expressions: erf within 1 ulp of the correctly
+rounded value without scipy, GELU equal to its formula, and pieces over threads equal to one pass."""
+
+import math
+
+import numpy as np
+import pytest
+
+from transformer_np.core import backend, fast
+from transformer_np.core.nn import gelu
+
+
+def exact_erf(x):
+    """erf correctly rounded to x's dtype: math.erf in double precision (≤ 1 ulp of float64), then rounded."""
+    return np.frompyfunc(math.erf, 1, 1)(x.astype(np.float64)).astype(np.float64).astype(x.dtype)
+
+
+def ulps(a, b):
+    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+
+
+def probe(rng):
+    """Every scale from the smallest subnormal to past 4, both signs, the branch edges, ±0, ±inf."""
+    return np.concatenate([np.linspace(-4.5, 4.5, 200_001, dtype=np.float32),
+                           np.geomspace(1e-45, 4.5, 50_000).astype(np.float32),
+                           -np.geomspace(1e-45, 4.5, 50_000).astype(np.float32),
+                           rng.standard_normal(50_000).astype(np.float32) * 2,
+                           np.nextafter(np.float32([1.0, 4.0]), np.float32(0)), np.float32([1.0, 4.0]),
+                           np.float32([0.0, -0.0, np.inf, -np.inf, 1e30, -3.4e38])])
+
+
+def test_float32_erf_is_within_one_ulp_of_the_correctly_rounded_value(rng):
+    x = probe(rng)
+    got = backend.erf(x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert ulps(got, exact_erf(x)).max() <= 1
+    assert np.signbit(backend.erf(np.float32([-0.0]))[0])  # erf is odd, -0.0 included
+    assert np.isnan(backend.erf(np.float32([np.nan]))[0])
+
+
+def test_float32_erf_needs_no_scipy(monkeypatch, rng):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError("scipy hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    x = rng.standard_normal(1000).astype(np.float32)
+    assert ulps(backend.erf(x), exact_erf(x)).max() <= 1
+    x64 = rng.standard_normal(1000) * 3  # float64 without scipy: math.erf, element by element
+    np.testing.assert_allclose(backend.erf(x64), [math.erf(v) for v in x64], rtol=0, atol=1e-15)
+
+
+def test_float64_erf_stays_within_1e_15(rng):
+    x = rng.standard_normal(10_000) * 3
+    np.testing.assert_allclose(backend.erf(x), [math.erf(v) for v in x], rtol=0, atol=1e-15)
+
+
+def test_pieces_over_threads_equal_one_pass(rng):
+    x = rng.standard_normal(100_003).astype(np.float32) * 3
+    one = np.empty_like(x)
+    fast.erf_float32(x, one)
+    for chunk in (1, 1000, 4096, 1 << 20):
+        np.testing.assert_array_equal(fast.map_chunks(fast.erf_float32, x, chunk=chunk), one)
+    y = x.copy()
+    assert fast.map_chunks(fast.erf_float32, y, out=y, chunk=4096) is y  # in place
+    np.testing.assert_array_equal(y, one)
+
+
+def test_float32_gelu_is_its_formula_evaluated_in_pieces(rng):
+    x = rng.standard_normal((64, 3000)).astype(np.float32) * 3
+    plain = backend.erf(x * np.float32(1 / math.sqrt(2.0)))  # the readable expression, in float32
+    plain += np.float32(1.0)
+    plain *= x
+    plain *= np.float32(0.5)
+    got = gelu(x)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, plain)
+    exact = 0.5 * x.astype(np.float64) * (1 + exact_erf(x.astype(np.float64) / math.sqrt(2.0)).astype(np.float64))
+    np.testing.assert_allclose(got, exact, rtol=0, atol=4e-7 * np.abs(x).max())
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 0, 2), (5, 7)])
+def test_fast_paths_keep_empty_and_odd_shapes(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    assert backend.erf(x).shape == shape and gelu(x).shape == shape
+
+
+def plain_softmax(x, mask=None):
+    """core.nn.softmax's expression, written out in NumPy."""
+    if mask is not None:
+        x = np.where(mask, x, -np.inf)
+    m = x.max(axis=-1, keepdims=True)
+    m = np.where(m == -np.inf, 0, m)
+    e = np.exp(x - m)
+    s = e.sum(axis=-1, keepdims=True)
+    return e / np.where(s == 0, 1, s)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 64, 64), (1, 12, 300, 257)])
+def test_float32_softmax_in_blocks_is_the_plain_expression_bit_for_bit(rng, shape):
+    from transformer_np.core.nn import softmax
+
+    x = rng.standard_normal(shape).astype(np.float32) * 5
+    np.testing.assert_array_equal(softmax(x), plain_softmax(x))
+    mask = rng.random(shape) < 0.7
+    if len(shape) > 1:
+        mask[..., :1, :] = False  # whole rows masked
+    got = softmax(x, mask=mask)
+    np.testing.assert_array_equal(got, plain_softmax(x, mask))
+    assert not np.isnan(got).any()
+
+
+def test_float32_softmax_rows_of_minus_inf_give_zeros_and_nan_stays_nan():
+    from transformer_np.core.nn import softmax
+
+    x = np.float32([[-np.inf, -np.inf, -np.inf], [1.0, np.nan, 0.0], [0.0, 1.0, 2.0]])
+    got = softmax(x)
+    np.testing.assert_array_equal(got[0], 0.0)
+    assert np.isnan(got[1]).all()
+    np.testing.assert_array_equal(got[2], plain_softmax(x[2]))
+    np.testing.assert_array_equal(softmax(x, axis=0)[:, 2], plain_softmax(x.T)[2])  # another axis: the plain path

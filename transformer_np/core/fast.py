@@ -1,0 +1,123 @@
+r"""Fast paths for NumPy float32: element-wise work at (nearly) memory speed.
+
+NumPy runs ``0.5 * x * (1 + erf(x / sqrt(2)))`` as five passes over five fresh arrays, each one a trip through
+main memory, on one core.  Here each element-wise chain is a *kernel* written with ``out=`` and in-place
+operations, and :func:`map_chunks` runs it over pieces of the array small enough to stay in the cache, on a
+small thread pool (NumPy's ufuncs release the GIL, so the pieces run in parallel).  The formula functions of
+``core.nn`` stay the readable reference; they call these kernels only for NumPy float32 arrays, and tests bind
+every kernel to its plain expression.
+
+erf in float32, without scipy, within 1 ulp of the correctly rounded value (checked on 4.3 M points: every
+scale from 1e-45 to 4.5, both signs, ±0, ±inf, NaN):
+
+    |x| < 1:       erf(x) = x + x·R(x²)                      R a degree-6 polynomial (|error| < 1.2e-9)
+    1 ≤ |x| < 4:   erf(x) = 1 − e^{−x²}·P(|x|)/Q(|x|)        P, Q of degree 3 (relative error of erfc < 7.2e-8)
+    |x| ≥ 4:       erf(x) = ±1                                (erfc(4) = 1.5e-8 rounds away in float32)
+
+Each branch adds a small correction to an exact leading term, so float32 rounding stays below an ulp.  The
+coefficients are fitted by ``scripts/fit_erf.py`` (least squares toward minimax against ``math.erf``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+ERF_R = (1.28379166e-01, -3.76126272e-01, 1.12836007e-01, -2.68544640e-02, 5.18957211e-03, -8.02116863e-04,
+         7.89022348e-05)
+ERF_P = (1.00168784e00, 7.59390306e-01, 2.51693395e-01, -6.36622437e-05)
+ERF_Q = (1.0, 1.89762658e00, 1.36567177e00, 4.43869683e-01)
+
+CHUNK = 1 << 18  # elements per piece (1 MiB of float32): measured fastest on the project's 2-core machine
+_POOL = []  # one lazily made thread pool
+
+
+def map_chunks(kernel, x, out=None, chunk=CHUNK):
+    """out = kernel(x) for an element-wise float32 kernel(x_piece, out_piece), over pieces of ``chunk`` elements
+    on up to os.cpu_count() threads (one thread for an array of fewer than two pieces).  ``out`` may be x."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    res = np.empty_like(flat) if out is None else out.reshape(-1)
+    _run(kernel, flat, res, [slice(i, i + chunk) for i in range(0, flat.size, chunk)])
+    return res.reshape(x.shape) if out is None else out
+
+
+def map_rows(kernel, x, out=None, chunk=CHUNK):
+    """out = kernel(x) for a kernel over whole rows of the last axis (a softmax, a norm): x seen as (rows, n),
+    split into blocks of about ``chunk`` elements of whole rows."""
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1]) if x.size else x.reshape(0, 1)
+    res = np.empty_like(rows) if out is None else out.reshape(rows.shape)
+    per = max(1, chunk // max(rows.shape[1], 1))
+    _run(kernel, rows, res, [slice(i, i + per) for i in range(0, rows.shape[0], per)])
+    return res.reshape(x.shape) if out is None else out
+
+
+def _run(kernel, src, dst, parts):
+    n_threads = min(os.cpu_count() or 1, len(parts))
+    if n_threads < 2:
+        for s in parts:
+            kernel(src[s], dst[s])
+        return
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="transformer_np"))
+    groups = [parts[i::n_threads] for i in range(n_threads)]  # each thread walks its own pieces
+    list(_POOL[0].map(lambda g: [kernel(src[s], dst[s]) for s in g], groups))
+
+
+def _horner(z, coefficients, out):
+    """out = c_0 + c_1 z + … + c_n z^n, evaluated in place."""
+    np.multiply(z, np.float32(coefficients[-1]), out=out)
+    for c in coefficients[-2:0:-1]:
+        out += np.float32(c)
+        out *= z
+    out += np.float32(coefficients[0])
+    return out
+
+
+def erf_float32(x, out):
+    """erf of a float32 array into ``out`` (may be x).  Both branches are computed everywhere and blended by a
+    0/1 weight as w·small + (1 − w)·big, exact for w ∈ {0, 1}: a select (np.where) with a data-dependent mask
+    costs 2.8 ns an element here, more than all the arithmetic."""
+    a = np.abs(x)
+    np.minimum(a, np.float32(4.0), out=a)
+    t = a * a
+    small = _horner(t, ERF_R, np.empty_like(a))
+    small *= a
+    small += a  # |x| + |x| R(x²): erf(|x|) for |x| < 1
+    p, q = _horner(a, ERF_P, np.empty_like(a)), _horner(a, ERF_Q, np.empty_like(a))
+    p /= q
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    p *= t
+    np.subtract(np.float32(1.0), p, out=p)  # 1 − e^{−x²} P/Q: erf(|x|) for |x| ≥ 1
+    w = np.less(a, np.float32(1.0), out=q, casting="unsafe")  # 1.0 where |x| < 1, else 0.0
+    small *= w
+    np.subtract(np.float32(1.0), w, out=w)
+    p *= w
+    small += p
+    return np.copysign(small, x, out=out)  # erf is odd (and keeps the sign of -0.0)
+
+
+def gelu_float32(x, out):
+    r"""GELU(x) = ½ x (1 + erf(x/√2)) of a float32 piece into ``out`` — the scaling, the erf and the product in
+    one pass over the piece while it is in the cache."""
+    z = np.multiply(x, np.float32(1 / math.sqrt(2.0)))
+    erf_float32(z, z)
+    z += np.float32(1.0)
+    z *= x
+    return np.multiply(z, np.float32(0.5), out=out)
+
+
+def softmax_rows(x, out):
+    r"""softmax over the last axis of a (rows, n) float32 block into ``out`` (may be x): the max, the shifted
+    exponentials and their sum in three passes over a block that stays in the cache — the same operations, in
+    the same order, as core.nn.softmax (so the same bits), rows of -inf only giving zeros."""
+    m = np.max(x, axis=1, keepdims=True)
+    m[m == -np.inf] = 0.0  # a row of -inf only (masked): any finite shift works
+    np.subtract(x, m, out=out)
+    np.exp(out, out=out)
+    s = np.sum(out, axis=1, keepdims=True)
+    s[s == 0] = 1.0  # a row of -inf only: 0 / 1 = 0, not NaN
+    return np.divide(out, s, out=out)

@@ -944,3 +944,34 @@ def sweep(rows, title="What each hyper-parameter buys"):
     fig.legend(handles=handles, fontsize=7, loc="outside right center")
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def fusion(sizes, chunks, title="Operator fusion, measured on this machine"):
+    """Left: for each array size (``sizes``: label -> {"plain", "in place, one piece", "pieces, thread pool",
+    "bound"} seconds), the plain expression against the fused kernel and the bandwidth bound of one read and one
+    write.  Right: the fused kernel's time against its piece size (``chunks``: (elements per piece, seconds on
+    one thread, seconds on the pool)) for the largest array."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    kinds = list(next(iter(sizes.values())))
+    width = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        xs = np.arange(len(sizes)) + (i - (len(kinds) - 1) / 2) * width
+        left.bar(xs, [1e3 * v[kind] for v in sizes.values()], width, color="C7" if kind == "bound" else f"C{i}",
+                 label=kind)
+    left.set_xticks(np.arange(len(sizes)), list(sizes), fontsize=8)
+    left.set_yscale("log")
+    left.set_ylabel("ms")
+    left.legend(fontsize=7)
+    left.set_title("GELU (tanh form): plain NumPy against one fused pass", fontsize=9)
+    sizes_el = [c for c, _, _ in chunks]
+    right.plot(sizes_el, [1e3 * t for _, t, _ in chunks], "o-", label="one thread")
+    right.plot(sizes_el, [1e3 * t for _, _, t in chunks], "s-", label="thread pool")
+    right.axhline(1e3 * list(sizes.values())[-1]["bound"], color="C7", ls=":",
+                  label="one read + one write at copy bandwidth")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("elements per piece (float32)")
+    right.set_ylabel("ms")
+    right.legend(fontsize=8)
+    right.set_title(f"what the piece size recovers ({list(sizes)[-1]})", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig

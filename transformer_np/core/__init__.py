@@ -3,8 +3,9 @@ r"""The formulas: every equation of the Transformer as a plain function, forward
 ``nn`` (linear, activations, softmax, layer norm, residual, FFN, dropout, pooling, cross-entropy),
 ``attention`` (scaled dot-product and multi-head), ``masks``, ``embeddings`` (token embedding, sin-cos and
 learned positions); ``reference`` holds a loop-level version of each, written straight from the equation.
-``backend`` is the one place that knows about array libraries, ``tree`` the params-tree helpers, ``checks``
-the input checks shared by the public functions.  This folder imports nothing else from the package.
+``backend`` is the one place that knows about array libraries, ``fast`` the NumPy float32 kernels (erf, GELU,
+softmax over cache-sized pieces) that ``nn`` calls, ``tree`` the params-tree helpers, ``checks`` the input checks
+shared by the public functions.  This folder imports nothing else from the package.
 """
 
 from .attention import (

@@ -8,12 +8,13 @@ the plain path and a measured trade-off:
 ``gqa``          multi-head → grouped-query attention by mean-pooling K/V heads, then uptraining
 
 ``quantize``     int8/int4 per tensor, channel or group; weight-only, W8A8, LLM.int8(), SmoothQuant, int8 KV cache
-``precision``    float16, bfloat16, float8 storage (ml_dtypes) and the operations that must stay float32
+``precision``    float16, bfloat16, float8 storage (any array library) and the operations that must stay float32
 ``prune``        magnitude, n:m, Wanda masks; attention heads by gate gradient and by ablation
 ``quality``      perplexity on the shipped evaluation text, activation statistics; ``compress``: every recipe
 ``cost_model``   Pope et al.'s arithmetic: FLOPs, bytes, the roofline, KV memory per chip, Table 1
 ``parallel``     partitioning layouts on simulated chips, the bytes of each collective counted
 ``mpi``          tensor-parallel inference over MPI (mpi4py, imported only when run)
+``hyperparams``  what d_model, heads, layers and d_ff cost (the cost model) and buy (a training sweep)
 
 Only the first five are imported with the package; the others are imported by name
 (``from transformer_np.efficient import quantize``).  Imports from ``core``, ``model``, ``decoding`` and

@@ -124,3 +124,36 @@ def test_float32_softmax_rows_of_minus_inf_give_zeros_and_nan_stays_nan():
     assert np.isnan(got[1]).all()
     np.testing.assert_array_equal(got[2], plain_softmax(x[2]))
     np.testing.assert_array_equal(softmax(x, axis=0)[:, 2], plain_softmax(x.T)[2])  # another axis: the plain path
+
+
+@pytest.mark.parametrize("kind", ["causal", "padding", "full"])
+def test_float32_masked_softmax_of_large_scores_is_the_plain_expression(rng, kind):
+    from transformer_np.core.nn import softmax
+
+    x = rng.standard_normal((2, 3, 200, 700)).astype(np.float32) * 4  # above one piece: the fused mask path
+    mask = {"causal": np.tril(np.ones((200, 700), bool)),
+            "padding": rng.random((2, 1, 1, 700)) < 0.8,
+            "full": rng.random(x.shape) < 0.5}[kind]
+    x[..., 0, 5] = np.nan  # a NaN where the mask hides it (causal row 0 sees key 0 only) must not leak
+    got = softmax(x, mask=mask)
+    np.testing.assert_array_equal(got, plain_softmax(x, mask))
+    if kind == "causal":
+        assert not np.isnan(got[..., 0, :]).any()
+
+
+def test_import_sets_a_short_openblas_spin_only_when_numpy_is_not_loaded_and_the_user_set_none():
+    import os
+    import subprocess
+    import sys
+
+    code = "import {first}; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+
+    def run(first, **extra):
+        out = subprocess.run([sys.executable, "-c", code.format(first=first)], env=env | extra,
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert run("transformer_np") == "12"
+    assert run("numpy; import transformer_np") == "None"  # too late: OpenBLAS has read it
+    assert run("transformer_np", OPENBLAS_THREAD_TIMEOUT="20") == "20"

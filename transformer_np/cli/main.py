@@ -1,5 +1,5 @@
 """Command line: ``python -m transformer_np COMMAND ...`` — tour, bench, generate, chat, serve-sim, train,
-compress, embed, search, tp-generate, sweep, figures.
+compress, embed, search, tp-generate, sweep, explore, figures.
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
 can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, chat, compress, embed, figures, generate, serve_sim, sweep, tour, tp_generate, train
+from . import bench, chat, compress, embed, explore, figures, generate, serve_sim, sweep, tour, tp_generate, train
 from .options import CommandError
 
 # name: (help, add_arguments, run, the exceptions that mean a user error)
@@ -26,6 +26,7 @@ COMMANDS = {
     "train": (train.HELP, train.add_arguments, train.run, train.ERRORS),
     "compress": (compress.HELP, compress.add_arguments, compress.run, compress.ERRORS),
     "tp-generate": (tp_generate.HELP, tp_generate.add_arguments, tp_generate.run, tp_generate.ERRORS),
+    "explore": (explore.HELP, explore.add_arguments, explore.run, explore.ERRORS),
     "sweep": (sweep.HELP, sweep.add_arguments, sweep.run, sweep.ERRORS),
     "figures": (figures.HELP, figures.add_arguments, figures.run, ()),
 }

@@ -1,6 +1,7 @@
 r"""Pictures: ``plots`` (one function per picture, shared by the notebooks, the README and the command line;
 each is also importable from here, as ``viz.heatmap`` …), ``diagrams`` (the architecture, with the shape of
-every array on its arrows) and ``figures`` (every PNG of figures/, drawn deterministically).
+every array on its arrows), ``figures`` (every PNG of figures/, drawn deterministically) and ``explore`` (the
+interactive attention page, imported by name: ``from transformer_np.viz.explore import explore``).
 matplotlib is imported here, and nowhere below this folder.
 """
 

@@ -1,0 +1,41 @@
+"""Write the explorer's example pages (docs/explore/MODEL.html, one per model kind) and screenshots of the head
+view and the model view (docs/explore_*.png) through headless Chromium.
+
+    python scripts/explore_examples.py          (needs the MiniLM and SmolLM2 weights, Playwright and chromium)
+"""
+
+import shutil
+from pathlib import Path
+
+from transformer_np.viz.explore import explore
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = {"dates": "the 3rd of March, 2021", "sentiment": "the food was dull but the service was charming",
+            "minilm": "The cat sat on the mat.", "smollm2": "The capital of France is"}
+
+
+def main():
+    out = ROOT / "docs" / "explore"
+    out.mkdir(parents=True, exist_ok=True)
+    for model, text in EXAMPLES.items():
+        path = explore(model, text).save(out / f"{model}.html")
+        print(f"{Path(path).relative_to(ROOT)}: {Path(path).stat().st_size:,} bytes")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 760})
+        page.goto((out / "dates.html").as_uri())
+        page.select_option("#attention", "2")  # cross-attention: the output characters reading the input
+        page.select_option("#layer", "1")
+        page.hover("#head-svg text.query[data-i='3']")
+        page.screenshot(path=str(ROOT / "docs" / "explore_head_view.png"))
+        page.goto((out / "smollm2.html").as_uri())
+        page.click("canvas.thumb[data-layer='5'][data-head='4']")
+        page.screenshot(path=str(ROOT / "docs" / "explore_model_view.png"), full_page=True)
+        browser.close()
+    print("wrote docs/explore_head_view.png, docs/explore_model_view.png")
+
+
+if __name__ == "__main__":
+    main()

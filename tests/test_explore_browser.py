@@ -1,0 +1,103 @@
+"""The explorer page in a real browser (headless Chromium through Playwright): it loads with no console error and
+no request but its own file, the head view draws exactly the model's weights for the layer and head chosen,
+hovering a token keeps only its lines, and a click in the model view opens that head.  Skipped, with the reason,
+where no browser can be started (make test installs Debian's chromium and Playwright's client)."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from transformer_np.viz import explore as X
+
+
+def chromium_path():
+    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's client is not installed")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        except Exception as e:  # noqa: BLE001 - any failure to start the browser is a reason to skip
+            pytest.skip(f"Chromium could not be started: {e}")
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def dates_page(tmp_path_factory):
+    text = "the 3rd of March, 2021"
+    title, atts = X.attentions("dates", text)
+    path = tmp_path_factory.mktemp("explore") / "dates.html"
+    X.Page(X.render(X.page_data(title, atts))).save(path)
+    return path, atts
+
+
+def open_page(browser, path):
+    page = browser.new_page()
+    log = {"errors": [], "requests": []}
+    page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: log["errors"].append(str(e)))
+    page.on("request", lambda r: log["requests"].append(r.url))
+    page.goto(path.as_uri())
+    return page, log
+
+
+def drawn_lines(page):
+    js = "ls => ls.map(l => [+l.dataset.q, +l.dataset.k, +l.dataset.w, +l.getAttribute('stroke-opacity')])"
+    return page.eval_on_selector_all("#head-svg line", js)
+
+
+def test_page_loads_with_no_error_and_no_request_but_its_own(browser, dates_page):
+    path, _ = dates_page
+    page, log = open_page(browser, path)
+    assert page.inner_text("#title").startswith("dates: 'the 3rd of March, 2021'")
+    assert log["errors"] == [] and log["requests"] == [path.as_uri()]
+    page.close()
+
+
+@pytest.mark.parametrize("att,layer,head", [(0, 0, 0), (1, 1, 2), (2, 1, 3)])
+def test_head_view_draws_exactly_the_chosen_heads_weights(browser, dates_page, att, layer, head):
+    path, atts = dates_page
+    page, _ = open_page(browser, path)
+    page.select_option("#attention", str(att))
+    page.select_option("#layer", str(layer))
+    page.select_option("#head", str(head))
+    want = atts[att].weights[layer, head]  # (T_q, T_k) float32
+    lines = drawn_lines(page)
+    assert len(lines) == np.count_nonzero(want)
+    for q, k, w, _ in lines:
+        assert np.float32(w) == want[q, k]  # JavaScript's float32 -> string -> float64, back to float32: exact
+    page.close()
+
+
+def test_hovering_a_token_keeps_only_its_lines(browser, dates_page):
+    path, atts = dates_page
+    page, _ = open_page(browser, path)
+    page.hover("#head-svg text.query[data-i='4']")
+    lines = drawn_lines(page)
+    assert all(o == (w if q == 4 else 0) for q, _, w, o in lines)
+    assert any(o > 0 for q, _, _, o in lines if q == 4)
+    page.mouse.move(0, 0)
+    assert all(o == w for _, _, w, o in drawn_lines(page))
+    page.close()
+
+
+def test_clicking_a_thumbnail_in_the_model_view_opens_that_head(browser, dates_page):
+    path, atts = dates_page
+    page, _ = open_page(browser, path)
+    page.click("canvas.thumb[data-layer='1'][data-head='3']")
+    assert page.input_value("#layer") == "1" and page.input_value("#head") == "3"
+    assert "layer 1, head 3" in page.inner_text("#head-view h2")
+    assert page.eval_on_selector("canvas.thumb.selected", "c => c.dataset.layer + ',' + c.dataset.head") == "1,3"
+    page.close()

@@ -1,0 +1,24 @@
+"""``python -m transformer_np explore --model NAME --text "…" --out page.html``: an interactive page of the model's
+attention (head view and model view), one self-contained HTML file that opens offline (viz.explore)."""
+
+from __future__ import annotations
+
+from ..viz.explore import MODELS, explore
+from .options import check_output_file
+
+HELP = "write an interactive page of a model's attention (one self-contained HTML file)"
+ERRORS = (ValueError, ImportError)
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, choices=MODELS, help="the model to look inside")
+    p.add_argument("--text", required=True, help="its input")
+    p.add_argument("--out", default="explore.html", help="where to write the page (default: explore.html)")
+
+
+def run(args, print_fn=print):
+    check_output_file("--out", args.out)
+    page = explore(args.model, args.text)
+    page.save(args.out)
+    print_fn(f"wrote {args.out} ({len(page.html.encode()):,} bytes): open it in a browser, no network needed")
+    return 0

@@ -1,0 +1,141 @@
+// transformer_np's attention explorer: reads the page's embedded data, draws the head view and the model view.
+// Hand-written, no library, no network.  Weights: per attention, base64 of float32 (L, H, Tq, Tk), little-endian.
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("data").textContent);
+  const state = { att: 0, layer: 0, head: 0, focus: null };
+
+  function decode(b64) {
+    const bin = atob(b64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new Float32Array(bytes.buffer);
+  }
+  const atts = data.attentions.map((a) => Object.assign({}, a, { w: decode(a.weights) }));
+
+  // weights[l][h][q][k] of the current attention
+  function weight(a, l, h, q, k) {
+    const nq = a.queries.length, nk = a.keys.length;
+    return a.w[((l * a.heads + h) * nq + q) * nk + k];
+  }
+
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function select(id, label, options, value, onchange) {
+    const wrap = el("label", {}, label + " ");
+    const s = el("select", { id: id });
+    options.forEach((o, i) => s.appendChild(el("option", { value: String(i) }, o)));
+    s.value = String(value);
+    s.addEventListener("change", () => onchange(parseInt(s.value, 10)));
+    wrap.appendChild(s);
+    return wrap;
+  }
+
+  function controls() {
+    const c = document.getElementById("controls");
+    c.textContent = "";
+    const a = atts[state.att];
+    c.appendChild(select("attention", "attention", atts.map((x) => x.name), state.att, (v) => {
+      state.att = v; state.layer = Math.min(state.layer, atts[v].layers - 1);
+      state.head = Math.min(state.head, atts[v].heads - 1); state.focus = null; draw();
+    }));
+    c.appendChild(select("layer", "layer", Array.from({ length: a.layers }, (_, i) => String(i)), state.layer,
+      (v) => { state.layer = v; draw(); }));
+    c.appendChild(select("head", "head", Array.from({ length: a.heads }, (_, i) => String(i)), state.head,
+      (v) => { state.head = v; draw(); }));
+  }
+
+  function esc(text) {
+    return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  }
+
+  // head view: queries left, keys right, one line per (query, key) with the weight as opacity.  The SVG is
+  // written as markup (the HTML parser gives it its namespace), so the page names no URL at all.
+  function headView() {
+    const a = atts[state.att];
+    const box = document.getElementById("head-view");
+    const rowH = 18, width = 420, nq = a.queries.length, nk = a.keys.length;
+    const height = Math.max(nq, nk) * rowH + 10, xq = 130, xk = width - 130;
+    const parts = [`<h2>head view: layer ${state.layer}, head ${state.head}</h2>`,
+      `<svg id="head-svg" width="${width}" height="${height}">`];
+    for (let q = 0; q < nq; q++) {
+      for (let k = 0; k < nk; k++) {
+        const w = weight(a, state.layer, state.head, q, k);
+        if (w <= 0) continue;
+        const shown = state.focus === null || state.focus === q ? w : 0;
+        parts.push(`<line x1="${xq}" y1="${q * rowH + 14}" x2="${xk}" y2="${k * rowH + 14}" stroke="#1f77b4" ` +
+          `stroke-width="2" stroke-opacity="${shown}" data-q="${q}" data-k="${k}" data-w="${w}"></line>`);
+      }
+    }
+    a.queries.forEach((t, q) => parts.push(`<text x="${xq - 6}" y="${q * rowH + 18}" text-anchor="end" ` +
+      `class="token query" data-i="${q}">${esc(t)}</text>`));
+    a.keys.forEach((t, k) => parts.push(`<text x="${xk + 6}" y="${k * rowH + 18}" text-anchor="start" ` +
+      `class="token key" data-i="${k}">${esc(t)}</text>`));
+    parts.push("</svg>");
+    box.innerHTML = parts.join("");
+    box.querySelectorAll("text.query").forEach((t) => {
+      const q = parseInt(t.getAttribute("data-i"), 10);
+      t.addEventListener("mouseenter", () => { state.focus = q; focusLines(); });
+      t.addEventListener("mouseleave", () => { state.focus = null; focusLines(); });
+    });
+  }
+
+  function focusLines() {
+    document.querySelectorAll("#head-svg line").forEach((line) => {
+      const q = parseInt(line.getAttribute("data-q"), 10);
+      const w = line.getAttribute("data-w");
+      line.setAttribute("stroke-opacity", state.focus === null || state.focus === q ? w : "0");
+    });
+  }
+
+  // model view: every layer x head as a small image of its weight matrix; a click opens it in the head view
+  function modelView() {
+    const a = atts[state.att];
+    const box = document.getElementById("model-view");
+    box.textContent = "";
+    box.appendChild(el("h2", {}, "model view: layers (rows) x heads (columns) — click one"));
+    const grid = el("div", { class: "grid", style: `grid-template-columns: repeat(${a.heads}, auto)` });
+    const nq = a.queries.length, nk = a.keys.length, size = 64;
+    for (let l = 0; l < a.layers; l++) {
+      for (let h = 0; h < a.heads; h++) {
+        const cv = el("canvas", { width: String(size), height: String(size), class: "thumb",
+          "data-layer": String(l), "data-head": String(h), title: `layer ${l}, head ${h}` });
+        if (l === state.layer && h === state.head) cv.classList.add("selected");
+        const ctx = cv.getContext("2d");
+        const img = ctx.createImageData(size, size);
+        for (let y = 0; y < size; y++) {
+          const q = Math.floor((y * nq) / size);
+          for (let x = 0; x < size; x++) {
+            const k = Math.floor((x * nk) / size);
+            const v = Math.round(255 * (1 - Math.min(1, weight(a, l, h, q, k))));
+            const i = 4 * (y * size + x);
+            img.data[i] = v; img.data[i + 1] = v; img.data[i + 2] = 255; img.data[i + 3] = 255;
+          }
+        }
+        ctx.putImageData(img, 0, 0);
+        cv.addEventListener("click", () => { state.layer = l; state.head = h; draw(); });
+        grid.appendChild(cv);
+      }
+    }
+    box.appendChild(grid);
+  }
+
+  function draw() {
+    controls();
+    headView();
+    modelView();
+  }
+
+  document.getElementById("title").textContent = data.title;
+  document.getElementById("note").textContent = data.block > 1
+    ? `Long input: tokens grouped in blocks of ${data.block} (a block's row is the mean of its queries' rows, ` +
+      "its column the sum of its keys' weights)."
+    : "Line opacity = attention weight; hover a query token (left) to keep only its lines.";
+  window.explorer = { state: state, weight: (l, h, q, k) => weight(atts[state.att], l, h, q, k), draw: draw };
+  draw();
+})();

@@ -1,0 +1,182 @@
+r"""An interactive explorer of attention: any model of this package, one self-contained HTML page.
+
+``explore("dates", "the 3rd of March, 2021")`` (or ``python -m transformer_np explore --model dates --text …
+--out page.html``) runs the model in NumPy, keeps every layer's and head's attention weights, and writes a page
+that needs nothing else: the weights are embedded (float32, base64) beside a small hand-written script
+(``explore.js``) and style sheet, so it opens from disk with no network.  Views:
+
+* **head view** — the query tokens left, the key tokens right, a line from each query to each key with the
+  weight as its opacity; choose the attention (encoder self-, decoder masked self-, cross-), the layer and the
+  head; hover a token to keep only its lines;
+* **model view** — every layer × head as a thumbnail of its weight matrix; click one to open it in the head view.
+
+Long inputs stay usable: past ``MAX_WEIGHTS`` numbers per page, queries and keys are grouped into blocks of b
+tokens (a block's row is the mean of its queries' rows, a block's column the sum of its keys' weights, so rows
+still sum to one) and the page says so.  The same input always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import importlib.resources
+import json
+import math
+
+import numpy as np
+
+from ..model.checkpoint import atomic_write
+from ..model.models import Classifier, Transformer
+from ..pretrained.llama import load_smollm2
+from ..pretrained.minilm import load_minilm
+from ..training.loop import predict
+from ..training.shipped import load_trained
+from ..training.tasks import BOS, EOS
+
+MODELS = ("dates", "reverse", "sentiment", "minilm", "smollm2")
+MAX_WEIGHTS = 2_000_000  # float32 weights per page (8 MB before base64); beyond it, tokens are grouped in blocks
+
+
+@dataclasses.dataclass
+class Attention:
+    """One kind of attention of a model: weights (L, H, T_q, T_k) float32 and the labels of both sides."""
+
+    name: str
+    queries: list
+    keys: list
+    weights: np.ndarray
+
+
+# --- running the models ------------------------------------------------------------------------------------
+def _task_attention(name, text):
+    task, params, _, _ = load_trained(name)
+    tok, cfg = task.tokenizer, task.config
+    src = tok.encode(text)
+    _check_length(len(src), cfg.max_len, f"the {name} model")
+    show = (lambda s: s) if tok.split_words else (lambda s: "␣" if s == " " else s)  # a space, visible
+    labels = [show(tok.symbols[i]) for i in src]
+    if task.kind == "classify":
+        _, weights = Classifier.from_config(cfg, params).forward_with_attention(np.array([src]))
+        label = task.labels[int(predict(task, params, [text])[0])]
+        return f"{name}: '{text}' -> {label}", [Attention("encoder self-attention", labels, labels,
+                                                           _stack(weights))]
+    out = predict(task, params, [text])[0]
+    tgt = [BOS] + tok.encode(out) + [EOS]
+    _, att = Transformer.from_config(cfg, params).forward_with_attention(np.array([src]), np.array([tgt[:-1]]))
+    out_labels = [show(tok.symbols[i]) for i in tgt[:-1]]
+    return f"{name}: '{text}' -> '{out}'", [
+        Attention("encoder self-attention", labels, labels, _stack(att["encoder"])),
+        Attention("decoder masked self-attention", out_labels, out_labels, _stack(att["decoder_self"])),
+        Attention("decoder cross-attention", out_labels, labels, _stack(att["decoder_cross"]))]
+
+
+def _minilm_attention(text):
+    model = load_minilm()
+    n = len(model.tokenizer.tokenize(text)) + 2  # [CLS] … [SEP]; the tokenizer would truncate: refuse instead
+    _check_length(n, model.tokenizer.max_length, "all-MiniLM-L6-v2")
+    tokens, weights = model.attention(text)
+    return f"all-MiniLM-L6-v2: '{text}'", [Attention("self-attention", tokens, tokens,
+                                                      np.stack(weights).astype(np.float32))]
+
+
+def _smollm2_attention(text):
+    model = load_smollm2()
+    ids = model.tokenize(text)
+    _check_length(len(ids), model.config.max_len, "SmolLM2-135M")
+    _, weights = model.logits(ids, need_weights=True)
+    labels = [model.tokenizer.decode([i]) for i in ids]
+    return f"SmolLM2-135M-Instruct: '{text}'", [Attention("causal self-attention", labels, labels,
+                                                           np.stack(weights).astype(np.float32))]
+
+
+def _stack(per_layer):
+    """[weights (1, H, T_q, T_k) per layer] -> (L, H, T_q, T_k) float32."""
+    return np.stack([np.asarray(w)[0] for w in per_layer]).astype(np.float32)
+
+
+def _check_length(n, limit, what):
+    if n > limit:
+        raise ValueError(f"text: {n} tokens, longer than {what}'s context of {limit}")
+
+
+def attentions(model, text):
+    """(title, [Attention]) of ``model`` (one of MODELS) on ``text``."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    if model == "minilm":
+        return _minilm_attention(text)
+    if model == "smollm2":
+        return _smollm2_attention(text)
+    return _task_attention(model, text)
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+def group(att, block):
+    """``att`` with queries and keys grouped in blocks of ``block`` tokens: a block's row is the mean of its
+    queries' rows, its column the sum of its keys' columns (rows keep summing to one)."""
+    if block == 1:
+        return att
+    w = att.weights
+    L, H, Tq, Tk = w.shape
+    nq, nk = math.ceil(Tq / block), math.ceil(Tk / block)
+    padded = np.zeros((L, H, nq * block, nk * block), np.float64)
+    padded[:, :, :Tq, :Tk] = w
+    summed = padded.reshape(L, H, nq, block, nk, block).sum(axis=(3, 5))
+    rows = np.minimum(block, Tq - block * np.arange(nq))[:, None]  # real queries in each block
+    label = lambda toks, i: f"{toks[i * block]}…[{i * block}:{min((i + 1) * block, len(toks))}]"  # noqa: E731
+    return Attention(att.name, [label(att.queries, i) for i in range(nq)], [label(att.keys, i) for i in range(nk)],
+                     (summed / rows).astype(np.float32))
+
+
+def page_data(title, atts, max_weights=MAX_WEIGHTS):
+    """The JSON-able content of a page: each attention's labels and weights (base64 of little-endian float32,
+    L × H × T_q × T_k), grouped in blocks when the page would hold more than ``max_weights`` numbers."""
+    total = sum(a.weights.size for a in atts)
+    block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
+    out = []
+    for a in (group(a, block) for a in atts):
+        L, H, Tq, Tk = a.weights.shape
+        raw = np.ascontiguousarray(a.weights, dtype="<f4").tobytes()
+        out.append({"name": a.name, "layers": L, "heads": H, "queries": list(map(str, a.queries)),
+                    "keys": list(map(str, a.keys)), "weights": base64.b64encode(raw).decode("ascii")})
+    return {"title": title, "block": block, "attentions": out}
+
+
+def _asset(name):
+    return importlib.resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def render(data):
+    """The whole page: the data as JSON in a script element, the explorer's script and style inline."""
+    payload = json.dumps(data, sort_keys=True, ensure_ascii=True).replace("</", "<\\/")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(data['title'])}</title>\n<style>\n{_asset('explore.css')}</style>\n</head>\n"
+            f"<body>\n<h1 id=\"title\"></h1>\n<p id=\"note\"></p>\n<div id=\"controls\"></div>\n"
+            f"<div id=\"views\"><section id=\"head-view\"></section><section id=\"model-view\"></section></div>\n"
+            f"<script type=\"application/json\" id=\"data\">{payload}</script>\n"
+            f"<script>\n{_asset('explore.js')}</script>\n</body>\n</html>\n")
+
+
+class Page:
+    """An explorer page: ``html`` (the file's text), ``save(path)`` (written atomically), and shown inline in
+    Jupyter (an iframe holding the page, so its script runs apart from the notebook's)."""
+
+    def __init__(self, html_text):
+        self.html = html_text
+
+    def save(self, path):
+        atomic_write(path, lambda f: f.write(self.html), mode="w")
+        return path
+
+    def _repr_html_(self):
+        return (f"<iframe srcdoc=\"{html.escape(self.html, quote=True)}\" "
+                "style=\"width:100%;height:720px;border:1px solid #ccc\"></iframe>")
+
+
+def explore(model, text, max_weights=MAX_WEIGHTS):
+    """The explorer page of ``model`` (one of MODELS) on ``text``: a :class:`Page`."""
+    title, atts = attentions(model, text)
+    return Page(render(page_data(title, atts, max_weights)))

@@ -101,3 +101,28 @@ def test_clicking_a_thumbnail_in_the_model_view_opens_that_head(browser, dates_p
     assert "layer 1, head 3" in page.inner_text("#head-view h2")
     assert page.eval_on_selector("canvas.thumb.selected", "c => c.dataset.layer + ',' + c.dataset.head") == "1,3"
     page.close()
+
+
+def test_a_long_input_stays_usable_in_blocks(browser, tmp_path):
+    # SmolLM2 on ~650 tokens: 30 layers x 9 heads x 650² weights would be 114 M numbers; the page groups them
+    from transformer_np.efficient.quality import eval_text
+    from transformer_np.pretrained.llama import INSTALL, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    title, atts = X.attentions("smollm2", eval_text()[:2600])
+    T = len(atts[0].queries)
+    assert T >= 512
+    data = X.page_data(title, atts)
+    path = tmp_path / "long.html"
+    X.Page(X.render(data)).save(path)
+    page, log = open_page(browser, path)
+    assert "grouped in blocks of" in page.inner_text("#note")
+    page.select_option("#layer", "20")
+    n_blocks = -(-T // data["block"])
+    assert page.eval_on_selector_all("#head-svg text.query", "ts => ts.length") == n_blocks
+    assert page.eval_on_selector_all("canvas.thumb", "cs => cs.length") == 30 * 9
+    assert log["errors"] == []
+    page.close()

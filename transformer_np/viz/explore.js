@@ -50,6 +50,11 @@
       (v) => { state.head = v; draw(); }));
   }
 
+  // a label as drawn: at most 16 characters (the whole token is in the tooltip)
+  function short(text) {
+    return text.length <= 16 ? text : text.slice(0, 15) + "…";
+  }
+
   function esc(text) {
     return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
   }
@@ -73,9 +78,9 @@
       }
     }
     a.queries.forEach((t, q) => parts.push(`<text x="${xq - 6}" y="${q * rowH + 18}" text-anchor="end" ` +
-      `class="token query" data-i="${q}">${esc(t)}</text>`));
+      `class="token query" data-i="${q}"><title>${esc(t)}</title>${esc(short(t))}</text>`));
     a.keys.forEach((t, k) => parts.push(`<text x="${xk + 6}" y="${k * rowH + 18}" text-anchor="start" ` +
-      `class="token key" data-i="${k}">${esc(t)}</text>`));
+      `class="token key" data-i="${k}"><title>${esc(t)}</title>${esc(short(t))}</text>`));
     parts.push("</svg>");
     box.innerHTML = parts.join("");
     box.querySelectorAll("text.query").forEach((t) => {

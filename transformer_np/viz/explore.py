@@ -59,13 +59,13 @@ def _task_attention(name, text):
     if task.kind == "classify":
         _, weights = Classifier.from_config(cfg, params).forward_with_attention(np.array([src]))
         label = task.labels[int(predict(task, params, [text])[0])]
-        return f"{name}: '{text}' -> {label}", [Attention("encoder self-attention", labels, labels,
+        return f"{name}: {_quote(text)} -> {label}", [Attention("encoder self-attention", labels, labels,
                                                            _stack(weights))]
     out = predict(task, params, [text])[0]
     tgt = [BOS] + tok.encode(out) + [EOS]
     _, att = Transformer.from_config(cfg, params).forward_with_attention(np.array([src]), np.array([tgt[:-1]]))
     out_labels = [show(tok.symbols[i]) for i in tgt[:-1]]
-    return f"{name}: '{text}' -> '{out}'", [
+    return f"{name}: {_quote(text)} -> {_quote(out)}", [
         Attention("encoder self-attention", labels, labels, _stack(att["encoder"])),
         Attention("decoder masked self-attention", out_labels, out_labels, _stack(att["decoder_self"])),
         Attention("decoder cross-attention", out_labels, labels, _stack(att["decoder_cross"]))]
@@ -76,7 +76,7 @@ def _minilm_attention(text):
     n = len(model.tokenizer.tokenize(text)) + 2  # [CLS] … [SEP]; the tokenizer would truncate: refuse instead
     _check_length(n, model.tokenizer.max_length, "all-MiniLM-L6-v2")
     tokens, weights = model.attention(text)
-    return f"all-MiniLM-L6-v2: '{text}'", [Attention("self-attention", tokens, tokens,
+    return f"all-MiniLM-L6-v2: {_quote(text)} ({n} tokens)", [Attention("self-attention", tokens, tokens,
                                                       np.stack(weights).astype(np.float32))]
 
 
@@ -86,13 +86,18 @@ def _smollm2_attention(text):
     _check_length(len(ids), model.config.max_len, "SmolLM2-135M")
     _, weights = model.logits(ids, need_weights=True)
     labels = [model.tokenizer.decode([i]) for i in ids]
-    return f"SmolLM2-135M-Instruct: '{text}'", [Attention("causal self-attention", labels, labels,
-                                                           np.stack(weights).astype(np.float32))]
+    att = Attention("causal self-attention", labels, labels, np.stack(weights).astype(np.float32))
+    return f"SmolLM2-135M-Instruct: {_quote(text)} ({len(ids)} tokens)", [att]
 
 
 def _stack(per_layer):
     """[weights (1, H, T_q, T_k) per layer] -> (L, H, T_q, T_k) float32."""
     return np.stack([np.asarray(w)[0] for w in per_layer]).astype(np.float32)
+
+
+def _quote(text, limit=80):
+    """The text as the page's title shows it: quoted, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
 def _check_length(n, limit, what):

@@ -1,5 +1,5 @@
-"""Write the explorer's example pages (docs/explore/MODEL.html, one per model kind) and screenshots of the head
-view and the model view (docs/explore_*.png) through headless Chromium.
+"""Write the explorer's example pages (docs/explore/MODEL.html, one per model kind; SmolLM2's with 8 generated
+tokens) and screenshots of the head, model and generation views (docs/explore_*.png) through headless Chromium.
 
     python scripts/explore_examples.py          (needs the MiniLM and SmolLM2 weights, Playwright and chromium)
 """
@@ -18,7 +18,7 @@ def main():
     out = ROOT / "docs" / "explore"
     out.mkdir(parents=True, exist_ok=True)
     for model, text in EXAMPLES.items():
-        path = explore(model, text).save(out / f"{model}.html")
+        path = explore(model, text, generate=8 if model == "smollm2" else 0).save(out / f"{model}.html")
         print(f"{Path(path).relative_to(ROOT)}: {Path(path).stat().st_size:,} bytes")
     from playwright.sync_api import sync_playwright
 
@@ -32,9 +32,11 @@ def main():
         page.screenshot(path=str(ROOT / "docs" / "explore_head_view.png"))
         page.goto((out / "smollm2.html").as_uri())
         page.click("canvas.thumb[data-layer='5'][data-head='4']")
-        page.screenshot(path=str(ROOT / "docs" / "explore_model_view.png"), full_page=True)
+        page.screenshot(path=str(ROOT / "docs" / "explore_model_view.png"))
+        page.eval_on_selector("#step", "s => { s.value = 1; s.dispatchEvent(new Event('input')); }")
+        page.locator("#generation-view").screenshot(path=str(ROOT / "docs" / "explore_generation_view.png"))
         browser.close()
-    print("wrote docs/explore_head_view.png, docs/explore_model_view.png")
+    print("wrote docs/explore_head_view.png, docs/explore_model_view.png, docs/explore_generation_view.png")
 
 
 if __name__ == "__main__":

@@ -125,3 +125,26 @@ def test_minilm_and_smollm2_pages_hold_their_attention():
     np.testing.assert_array_equal(decoded(att), np.stack(weights))
     with pytest.raises(ValueError, match="context of 256"):
         X.attentions("minilm", "word " * 300)
+
+
+def test_generation_view_steps_through_what_generate_produces():
+    from transformer_np.pretrained.llama import INSTALL, load_smollm2, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    model = load_smollm2()
+    prompt, steps = X.smollm2_generation("The capital of France is", 6)
+    ids = model.tokenize("The capital of France is")
+    want = model.generate(ids, 6, eos_id=None)  # greedy with the cache
+    assert [st["id"] for st in steps] == list(want)
+    cfg = model.config
+    for i, st in enumerate(steps):
+        S = len(ids) + i
+        assert st["positions"] == S and st["weights"].shape == (cfg.n_layers, cfg.n_heads, S)
+        np.testing.assert_allclose(st["weights"].sum(-1), 1.0, rtol=1e-5)
+        assert st["kv_bytes"] == 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * S * 4
+        assert st["top"][0][0] == st["token"] and st["top"][0][1] >= st["top"][1][1]
+    with pytest.raises(ValueError, match="only smollm2"):
+        X.explore("dates", "1/2/2000", generate=3)

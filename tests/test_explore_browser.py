@@ -5,6 +5,7 @@ where no browser can be started (make test installs Debian's chromium and Playwr
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,5 +125,31 @@ def test_a_long_input_stays_usable_in_blocks(browser, tmp_path):
     n_blocks = -(-T // data["block"])
     assert page.eval_on_selector_all("#head-svg text.query", "ts => ts.length") == n_blocks
     assert page.eval_on_selector_all("canvas.thumb", "cs => cs.length") == 30 * 9
+    assert log["errors"] == []
+    page.close()
+
+
+def test_generation_view_shows_the_generated_tokens_and_the_cache_growing(browser, tmp_path):
+    from transformer_np.pretrained.llama import INSTALL, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    text = "The capital of France is"
+    prompt, steps = X.smollm2_generation(text, 6)
+    path = X.explore("smollm2", text, generate=6).save(tmp_path / "gen.html")
+    page, log = open_page(browser, Path(path))
+    page.select_option("#layer", "7")
+    page.select_option("#head", "2")
+    seen = []
+    for i, st in enumerate(steps):
+        page.eval_on_selector("#step", f"s => {{ s.value = {i}; s.dispatchEvent(new Event('input')); }}")
+        assert page.inner_text("#new-token") == st["token"].strip("\n") or st["token"].isspace()
+        assert f"{st['positions']} positions" in page.inner_text("#kv")
+        drawn = page.eval_on_selector_all(".gen-token", "ts => ts.map(t => +t.dataset.w)")
+        assert [np.float32(w) for w in drawn] == list(st["weights"][7, 2])
+        seen.append(st["token"])
+    assert page.eval_on_selector("#generated", "p => p.textContent") == "".join(prompt) + "".join(seen)
     assert log["errors"] == []
     page.close()

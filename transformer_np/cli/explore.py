@@ -1,10 +1,11 @@
 """``python -m transformer_np explore --model NAME --text "…" --out page.html``: an interactive page of the model's
-attention (head view and model view), one self-contained HTML file that opens offline (viz.explore)."""
+attention (head view and model view; with --generate N, the generation view), one self-contained HTML file that
+opens offline (viz.explore)."""
 
 from __future__ import annotations
 
 from ..viz.explore import MODELS, explore
-from .options import check_output_file
+from .options import check_output_file, non_negative_int
 
 HELP = "write an interactive page of a model's attention (one self-contained HTML file)"
 ERRORS = (ValueError, ImportError)
@@ -13,12 +14,14 @@ ERRORS = (ValueError, ImportError)
 def add_arguments(p):
     p.add_argument("--model", required=True, choices=MODELS, help="the model to look inside")
     p.add_argument("--text", required=True, help="its input")
+    p.add_argument("--generate", type=non_negative_int, default=0, metavar="N",
+                   help="also step through N greedily generated tokens with the KV cache (smollm2)")
     p.add_argument("--out", default="explore.html", help="where to write the page (default: explore.html)")
 
 
 def run(args, print_fn=print):
     check_output_file("--out", args.out)
-    page = explore(args.model, args.text)
+    page = explore(args.model, args.text, generate=args.generate)
     page.save(args.out)
     print_fn(f"wrote {args.out} ({len(page.html.encode()):,} bytes): open it in a browser, no network needed")
     return 0

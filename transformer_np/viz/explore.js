@@ -130,10 +130,42 @@
     box.appendChild(grid);
   }
 
+  // generation view: step through greedy generation; for the chosen layer and head, the attention of the position
+  // that predicted the step's token over every position so far, the top-k next-token probabilities, the cache
+  const gen = data.generation ? data.generation.steps.map((st) => Object.assign({}, st, { w: decode(st.weights) })) : null;
+  state.step = 0;
+
+  function generationView() {
+    const box = document.getElementById("generation-view");
+    if (!gen) { box.textContent = ""; return; }
+    const st = gen[state.step], S = st.positions;
+    const layer = Math.min(state.layer, st.layers - 1), head = Math.min(state.head, st.heads - 1);
+    const labels = data.generation.prompt.concat(gen.slice(0, state.step).map((g) => g.token));
+    const parts = [`<h2>generation view: step ${state.step + 1} of ${gen.length}, layer ${layer}, head ${head}</h2>`,
+      `<input type="range" id="step" min="0" max="${gen.length - 1}" value="${state.step}">`,
+      `<p id="generated">${esc(labels.join(""))}<mark id="new-token">${esc(st.token)}</mark></p>`,
+      `<p id="kv">KV cache after this step: ${S} positions, ${(st.kv_bytes / 1024).toFixed(1)} KiB</p>`,
+      "<div id=\"gen-attention\">"];
+    for (let s = 0; s < S; s++) {
+      const w = st.w[(layer * st.heads + head) * S + s];
+      parts.push(`<span class="gen-token" data-s="${s}" data-w="${w}" title="${w.toFixed(4)}" ` +
+        `style="background: rgba(31,119,180,${w})">${esc(labels[s] === undefined ? "" : labels[s])}</span>`);
+    }
+    parts.push("</div><table id=\"top-k\"><tr><th>next token</th><th>probability</th></tr>");
+    st.top.forEach(([tok, prob]) => parts.push(`<tr><td>${esc(JSON.stringify(tok))}</td><td>${prob.toFixed(4)}</td></tr>`));
+    parts.push("</table>");
+    box.innerHTML = parts.join("");
+    document.getElementById("step").addEventListener("input", (e) => {
+      state.step = parseInt(e.target.value, 10);
+      generationView();
+    });
+  }
+
   function draw() {
     controls();
     headView();
     modelView();
+    generationView();
   }
 
   document.getElementById("title").textContent = data.title;

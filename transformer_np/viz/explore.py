@@ -26,9 +26,11 @@ import math
 
 import numpy as np
 
+from ..core.nn import softmax
+from ..decoding.cache import cache_nbytes, new_cache
 from ..model.checkpoint import atomic_write
 from ..model.models import Classifier, Transformer
-from ..pretrained.llama import load_smollm2
+from ..pretrained.llama import llama_logits, load_smollm2
 from ..pretrained.minilm import load_minilm
 from ..training.loop import predict
 from ..training.shipped import load_trained
@@ -90,6 +92,29 @@ def _smollm2_attention(text):
     return f"SmolLM2-135M-Instruct: {_quote(text)} ({len(ids)} tokens)", [att]
 
 
+def smollm2_generation(text, new_tokens, top_k=5):
+    """Greedy generation of ``new_tokens`` tokens after ``text`` with SmolLM2 and its KV cache, step by step: each
+    step's token, its top-k next-token probabilities, the new token's attention over every position so far in
+    every layer and head (L, H, S), and the cache's bytes after the step."""
+    model = load_smollm2()
+    ids = model.tokenize(text)
+    _check_length(len(ids) + new_tokens, model.config.max_len, "SmolLM2-135M")
+    cache = new_cache(model.config.n_layers)
+    steps, feed = [], np.array([ids])
+    for _ in range(new_tokens):
+        logits, weights = llama_logits(model.params, feed, model.config, cache=cache, need_weights=True,
+                                       last_only=True)
+        p = softmax(logits[0, -1].astype(np.float64))
+        top = np.argsort(-p, kind="stable")[:top_k]
+        token = int(top[0])  # greedy
+        steps.append({"token": model.tokenizer.decode([token]), "id": token,
+                      "top": [[model.tokenizer.decode([int(i)]), float(p[i])] for i in top],
+                      "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length),
+                      "weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)})  # (L, H, S)
+        feed = np.array([[token]])
+    return [model.tokenizer.decode([i]) for i in ids], steps
+
+
 def _stack(per_layer):
     """[weights (1, H, T_q, T_k) per layer] -> (L, H, T_q, T_k) float32."""
     return np.stack([np.asarray(w)[0] for w in per_layer]).astype(np.float32)
@@ -136,18 +161,32 @@ def group(att, block):
                      (summed / rows).astype(np.float32))
 
 
-def page_data(title, atts, max_weights=MAX_WEIGHTS):
+def _b64(a):
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
+
+
+def generation_data(prompt, steps):
+    """The generation view's content: the prompt's tokens and each step with its weights as base64 float32."""
+    return {"prompt": list(map(str, prompt)),
+            "steps": [{**{k: v for k, v in st.items() if k != "weights"}, "layers": st["weights"].shape[0],
+                       "heads": st["weights"].shape[1], "weights": _b64(st["weights"])} for st in steps]}
+
+
+def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
     """The JSON-able content of a page: each attention's labels and weights (base64 of little-endian float32,
-    L × H × T_q × T_k), grouped in blocks when the page would hold more than ``max_weights`` numbers."""
+    L × H × T_q × T_k), grouped in blocks when the page would hold more than ``max_weights`` numbers; with
+    ``generation`` (prompt tokens, steps) the generation view's steps too."""
     total = sum(a.weights.size for a in atts)
     block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
     out = []
     for a in (group(a, block) for a in atts):
         L, H, Tq, Tk = a.weights.shape
-        raw = np.ascontiguousarray(a.weights, dtype="<f4").tobytes()
         out.append({"name": a.name, "layers": L, "heads": H, "queries": list(map(str, a.queries)),
-                    "keys": list(map(str, a.keys)), "weights": base64.b64encode(raw).decode("ascii")})
-    return {"title": title, "block": block, "attentions": out}
+                    "keys": list(map(str, a.keys)), "weights": _b64(a.weights)})
+    data = {"title": title, "block": block, "attentions": out}
+    if generation is not None:
+        data["generation"] = generation_data(*generation)
+    return data
 
 
 def _asset(name):
@@ -161,6 +200,7 @@ def render(data):
             f"<title>{html.escape(data['title'])}</title>\n<style>\n{_asset('explore.css')}</style>\n</head>\n"
             f"<body>\n<h1 id=\"title\"></h1>\n<p id=\"note\"></p>\n<div id=\"controls\"></div>\n"
             f"<div id=\"views\"><section id=\"head-view\"></section><section id=\"model-view\"></section></div>\n"
+            f"<section id=\"generation-view\"></section>\n"
             f"<script type=\"application/json\" id=\"data\">{payload}</script>\n"
             f"<script>\n{_asset('explore.js')}</script>\n</body>\n</html>\n")
 
@@ -181,7 +221,18 @@ class Page:
                 "style=\"width:100%;height:720px;border:1px solid #ccc\"></iframe>")
 
 
-def explore(model, text, max_weights=MAX_WEIGHTS):
-    """The explorer page of ``model`` (one of MODELS) on ``text``: a :class:`Page`."""
+GENERATES = ("smollm2",)  # the models whose generation the page can step through
+
+
+def explore(model, text, generate=0, max_weights=MAX_WEIGHTS):
+    """The explorer page of ``model`` (one of MODELS) on ``text``: a :class:`Page`; with ``generate`` N > 0 (a
+    model of GENERATES) also the generation view, N greedy steps with the KV cache."""
     title, atts = attentions(model, text)
-    return Page(render(page_data(title, atts, max_weights)))
+    generation = None
+    if generate:
+        if model not in GENERATES:
+            raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
+        if not isinstance(generate, int) or generate < 0:
+            raise ValueError(f"generate must be a non-negative int, got {generate!r}")
+        generation = smollm2_generation(text, generate)
+    return Page(render(page_data(title, atts, max_weights, generation)))

@@ -1,5 +1,6 @@
 """Write the explorer's example pages (docs/explore/MODEL.html, one per model kind; SmolLM2's with 8 generated
-tokens) and screenshots of the head, model and generation views (docs/explore_*.png) through headless Chromium.
+tokens compared with its int8 weights) and screenshots of the head, model and generation views
+(docs/explore_*.png) through headless Chromium.
 
     python scripts/explore_examples.py          (needs the MiniLM and SmolLM2 weights, Playwright and chromium)
 """
@@ -18,7 +19,8 @@ def main():
     out = ROOT / "docs" / "explore"
     out.mkdir(parents=True, exist_ok=True)
     for model, text in EXAMPLES.items():
-        path = explore(model, text, generate=8 if model == "smollm2" else 0).save(out / f"{model}.html")
+        extra = {"generate": 8, "compare": "int8"} if model == "smollm2" else {}
+        path = explore(model, text, **extra).save(out / f"{model}.html")
         print(f"{Path(path).relative_to(ROOT)}: {Path(path).stat().st_size:,} bytes")
     from playwright.sync_api import sync_playwright
 

@@ -148,3 +148,38 @@ def test_generation_view_steps_through_what_generate_produces():
         assert st["top"][0][0] == st["token"] and st["top"][0][1] >= st["top"][1][1]
     with pytest.raises(ValueError, match="only smollm2"):
         X.explore("dates", "1/2/2000", generate=3)
+
+
+def test_kl_divergence_is_the_formula_and_zero_only_for_the_same_distribution(rng):
+    p, q = rng.random(50), rng.random(50)
+    p, q = p / p.sum(), q / q.sum()
+    assert X.kl_divergence(p, q) == pytest.approx(float(np.sum(p * np.log(p / q))), rel=1e-12)
+    assert X.kl_divergence(p, p) == 0.0 and X.kl_divergence(p, q) > 0
+    p[3] = 0.0  # terms with p_v = 0 contribute nothing
+    assert np.isfinite(X.kl_divergence(p / p.sum(), q))
+
+
+def test_compare_view_sets_the_compressed_models_distribution_beside_float32s():
+    from transformer_np.core.nn import softmax
+    from transformer_np.efficient.compress import compress
+    from transformer_np.pretrained.llama import INSTALL, llama_logits, load_smollm2, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    text = "The capital of France is"
+    plain = X.smollm2_generation(text, 3)[1]
+    _, steps = X.smollm2_generation(text, 3, compare="int8")
+    assert [s["id"] for s in steps] == [s["id"] for s in plain]  # float32 still chooses the tokens
+    model = load_smollm2()
+    ids = np.array([model.tokenize(text)])
+    p = softmax(llama_logits(model.params, ids, model.config)[0][0, -1].astype(np.float64))
+    q = softmax(llama_logits(compress(model.params, "int8"), ids, model.config)[0][0, -1].astype(np.float64))
+    # the page's step ran with the cache and last_only (other matrix shapes, other float32 rounding): 3e-5 measured
+    assert steps[0]["compare"]["kl"] == pytest.approx(X.kl_divergence(p, q), rel=1e-3)
+    assert 0 < steps[0]["compare"]["kl"] < 0.05  # int8 weights: a small but nonzero change (measured ~2e-3)
+    with pytest.raises(ValueError, match="give generate N > 0"):
+        X.explore("smollm2", text, compare="int8")
+    with pytest.raises(ValueError, match="compare must be one of"):
+        X.smollm2_generation(text, 1, compare="int3")

@@ -153,3 +153,24 @@ def test_generation_view_shows_the_generated_tokens_and_the_cache_growing(browse
     assert page.eval_on_selector("#generated", "p => p.textContent") == "".join(prompt) + "".join(seen)
     assert log["errors"] == []
     page.close()
+
+
+def test_compare_view_shows_each_steps_kl(browser, tmp_path):
+    from transformer_np.pretrained.llama import INSTALL, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    text = "The capital of France is"
+    _, steps = X.smollm2_generation(text, 4, compare="bf16")
+    path = X.explore("smollm2", text, generate=4, compare="bf16").save(tmp_path / "cmp.html")
+    page, log = open_page(browser, Path(path))
+    assert [float(k) for k in page.eval_on_selector_all(".kl-bar", "bs => bs.map(b => b.dataset.kl)")] == \
+        [st["compare"]["kl"] for st in steps]
+    for i, st in enumerate(steps):
+        page.eval_on_selector("#step", f"s => {{ s.value = {i}; s.dispatchEvent(new Event('input')); }}")
+        assert f"{st['compare']['kl']:.3e}".replace("e-0", "e-") in page.inner_text("#kl")
+        assert page.eval_on_selector_all("#top-k tr", "rs => rs.length") == 6  # header + top 5, both models
+    assert log["errors"] == []
+    page.close()

@@ -4,7 +4,7 @@ opens offline (viz.explore)."""
 
 from __future__ import annotations
 
-from ..viz.explore import MODELS, explore
+from ..viz.explore import MODELS, VARIANTS, explore
 from .options import check_output_file, non_negative_int
 
 HELP = "write an interactive page of a model's attention (one self-contained HTML file)"
@@ -16,12 +16,15 @@ def add_arguments(p):
     p.add_argument("--text", required=True, help="its input")
     p.add_argument("--generate", type=non_negative_int, default=0, metavar="N",
                    help="also step through N greedily generated tokens with the KV cache (smollm2)")
+    p.add_argument("--compare", choices=sorted(VARIANTS),
+                   help="with --generate: set a compressed variant's next-token distribution beside float32's, "
+                        "with the KL divergence per step")
     p.add_argument("--out", default="explore.html", help="where to write the page (default: explore.html)")
 
 
 def run(args, print_fn=print):
     check_output_file("--out", args.out)
-    page = explore(args.model, args.text, generate=args.generate)
+    page = explore(args.model, args.text, generate=args.generate, compare=args.compare)
     page.save(args.out)
     print_fn(f"wrote {args.out} ({len(page.html.encode()):,} bytes): open it in a browser, no network needed")
     return 0

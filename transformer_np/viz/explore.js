@@ -151,9 +151,27 @@
       parts.push(`<span class="gen-token" data-s="${s}" data-w="${w}" title="${w.toFixed(4)}" ` +
         `style="background: rgba(31,119,180,${w})">${esc(labels[s] === undefined ? "" : labels[s])}</span>`);
     }
-    parts.push("</div><table id=\"top-k\"><tr><th>next token</th><th>probability</th></tr>");
-    st.top.forEach(([tok, prob]) => parts.push(`<tr><td>${esc(JSON.stringify(tok))}</td><td>${prob.toFixed(4)}</td></tr>`));
+    const variant = data.generation.compare;
+    parts.push("</div><table id=\"top-k\"><tr><th>float32: next token</th><th>probability</th>" +
+      (variant ? `<th>${esc(variant)}: next token</th><th>probability</th>` : "") + "</tr>");
+    st.top.forEach(([tok, prob], i) => {
+      let row = `<tr><td>${esc(JSON.stringify(tok))}</td><td>${prob.toFixed(4)}</td>`;
+      if (variant) {
+        const [vt, vp] = st.compare.top[i];
+        row += `<td>${esc(JSON.stringify(vt))}</td><td>${vp.toFixed(4)}</td>`;
+      }
+      parts.push(row + "</tr>");
+    });
     parts.push("</table>");
+    if (variant) {
+      const worst = Math.max(...gen.map((g) => g.compare.kl), 1e-12);
+      parts.push(`<p id="kl">KL(float32 ‖ ${esc(variant)}) at this step: <b>${st.compare.kl.toExponential(3)}</b> nats` +
+        (st.compare.same_choice ? "" : " — the variant would choose another token") + "</p>",
+        "<div id=\"kl-steps\">KL per step: ");
+      gen.forEach((g, i) => parts.push(`<span class="kl-bar${i === state.step ? " current" : ""}" data-kl="${g.compare.kl}" ` +
+        `title="step ${i + 1}: ${g.compare.kl.toExponential(3)}" style="height:${4 + 40 * g.compare.kl / worst}px"></span>`));
+      parts.push("</div>");
+    }
     box.innerHTML = parts.join("");
     document.getElementById("step").addEventListener("input", (e) => {
       state.step = parseInt(e.target.value, 10);

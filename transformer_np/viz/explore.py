@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.nn import softmax
 from ..decoding.cache import cache_nbytes, new_cache
+from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
 from ..model.models import Classifier, Transformer
 from ..pretrained.llama import llama_logits, load_smollm2
@@ -92,27 +93,50 @@ def _smollm2_attention(text):
     return f"SmolLM2-135M-Instruct: {_quote(text)} ({len(ids)} tokens)", [att]
 
 
-def smollm2_generation(text, new_tokens, top_k=5):
+# the compressed variants the compare view can set beside float32: (efficient.compress method, its options)
+VARIANTS = {"int8": ("int8", {}), "bf16": ("bfloat16", {}), "pruned-50": ("magnitude", {"sparsity": 0.5})}
+
+
+def kl_divergence(p, q):
+    r"""KL(p ‖ q) = Σ_v p_v (log p_v − log q_v), in nats, over the entries where p_v > 0."""
+    keep = p > 0
+    return float(np.sum(p[keep] * (np.log(p[keep]) - np.log(q[keep]))))
+
+
+def smollm2_generation(text, new_tokens, top_k=5, compare=None):
     """Greedy generation of ``new_tokens`` tokens after ``text`` with SmolLM2 and its KV cache, step by step: each
     step's token, its top-k next-token probabilities, the new token's attention over every position so far in
-    every layer and head (L, H, S), and the cache's bytes after the step."""
+    every layer and head (L, H, S), and the cache's bytes after the step.  ``compare`` (a VARIANTS name): the
+    compressed model, fed the same tokens with a cache of its own, gives its top-k and KL(float32 ‖ variant)."""
     model = load_smollm2()
     ids = model.tokenize(text)
     _check_length(len(ids) + new_tokens, model.config.max_len, "SmolLM2-135M")
-    cache = new_cache(model.config.n_layers)
+    cfg, name = model.config, model.tokenizer.decode
+    variant = None
+    if compare is not None:
+        if compare not in VARIANTS:
+            raise ValueError(f"compare must be one of {', '.join(VARIANTS)}, got {compare!r}")
+        method, options = VARIANTS[compare]
+        variant = (compress(model.params, method, **options), new_cache(cfg.n_layers))
+    cache = new_cache(cfg.n_layers)
     steps, feed = [], np.array([ids])
     for _ in range(new_tokens):
-        logits, weights = llama_logits(model.params, feed, model.config, cache=cache, need_weights=True,
-                                       last_only=True)
+        logits, weights = llama_logits(model.params, feed, cfg, cache=cache, need_weights=True, last_only=True)
         p = softmax(logits[0, -1].astype(np.float64))
         top = np.argsort(-p, kind="stable")[:top_k]
         token = int(top[0])  # greedy
-        steps.append({"token": model.tokenizer.decode([token]), "id": token,
-                      "top": [[model.tokenizer.decode([int(i)]), float(p[i])] for i in top],
-                      "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length),
-                      "weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)})  # (L, H, S)
+        step = {"token": name([token]), "id": token, "top": [[name([int(i)]), float(p[i])] for i in top],
+                "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length),
+                "weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)}  # (L, H, S)
+        if variant is not None:
+            q = softmax(llama_logits(variant[0], feed, cfg, cache=variant[1], last_only=True)[0][0, -1]
+                        .astype(np.float64))
+            q_top = np.argsort(-q, kind="stable")[:top_k]
+            step["compare"] = {"top": [[name([int(i)]), float(q[i])] for i in q_top], "kl": kl_divergence(p, q),
+                               "same_choice": bool(int(q_top[0]) == token)}
+        steps.append(step)
         feed = np.array([[token]])
-    return [model.tokenizer.decode([i]) for i in ids], steps
+    return [name([i]) for i in ids], steps
 
 
 def _stack(per_layer):
@@ -165,9 +189,10 @@ def _b64(a):
     return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
 
 
-def generation_data(prompt, steps):
-    """The generation view's content: the prompt's tokens and each step with its weights as base64 float32."""
-    return {"prompt": list(map(str, prompt)),
+def generation_data(prompt, steps, compare=None):
+    """The generation view's content: the prompt's tokens and each step with its weights as base64 float32 (and
+    the name of the compressed variant the steps compare with)."""
+    return {"prompt": list(map(str, prompt)), "compare": compare,
             "steps": [{**{k: v for k, v in st.items() if k != "weights"}, "layers": st["weights"].shape[0],
                        "heads": st["weights"].shape[1], "weights": _b64(st["weights"])} for st in steps]}
 
@@ -224,15 +249,18 @@ class Page:
 GENERATES = ("smollm2",)  # the models whose generation the page can step through
 
 
-def explore(model, text, generate=0, max_weights=MAX_WEIGHTS):
+def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
     """The explorer page of ``model`` (one of MODELS) on ``text``: a :class:`Page`; with ``generate`` N > 0 (a
-    model of GENERATES) also the generation view, N greedy steps with the KV cache."""
+    model of GENERATES) also the generation view, N greedy steps with the KV cache; with ``compare`` (a VARIANTS
+    name) each step also sets the compressed model's next-token distribution beside float32's, with their KL."""
     title, atts = attentions(model, text)
     generation = None
+    if not isinstance(generate, int) or generate < 0:
+        raise ValueError(f"generate must be a non-negative int, got {generate!r}")
+    if compare is not None and not generate:
+        raise ValueError("compare: the comparison is made at each generated token; give generate N > 0 too")
     if generate:
         if model not in GENERATES:
             raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
-        if not isinstance(generate, int) or generate < 0:
-            raise ValueError(f"generate must be a non-negative int, got {generate!r}")
-        generation = smollm2_generation(text, generate)
+        generation = (*smollm2_generation(text, generate, compare=compare), compare)
     return Page(render(page_data(title, atts, max_weights, generation)))

@@ -89,7 +89,6 @@ viz.plots.roofline(hw, run["rows"]);
 
 # %%
 import math
-import time
 
 from transformer_np.core import fast
 
@@ -114,13 +113,7 @@ def gelu_tanh_kernel(x, out):
 
 
 def best(fn, repeat=5):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return cm.best_time(fn, repeat)  # the package's one timer: a warm-up call, then the fastest of repeat
 
 
 bw = cm.measure_copy_bandwidth(64 * 2**20, 3)
@@ -157,7 +150,7 @@ viz.plots.fusion(sizes, chunks);
 #   elements (256 KiB–4 MiB) stay in the cache; below that, the Python call each NumPy operation costs per piece
 #   dominates — the right panel's left side.
 # - **Two threads help, by less than 2×**: NumPy's ufuncs release the GIL, so pieces run in parallel, but the
-#   two cores share the memory bandwidth and the L3 cache — about 1.3× at the best piece size on 48 MiB here.
+#   two cores share the memory bandwidth and the L3 cache — well under 2× on 48 MiB here (the right panel).
 # - **The bound is not reached**: each NumPy operation is still a loop of its own over the piece, so a nine-step
 #   chain reads its piece nine times from L1/L2. A compiled kernel (torch's, in C) keeps each value in a
 #   register for all nine steps: torch's GELU on 6 MiB takes about 0.4 ms here.

@@ -61,7 +61,10 @@ def relu(x):
 
 
 def gelu(x):
-    r"""GELU(x) = x \Phi(x) = \tfrac{x}{2} (1 + \mathrm{erf}(x / \sqrt{2}))   (exact form, not the tanh one)"""
+    r"""GELU(x) = x \Phi(x) = \tfrac{x}{2} (1 + \mathrm{erf}(x / \sqrt{2}))   (exact form, not the tanh one)
+
+    For a NumPy float32 x the same operations run as one kernel over cache-sized pieces on a thread pool
+    (core.fast.gelu_float32): one pass through memory instead of five, the same bits (tested)."""
     check_float("x", x)
     if isinstance(x, np.ndarray) and x.dtype == np.float32:
         return map_chunks(gelu_float32, x)  # the same expression, fused over cache-sized pieces (core.fast)
@@ -103,6 +106,10 @@ def softmax(x, axis=-1, mask=None):
     mask: optional bool array broadcastable to x, True where an entry takes part.  Masked entries get
     exactly 0; a row with every entry masked — or every entry -inf — gets all zeros (not NaN, unlike torch).
     A NaN in a row makes that row NaN: it is never mistaken for a masked row.
+
+    For a NumPy float32 x over its last axis the same operations run over cache-sized blocks of rows on a thread
+    pool (core.fast.softmax_rows; for a large x the mask is applied inside the blocks too, softmax_masked): the
+    same bits (tested), without the full-size temporaries.
     """
     check_float("x", x)
     xp = array_namespace(x)

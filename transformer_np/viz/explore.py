@@ -8,7 +8,11 @@ that needs nothing else: the weights are embedded (float32, base64) beside a sma
 * **head view** — the query tokens left, the key tokens right, a line from each query to each key with the
   weight as its opacity; choose the attention (encoder self-, decoder masked self-, cross-), the layer and the
   head; hover a token to keep only its lines;
-* **model view** — every layer × head as a thumbnail of its weight matrix; click one to open it in the head view.
+* **model view** — every layer × head as a thumbnail of its weight matrix; click one to open it in the head view;
+* **generation view** (``generate=N``, SmolLM2) — N greedy steps with the KV cache: each token, the attention of the
+  position that predicted it, the top-k next tokens, the cache's size;
+* **compare view** (``compare=`` a VARIANTS name, with generate) — a compressed model's next-token distribution
+  beside float32's at each step, with the KL divergence.
 
 Long inputs stay usable: past ``MAX_WEIGHTS`` numbers per page, queries and keys are grouped into blocks of b
 tokens (a block's row is the mean of its queries' rows, a block's column the sum of its keys' weights, so rows
@@ -26,6 +30,7 @@ import math
 
 import numpy as np
 
+from ..core.checks import check_choice, check_int
 from ..core.nn import softmax
 from ..decoding.cache import cache_nbytes, new_cache
 from ..efficient.compress import compress
@@ -60,8 +65,8 @@ def _task_attention(name, text):
     show = (lambda s: s) if tok.split_words else (lambda s: "␣" if s == " " else s)  # a space, visible
     labels = [show(tok.symbols[i]) for i in src]
     if task.kind == "classify":
-        _, weights = Classifier.from_config(cfg, params).forward_with_attention(np.array([src]))
-        label = task.labels[int(predict(task, params, [text])[0])]
+        logits, weights = Classifier.from_config(cfg, params).forward_with_attention(np.array([src]))
+        label = task.labels[int(np.argmax(logits[0]))]
         return f"{name}: {_quote(text)} -> {label}", [Attention("encoder self-attention", labels, labels,
                                                            _stack(weights))]
     out = predict(task, params, [text])[0]
@@ -83,12 +88,16 @@ def _minilm_attention(text):
                                                       np.stack(weights).astype(np.float32))]
 
 
-def _smollm2_attention(text):
-    model = load_smollm2()
+def _token_labels(model, ids):
+    return [model.tokenizer.decode([int(i)]) for i in ids]
+
+
+def _smollm2_attention(text, model=None):
+    model = model or load_smollm2()
     ids = model.tokenize(text)
     _check_length(len(ids), model.config.max_len, "SmolLM2-135M")
     _, weights = model.logits(ids, need_weights=True)
-    labels = [model.tokenizer.decode([i]) for i in ids]
+    labels = _token_labels(model, ids)
     att = Attention("causal self-attention", labels, labels, np.stack(weights).astype(np.float32))
     return f"SmolLM2-135M-Instruct: {_quote(text)} ({len(ids)} tokens)", [att]
 
@@ -103,19 +112,20 @@ def kl_divergence(p, q):
     return float(np.sum(p[keep] * (np.log(p[keep]) - np.log(q[keep]))))
 
 
-def smollm2_generation(text, new_tokens, top_k=5, compare=None):
+def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
     """Greedy generation of ``new_tokens`` tokens after ``text`` with SmolLM2 and its KV cache, step by step: each
     step's token, its top-k next-token probabilities, the new token's attention over every position so far in
     every layer and head (L, H, S), and the cache's bytes after the step.  ``compare`` (a VARIANTS name): the
-    compressed model, fed the same tokens with a cache of its own, gives its top-k and KL(float32 ‖ variant)."""
-    model = load_smollm2()
+    compressed model, fed the same tokens with a cache of its own, gives its top-k and KL(float32 ‖ variant).
+    ``model``: SmolLM2 already loaded (else it is loaded here)."""
+    if compare is not None:
+        check_choice("compare", compare, VARIANTS)
+    model = model or load_smollm2()
     ids = model.tokenize(text)
     _check_length(len(ids) + new_tokens, model.config.max_len, "SmolLM2-135M")
-    cfg, name = model.config, model.tokenizer.decode
+    cfg = model.config
     variant = None
     if compare is not None:
-        if compare not in VARIANTS:
-            raise ValueError(f"compare must be one of {', '.join(VARIANTS)}, got {compare!r}")
         method, options = VARIANTS[compare]
         variant = (compress(model.params, method, **options), new_cache(cfg.n_layers))
     cache = new_cache(cfg.n_layers)
@@ -125,18 +135,20 @@ def smollm2_generation(text, new_tokens, top_k=5, compare=None):
         p = softmax(logits[0, -1].astype(np.float64))
         top = np.argsort(-p, kind="stable")[:top_k]
         token = int(top[0])  # greedy
-        step = {"token": name([token]), "id": token, "top": [[name([int(i)]), float(p[i])] for i in top],
+        step = {"token": _token_labels(model, [token])[0], "id": token,
+                "top": [[t, float(p[i])] for t, i in zip(_token_labels(model, top), top)],
                 "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length),
                 "weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)}  # (L, H, S)
         if variant is not None:
             q = softmax(llama_logits(variant[0], feed, cfg, cache=variant[1], last_only=True)[0][0, -1]
                         .astype(np.float64))
             q_top = np.argsort(-q, kind="stable")[:top_k]
-            step["compare"] = {"top": [[name([int(i)]), float(q[i])] for i in q_top], "kl": kl_divergence(p, q),
+            step["compare"] = {"top": [[t, float(q[i])] for t, i in zip(_token_labels(model, q_top), q_top)],
+                               "kl": kl_divergence(p, q),
                                "same_choice": bool(int(q_top[0]) == token)}
         steps.append(step)
         feed = np.array([[token]])
-    return [name([i]) for i in ids], steps
+    return _token_labels(model, ids), steps
 
 
 def _stack(per_layer):
@@ -149,21 +161,24 @@ def _quote(text, limit=80):
     return repr(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
+def _check_text(text):
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+
+
 def _check_length(n, limit, what):
     if n > limit:
         raise ValueError(f"text: {n} tokens, longer than {what}'s context of {limit}")
 
 
-def attentions(model, text):
-    """(title, [Attention]) of ``model`` (one of MODELS) on ``text``."""
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text must be a non-empty string")
+def attentions(model, text, smollm2=None):
+    """(title, [Attention]) of ``model`` (one of MODELS) on ``text`` (``smollm2``: that model already loaded)."""
+    check_choice("model", model, MODELS)
+    _check_text(text)
     if model == "minilm":
         return _minilm_attention(text)
     if model == "smollm2":
-        return _smollm2_attention(text)
+        return _smollm2_attention(text, smollm2)
     return _task_attention(model, text)
 
 
@@ -253,14 +268,16 @@ def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
     """The explorer page of ``model`` (one of MODELS) on ``text``: a :class:`Page`; with ``generate`` N > 0 (a
     model of GENERATES) also the generation view, N greedy steps with the KV cache; with ``compare`` (a VARIANTS
     name) each step also sets the compressed model's next-token distribution beside float32's, with their KL."""
-    title, atts = attentions(model, text)
-    generation = None
-    if not isinstance(generate, int) or generate < 0:
-        raise ValueError(f"generate must be a non-negative int, got {generate!r}")
-    if compare is not None and not generate:
-        raise ValueError("compare: the comparison is made at each generated token; give generate N > 0 too")
-    if generate:
-        if model not in GENERATES:
-            raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
-        generation = (*smollm2_generation(text, generate, compare=compare), compare)
+    check_choice("model", model, MODELS)  # the arguments first: no model loads for a call that cannot finish
+    _check_text(text)
+    check_int("generate", generate, low=0)
+    if compare is not None:
+        check_choice("compare", compare, VARIANTS)
+        if not generate:
+            raise ValueError("compare: the comparison is made at each generated token; give generate N > 0 too")
+    if generate and model not in GENERATES:
+        raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
+    lm = load_smollm2() if model == "smollm2" else None  # loaded once for both views
+    title, atts = attentions(model, text, lm)
+    generation = (*smollm2_generation(text, generate, compare=compare, model=lm), compare) if generate else None
     return Page(render(page_data(title, atts, max_weights, generation)))

@@ -146,8 +146,8 @@ def test_generation_view_steps_through_what_generate_produces():
         np.testing.assert_allclose(st["weights"].sum(-1), 1.0, rtol=1e-5)
         assert st["kv_bytes"] == 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * S * 4
         assert st["top"][0][0] == st["token"] and st["top"][0][1] >= st["top"][1][1]
-    with pytest.raises(ValueError, match="only smollm2"):
-        X.explore("dates", "1/2/2000", generate=3)
+    with pytest.raises(ValueError, match="only dates, reverse, smollm2 can be stepped through here, not 'sentiment'"):
+        X.explore("sentiment", "a fine film", generate=3)
 
 
 def test_kl_divergence_is_the_formula_and_zero_only_for_the_same_distribution(rng):
@@ -183,3 +183,57 @@ def test_compare_view_sets_the_compressed_models_distribution_beside_float32s():
         X.explore("smollm2", text, compare="int8")
     with pytest.raises(ValueError, match="compare must be one of"):
         X.smollm2_generation(text, 1, compare="int3")
+
+
+@pytest.mark.parametrize("name,text", [("dates", "the 3rd of March, 2021"), ("reverse", "31415")])
+def test_encoder_decoder_generation_steps_through_what_predict_decodes(name, text):
+    from transformer_np.training.loop import predict
+    from transformer_np.training.tasks import EOS
+
+    task, params, _, _ = load_trained(name)
+    cfg, tok = task.config, task.tokenizer
+    prompt, source, steps = X.task_generation(name, text, 30)
+    want = tok.encode(predict(task, params, [text])[0]) + [EOS]  # greedy with the cache, to the end token
+    assert [st["id"] for st in steps] == want  # and it stops there, though 30 were allowed
+    src = tok.encode(text)
+    assert prompt == ["<s>"] and len(source) == len(src)
+    tgt = np.array([[BOS] + want[:-1]])
+    _, att = Transformer.from_config(cfg, params).forward_with_attention(np.array([src]), tgt)
+    for t, st in enumerate(steps):
+        assert st["weights"].shape == (cfg.n_decoder_layers, cfg.n_heads, t + 1)
+        assert st["cross"].shape == (cfg.n_decoder_layers, cfg.n_heads, len(src))
+        # step t's row is row t of the full forward's weights (the cache changes only the rounding)
+        np.testing.assert_allclose(st["weights"], np.stack([w[0, :, t, :t + 1] for w in att["decoder_self"]]),
+                                   atol=1e-5)
+        np.testing.assert_allclose(st["cross"], np.stack([w[0, :, t, :] for w in att["decoder_cross"]]), atol=1e-5)
+        # the cache: self-attention k, v of t + 1 positions, cross-attention k, v of the source, per layer
+        D = cfg.d_model // cfg.n_heads
+        assert st["kv_bytes"] == 2 * cfg.n_decoder_layers * cfg.n_heads * D * (t + 1 + len(src)) * 4
+        assert st["positions"] == t + 1
+
+
+def test_encoder_decoder_compare_uses_the_compressed_encoder_and_decoder():
+    from transformer_np.core.nn import softmax
+    from transformer_np.efficient.compress import compress
+
+    text = "the 3rd of March, 2021"
+    plain = X.task_generation("dates", text, 4)[2]
+    steps = X.task_generation("dates", text, 4, compare="pruned-50")[2]
+    assert [s["id"] for s in steps] == [s["id"] for s in plain]  # float32 still chooses
+    task, params, _, _ = load_trained("dates")
+    src, tgt = np.array([task.tokenizer.encode(text)]), np.array([[BOS] + [s["id"] for s in steps[:3]]])
+    p = softmax(Transformer.from_config(task.config, params)(src, tgt)[0, 3].astype(np.float64))
+    pruned = compress(params, "magnitude", sparsity=0.5)
+    q = softmax(Transformer.from_config(task.config, pruned)(src, tgt)[0, 3].astype(np.float64))
+    assert steps[3]["compare"]["kl"] == pytest.approx(X.kl_divergence(p, q), rel=1e-3, abs=1e-9)
+    assert steps[3]["compare"]["kl"] > 0
+
+
+def test_generation_pages_of_an_encoder_decoder_carry_the_source():
+    data = X.page_data("t", [], generation={"prompt": ["<s>"], "source": ["a", "b"], "steps": [], "compare": None})
+    assert data["generation"]["source"] == ["a", "b"]
+    with pytest.raises(ValueError, match="classifies"):
+        X.task_generation("sentiment", "good", 3)
+    with pytest.raises(ValueError, match="generate: 33 tokens need 33 decoder positions, more than the reverse "
+                                         "model's context of 32"):
+        X.task_generation("reverse", "123", 33)

@@ -174,3 +174,28 @@ def test_compare_view_shows_each_steps_kl(browser, tmp_path):
         assert page.eval_on_selector_all("#top-k tr", "rs => rs.length") == 6  # header + top 5, both models
     assert log["errors"] == []
     page.close()
+
+
+def test_encoder_decoder_generation_view_shows_self_and_cross_attention_per_step(browser, tmp_path):
+    text = "the 3rd of March, 2021"
+    prompt, source, steps = X.task_generation("dates", text, 20, compare="int8")
+    path = X.explore("dates", text, generate=20, compare="int8").save(tmp_path / "dates_gen.html")
+    page, log = open_page(browser, Path(path))
+    page.select_option("#attention", "2")
+    page.select_option("#layer", "1")
+    page.select_option("#head", "1")
+    assert page.eval_on_selector_all(".gen-source", "ts => ts.map(t => t.textContent)") == source
+    for i, st in enumerate(steps):
+        page.eval_on_selector("#step", f"s => {{ s.value = {i}; s.dispatchEvent(new Event('input')); }}")
+        assert page.inner_text("#new-token") == st["token"]
+        assert f"{i + 1} position" in page.inner_text("#kv") and f"source's {len(source)}" in page.inner_text("#kv")
+        own = page.eval_on_selector_all(".gen-token", "ts => ts.map(t => +t.dataset.w)")
+        cross = page.eval_on_selector_all(".gen-source", "ts => ts.map(t => +t.dataset.w)")
+        assert [np.float32(w) for w in own] == list(st["weights"][1, 1])
+        assert [np.float32(w) for w in cross] == list(st["cross"][1, 1])
+        assert f"{st['compare']['kl']:.3e}".replace("e-0", "e-") in page.inner_text("#kl")
+    text_out = "".join(prompt) + "".join(st["token"] for st in steps)
+    assert text_out == "<s>2021-03-03</s>"
+    assert page.eval_on_selector("#generated", "p => p.textContent") == text_out
+    assert log["errors"] == []
+    page.close()

@@ -1,6 +1,6 @@
 """``python -m transformer_np explore --model NAME --text "…" --out page.html``: an interactive page of the model's
-attention (head view and model view; with --generate N, the generation view), one self-contained HTML file that
-opens offline (viz.explore)."""
+attention (head view and model view; with --generate N, the generation view; with --compare, the compare view),
+one self-contained HTML file that opens offline (viz.explore)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def add_arguments(p):
     p.add_argument("--model", required=True, choices=MODELS, help="the model to look inside")
     p.add_argument("--text", required=True, help="its input")
     p.add_argument("--generate", type=non_negative_int, default=0, metavar="N",
-                   help="also step through N greedily generated tokens with the KV cache (smollm2)")
+                   help="also step through N greedily generated tokens with the KV cache (smollm2, dates, reverse; "
+                        "an encoder-decoder stops at its end token)")
     p.add_argument("--compare", choices=sorted(VARIANTS),
                    help="with --generate: set a compressed variant's next-token distribution beside float32's, "
                         "with the KL divergence per step")

@@ -132,27 +132,42 @@
 
   // generation view: step through greedy generation; for the chosen layer and head, the attention of the position
   // that predicted the step's token over every position so far, the top-k next-token probabilities, the cache
-  const gen = data.generation ? data.generation.steps.map((st) => Object.assign({}, st, { w: decode(st.weights) })) : null;
+  const gen = data.generation ? data.generation.steps.map((st) => Object.assign({}, st,
+    { w: decode(st.weights), c: st.cross ? decode(st.cross) : null })) : null;
   state.step = 0;
+
+  // one row of tokens, each shaded by its weight in (layer, head) of w (L, H, n)
+  function weightRow(id, cls, w, heads, layer, head, tokens) {
+    const n = tokens.length, parts = [`<div id="${id}">`];
+    for (let s = 0; s < n; s++) {
+      const v = w[(layer * heads + head) * n + s];
+      parts.push(`<span class="${cls}" data-s="${s}" data-w="${v}" title="${v.toFixed(4)}" ` +
+        `style="background: rgba(31,119,180,${v})">${esc(tokens[s] === undefined ? "" : tokens[s])}</span>`);
+    }
+    return parts.concat("</div>").join("");
+  }
 
   function generationView() {
     const box = document.getElementById("generation-view");
     if (!gen) { box.textContent = ""; return; }
-    const st = gen[state.step], S = st.positions;
+    const st = gen[state.step], S = st.positions, source = data.generation.source;
     const layer = Math.min(state.layer, st.layers - 1), head = Math.min(state.head, st.heads - 1);
     const labels = data.generation.prompt.concat(gen.slice(0, state.step).map((g) => g.token));
     const parts = [`<h2>generation view: step ${state.step + 1} of ${gen.length}, layer ${layer}, head ${head}</h2>`,
       `<input type="range" id="step" min="0" max="${gen.length - 1}" value="${state.step}">`,
       `<p id="generated">${esc(labels.join(""))}<mark id="new-token">${esc(st.token)}</mark></p>`,
-      `<p id="kv">KV cache after this step: ${S} positions, ${(st.kv_bytes / 1024).toFixed(1)} KiB</p>`,
-      "<div id=\"gen-attention\">"];
-    for (let s = 0; s < S; s++) {
-      const w = st.w[(layer * st.heads + head) * S + s];
-      parts.push(`<span class="gen-token" data-s="${s}" data-w="${w}" title="${w.toFixed(4)}" ` +
-        `style="background: rgba(31,119,180,${w})">${esc(labels[s] === undefined ? "" : labels[s])}</span>`);
+      `<p id="kv">KV cache after this step: ${S} position${S === 1 ? "" : "s"}` +
+        (source ? ` of self-attention and the source's ${source.length} cross-attention keys and values` : "") +
+        `, ${(st.kv_bytes / 1024).toFixed(1)} KiB</p>`,
+      `<p class="gen-label">${source ? "masked self-attention over the output so far" : "attention over every position so far"}` +
+        " (the position that predicted the new token):</p>",
+      weightRow("gen-attention", "gen-token", st.w, st.heads, layer, head, labels.slice(0, S))];
+    if (source) {
+      parts.push("<p class=\"gen-label\">cross-attention over the source:</p>",
+        weightRow("gen-cross", "gen-source", st.c, st.heads, layer, head, source));
     }
     const variant = data.generation.compare;
-    parts.push("</div><table id=\"top-k\"><tr><th>float32: next token</th><th>probability</th>" +
+    parts.push("<table id=\"top-k\"><tr><th>float32: next token</th><th>probability</th>" +
       (variant ? `<th>${esc(variant)}: next token</th><th>probability</th>` : "") + "</tr>");
     st.top.forEach(([tok, prob], i) => {
       let row = `<tr><td>${esc(JSON.stringify(tok))}</td><td>${prob.toFixed(4)}</td>`;

@@ -9,8 +9,10 @@ that needs nothing else: the weights are embedded (float32, base64) beside a sma
   weight as its opacity; choose the attention (encoder self-, decoder masked self-, cross-), the layer and the
   head; hover a token to keep only its lines;
 * **model view** — every layer × head as a thumbnail of its weight matrix; click one to open it in the head view;
-* **generation view** (``generate=N``, SmolLM2) — N greedy steps with the KV cache: each token, the attention of the
-  position that predicted it, the top-k next tokens, the cache's size;
+* **generation view** (``generate=N``: SmolLM2, or the encoder-decoders ``dates`` and ``reverse``) — N greedy
+  steps with the KV cache: each token, the attention of the position that predicted it (an encoder-decoder's
+  masked self-attention over its output so far and its cross-attention over the source), the top-k next tokens,
+  the cache's size;
 * **compare view** (``compare=`` a VARIANTS name, with generate) — a compressed model's next-token distribution
   beside float32's at each step, with the KL divergence.
 
@@ -35,7 +37,7 @@ from ..core.nn import softmax
 from ..decoding.cache import cache_nbytes, new_cache
 from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
-from ..model.models import Classifier, Transformer
+from ..model.models import Classifier, Transformer, decode, encode
 from ..pretrained.llama import llama_logits, load_smollm2
 from ..pretrained.minilm import load_minilm
 from ..training.loop import predict
@@ -57,12 +59,17 @@ class Attention:
 
 
 # --- running the models ------------------------------------------------------------------------------------
+def _task_label(tok):
+    """How a task tokenizer's symbol is shown: words as they are, a character's space as a visible ␣."""
+    return (lambda s: s) if tok.split_words else (lambda s: "␣" if s == " " else s)
+
+
 def _task_attention(name, text):
     task, params, _, _ = load_trained(name)
     tok, cfg = task.tokenizer, task.config
     src = tok.encode(text)
     _check_length(len(src), cfg.max_len, f"the {name} model")
-    show = (lambda s: s) if tok.split_words else (lambda s: "␣" if s == " " else s)  # a space, visible
+    show = _task_label(tok)
     labels = [show(tok.symbols[i]) for i in src]
     if task.kind == "classify":
         logits, weights = Classifier.from_config(cfg, params).forward_with_attention(np.array([src]))
@@ -112,43 +119,109 @@ def kl_divergence(p, q):
     return float(np.sum(p[keep] * (np.log(p[keep]) - np.log(q[keep]))))
 
 
+def _steps(run, new_tokens, label, top_k, compare=None, eos=None):
+    """Greedy decoding, one step at a time.  ``run(token)`` feeds the previous step's token (None: the first
+    step, the prompt) and returns (next-token logits (V,), {view name: weights (L, H, n)}, the model's cache);
+    ``compare(token)``, a compressed model fed the same tokens, returns its logits.  Stops after ``eos``."""
+    steps, token = [], None
+    for _ in range(new_tokens):
+        logits, views, cache = run(token)
+        p = softmax(np.asarray(logits, np.float64))
+        top = np.argsort(-p, kind="stable")[:top_k]
+        token = int(top[0])  # greedy
+        step = {"token": label(token), "id": token, "top": [[label(i), float(p[i])] for i in top],
+                "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length), **views}
+        if compare is not None:
+            q = softmax(np.asarray(compare(steps[-1]["id"] if steps else None), np.float64))
+            q_top = np.argsort(-q, kind="stable")[:top_k]
+            step["compare"] = {"top": [[label(i), float(q[i])] for i in q_top], "kl": kl_divergence(p, q),
+                               "same_choice": bool(int(q_top[0]) == token)}
+        steps.append(step)
+        if token == eos:
+            break
+    return steps
+
+
 def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
     """Greedy generation of ``new_tokens`` tokens after ``text`` with SmolLM2 and its KV cache, step by step: each
     step's token, its top-k next-token probabilities, the new token's attention over every position so far in
-    every layer and head (L, H, S), and the cache's bytes after the step.  ``compare`` (a VARIANTS name): the
-    compressed model, fed the same tokens with a cache of its own, gives its top-k and KL(float32 ‖ variant).
-    ``model``: SmolLM2 already loaded (else it is loaded here)."""
+    every layer and head (``weights`` (L, H, S)), and the cache's bytes after the step.  ``compare`` (a VARIANTS
+    name): the compressed model, fed the same tokens with a cache of its own, gives its top-k and
+    KL(float32 ‖ variant).  ``model``: SmolLM2 already loaded (else it is loaded here).
+    Returns (the prompt's token labels, steps)."""
     if compare is not None:
         check_choice("compare", compare, VARIANTS)
     model = model or load_smollm2()
     ids = model.tokenize(text)
-    _check_length(len(ids) + new_tokens, model.config.max_len, "SmolLM2-135M")
+    if len(ids) + new_tokens - 1 > model.config.max_len:  # the last token chosen is never fed
+        raise ValueError(f"generate: {len(ids)} prompt tokens and {new_tokens} new ones exceed SmolLM2-135M's "
+                         f"context of {model.config.max_len}")
     cfg = model.config
-    variant = None
-    if compare is not None:
-        method, options = VARIANTS[compare]
-        variant = (compress(model.params, method, **options), new_cache(cfg.n_layers))
-    cache = new_cache(cfg.n_layers)
-    steps, feed = [], np.array([ids])
-    for _ in range(new_tokens):
-        logits, weights = llama_logits(model.params, feed, cfg, cache=cache, need_weights=True, last_only=True)
-        p = softmax(logits[0, -1].astype(np.float64))
-        top = np.argsort(-p, kind="stable")[:top_k]
-        token = int(top[0])  # greedy
-        step = {"token": _token_labels(model, [token])[0], "id": token,
-                "top": [[t, float(p[i])] for t, i in zip(_token_labels(model, top), top)],
-                "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length),
-                "weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)}  # (L, H, S)
-        if variant is not None:
-            q = softmax(llama_logits(variant[0], feed, cfg, cache=variant[1], last_only=True)[0][0, -1]
-                        .astype(np.float64))
-            q_top = np.argsort(-q, kind="stable")[:top_k]
-            step["compare"] = {"top": [[t, float(q[i])] for t, i in zip(_token_labels(model, q_top), q_top)],
-                               "kl": kl_divergence(p, q),
-                               "same_choice": bool(int(q_top[0]) == token)}
-        steps.append(step)
-        feed = np.array([[token]])
-    return _token_labels(model, ids), steps
+
+    def runner(params, need_weights):
+        cache = new_cache(cfg.n_layers)
+
+        def run(token):
+            feed = np.array([ids]) if token is None else np.array([[token]])
+            logits, weights = llama_logits(params, feed, cfg, cache=cache, need_weights=need_weights,
+                                           last_only=True)
+            if not need_weights:
+                return logits[0, -1]
+            views = {"weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)}  # (L, H, S)
+            return logits[0, -1], views, cache
+        return run
+
+    variant = _variant(model.params, compare)
+    compare_run = None if variant is None else runner(variant, False)
+    label = lambda i: _token_labels(model, [i])[0]  # noqa: E731
+    return _token_labels(model, ids), _steps(runner(model.params, True), new_tokens, label, top_k, compare_run)
+
+
+def _variant(params, compare):
+    """The params tree compressed as the VARIANTS entry ``compare`` says (None: no comparison)."""
+    if compare is None:
+        return None
+    method, options = VARIANTS[compare]
+    return compress(params, method, **options)
+
+
+def task_generation(name, text, new_tokens, top_k=5, compare=None):
+    """Greedy decoding of a trained encoder-decoder (``dates``, ``reverse``) on ``text``, step by step with the
+    decoder's KV cache, up to ``new_tokens`` tokens or the end token: each step's token and top-k, the new
+    token's masked self-attention over the output so far (``weights`` (L, H, t)) and its cross-attention over
+    the source (``cross`` (L, H, S)), the cache's bytes (self-attention k, v of t positions, and the source's
+    cross-attention k, v, computed once).  ``compare`` as in :func:`smollm2_generation`.
+    Returns (the decoder's first input's label, the source's labels, steps)."""
+    task, params, _, _ = load_trained(name)
+    tok, cfg = task.tokenizer, task.config
+    if task.kind != "seq2seq":
+        raise ValueError(f"generate: the {name} model classifies, it does not generate")
+    src = tok.encode(text)
+    _check_length(len(src), cfg.max_len, f"the {name} model")
+    if new_tokens > cfg.max_len:  # the decoder reads <s> and every token but the last
+        raise ValueError(f"generate: {new_tokens} tokens need {new_tokens} decoder positions, more than the {name} "
+                         f"model's context of {cfg.max_len}")
+    show = _task_label(tok)
+
+    def runner(p, need_weights):
+        memory, keys, _ = encode(p, np.array([src]), cfg)
+        cache = new_cache(cfg.n_decoder_layers)
+
+        def run(token):
+            feed = np.array([[BOS if token is None else token]])
+            logits, weights = decode(p, feed, memory, cfg, memory_keys=keys, cache=cache,
+                                     need_weights=need_weights)
+            if not need_weights:
+                return logits[0, -1]
+            views = {"weights": np.stack([s[0, :, -1, :] for s, _ in weights]).astype(np.float32),  # (L, H, t)
+                     "cross": np.stack([c[0, :, -1, :] for _, c in weights]).astype(np.float32)}  # (L, H, S)
+            return logits[0, -1], views, cache
+        return run
+
+    variant = _variant(params, compare)
+    compare_run = None if variant is None else runner(variant, False)
+    steps = _steps(runner(params, True), new_tokens, lambda i: show(tok.symbols[i]), top_k, compare_run, eos=EOS)
+    return [show(tok.symbols[BOS])], [show(tok.symbols[i]) for i in src], steps
 
 
 def _stack(per_layer):
@@ -204,18 +277,24 @@ def _b64(a):
     return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
 
 
-def generation_data(prompt, steps, compare=None):
-    """The generation view's content: the prompt's tokens and each step with its weights as base64 float32 (and
-    the name of the compressed variant the steps compare with)."""
+def generation_data(prompt, steps, compare=None, source=None):
+    """The generation view's content: the tokens before the first generated one, the source's tokens (an
+    encoder-decoder's: its cross-attention's keys) and each step with its weights as base64 float32 (and the
+    name of the compressed variant the steps compare with)."""
+    def encoded(st):
+        out = {k: v for k, v in st.items() if k not in ("weights", "cross")}
+        out.update(layers=st["weights"].shape[0], heads=st["weights"].shape[1], weights=_b64(st["weights"]))
+        if "cross" in st:
+            out["cross"] = _b64(st["cross"])
+        return out
     return {"prompt": list(map(str, prompt)), "compare": compare,
-            "steps": [{**{k: v for k, v in st.items() if k != "weights"}, "layers": st["weights"].shape[0],
-                       "heads": st["weights"].shape[1], "weights": _b64(st["weights"])} for st in steps]}
+            "source": None if source is None else list(map(str, source)), "steps": [encoded(st) for st in steps]}
 
 
 def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
     """The JSON-able content of a page: each attention's labels and weights (base64 of little-endian float32,
     L × H × T_q × T_k), grouped in blocks when the page would hold more than ``max_weights`` numbers; with
-    ``generation`` (prompt tokens, steps) the generation view's steps too."""
+    ``generation`` (the keyword arguments of :func:`generation_data`) the generation view's steps too."""
     total = sum(a.weights.size for a in atts)
     block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
     out = []
@@ -225,7 +304,7 @@ def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
                     "keys": list(map(str, a.keys)), "weights": _b64(a.weights)})
     data = {"title": title, "block": block, "attentions": out}
     if generation is not None:
-        data["generation"] = generation_data(*generation)
+        data["generation"] = generation_data(**generation)
     return data
 
 
@@ -261,13 +340,14 @@ class Page:
                 "style=\"width:100%;height:720px;border:1px solid #ccc\"></iframe>")
 
 
-GENERATES = ("smollm2",)  # the models whose generation the page can step through
+GENERATES = ("dates", "reverse", "smollm2")  # the models whose generation the page can step through
 
 
 def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
     """The explorer page of ``model`` (one of MODELS) on ``text``: a :class:`Page`; with ``generate`` N > 0 (a
-    model of GENERATES) also the generation view, N greedy steps with the KV cache; with ``compare`` (a VARIANTS
-    name) each step also sets the compressed model's next-token distribution beside float32's, with their KL."""
+    model of GENERATES) also the generation view, N greedy steps with the KV cache (an encoder-decoder stops at
+    its end token); with ``compare`` (a VARIANTS name) each step also sets the compressed model's next-token
+    distribution beside float32's, with their KL."""
     check_choice("model", model, MODELS)  # the arguments first: no model loads for a call that cannot finish
     _check_text(text)
     check_int("generate", generate, low=0)
@@ -279,5 +359,11 @@ def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
         raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
     lm = load_smollm2() if model == "smollm2" else None  # loaded once for both views
     title, atts = attentions(model, text, lm)
-    generation = (*smollm2_generation(text, generate, compare=compare, model=lm), compare) if generate else None
+    generation = None
+    if generate and model == "smollm2":
+        prompt, steps = smollm2_generation(text, generate, compare=compare, model=lm)
+        generation = {"prompt": prompt, "steps": steps, "compare": compare}
+    elif generate:
+        prompt, source, steps = task_generation(model, text, generate, compare=compare)
+        generation = {"prompt": prompt, "steps": steps, "compare": compare, "source": source}
     return Page(render(page_data(title, atts, max_weights, generation)))

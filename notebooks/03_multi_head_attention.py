@@ -62,6 +62,21 @@ print("equal to the loop over heads")
 viz.head_grid(mha_w[0], figures.SENTENCE, figures.SENTENCE, title="Four heads of one attention layer");
 
 # %% [markdown]
+# These weights are random. A trained model's heads do learn different jobs — explore them: the sentiment
+# classifier trained in this package (2 layers × 4 heads), on a sentence with a negation. Choose a layer and a
+# head, hover a word to keep only its lines, click a thumbnail in the model view to open that head
+# (`python -m transformer_np explore --model sentiment --text "…" --out page.html` writes the same page to a file).
+
+# %%
+from transformer_np.viz.explore import attentions, explore
+
+page = explore("sentiment", "the plot was not bad at all")
+_, (trained,) = attentions("sentiment", "the plot was not bad at all")
+np.testing.assert_allclose(trained.weights.sum(-1), 1.0, rtol=1e-5)  # every head's rows: a distribution
+print(f"{trained.weights.shape} (L, H, T, T) weights on the page, {len(page.html):,} bytes")
+page
+
+# %% [markdown]
 # ## Concat, then $W^O$ — or a sum over heads
 #
 # Splitting $W^O$ into its $h$ row blocks $W^O_i$ (each $D\times C$) shows that concatenating and

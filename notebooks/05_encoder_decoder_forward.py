@@ -117,6 +117,22 @@ for w in att["decoder_self"]:
 print({name: [w.shape for w in ws] for name, ws in att.items()})
 
 # %% [markdown]
+# A trained encoder-decoder shows what the three kinds are for. The `dates` model of chapter 8 rewrites a date
+# into ISO form; below, its page: choose *decoder cross-attention* and step through the **generation view** —
+# each output character is decoded with the KV cache, and its cross-attention row shows which characters of
+# the source it reads (the month's digits read "March"). The cache after each step holds the self-attention
+# keys and values of the output so far plus the source's cross-attention keys and values, computed once.
+
+# %%
+from transformer_np.viz.explore import explore, task_generation
+
+text = "the 3rd of March, 2021"
+prompt, source, steps = task_generation("dates", text, 12)
+print("".join(prompt + [st["token"] for st in steps]), "| cache bytes per step:", [st["kv_bytes"] for st in steps])
+assert steps[-1]["token"] == "</s>"  # it stopped at its end token, before the 12 allowed
+explore("dates", text, generate=12)
+
+# %% [markdown]
 # ## How many parameters has the paper's base model?
 #
 # The paper's Table 3 gives 65 M for the base model. `TransformerConfig.paper_base()` counts 82 M, because by

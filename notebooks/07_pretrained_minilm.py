@@ -108,6 +108,16 @@ layer, head = best["next token"]
 viz.attention_weights(W[layer, head], toks, toks, title=f"layer {layer}, head {head}: looks one token ahead");
 
 # %% [markdown]
+# All 72 heads at once, interactively: the model view below is every layer × head; click the one found above
+# (or any other) to open it in the head view.
+
+# %%
+from transformer_np.viz.explore import explore
+
+print(f"the head found above: layer {layer}, head {head}")
+explore("minilm", sentence)
+
+# %% [markdown]
 # ## Sentence similarity
 
 # %%

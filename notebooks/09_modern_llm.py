@@ -202,6 +202,19 @@ print("share of attention on token 0, layers 0 / 12 / 29:",
       [round(float(w[:, 1:, 0].mean()), 2) for w in (weights[0], weights[12], weights[29])])
 
 # %% [markdown]
+# Explore it: the model view shows the sink as a dark first column in most of the 30 × 9 thumbnails, and the
+# generation view steps through six greedy tokens decoded with the KV cache — for each, the attention of the
+# position that predicted it, the top-5 next tokens and the cache growing by 2·L·H_kv·D·4 bytes a token
+# (float32 keys and values; printed below, and the page's figure grows by exactly that each step).
+
+# %%
+from transformer_np.viz.explore import explore
+
+cfg = model.config
+print("KV bytes per token:", 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * 4)
+explore("smollm2", "The capital of France is", generate=6)
+
+# %% [markdown]
 # ## The next-token distribution, and a short chat
 
 # %%

@@ -199,3 +199,17 @@ def test_encoder_decoder_generation_view_shows_self_and_cross_attention_per_step
     assert page.eval_on_selector("#generated", "p => p.textContent") == text_out
     assert log["errors"] == []
     page.close()
+
+
+def test_the_notebook_iframe_runs_the_page(browser, tmp_path):
+    # what Jupyter shows: the page in an iframe's srcdoc — escaped once, it must still run its script
+    shown = X.explore("reverse", "31415", generate=8)._repr_html_()
+    path = tmp_path / "cell.html"
+    path.write_text(f"<!DOCTYPE html><html><body>{shown}</body></html>", encoding="utf-8")
+    page, log = open_page(browser, path)
+    frame = page.frames[1]
+    assert frame.inner_text("#title").startswith("reverse: '31415' -> '51413'")
+    assert frame.eval_on_selector_all("#head-svg line", "ls => ls.length") > 0
+    assert frame.inner_text("#new-token") == "5"  # the generation view's first step
+    assert log["errors"] == []
+    page.close()

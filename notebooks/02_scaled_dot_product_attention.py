@@ -83,6 +83,20 @@ assert np.all(np.triu(w_causal[0], 1) == 0)          # no weight on future keys,
 np.testing.assert_allclose(w_causal[0].sum(-1), 1.0)  # and each row is still a distribution
 
 # %% [markdown]
+# The same two rules in a trained model: the `reverse` model of chapter 8 (it writes a digit string backwards).
+# In the page below choose *decoder masked self-attention*: every head's lines go only to earlier positions,
+# and each query's weights still sum to one; *encoder self-attention* has no mask. Hover a token to isolate
+# its row.
+
+# %%
+from transformer_np.viz.explore import attentions, explore
+
+_, (enc, dec_self, cross) = attentions("reverse", "31415")
+assert np.all(np.triu(dec_self.weights, 1) == 0)            # (L, H, T, T): causal in every layer and head
+np.testing.assert_allclose(dec_self.weights.sum(-1), 1.0, rtol=1e-5)
+explore("reverse", "31415")
+
+# %% [markdown]
 # A masked key gets weight exactly 0 — as it would with a $-10^9$ constant too, since $e^{-10^9}$ underflows to
 # 0; the boolean mask differs only where *every* key of a query is masked (below) — and the output at
 # position $t$ cannot change when tokens after $t$ change:

@@ -75,6 +75,21 @@ viz.attention_weights(last[rows], [f"step {i}" for i in range(len(tokens))], lab
                       title="What each decoding step attended to (last layer, mean over heads)");
 
 # %% [markdown]
+# Step through it interactively with a trained encoder-decoder: the `reverse` model's **generation view** shows,
+# at each step, the token chosen, its masked self-attention over the output so far, its cross-attention over
+# the source, the top-5 next tokens and the cache: self-attention keys and values grow by one position a step,
+# the source's cross-attention keys and values are computed once.
+
+# %%
+from transformer_np.viz.explore import explore, task_generation
+
+_, source, steps = task_generation("reverse", "271828", 10)
+grow = np.diff([st["kv_bytes"] for st in steps])
+print("tokens:", "".join(st["token"] for st in steps), "| cache growth per step (bytes):", sorted({int(g) for g in grow}))
+assert len(set(grow)) == 1                                   # one position's k and v per layer, every step
+explore("reverse", "271828", generate=10)
+
+# %% [markdown]
 # ## Sampling: temperature, top-k, top-p
 
 # %%

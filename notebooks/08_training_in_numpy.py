@@ -125,6 +125,15 @@ share = cross[np.ix_(year_rows, year_cols)].sum(axis=1).mean() / cross[year_rows
 print(f"the queries that predict the year put {share:.0%} of their attention on the input '2021'")
 
 # %% [markdown]
+# The mean over heads hides what each head does. Explore the heads one by one (chapter 5 steps through this
+# model's generation):
+
+# %%
+from transformer_np.viz.explore import explore
+
+explore("dates", text)
+
+# %% [markdown]
 # ## The classifier and negation
 #
 # The sentiment classifier pools its encoder's outputs; its self-attention lets "not" change what "bad" means.

@@ -1,5 +1,6 @@
 """The NumPy float32 fast paths (core.fast) against their plain expressions: erf within 1 ulp of the correctly
-rounded value without scipy, GELU equal to its formula, and pieces over threads equal to one pass."""
+rounded value without scipy, GELU, softmax, layer norm, RMSNorm, SiLU, SwiGLU's gate and RoPE equal to their
+formulas bit for bit, and pieces over threads equal to one pass."""
 
 import math
 
@@ -157,3 +158,101 @@ def test_import_sets_a_short_openblas_spin_only_when_numpy_is_not_loaded_and_the
     assert run("transformer_np") == "12"
     assert run("numpy; import transformer_np") == "None"  # too late: OpenBLAS has read it
     assert run("transformer_np", OPENBLAS_THREAD_TIMEOUT="20") == "20"
+
+
+# --- norms, SiLU, SwiGLU, RoPE: each kernel against core.nn's expression written out in NumPy -------------------
+SHAPES = [(5,), (3, 7), (2, 3, 64), (1, 300, 576)]  # with pieces of 1000 elements: one row, and many per block
+LARGE = (2, 700, 768)  # past FUSE_MIN: core.nn takes the kernels
+
+
+def plain_layer_norm(x, gamma, beta, eps):
+    mu = x.mean(axis=-1, keepdims=True)
+    xc = x - mu
+    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+    x_hat = xc * rstd
+    return x_hat * gamma + beta, x_hat, rstd
+
+
+def plain_rms_norm(x, gamma, eps):
+    rstd = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+    x_hat = x * rstd
+    return x_hat * gamma, x_hat, rstd
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("centre", [True, False])
+def test_float32_norms_in_blocks_of_rows_are_the_plain_expression_bit_for_bit(rng, shape, centre):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    gamma, beta = rng.standard_normal((2, shape[-1])).astype(np.float32)
+    want = plain_layer_norm(x, gamma, beta, 1e-5) if centre else plain_rms_norm(x, gamma, 1e-5)
+    got = fast.norm_rows(x, gamma, beta if centre else None, 1e-5, centre, chunk=1000)
+    assert got[2].shape == (*shape[:-1], 1) and all(g.dtype == np.float32 for g in got)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_large_float32_norms_take_the_kernel_and_keep_the_bits(rng, monkeypatch):
+    from transformer_np.core import nn
+
+    x = rng.standard_normal(LARGE).astype(np.float32)
+    gamma, beta = rng.standard_normal((2, LARGE[-1])).astype(np.float32)
+    calls = []
+    monkeypatch.setattr(nn, "norm_rows", lambda *a, **k: calls.append(a) or fast.norm_rows(*a, **k))
+    out, (x_hat, rstd, g) = nn.layer_norm_forward(x, gamma, beta, eps=1e-5)
+    for got, w in zip((out, x_hat, rstd), plain_layer_norm(x, gamma, beta, 1e-5)):
+        np.testing.assert_array_equal(got, w)
+    out, (x_hat, rstd, _) = nn.rms_norm_forward(x, gamma, eps=1e-6)
+    for got, w in zip((out, x_hat, rstd), plain_rms_norm(x, gamma, 1e-6)):
+        np.testing.assert_array_equal(got, w)
+    assert len(calls) == 2 and g is gamma
+    nn.layer_norm_forward(x[:, :10], gamma, beta)  # small: the plain lines
+    assert len(calls) == 2
+
+
+def test_norms_of_other_dtypes_and_mixed_inputs_take_the_plain_path(rng):
+    from transformer_np.core.nn import layer_norm, rms_norm
+
+    x = rng.standard_normal(LARGE)
+    gamma, beta = np.ones(LARGE[-1]), np.zeros(LARGE[-1])
+    np.testing.assert_array_equal(layer_norm(x, gamma, beta), plain_layer_norm(x, gamma, beta, 1e-5)[0])
+    x32 = x.astype(np.float32)  # float64 γ with float32 x: NumPy's promotion decides, as in the plain expression
+    assert rms_norm(x32, gamma).dtype == plain_rms_norm(x32, gamma, 1e-6)[0].dtype == np.float64
+
+
+@pytest.mark.parametrize("shape", [(0,), (7,), (3, 5), (1, 300, 1536), (2, 700, 1536)])
+def test_float32_silu_and_swiglus_gate_are_the_plain_expression_bit_for_bit(rng, shape):
+    from transformer_np.core.nn import silu, swiglu_forward
+
+    a = (rng.standard_normal(shape) * 4).astype(np.float32)
+    want = a / (1.0 + np.exp(-a))
+    np.testing.assert_array_equal(silu(a), want)
+    np.testing.assert_array_equal(fast.map_chunks(fast.silu_float32, a, chunk=1000), want)
+    u = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(fast.map_chunks(fast.silu_mul_float32, a, chunk=1000, others=(u,)), want * u)
+    if len(shape) < 3:
+        return
+    C, F = 4, shape[-1]
+    x = rng.standard_normal((*shape[:-1], C)).astype(np.float32)
+    w_gate, w_up, w_down = (rng.standard_normal(s).astype(np.float32) for s in ((C, F), (C, F), (F, C)))
+    out, (_, a, u, h) = swiglu_forward(x, w_gate, w_up, w_down)
+    np.testing.assert_array_equal(h, (a / (1.0 + np.exp(-a))) * u)
+    np.testing.assert_array_equal(out, h @ w_down)
+
+
+def plain_rope_pairs(x, cos, sin):
+    a, b = x[..., 0::2], x[..., 1::2]
+    return np.stack([a * cos - b * sin, a * sin + b * cos], axis=-1).reshape(x.shape)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_float32_rope_written_in_place_is_the_plain_expression_bit_for_bit(rng, inverse):
+    from transformer_np.core.embeddings import rope, rope_angles
+
+    x = rng.standard_normal((2, 3, 50, 64)).astype(np.float32)
+    pos = np.stack([np.arange(50), np.arange(7, 57)])  # (B, T): each row its own positions
+    cos, sin = rope_angles(pos, 64, 500.0)
+    cos, sin = cos[:, None].astype(np.float32), sin[:, None].astype(np.float32)
+    got = rope(x, pos, 500.0, inverse=inverse)
+    np.testing.assert_array_equal(got, plain_rope_pairs(x, cos, -sin if inverse else sin))
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(rope(x, pos, 500.0, inverse=inverse, angles=rope_angles(pos, 64, 500.0)), got)

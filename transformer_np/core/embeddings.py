@@ -8,6 +8,7 @@ import numpy as np
 
 from .backend import array_namespace, device, scatter_add_rows, take_rows
 from .checks import check_ids, check_positive_int
+from .fast import rope_pairs
 
 
 def token_embedding(ids, table, scale=True):
@@ -92,7 +93,7 @@ def rope_angles(positions, d_head, base=10000.0):
     return xp.cos(theta), xp.sin(theta)
 
 
-def rope(x, positions, base=10000.0, layout="pairs", inverse=False):
+def rope(x, positions, base=10000.0, layout="pairs", inverse=False, angles=None):
     r"""RoPE: rotate every pair of features of the vector at position p by the angle θ_{p,i}:
 
         (x_a, x_b) ↦ (x_a cos θ_{p,i} - x_b sin θ_{p,i},  x_a sin θ_{p,i} + x_b cos θ_{p,i})
@@ -102,17 +103,22 @@ def rope(x, positions, base=10000.0, layout="pairs", inverse=False):
     ``"half"`` rotates (x_i, x_{i+D/2}) (GPT-NeoX and Hugging Face's Llama, whose q/k weights are permuted to
     match).  ``inverse=True`` rotates by -θ: the backward, since a rotation's transpose is its inverse.
 
-    x: (..., T, D), e.g. (B, H, T, D); positions: int (T,), or (B, T) for x (B, H, T, D).  Returns x's shape."""
+    x: (..., T, D), e.g. (B, H, T, D); positions: int (T,), or (B, T) for x (B, H, T, D).  Returns x's shape.
+    angles: ``rope_angles(positions, D, base)`` when the caller has them already (a model computes them once
+    for all its layers' q and k).  For NumPy float32 in the pairs layout the rotation is written straight into
+    one output array (core.fast.rope_pairs): the same products and sums, the same bits."""
     if layout not in ROPE_LAYOUTS:
         raise ValueError(f"layout must be one of {ROPE_LAYOUTS}, got {layout!r}")
     xp = array_namespace(x)
     D = x.shape[-1]
-    cos, sin = rope_angles(positions, D, base)  # (..., T, D/2)
+    cos, sin = rope_angles(positions, D, base) if angles is None else angles  # (..., T, D/2)
     if x.ndim == 4 and positions.ndim == 2:
         cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D/2): every head of a row at its positions
     cos, sin = xp.astype(cos, x.dtype), xp.astype(sin, x.dtype)
     if inverse:
         sin = -sin
+    if layout == "pairs" and isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return rope_pairs(x, cos, sin)  # the lines below, without the stack's copy (core.fast)
     if layout == "pairs":
         a, b = x[..., 0::2], x[..., 1::2]  # (..., T, D/2) each
         return xp.reshape(xp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1), x.shape)

@@ -32,15 +32,21 @@ ERF_P = (1.00168784e00, 7.59390306e-01, 2.51693395e-01, -6.36622437e-05)
 ERF_Q = (1.0, 1.89762658e00, 1.36567177e00, 4.43869683e-01)
 
 CHUNK = 1 << 18  # elements per piece (1 MiB of float32): measured fastest on the project's 2-core machine
+# the size from which the norm and SiLU kernels are used: below it (a 512-token prefill of one sequence) the
+# arrays sit in L3 already and the plain passes were as fast end to end (measured, README's #17 section)
+FUSE_MIN = 4 * CHUNK
 _POOL = []  # one lazily made thread pool
 
 
-def map_chunks(kernel, x, out=None, chunk=CHUNK):
-    """out = kernel(x) for an element-wise float32 kernel(x_piece, out_piece), over pieces of ``chunk`` elements
-    on up to os.cpu_count() threads (one thread for an array of fewer than two pieces).  ``out`` may be x."""
+def map_chunks(kernel, x, out=None, chunk=CHUNK, others=()):
+    """out = kernel(x) for an element-wise float32 kernel(x_piece, out_piece, *other_pieces), over pieces of
+    ``chunk`` elements on up to os.cpu_count() threads (one thread for an array of fewer than two pieces).
+    ``out`` may be x; ``others``: more arrays of x's shape, cut into the same pieces."""
     flat = np.ascontiguousarray(x).reshape(-1)
     res = np.empty_like(flat) if out is None else out.reshape(-1)
-    _run(kernel, flat, res, [slice(i, i + chunk) for i in range(0, flat.size, chunk)])
+    more = [np.ascontiguousarray(o).reshape(-1) for o in others]
+    _parallel(lambda s: kernel(flat[s], res[s], *(m[s] for m in more)),
+              [slice(i, i + chunk) for i in range(0, flat.size, chunk)])
     return res.reshape(x.shape) if out is None else out
 
 
@@ -49,13 +55,18 @@ def map_rows(kernel, x, out=None, chunk=CHUNK):
     split into blocks of about ``chunk`` elements of whole rows."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1]) if x.size else x.reshape(0, 1)
     res = np.empty_like(rows) if out is None else out.reshape(rows.shape)
-    per = max(1, chunk // max(rows.shape[1], 1))
-    _run(kernel, rows, res, [slice(i, i + per) for i in range(0, rows.shape[0], per)])
+    _run(kernel, rows, res, row_blocks(rows.shape[0], rows.shape[1], chunk))
     return res.reshape(x.shape) if out is None else out
 
 
 def _run(kernel, src, dst, parts):
     _parallel(lambda s: kernel(src[s], dst[s]), parts)
+
+
+def row_blocks(n_rows, width, chunk=CHUNK):
+    """Slices of whole rows, about ``chunk`` elements each, for rows of ``width`` elements."""
+    per = max(1, chunk // max(width, 1))
+    return [slice(i, i + per) for i in range(0, n_rows, per)]
 
 
 def _parallel(task, parts):
@@ -149,3 +160,65 @@ def softmax_masked(x, mask, chunk=CHUNK):
 
     _parallel(task, [(i, slice(r, r + per)) for i in range(x3.shape[0]) for r in range(0, T, per)])
     return out.reshape(xs.shape)
+
+
+def silu_float32(x, out):
+    r"""SiLU(x) = x / (1 + e^{−x}) of a float32 piece into ``out``, in place: the same operations as core.nn.silu."""
+    np.negative(x, out=out)
+    np.exp(out, out=out)
+    out += np.float32(1.0)
+    return np.divide(x, out, out=out)
+
+
+def silu_mul_float32(a, out, u):
+    r"""SiLU(a) ⊙ u (SwiGLU's gate times its up projection) of float32 pieces into ``out``: one pass, no
+    intermediate array of the size of a."""
+    silu_float32(a, out)
+    out *= u
+    return out
+
+
+def norm_rows(x, gamma, beta, eps, centre, chunk=CHUNK):
+    r"""Layer norm (``centre``: x − μ first) or RMSNorm over the last axis of a float32 x, in blocks of whole rows
+    that stay in the cache, on the thread pool: (out, x_hat, rstd) with x_hat = (x [− μ]) · rstd,
+    rstd = 1/√(mean((x [− μ])²) + ε), out = x_hat γ [+ β] — core.nn's operations in the same order, so the same
+    bits, without the full-size temporaries (x − μ, its square)."""
+    C = x.shape[-1]
+    rows = np.ascontiguousarray(x).reshape(-1, C)
+    out, x_hat = np.empty_like(rows), np.empty_like(rows)
+    rstd = np.empty((rows.shape[0], 1), rows.dtype)
+    eps = np.float32(eps)
+
+    def task(s):
+        xb, xh, r = rows[s], x_hat[s], rstd[s]
+        if centre:
+            np.subtract(xb, np.mean(xb, axis=1, keepdims=True), out=xh)  # x − μ
+            xb = xh
+        np.mean(np.multiply(xb, xb, out=out[s]), axis=1, keepdims=True, out=r)  # mean of squares (out as scratch)
+        r += eps
+        np.sqrt(r, out=r)
+        np.divide(np.float32(1.0), r, out=r)
+        np.multiply(xb, r, out=xh)
+        np.multiply(xh, gamma, out=out[s])
+        if beta is not None:
+            out[s] += beta
+
+    _parallel(task, row_blocks(rows.shape[0], C, chunk))
+    lead = x.shape[:-1]
+    return out.reshape(x.shape), x_hat.reshape(x.shape), rstd.reshape(*lead, 1)
+
+
+def rope_pairs(x, cos, sin):
+    r"""RoPE in the "pairs" layout for float32 x (..., T, D) with cos, sin (…, T, D/2) already in float32:
+    (a cos − b sin, a sin + b cos) written straight into the even and odd features of one output array — the
+    same products and sums as core.embeddings.rope, without its stack and reshape copies."""
+    out = np.empty_like(x)
+    a, b = x[..., 0::2], x[..., 1::2]
+    even, odd = out[..., 0::2], out[..., 1::2]
+    t = np.multiply(b, sin)
+    np.multiply(a, cos, out=even)
+    even -= t
+    np.multiply(b, cos, out=t)
+    np.multiply(a, sin, out=odd)
+    odd += t
+    return out

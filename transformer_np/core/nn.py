@@ -14,7 +14,18 @@ import numpy as np
 
 from .backend import array_namespace, device, erf, keep_mask
 from .checks import check_choice, check_float, check_last_dim, check_positive_int, check_real
-from .fast import CHUNK, gelu_float32, map_chunks, map_rows, softmax_masked, softmax_rows
+from .fast import (
+    CHUNK,
+    FUSE_MIN,
+    gelu_float32,
+    map_chunks,
+    map_rows,
+    norm_rows,
+    silu_float32,
+    silu_mul_float32,
+    softmax_masked,
+    softmax_rows,
+)
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -202,10 +213,22 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     return layer_norm_forward(x, gamma, beta, eps)[0]
 
 
+def _fuse(x, *more):
+    """Whether core.fast's kernels take these inputs: NumPy float32 arrays, x of at least FUSE_MIN elements
+    (below it the plain expression is as fast, measured)."""
+    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (x, *more)) and x.size >= FUSE_MIN
+
+
 def layer_norm_forward(x, gamma, beta, eps=1e-5):
-    """layer_norm, also returning the cache its backward needs: (out, (x_hat, rstd, gamma))."""
+    """layer_norm, also returning the cache its backward needs: (out, (x_hat, rstd, gamma)).
+
+    For a large NumPy float32 x the same operations run over cache-sized blocks of rows on a thread pool
+    (core.fast.norm_rows): the same bits (tested), without the full-size temporaries."""
     check_float("x", x)
     check_last_dim("x", x, gamma.shape[0], what=f"last dim (= gamma size {gamma.shape[0]})")
+    if _fuse(x, gamma, beta):
+        out, x_hat, rstd = norm_rows(x, gamma, beta, eps, centre=True)
+        return out, (x_hat, rstd, gamma)
     xp = array_namespace(x)
     mu = xp.mean(x, axis=-1, keepdims=True)  # (..., 1)
     xc = x - mu  # (..., C)
@@ -237,9 +260,13 @@ def rms_norm(x, gamma, eps=1e-6):
 
 
 def rms_norm_forward(x, gamma, eps=1e-6):
-    """rms_norm, also returning its backward's cache: (out, (x_hat, rstd, gamma))."""
+    """rms_norm, also returning its backward's cache: (out, (x_hat, rstd, gamma)).  A large NumPy float32 x: in
+    blocks of rows (core.fast.norm_rows), the same bits."""
     check_float("x", x)
     check_last_dim("x", x, gamma.shape[0], what=f"last dim (= gamma size {gamma.shape[0]})")
+    if _fuse(x, gamma):
+        out, x_hat, rstd = norm_rows(x, gamma, None, eps, centre=False)
+        return out, (x_hat, rstd, gamma)
     xp = array_namespace(x)
     rstd = 1.0 / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)  # (..., 1)
     x_hat = x * rstd  # (..., C)
@@ -257,8 +284,13 @@ def rms_norm_backward(dy, cache):
 
 
 def silu(x):
-    r"""SiLU(x) = x \sigma(x) = x / (1 + e^{-x})   (also called swish)"""
+    r"""SiLU(x) = x \sigma(x) = x / (1 + e^{-x})   (also called swish)
+
+    A large NumPy float32 x: the same operations in place over cache-sized pieces (core.fast.silu_float32), the
+    same bits."""
     check_float("x", x)
+    if _fuse(x):
+        return map_chunks(silu_float32, x)
     xp = array_namespace(x)
     return x / (1.0 + xp.exp(-x))
 
@@ -278,10 +310,14 @@ def swiglu(x, w_gate, w_up, w_down):
 
 
 def swiglu_forward(x, w_gate, w_up, w_down):
-    """swiglu, also returning its backward's cache."""
+    """swiglu, also returning its backward's cache.  Large NumPy float32 a, u: SiLU(a) ⊙ u in one pass over
+    cache-sized pieces (core.fast.silu_mul_float32), the same bits as the line below it."""
     a = linear(x, w_gate)  # (..., F) gate pre-activation
     u = linear(x, w_up)  # (..., F)
-    h = silu(a) * u  # (..., F)
+    if _fuse(a, u) and a.shape == u.shape:
+        h = map_chunks(silu_mul_float32, a, others=(u,))
+    else:
+        h = silu(a) * u  # (..., F)
     return linear(h, w_down), (x, a, u, h)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..core.attention import merge_heads, scaled_dot_product_attention, split_heads
 from ..core.backend import array_namespace, device
 from ..core.checks import check_choice, check_positive_int, check_real
-from ..core.embeddings import ROPE_LAYOUTS, rope, token_embedding
+from ..core.embeddings import ROPE_LAYOUTS, rope, rope_angles, token_embedding
 from ..core.masks import causal_mask, combine_masks
 from ..core.nn import linear, residual, rms_norm, swiglu
 from ..core.tree import count_params
@@ -99,11 +99,14 @@ class LlamaConfig:
 
 
 # --- the block, from the core formulas ----------------------------------------------------------------------
-def llama_attention(h, p, cfg, positions, mask=None, cache=None):
+def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None):
     r"""softmax(RoPE(q) RoPE(k)ᵀ / √D + causal) v, H query heads over H_kv shared K/V heads, then W_O.
-    h: (B, T, C); positions: (T,) or (B, T).  Returns (out (B, T, C), weights (B, H, T, S))."""
-    q = rope(split_heads(linear(h, p["w_q"]), cfg.n_heads), positions, cfg.rope_base, cfg.rope_layout)
-    k = rope(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), positions, cfg.rope_base, cfg.rope_layout)
+    h: (B, T, C); positions: (T,) or (B, T); angles: their rope_angles, if already computed.
+    Returns (out (B, T, C), weights (B, H, T, S))."""
+    angles = angles or rope_angles(positions, cfg.d_head, cfg.rope_base)  # the same for q and k
+    q = rope(split_heads(linear(h, p["w_q"]), cfg.n_heads), positions, cfg.rope_base, cfg.rope_layout, angles=angles)
+    k = rope(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), positions, cfg.rope_base, cfg.rope_layout,
+             angles=angles)
     v = split_heads(linear(h, p["w_v"]), cfg.n_kv_heads)  # (B, H_kv, T, D)
     if cache is not None:
         k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D): only H_kv heads are kept
@@ -111,13 +114,14 @@ def llama_attention(h, p, cfg, positions, mask=None, cache=None):
     return linear(merge_heads(out), p["w_o"]), weights
 
 
-def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None):
+def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None, angles=None):
     r"""x -> x + Attn(RMSNorm(x)) -> · + SwiGLU(RMSNorm(·)).  Returns (x, attention weights, None).
-    (Inference only: rng is accepted for the stack loop's sake and must be None.)"""
+    (Inference only: rng is accepted for the stack loop's sake and must be None.)  angles: the positions'
+    rope_angles, computed once for every block."""
     if rng is not None:
         raise NotImplementedError("the Llama block has no training path (no dropout, no backward cache)")
     a, weights = llama_attention(rms_norm(x, **p["attn_norm"], eps=cfg.norm_eps), p["attn"], cfg, positions,
-                                 mask, cache)
+                                 mask, cache, angles)
     x = residual(x, a)
     return residual(x, swiglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])), weights, None
 
@@ -137,8 +141,9 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     if positions is None:
         positions = array_namespace(ids).arange(past, past + ids.shape[1], device=device(ids))
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
+    angles = rope_angles(positions, cfg.d_head, cfg.rope_base)  # once, for every block's q and k
     x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
-                                  cache=cache, keep=need_weights)
+                                  cache=cache, keep=need_weights, angles=angles)
     x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
     return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
 

@@ -89,12 +89,12 @@ np.testing.assert_allclose(w_causal[0].sum(-1), 1.0)  # and each row is still a 
 # its row.
 
 # %%
-from transformer_np.viz.explore import attentions, explore
+from transformer_np.viz.explorer import attentions
 
 _, (enc, dec_self, cross) = attentions("reverse", "31415")
 assert np.all(np.triu(dec_self.weights, 1) == 0)            # (L, H, T, T): causal in every layer and head
 np.testing.assert_allclose(dec_self.weights.sum(-1), 1.0, rtol=1e-5)
-explore("reverse", "31415")
+viz.explore("reverse", "31415")
 
 # %% [markdown]
 # A masked key gets weight exactly 0 — as it would with a $-10^9$ constant too, since $e^{-10^9}$ underflows to

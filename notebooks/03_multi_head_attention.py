@@ -68,9 +68,9 @@ viz.head_grid(mha_w[0], figures.SENTENCE, figures.SENTENCE, title="Four heads of
 # (`python -m transformer_np explore --model sentiment --text "…" --out page.html` writes the same page to a file).
 
 # %%
-from transformer_np.viz.explore import attentions, explore
+from transformer_np.viz.explorer import attentions
 
-page = explore("sentiment", "the plot was not bad at all")
+page = viz.explore("sentiment", "the plot was not bad at all")
 _, (trained,) = attentions("sentiment", "the plot was not bad at all")
 np.testing.assert_allclose(trained.weights.sum(-1), 1.0, rtol=1e-5)  # every head's rows: a distribution
 print(f"{trained.weights.shape} (L, H, T, T) weights on the page, {len(page.html):,} bytes")

@@ -124,13 +124,13 @@ print({name: [w.shape for w in ws] for name, ws in att.items()})
 # keys and values of the output so far plus the source's cross-attention keys and values, computed once.
 
 # %%
-from transformer_np.viz.explore import explore, task_generation
+from transformer_np.viz.explorer import task_generation
 
 text = "the 3rd of March, 2021"
 prompt, source, steps = task_generation("dates", text, 12)
 print("".join(prompt + [st["token"] for st in steps]), "| cache bytes per step:", [st["kv_bytes"] for st in steps])
 assert steps[-1]["token"] == "</s>"  # it stopped at its end token, before the 12 allowed
-explore("dates", text, generate=12)
+viz.explore("dates", text, generate=12)
 
 # %% [markdown]
 # ## How many parameters has the paper's base model?

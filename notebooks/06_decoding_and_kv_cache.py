@@ -81,13 +81,13 @@ viz.attention_weights(last[rows], [f"step {i}" for i in range(len(tokens))], lab
 # the source's cross-attention keys and values are computed once.
 
 # %%
-from transformer_np.viz.explore import explore, task_generation
+from transformer_np.viz.explorer import task_generation
 
 _, source, steps = task_generation("reverse", "271828", 10)
 grow = np.diff([st["kv_bytes"] for st in steps])
 print("tokens:", "".join(st["token"] for st in steps), "| cache growth per step (bytes):", sorted({int(g) for g in grow}))
 assert len(set(grow)) == 1                                   # one position's k and v per layer, every step
-explore("reverse", "271828", generate=10)
+viz.explore("reverse", "271828", generate=10)
 
 # %% [markdown]
 # ## Sampling: temperature, top-k, top-p

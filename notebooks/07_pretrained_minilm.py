@@ -112,10 +112,8 @@ viz.attention_weights(W[layer, head], toks, toks, title=f"layer {layer}, head {h
 # (or any other) to open it in the head view.
 
 # %%
-from transformer_np.viz.explore import explore
-
 print(f"the head found above: layer {layer}, head {head}")
-explore("minilm", sentence)
+viz.explore("minilm", sentence)
 
 # %% [markdown]
 # ## Sentence similarity

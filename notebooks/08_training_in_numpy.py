@@ -129,9 +129,7 @@ print(f"the queries that predict the year put {share:.0%} of their attention on 
 # model's generation):
 
 # %%
-from transformer_np.viz.explore import explore
-
-explore("dates", text)
+viz.explore("dates", text)
 
 # %% [markdown]
 # ## The classifier and negation

@@ -208,11 +208,9 @@ print("share of attention on token 0, layers 0 / 12 / 29:",
 # (float32 keys and values; printed below, and the page's figure grows by exactly that each step).
 
 # %%
-from transformer_np.viz.explore import explore
-
 cfg = model.config
 print("KV bytes per token:", 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * 4)
-explore("smollm2", "The capital of France is", generate=6)
+viz.explore("smollm2", "The capital of France is", generate=6)
 
 # %% [markdown]
 # ## The next-token distribution, and a short chat

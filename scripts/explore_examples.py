@@ -8,7 +8,7 @@ model and generation views (docs/explore_*.png) through headless Chromium.
 import shutil
 from pathlib import Path
 
-from transformer_np.viz.explore import explore
+from transformer_np.viz import explore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {"dates": "the 3rd of March, 2021", "sentiment": "the food was dull but the service was charming",

@@ -11,7 +11,7 @@ from transformer_np.__main__ import main
 from transformer_np.model.models import Classifier, Transformer
 from transformer_np.training.shipped import load_trained
 from transformer_np.training.tasks import BOS
-from transformer_np.viz import explore as X
+from transformer_np.viz import explorer as X
 
 
 def decoded(att):
@@ -110,7 +110,10 @@ def test_command_writes_the_page_and_refuses_bad_input(tmp_path, capsys):
 
 
 def test_notebook_display_is_an_iframe_holding_the_page():
-    page = X.explore("sentiment", "the ending was brilliant")
+    from transformer_np import viz
+
+    assert viz.explore is X.explore  # the spelling: transformer_np.viz.explore(model, text)
+    page = viz.explore("sentiment", "the ending was brilliant")
     shown = page._repr_html_()
     assert shown.startswith("<iframe srcdoc=") and "&lt;!DOCTYPE html&gt;" in shown
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transformer_np.viz import explore as X
+from transformer_np.viz import explorer as X
 
 
 def chromium_path():

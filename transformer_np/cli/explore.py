@@ -1,10 +1,10 @@
 """``python -m transformer_np explore --model NAME --text "…" --out page.html``: an interactive page of the model's
 attention (head view and model view; with --generate N, the generation view; with --compare, the compare view),
-one self-contained HTML file that opens offline (viz.explore)."""
+one self-contained HTML file that opens offline (viz.explorer)."""
 
 from __future__ import annotations
 
-from ..viz.explore import MODELS, VARIANTS, explore
+from ..viz.explorer import MODELS, VARIANTS, explore
 from .options import check_output_file, non_negative_int
 
 HELP = "write an interactive page of a model's attention (one self-contained HTML file)"

@@ -1,11 +1,12 @@
 r"""Pictures: ``plots`` (one function per picture, shared by the notebooks, the README and the command line;
 each is also importable from here, as ``viz.heatmap`` …), ``diagrams`` (the architecture, with the shape of
-every array on its arrows), ``figures`` (every PNG of figures/, drawn deterministically) and ``explore`` (the
-interactive attention page, imported by name: ``from transformer_np.viz.explore import explore``).
+every array on its arrows), ``figures`` (every PNG of figures/, drawn deterministically) and ``explorer`` (the
+interactive attention page: ``viz.explore(model, text)``).
 matplotlib is imported here, and nowhere below this folder.
 """
 
 from .diagrams import kv_cache_flow, multi_head_shapes, residual_blocks, transformer_architecture
+from .explorer import explore
 from .plots import (
     activation_outliers,
     activations,
@@ -56,6 +57,7 @@ from .plots import (
 )
 
 __all__ = [
+    "explore",
     "activation_outliers",
     "mask_patterns",
     "perplexity_vs_bits",

@@ -237,6 +237,10 @@ def test_generation_pages_of_an_encoder_decoder_carry_the_source():
     assert data["generation"]["source"] == ["a", "b"]
     with pytest.raises(ValueError, match="classifies"):
         X.task_generation("sentiment", "good", 3)
+    with pytest.raises(ValueError, match="compare must be one of"):
+        X.task_generation("dates", "1/2/2000", 3, compare="int3")
+    with pytest.raises(ValueError, match="new_tokens"):
+        X.task_generation("dates", "1/2/2000", -1)
     with pytest.raises(ValueError, match="generate: 33 tokens need 33 decoder positions, more than the reverse "
                                          "model's context of 32"):
         X.task_generation("reverse", "123", 33)

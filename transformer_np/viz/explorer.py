@@ -149,8 +149,7 @@ def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
     name): the compressed model, fed the same tokens with a cache of its own, gives its top-k and
     KL(float32 ‖ variant).  ``model``: SmolLM2 already loaded (else it is loaded here).
     Returns (the prompt's token labels, steps)."""
-    if compare is not None:
-        check_choice("compare", compare, VARIANTS)
+    _check_generation(new_tokens, compare)
     model = model or load_smollm2()
     ids = model.tokenize(text)
     if len(ids) + new_tokens - 1 > model.config.max_len:  # the last token chosen is never fed
@@ -177,6 +176,12 @@ def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
     return _token_labels(model, ids), _steps(runner(model.params, True), new_tokens, label, top_k, compare_run)
 
 
+def _check_generation(new_tokens, compare):
+    check_int("new_tokens", new_tokens, low=0)
+    if compare is not None:
+        check_choice("compare", compare, VARIANTS)
+
+
 def _variant(params, compare):
     """The params tree compressed as the VARIANTS entry ``compare`` says (None: no comparison)."""
     if compare is None:
@@ -192,6 +197,7 @@ def task_generation(name, text, new_tokens, top_k=5, compare=None):
     the source (``cross`` (L, H, S)), the cache's bytes (self-attention k, v of t positions, and the source's
     cross-attention k, v, computed once).  ``compare`` as in :func:`smollm2_generation`.
     Returns (the decoder's first input's label, the source's labels, steps)."""
+    _check_generation(new_tokens, compare)
     task, params, _, _ = load_trained(name)
     tok, cfg = task.tokenizer, task.config
     if task.kind != "seq2seq":

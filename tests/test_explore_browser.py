@@ -213,3 +213,27 @@ def test_the_notebook_iframe_runs_the_page(browser, tmp_path):
     assert frame.inner_text("#new-token") == "5"  # the generation view's first step
     assert log["errors"] == []
     page.close()
+
+
+def test_a_long_generation_shows_positions_in_blocks(browser, tmp_path):
+    text = "the 3rd of March, 2021"
+    _, source, steps = X.task_generation("dates", text, 12)
+    page_obj = X.explore("dates", text, generate=12, max_weights=1500)  # small budget: blocks everywhere
+    data = X.page_data(*X.attentions("dates", text), max_weights=1500,
+                       generation={"prompt": ["<s>"], "source": source, "steps": steps})
+    b = data["generation"]["block"]
+    assert b > 1
+    page, log = open_page(browser, Path(page_obj.save(tmp_path / "blocks.html")))
+    page.select_option("#attention", "2")
+    page.select_option("#layer", "1")
+    page.select_option("#head", "1")
+    assert f"blocks of {b}" in page.inner_text("#generation-view")
+    for i in (0, 5, len(steps) - 1):
+        page.eval_on_selector("#step", f"s => {{ s.value = {i}; s.dispatchEvent(new Event('input')); }}")
+        own = page.eval_on_selector_all(".gen-token", "ts => ts.map(t => +t.dataset.w)")
+        cross = page.eval_on_selector_all(".gen-source", "ts => ts.map(t => +t.dataset.w)")
+        assert [np.float32(w) for w in own] == list(X.group_positions(steps[i]["weights"], b)[1, 1])
+        assert [np.float32(w) for w in cross] == list(X.group_positions(steps[i]["cross"], b)[1, 1])
+        assert len(cross) == -(-len(source) // b)
+    assert log["errors"] == []
+    page.close()

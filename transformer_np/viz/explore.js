@@ -147,6 +147,15 @@
     return parts.concat("</div>").join("");
   }
 
+  // the generation view's position labels, in the blocks its weights were summed in (1: one per token)
+  function positionLabels(tokens) {
+    const b = data.generation.block || 1;
+    if (b === 1) return tokens;
+    const out = [];
+    for (let i = 0; i < tokens.length; i += b) out.push(`${tokens[i]}…[${i}:${Math.min(i + b, tokens.length)}]`);
+    return out;
+  }
+
   function generationView() {
     const box = document.getElementById("generation-view");
     if (!gen) { box.textContent = ""; return; }
@@ -160,11 +169,12 @@
         (source ? ` of self-attention and the source's ${source.length} cross-attention keys and values` : "") +
         `, ${(st.kv_bytes / 1024).toFixed(1)} KiB</p>`,
       `<p class="gen-label">${source ? "masked self-attention over the output so far" : "attention over every position so far"}` +
-        " (the position that predicted the new token):</p>",
-      weightRow("gen-attention", "gen-token", st.w, st.heads, layer, head, labels.slice(0, S))];
+        " (the position that predicted the new token)" +
+        ((data.generation.block || 1) > 1 ? `; positions summed in blocks of ${data.generation.block}` : "") + ":</p>",
+      weightRow("gen-attention", "gen-token", st.w, st.heads, layer, head, positionLabels(labels.slice(0, S)))];
     if (source) {
       parts.push("<p class=\"gen-label\">cross-attention over the source:</p>",
-        weightRow("gen-cross", "gen-source", st.c, st.heads, layer, head, source));
+        weightRow("gen-cross", "gen-source", st.c, st.heads, layer, head, positionLabels(source)));
     }
     const variant = data.generation.compare;
     parts.push("<table id=\"top-k\"><tr><th>float32: next token</th><th>probability</th>" +

@@ -18,7 +18,8 @@ that needs nothing else: the weights are embedded (float32, base64) beside a sma
 
 Long inputs stay usable: past ``MAX_WEIGHTS`` numbers per page, queries and keys are grouped into blocks of b
 tokens (a block's row is the mean of its queries' rows, a block's column the sum of its keys' weights, so rows
-still sum to one) and the page says so.  The same input always gives the same bytes.
+still sum to one) and the page says so; the generation view's steps likewise sum their positions in blocks past
+``MAX_WEIGHTS`` numbers of their own.  The same input always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -283,17 +284,34 @@ def _b64(a):
     return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
 
 
-def generation_data(prompt, steps, compare=None, source=None):
+def group_positions(w, block):
+    """Weights over positions (..., S) summed in blocks of ``block`` positions: (..., ceil(S / block)); a row that
+    sums to one still does."""
+    if block == 1:
+        return w
+    S = w.shape[-1]
+    n = math.ceil(S / block)
+    padded = np.zeros((*w.shape[:-1], n * block), np.float64)
+    padded[..., :S] = w
+    return padded.reshape(*w.shape[:-1], n, block).sum(-1).astype(np.float32)
+
+
+def generation_data(prompt, steps, compare=None, source=None, max_weights=MAX_WEIGHTS):
     """The generation view's content: the tokens before the first generated one, the source's tokens (an
     encoder-decoder's: its cross-attention's keys) and each step with its weights as base64 float32 (and the
-    name of the compressed variant the steps compare with)."""
+    name of the compressed variant the steps compare with).  Past ``max_weights`` numbers in all, positions are
+    summed in blocks (``block``; the page labels them the same way)."""
+    total = sum(st["weights"].size + (st["cross"].size if "cross" in st else 0) for st in steps)
+    block = 1 if total <= max_weights else math.ceil(total / max_weights)
+
     def encoded(st):
         out = {k: v for k, v in st.items() if k not in ("weights", "cross")}
-        out.update(layers=st["weights"].shape[0], heads=st["weights"].shape[1], weights=_b64(st["weights"]))
+        out.update(layers=st["weights"].shape[0], heads=st["weights"].shape[1],
+                   weights=_b64(group_positions(st["weights"], block)))
         if "cross" in st:
-            out["cross"] = _b64(st["cross"])
+            out["cross"] = _b64(group_positions(st["cross"], block))
         return out
-    return {"prompt": list(map(str, prompt)), "compare": compare,
+    return {"prompt": list(map(str, prompt)), "compare": compare, "block": block,
             "source": None if source is None else list(map(str, source)), "steps": [encoded(st) for st in steps]}
 
 
@@ -310,7 +328,7 @@ def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
                     "keys": list(map(str, a.keys)), "weights": _b64(a.weights)})
     data = {"title": title, "block": block, "attentions": out}
     if generation is not None:
-        data["generation"] = generation_data(**generation)
+        data["generation"] = generation_data(**generation, max_weights=max_weights)
     return data
 
 

@@ -6,7 +6,7 @@
 # matrix-product peak, bench llm on CuPy (SmolLM2's shape, random weights: the GGUF file is too big to carry;
 # the timings do not depend on the values) and bench decode on CuPy.  Everything goes to docs/gpu_check.txt (or $1)
 # and, when the device tool's $OUT is set, to $OUT/gpu_check.txt.  Commit docs/gpu_check.txt.
-#   device run:  bash scripts/gpu_check.sh    (carry [".whl"]; about 5 minutes)
+#   device run:  bash scripts/gpu_check.sh    (carry [".whl"]; not yet timed on a GPU — leave it room)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -4,7 +4,7 @@ one self-contained HTML file that opens offline (viz.explorer)."""
 
 from __future__ import annotations
 
-from ..viz.explorer import MODELS, VARIANTS, explore
+from ..viz.explorer import GENERATES, MODELS, VARIANTS, explore
 from .options import check_output_file, non_negative_int
 
 HELP = "write an interactive page of a model's attention (one self-contained HTML file)"
@@ -15,7 +15,7 @@ def add_arguments(p):
     p.add_argument("--model", required=True, choices=MODELS, help="the model to look inside")
     p.add_argument("--text", required=True, help="its input")
     p.add_argument("--generate", type=non_negative_int, default=0, metavar="N",
-                   help="also step through N greedily generated tokens with the KV cache (smollm2, dates, reverse; "
+                   help=f"also step through N greedily generated tokens with the KV cache ({', '.join(GENERATES)}; "
                         "an encoder-decoder stops at its end token)")
     p.add_argument("--compare", choices=sorted(VARIANTS),
                    help="with --generate: set a compressed variant's next-token distribution beside float32's, "

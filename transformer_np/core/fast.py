@@ -149,7 +149,6 @@ def softmax_masked(x, mask, chunk=CHUNK):
     full = np.broadcast_to(mask, xs.shape)  # a view: the mask is never expanded
     x3, out = xs.reshape(-1, T, S), np.empty(xs.shape, xs.dtype).reshape(-1, T, S)
     lead = list(np.ndindex(xs.shape[:-2]))
-    per = max(1, chunk // max(S, 1))
 
     def task(part):
         i, rows = part
@@ -158,7 +157,7 @@ def softmax_masked(x, mask, chunk=CHUNK):
         np.copyto(o, x3[i, rows], where=full[lead[i]][rows])
         softmax_rows(o, o)
 
-    _parallel(task, [(i, slice(r, r + per)) for i in range(x3.shape[0]) for r in range(0, T, per)])
+    _parallel(task, [(i, rows) for i in range(x3.shape[0]) for rows in row_blocks(T, S, chunk)])
     return out.reshape(xs.shape)
 
 

@@ -124,22 +124,23 @@ def _steps(run, new_tokens, label, top_k, compare=None, eos=None):
     """Greedy decoding, one step at a time.  ``run(token)`` feeds the previous step's token (None: the first
     step, the prompt) and returns (next-token logits (V,), {view name: weights (L, H, n)}, the model's cache);
     ``compare(token)``, a compressed model fed the same tokens, returns its logits.  Stops after ``eos``."""
-    steps, token = [], None
+    steps, fed = [], None
     for _ in range(new_tokens):
-        logits, views, cache = run(token)
+        logits, views, cache = run(fed)
         p = softmax(np.asarray(logits, np.float64))
         top = np.argsort(-p, kind="stable")[:top_k]
         token = int(top[0])  # greedy
         step = {"token": label(token), "id": token, "top": [[label(i), float(p[i])] for i in top],
                 "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length), **views}
         if compare is not None:
-            q = softmax(np.asarray(compare(steps[-1]["id"] if steps else None), np.float64))
+            q = softmax(np.asarray(compare(fed), np.float64))
             q_top = np.argsort(-q, kind="stable")[:top_k]
             step["compare"] = {"top": [[label(i), float(q[i])] for i in q_top], "kl": kl_divergence(p, q),
                                "same_choice": bool(int(q_top[0]) == token)}
         steps.append(step)
         if token == eos:
             break
+        fed = token
     return steps
 
 
@@ -263,21 +264,25 @@ def attentions(model, text, smollm2=None):
 
 
 # --- the page ----------------------------------------------------------------------------------------------
+def _block_sums(a, block, axis):
+    """``a`` summed over blocks of ``block`` consecutive entries along ``axis`` (the last block may be shorter),
+    in float64."""
+    n = a.shape[axis]
+    starts = np.arange(0, n, block)
+    return np.add.reduceat(np.asarray(a, np.float64), starts, axis=axis)
+
+
 def group(att, block):
     """``att`` with queries and keys grouped in blocks of ``block`` tokens: a block's row is the mean of its
     queries' rows, its column the sum of its keys' columns (rows keep summing to one)."""
     if block == 1:
         return att
-    w = att.weights
-    L, H, Tq, Tk = w.shape
-    nq, nk = math.ceil(Tq / block), math.ceil(Tk / block)
-    padded = np.zeros((L, H, nq * block, nk * block), np.float64)
-    padded[:, :, :Tq, :Tk] = w
-    summed = padded.reshape(L, H, nq, block, nk, block).sum(axis=(3, 5))
-    rows = np.minimum(block, Tq - block * np.arange(nq))[:, None]  # real queries in each block
+    summed = _block_sums(_block_sums(att.weights, block, -1), block, -2)  # (L, H, nq, nk)
+    Tq = att.weights.shape[-2]
+    rows = np.minimum(block, Tq - np.arange(0, Tq, block))[:, None]  # real queries in each block
     label = lambda toks, i: f"{toks[i * block]}…[{i * block}:{min((i + 1) * block, len(toks))}]"  # noqa: E731
-    return Attention(att.name, [label(att.queries, i) for i in range(nq)], [label(att.keys, i) for i in range(nk)],
-                     (summed / rows).astype(np.float32))
+    return Attention(att.name, [label(att.queries, i) for i in range(summed.shape[-2])],
+                     [label(att.keys, i) for i in range(summed.shape[-1])], (summed / rows).astype(np.float32))
 
 
 def _b64(a):
@@ -287,13 +292,7 @@ def _b64(a):
 def group_positions(w, block):
     """Weights over positions (..., S) summed in blocks of ``block`` positions: (..., ceil(S / block)); a row that
     sums to one still does."""
-    if block == 1:
-        return w
-    S = w.shape[-1]
-    n = math.ceil(S / block)
-    padded = np.zeros((*w.shape[:-1], n * block), np.float64)
-    padded[..., :S] = w
-    return padded.reshape(*w.shape[:-1], n, block).sum(-1).astype(np.float32)
+    return w if block == 1 else _block_sums(w, block, -1).astype(np.float32)
 
 
 def generation_data(prompt, steps, compare=None, source=None, max_weights=MAX_WEIGHTS):

@@ -2,6 +2,7 @@
 tests/conftest.py holds the fixtures and the hypothesis settings.)"""
 
 import numpy as np
+import pytest
 
 EQUATION_ATOL = 1e-12  # loop-level version vs vectorised, float64
 TORCH_F64_ATOL = 1e-10  # torch oracle, float64
@@ -53,3 +54,13 @@ def tiny_llama(rng, layout="pairs", vocab_size=19, n_layers=2):
     params = {"embed": {"table": randn(rng, vocab_size, 16)}, "decoder": {"layers": [layer() for _ in range(n_layers)]},
               "norm": {"gamma": np.ones(16)}}
     return params, cfg
+
+
+def skip_without_smollm2():
+    """Skip the calling test or fixture, with the install command, where the SmolLM2 weights are not installed."""
+    from transformer_np.pretrained.llama import INSTALL, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")

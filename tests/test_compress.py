@@ -3,23 +3,20 @@ text): the orderings and bounds of issue #14, and the recipes' plumbing on small
 
 import numpy as np
 import pytest
-from helpers import tiny_llama
+from helpers import skip_without_smollm2, tiny_llama
 
 import transformer_np as tn
 from transformer_np.efficient import compress as C
 from transformer_np.efficient import quality
 from transformer_np.efficient import quantize as Q
-from transformer_np.pretrained.llama import INSTALL, LlamaModel, llama_logits, load_smollm2, smollm2_path
+from transformer_np.pretrained.llama import LlamaModel, llama_logits, load_smollm2
 
 PREFIX = 1024  # evaluation tokens: two windows of 512
 
 
 @pytest.fixture(scope="module")
 def smollm2():
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     model = load_smollm2()
     ids = model.tokenize(quality.eval_text())[:PREFIX]
     recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:1024])

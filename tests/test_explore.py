@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import skip_without_smollm2
 
 from transformer_np.__main__ import main
 from transformer_np.model.models import Classifier, Transformer
@@ -131,12 +132,9 @@ def test_minilm_and_smollm2_pages_hold_their_attention():
 
 
 def test_generation_view_steps_through_what_generate_produces():
-    from transformer_np.pretrained.llama import INSTALL, load_smollm2, smollm2_path
+    from transformer_np.pretrained.llama import load_smollm2
 
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     model = load_smollm2()
     prompt, steps = X.smollm2_generation("The capital of France is", 6)
     ids = model.tokenize("The capital of France is")
@@ -165,12 +163,9 @@ def test_kl_divergence_is_the_formula_and_zero_only_for_the_same_distribution(rn
 def test_compare_view_sets_the_compressed_models_distribution_beside_float32s():
     from transformer_np.core.nn import softmax
     from transformer_np.efficient.compress import compress
-    from transformer_np.pretrained.llama import INSTALL, llama_logits, load_smollm2, smollm2_path
+    from transformer_np.pretrained.llama import llama_logits, load_smollm2
 
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     text = "The capital of France is"
     plain = X.smollm2_generation(text, 3)[1]
     _, steps = X.smollm2_generation(text, 3, compare="int8")

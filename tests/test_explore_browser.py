@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import skip_without_smollm2
 
 from transformer_np.viz import explorer as X
 
@@ -107,12 +108,8 @@ def test_clicking_a_thumbnail_in_the_model_view_opens_that_head(browser, dates_p
 def test_a_long_input_stays_usable_in_blocks(browser, tmp_path):
     # SmolLM2 on ~650 tokens: 30 layers x 9 heads x 650² weights would be 114 M numbers; the page groups them
     from transformer_np.efficient.quality import eval_text
-    from transformer_np.pretrained.llama import INSTALL, smollm2_path
 
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     title, atts = X.attentions("smollm2", eval_text()[:2600])
     T = len(atts[0].queries)
     assert T >= 512
@@ -130,12 +127,7 @@ def test_a_long_input_stays_usable_in_blocks(browser, tmp_path):
 
 
 def test_generation_view_shows_the_generated_tokens_and_the_cache_growing(browser, tmp_path):
-    from transformer_np.pretrained.llama import INSTALL, smollm2_path
-
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     text = "The capital of France is"
     prompt, steps = X.smollm2_generation(text, 6)
     path = X.explore("smollm2", text, generate=6).save(tmp_path / "gen.html")
@@ -156,12 +148,7 @@ def test_generation_view_shows_the_generated_tokens_and_the_cache_growing(browse
 
 
 def test_compare_view_shows_each_steps_kl(browser, tmp_path):
-    from transformer_np.pretrained.llama import INSTALL, smollm2_path
-
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     text = "The capital of France is"
     _, steps = X.smollm2_generation(text, 4, compare="bf16")
     path = X.explore("smollm2", text, generate=4, compare="bf16").save(tmp_path / "cmp.html")

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import skip_without_smollm2
 
 from transformer_np.cli.main import main
 from transformer_np.efficient import mpi
-from transformer_np.pretrained.llama import INSTALL, smollm2_path
 
 
 @pytest.mark.parametrize("n", range(1, 10))
@@ -85,10 +85,7 @@ def test_encoder_decoder_split_over_n_ranks_gives_the_single_process_tokens(n):
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_smollm2_split_over_n_ranks_gives_the_single_process_tokens(n):
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     out = run_tp(n, "--model", "smollm2", "--prompt", "The capital of France is", "--max-new-tokens", "8")
     # float32: the all-reduce adds the ranks' partial sums in another order than one matrix product does;
     # over 30 layers that moves logits of size ~20 by a few 1e-5 (measured 5e-5 with 3 ranks)
@@ -99,10 +96,7 @@ def test_smollm2_split_over_n_ranks_gives_the_single_process_tokens(n):
 @pytest.mark.parametrize("n", [2, 3])
 def test_smollm2_split_in_float64_gives_logits_within_1e_5(n):
     # the issue's 1e-5 in the dtype where summation order cannot reach it (measured 7.6e-14 with 2 ranks)
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     out = run_tp(n, "--model", "smollm2", "--prompt", "The capital of France is", "--max-new-tokens", "4",
                  "--dtype", "float64")
     check_output(out, n, 1e-10)

@@ -7,18 +7,16 @@ import re
 
 import numpy as np
 import pytest
+from helpers import skip_without_smollm2
 
-from transformer_np.pretrained.llama import INSTALL, load_smollm2, smollm2_path
+from transformer_np.pretrained.llama import load_smollm2, smollm2_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never try the network
 
 
 @pytest.fixture(scope="module")
 def model():
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     return load_smollm2()
 
 

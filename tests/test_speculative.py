@@ -3,7 +3,7 @@ is distributed as plain sampling from the target (chi-square over many seeds).""
 
 import numpy as np
 import pytest
-from helpers import tiny_llama
+from helpers import skip_without_smollm2, tiny_llama
 
 from transformer_np import decoding
 from transformer_np.decoding.cache import LayerCache
@@ -94,12 +94,9 @@ def test_sampling_without_a_generator_is_an_error():
 
 
 def test_speculative_decoding_of_smollm2_equals_its_plain_greedy_answer():
-    from transformer_np.pretrained.llama import INSTALL, load_smollm2, smollm2_path
+    from transformer_np.pretrained.llama import load_smollm2
 
-    try:
-        smollm2_path()
-    except ImportError:
-        pytest.skip(f"the SmolLM2 weights are not installed: {INSTALL}")
+    skip_without_smollm2()
     model = load_smollm2()
     ids = model.chat_ids([{"role": "user", "content": "Repeat after me: the cat sat on the mat, the cat sat."}])
     plain = model.generate(ids, 24, eos_id=None)

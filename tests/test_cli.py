@@ -33,6 +33,18 @@ def test_quick_bench_writes_json_with_timings(tmp_path):
     assert all(r["numpy_s"] > 0 and r["gflop"] > 0 for r in result["rows"])
 
 
+def test_bench_breakdown_times_erf_against_scipy_and_reports_its_ulp_distance(tmp_path):
+    pytest.importorskip("scipy")
+    path = tmp_path / "bench.json"
+    main(["bench", "forward", "--quick", "--repeat", "1", "--no-torch", "--breakdown", "--json", str(path)])
+    result = json.loads(path.read_text())
+    assert all(t > 0 for t in result["breakdown_s"].values())
+    erf = result["erf"]
+    assert erf["ours_s"] > 0 and erf["scipy_s"] > 0
+    assert erf["speedup"] == pytest.approx(erf["scipy_s"] / erf["ours_s"])
+    assert erf["max_ulp_vs_float64"] <= 1
+
+
 def test_bench_on_torch_arrays_times_the_same_functions_there(tmp_path):
     pytest.importorskip("torch")
     path = tmp_path / "bench.json"

@@ -127,19 +127,35 @@ def test_float32_softmax_rows_of_minus_inf_give_zeros_and_nan_stays_nan():
     np.testing.assert_array_equal(softmax(x, axis=0)[:, 2], plain_softmax(x.T)[2])  # another axis: the plain path
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 200, 700), (40, 12, 33, 33)])  # rows of one matrix, many matrices
 @pytest.mark.parametrize("kind", ["causal", "padding", "full"])
-def test_float32_masked_softmax_of_large_scores_is_the_plain_expression(rng, kind):
+def test_float32_masked_softmax_of_large_scores_is_the_plain_expression(rng, kind, shape):
     from transformer_np.core.nn import softmax
 
-    x = rng.standard_normal((2, 3, 200, 700)).astype(np.float32) * 4  # above one piece: the fused mask path
-    mask = {"causal": np.tril(np.ones((200, 700), bool)),
-            "padding": rng.random((2, 1, 1, 700)) < 0.8,
+    B, _, T, S = shape
+    x = rng.standard_normal(shape).astype(np.float32) * 4  # above one piece: the fused mask path
+    mask = {"causal": np.tril(np.ones((T, S), bool)),
+            "padding": rng.random((B, 1, 1, S)) < 0.8,
             "full": rng.random(x.shape) < 0.5}[kind]
     x[..., 0, 5] = np.nan  # a NaN where the mask hides it (causal row 0 sees key 0 only) must not leak
     got = softmax(x, mask=mask)
     np.testing.assert_array_equal(got, plain_softmax(x, mask))
     if kind == "causal":
         assert not np.isnan(got[..., 0, :]).any()
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (40, 12, 33, 33), (2, 3, 200, 700), (1, 2, 5, 300_000)])
+def test_nd_blocks_cover_every_element_once_in_contiguous_blocks_of_whole_rows(shape):
+    from transformer_np.core.fast import nd_blocks
+
+    chunk = 1 << 14
+    seen = np.zeros(shape, np.int64)
+    for index in nd_blocks(shape, chunk):
+        block = seen[index]
+        assert block.flags.c_contiguous and block.shape[-1] == shape[-1]
+        assert block.size <= max(chunk, shape[-1])
+        block += 1
+    np.testing.assert_array_equal(seen, 1)
 
 
 def test_import_sets_a_short_openblas_spin_only_when_numpy_is_not_loaded_and_the_user_set_none():

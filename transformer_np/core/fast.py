@@ -143,22 +143,37 @@ def softmax_masked(x, mask, chunk=CHUNK):
     r"""softmax over the last axis of x (..., T, S) where ``mask`` (bool, broadcastable to x) is true, −inf (so 0)
     elsewhere — core.nn.softmax's ``where`` fused into the blocks: each block of rows is filled with −inf, the
     unmasked scores copied in (a structured mask such as the causal one copies in long runs: 0.4 ns an element
-    against np.where's 1.1), then :func:`softmax_rows` in place.  The same bits as the plain expression."""
+    against np.where's 1.1), then :func:`softmax_rows` in place.  The same bits as the plain expression.  A
+    block is whole (T, S) matrices where they are small (a batch of short sentences: many of them to a block),
+    else rows of one."""
     xs = np.ascontiguousarray(x)
-    T, S = xs.shape[-2:]
     full = np.broadcast_to(mask, xs.shape)  # a view: the mask is never expanded
-    x3, out = xs.reshape(-1, T, S), np.empty(xs.shape, xs.dtype).reshape(-1, T, S)
-    lead = list(np.ndindex(xs.shape[:-2]))
+    out = np.empty(xs.shape, xs.dtype)
 
-    def task(part):
-        i, rows = part
-        o = out[i, rows]
+    def task(index):
+        o = out[index]  # contiguous: whole trailing axes after one slice
         o.fill(-np.inf)
-        np.copyto(o, x3[i, rows], where=full[lead[i]][rows])
-        softmax_rows(o, o)
+        np.copyto(o, xs[index], where=full[index])
+        rows = o.reshape(-1, xs.shape[-1])
+        softmax_rows(rows, rows)
 
-    _parallel(task, [(i, rows) for i in range(x3.shape[0]) for rows in row_blocks(T, S, chunk)])
-    return out.reshape(xs.shape)
+    _parallel(task, nd_blocks(xs.shape, chunk))
+    return out
+
+
+def nd_blocks(shape, chunk=CHUNK):
+    """Index tuples cutting an array of ``shape`` into contiguous blocks of about ``chunk`` elements, never
+    splitting the last axis: integers on the leading axes, then one slice on the first axis whose items hold at
+    most ``chunk`` elements (or on the second-to-last axis, one row of the last at least)."""
+    if len(shape) < 2:
+        return [(slice(None),)]
+    item = math.prod(shape)
+    for axis in range(len(shape) - 1):
+        item //= max(shape[axis], 1)  # elements in one index of this axis
+        if item <= chunk or axis == len(shape) - 2:
+            break
+    per = max(1, chunk // max(item, 1))
+    return [(*lead, slice(i, i + per)) for lead in np.ndindex(*shape[:axis]) for i in range(0, shape[axis], per)]
 
 
 def silu_float32(x, out):

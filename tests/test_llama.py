@@ -136,9 +136,10 @@ def test_rope_matches_hugging_face_apply_rotary_pos_emb(rng):
 
 
 # --- grouped-query attention ----------------------------------------------------------------------------------
-def test_grouped_query_attention_equals_loop_definition(rng):
-    q, k, v = randn(rng, 6, 4, 5), randn(rng, 2, 7, 5), randn(rng, 2, 7, 3)
-    mask = np.tril(np.ones((4, 7), bool), 3)
+@pytest.mark.parametrize("T", [1, 4])  # one query (a decode step: matrix-vector products) or several (stacked)
+def test_grouped_query_attention_equals_loop_definition(rng, T):
+    q, k, v = randn(rng, 6, T, 5), randn(rng, 2, 7, 5), randn(rng, 2, 7, 3)
+    mask = np.tril(np.ones((T, 7), bool), 3)
     out, w = tn.scaled_dot_product_attention(q, k, v, mask=mask)
     want_out, want_w = ref.loop_grouped_query_attention(q, k, v, mask)
     assert_close(out, want_out, atol=EQUATION_ATOL)

@@ -116,6 +116,24 @@ def test_float32_softmax_in_blocks_is_the_plain_expression_bit_for_bit(rng, shap
     assert not np.isnan(got).any()
 
 
+def test_softmax_may_overwrite_its_input_only_when_asked_and_gives_the_same_bits(rng):
+    from transformer_np.core.nn import softmax
+
+    x = rng.standard_normal((3, 4, 50, 60)).astype(np.float32)
+    kept = x.copy()
+    want = softmax(x)
+    np.testing.assert_array_equal(x, kept)  # not asked: x untouched
+    got = softmax(x, overwrite_x=True)
+    assert np.shares_memory(got, x)
+    np.testing.assert_array_equal(got, want)
+    strided = kept[..., ::2]  # not contiguous: a new array, x left alone
+    again = softmax(strided, overwrite_x=True)
+    assert not np.shares_memory(again, kept)
+    np.testing.assert_array_equal(again, plain_softmax(strided))
+    x64 = kept.astype(np.float64)  # the plain path (float64) may ignore it: still the right values
+    np.testing.assert_allclose(softmax(x64, overwrite_x=True), plain_softmax(kept.astype(np.float64)), atol=1e-15)
+
+
 def test_float32_softmax_rows_of_minus_inf_give_zeros_and_nan_stays_nan():
     from transformer_np.core.nn import softmax
 
@@ -140,6 +158,10 @@ def test_float32_masked_softmax_of_large_scores_is_the_plain_expression(rng, kin
     x[..., 0, 5] = np.nan  # a NaN where the mask hides it (causal row 0 sees key 0 only) must not leak
     got = softmax(x, mask=mask)
     np.testing.assert_array_equal(got, plain_softmax(x, mask))
+    scratch = x.copy()
+    in_place = softmax(scratch, mask=mask, overwrite_x=True)  # the result written over the scores: same bits
+    assert np.shares_memory(in_place, scratch)
+    np.testing.assert_array_equal(in_place, got)
     if kind == "causal":
         assert not np.isnan(got[..., 0, :]).any()
 

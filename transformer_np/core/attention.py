@@ -56,7 +56,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
     check_bias("bias", bias, scores.shape)
     if bias is not None:
         scores += bias  # in place: scores is our own fresh array
-    weights = softmax(scores, axis=-1, mask=mask)  # (..., T, S)
+    weights = softmax(scores, axis=-1, mask=mask, overwrite_x=True)  # (..., T, S), in scores' memory: ours
     if G == 1:
         return weights @ v, weights  # (..., T, Dv), (..., T, S)
     *lead, H, T, S = weights.shape

@@ -139,21 +139,25 @@ def softmax_rows(x, out):
     return np.divide(out, s, out=out)
 
 
-def softmax_masked(x, mask, chunk=CHUNK):
+def softmax_masked(x, mask, chunk=CHUNK, overwrite_x=False):
     r"""softmax over the last axis of x (..., T, S) where ``mask`` (bool, broadcastable to x) is true, −inf (so 0)
     elsewhere — core.nn.softmax's ``where`` fused into the blocks: each block of rows is filled with −inf, the
     unmasked scores copied in (a structured mask such as the causal one copies in long runs: 0.4 ns an element
     against np.where's 1.1), then :func:`softmax_rows` in place.  The same bits as the plain expression.  A
     block is whole (T, S) matrices where they are small (a batch of short sentences: many of them to a block),
-    else rows of one."""
-    xs = np.ascontiguousarray(x)
+    else rows of one.  overwrite_x (x C-contiguous): the result is written over x, whose masked entries are set
+    to −inf block by block instead — no second array of x's size."""
+    xs = x if overwrite_x else np.ascontiguousarray(x)
     full = np.broadcast_to(mask, xs.shape)  # a view: the mask is never expanded
-    out = np.empty(xs.shape, xs.dtype)
+    out = xs if overwrite_x else np.empty(xs.shape, xs.dtype)
 
     def task(index):
         o = out[index]  # contiguous: whole trailing axes after one slice
-        o.fill(-np.inf)
-        np.copyto(o, xs[index], where=full[index])
+        if overwrite_x:
+            np.copyto(o, -np.inf, where=~full[index])
+        else:
+            o.fill(-np.inf)
+            np.copyto(o, xs[index], where=full[index])
         rows = o.reshape(-1, xs.shape[-1])
         softmax_rows(rows, rows)
 

@@ -111,12 +111,14 @@ def activation_backward(name):
     return relu_backward if name == "relu" else gelu_backward
 
 
-def softmax(x, axis=-1, mask=None):
+def softmax(x, axis=-1, mask=None, overwrite_x=False):
     r"""softmax(x)_i = e^{x_i - m} / \sum_j e^{x_j - m},  m = \max_j x_j   (stable: same value for any m)
 
     mask: optional bool array broadcastable to x, True where an entry takes part.  Masked entries get
     exactly 0; a row with every entry masked — or every entry -inf — gets all zeros (not NaN, unlike torch).
     A NaN in a row makes that row NaN: it is never mistaken for a masked row.
+    overwrite_x: x's memory may hold the result (SciPy's convention): for a caller whose x is a temporary of
+    its own, such as attention's scores — one large array fewer to allocate.  x's contents are then undefined.
 
     For a NumPy float32 x over its last axis the same operations run over cache-sized blocks of rows on a thread
     pool (core.fast.softmax_rows; for a large x the mask is applied inside the blocks too, softmax_masked): the
@@ -126,10 +128,11 @@ def softmax(x, axis=-1, mask=None):
     xp = array_namespace(x)
     if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim and axis in (-1, x.ndim - 1):
         # the same expression, fused over cache-sized blocks of rows (core.fast)
+        reuse = overwrite_x and x.flags.c_contiguous and x.flags.writeable
         if mask is None:
-            return map_rows(softmax_rows, x)
+            return map_rows(softmax_rows, x, out=x if reuse else None)
         if x.ndim >= 2 and x.size >= CHUNK and np.ndim(mask) <= x.ndim:  # large: the where fused in too
-            return softmax_masked(x, mask)
+            return softmax_masked(x, mask, overwrite_x=reuse)
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)
     m = xp.max(x, axis=axis, keepdims=True)

@@ -341,6 +341,25 @@ def test_integer_inputs_and_integer_tables_are_rejected():
         tn.sinusoidal_positional_encoding(4, 8, dtype=np.int64)
 
 
+def test_a_dtype_numpy_does_not_know_as_floating_gets_the_argument_named():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    with pytest.raises(TypeError, match="x must have a real floating dtype, got bfloat16"):
+        nn.gelu(np.zeros(3, ml_dtypes.bfloat16))  # NumPy's isdtype raises its own message on it
+
+
+def test_array_namespace_of_numpy_arrays_is_array_api_compats_and_others_still_resolve():
+    import array_api_compat
+
+    from transformer_np.core.backend import array_namespace
+
+    a = np.ones(3, np.float32)
+    assert array_namespace(a) is array_api_compat.array_namespace(a)
+    assert array_namespace(a, np.zeros(2)) is array_api_compat.array_namespace(a)
+    assert array_namespace(a, None) is array_api_compat.array_namespace(a, None)  # the general path
+    with pytest.raises(TypeError):
+        array_namespace([1.0, 2.0])  # a list is no array
+
+
 # --- 13. train's schedule values ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("kw", [dict(eval_every=0), dict(eval_every=-5), dict(save_every=0), dict(steps=2.5)])
 def test_train_rejects_non_positive_schedules_before_any_work(tmp_path, kw):

@@ -19,8 +19,8 @@ import copy
 import math
 
 import numpy as np
+from array_api_compat import array_namespace as _compat_namespace
 from array_api_compat import (
-    array_namespace,
     device,
     is_cupy_namespace,
     is_numpy_namespace,
@@ -34,6 +34,17 @@ __all__ = ["array_namespace", "contiguous", "device", "erf", "keep_mask", "scatt
            "to_numpy", "to_backend"]
 
 BACKENDS = ("numpy", "torch", "cupy")
+_NUMPY = _compat_namespace(np.empty(0))  # array_api_compat's NumPy namespace
+
+
+def array_namespace(*arrays):
+    """The array-API namespace of the arrays (``array_api_compat.array_namespace``), answered at once when they
+    are all plain NumPy arrays — the common case, asked about 1,100 times in one decode step of SmolLM2, where
+    the general lookup cost about 1.5 µs each."""
+    if arrays and all(type(a) is np.ndarray for a in arrays):
+        return _NUMPY
+    return _compat_namespace(*arrays)
+
 
 
 def erf(x):

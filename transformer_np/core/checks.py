@@ -9,15 +9,23 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from .backend import array_namespace
 
 
 def check_float(name, x):
     """x must be an array of real floating dtype."""
+    if type(x) is np.ndarray and x.dtype.kind == "f":  # NumPy's real floating dtypes: the common case, at once
+        return
     if not (hasattr(x, "shape") and hasattr(x, "dtype")):
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
     xp = array_namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
+    try:
+        floating = xp.isdtype(x.dtype, "real floating")
+    except TypeError:  # a dtype the library does not know as such (ml_dtypes' bfloat16 in NumPy)
+        floating = False
+    if not floating:
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
 
 

@@ -289,7 +289,7 @@ def bench_erf(quick=False, repeat=3, print_fn=print):
     try:
         from scipy.special import erf as scipy_erf
     except ImportError:
-        print_fn(f"  erf alone, float32 {z.shape}: ours {1e3 * result['ours_s']:.1f} ms (scipy not installed)")
+        print_fn(f"erf, float32 {z.shape}: ours {1e3 * result['ours_s']:.2f} ms (scipy not installed)")
         return result
     out = np.empty_like(z)
     result["scipy_s"] = best_time(lambda: scipy_erf(z, out=out), repeat)
@@ -299,8 +299,7 @@ def bench_erf(quick=False, repeat=3, print_fn=print):
                                               - exact.view(np.int32).astype(np.int64)).max())
     print_fn(f"erf, float32 {z.shape}: ours {1e3 * result['ours_s']:.2f} ms, scipy.special.erf "
              f"{1e3 * result['scipy_s']:.2f} ms (best of {repeat}): scipy / ours = {result['speedup']:.1f}x "
-             f"(target >= 5x), "
-             f"at most {result['max_ulp_vs_float64']} ulp from float64 erf rounded")
+             f"(target >= 5x), at most {result['max_ulp_vs_float64']} ulp from float64 erf rounded")
     return result
 
 

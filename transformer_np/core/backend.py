@@ -46,7 +46,6 @@ def array_namespace(*arrays):
     return _compat_namespace(*arrays)
 
 
-
 def erf(x):
     r"""Error function, erf(x) = 2/\sqrt{\pi} \int_0^x e^{-t^2} dt, elementwise, in x's own library."""
     xp = array_namespace(x)

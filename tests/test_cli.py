@@ -23,6 +23,18 @@ def test_tour_exits_non_zero_when_a_check_fails(monkeypatch, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
+def test_version_is_the_packages_and_pyprojects(capsys):
+    import re
+    from pathlib import Path
+
+    import transformer_np
+
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1) == transformer_np.__version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"transformer_np {transformer_np.__version__}"
+
+
 def test_quick_bench_writes_json_with_timings(tmp_path):
     path = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "transformer_np", "bench", "forward", "--quick", "--repeat", "1", "--json", str(path)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from . import bench, chat, compress, embed, explore, figures, generate, serve_sim, sweep, tour, tp_generate, train
 from .options import CommandError
@@ -33,7 +34,8 @@ COMMANDS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m transformer_np", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m transformer_np", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"transformer_np {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text))
@@ -47,6 +49,14 @@ def main(argv=None):
     except (CommandError, OSError, *errors) as e:  # OSError: a full disk, a file that went away
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _version():
+    """The installed distribution's version (the package's ``__version__``, which the cli floor cannot import)."""
+    try:
+        return metadata.version("transformer_np")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 if __name__ == "__main__":

@@ -162,6 +162,13 @@ def test_float32_masked_softmax_of_large_scores_is_the_plain_expression(rng, kin
     in_place = softmax(scratch, mask=mask, overwrite_x=True)  # the result written over the scores: same bits
     assert np.shares_memory(in_place, scratch)
     np.testing.assert_array_equal(in_place, got)
+    from transformer_np.core.fast import softmax_masked
+
+    transposed = np.ascontiguousarray(x.swapaxes(-1, -2)).swapaxes(-1, -2)  # x's values, rows not contiguous
+    read_only = x.copy()
+    read_only.flags.writeable = False
+    for y in (transposed, read_only):  # asked to overwrite, neither can be: a new array, the same bits
+        np.testing.assert_array_equal(softmax_masked(y, mask, overwrite_x=True), got)
     if kind == "causal":
         assert not np.isnan(got[..., 0, :]).any()
 

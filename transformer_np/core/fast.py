@@ -145,8 +145,10 @@ def softmax_masked(x, mask, chunk=CHUNK, overwrite_x=False):
     unmasked scores copied in (a structured mask such as the causal one copies in long runs: 0.4 ns an element
     against np.where's 1.1), then :func:`softmax_rows` in place.  The same bits as the plain expression.  A
     block is whole (T, S) matrices where they are small (a batch of short sentences: many of them to a block),
-    else rows of one.  overwrite_x (x C-contiguous): the result is written over x, whose masked entries are set
-    to −inf block by block instead — no second array of x's size."""
+    else rows of one.  overwrite_x: the result is written over x, whose masked entries are set
+    to −inf block by block instead — no second array of x's size (ignored for an x that is not C-contiguous and
+    writeable)."""
+    overwrite_x = overwrite_x and x.flags.c_contiguous and x.flags.writeable
     xs = x if overwrite_x else np.ascontiguousarray(x)
     full = np.broadcast_to(mask, xs.shape)  # a view: the mask is never expanded
     out = xs if overwrite_x else np.empty(xs.shape, xs.dtype)

@@ -55,18 +55,14 @@ def map_rows(kernel, x, out=None, chunk=CHUNK):
     split into blocks of about ``chunk`` elements of whole rows."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1]) if x.size else x.reshape(0, 1)
     res = np.empty_like(rows) if out is None else out.reshape(rows.shape)
-    _run(kernel, rows, res, row_blocks(rows.shape[0], rows.shape[1], chunk))
+    _parallel(lambda s: kernel(rows[s], res[s]), nd_blocks(rows.shape, chunk))
     return res.reshape(x.shape) if out is None else out
 
 
-def _run(kernel, src, dst, parts):
-    _parallel(lambda s: kernel(src[s], dst[s]), parts)
-
-
-def row_blocks(n_rows, width, chunk=CHUNK):
-    """Slices of whole rows, about ``chunk`` elements each, for rows of ``width`` elements."""
-    per = max(1, chunk // max(width, 1))
-    return [slice(i, i + per) for i in range(0, n_rows, per)]
+def can_overwrite(x):
+    """Whether a result may be written over x in place: C-contiguous (so each block of it is one run of memory,
+    not a copy) and writeable."""
+    return x.flags.c_contiguous and x.flags.writeable
 
 
 def _parallel(task, parts):
@@ -148,7 +144,7 @@ def softmax_masked(x, mask, chunk=CHUNK, overwrite_x=False):
     else rows of one.  overwrite_x: the result is written over x, whose masked entries are set
     to −inf block by block instead — no second array of x's size (ignored for an x that is not C-contiguous and
     writeable)."""
-    overwrite_x = overwrite_x and x.flags.c_contiguous and x.flags.writeable
+    overwrite_x = overwrite_x and can_overwrite(x)
     xs = x if overwrite_x else np.ascontiguousarray(x)
     full = np.broadcast_to(mask, xs.shape)  # a view: the mask is never expanded
     out = xs if overwrite_x else np.empty(xs.shape, xs.dtype)
@@ -170,7 +166,8 @@ def softmax_masked(x, mask, chunk=CHUNK, overwrite_x=False):
 def nd_blocks(shape, chunk=CHUNK):
     """Index tuples cutting an array of ``shape`` into contiguous blocks of about ``chunk`` elements, never
     splitting the last axis: integers on the leading axes, then one slice on the first axis whose items hold at
-    most ``chunk`` elements (or on the second-to-last axis, one row of the last at least)."""
+    most ``chunk`` elements (or on the second-to-last axis, one row of the last at least).  For a (rows, width)
+    array: slices of whole rows (map_rows, norm_rows)."""
     if len(shape) < 2:
         return [(slice(None),)]
     item = math.prod(shape)
@@ -223,7 +220,7 @@ def norm_rows(x, gamma, beta, eps, centre, chunk=CHUNK):
         if beta is not None:
             out[s] += beta
 
-    _parallel(task, row_blocks(rows.shape[0], C, chunk))
+    _parallel(task, nd_blocks(rows.shape, chunk))
     lead = x.shape[:-1]
     return out.reshape(x.shape), x_hat.reshape(x.shape), rstd.reshape(*lead, 1)
 

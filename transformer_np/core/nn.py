@@ -17,6 +17,7 @@ from .checks import check_choice, check_float, check_last_dim, check_positive_in
 from .fast import (
     CHUNK,
     FUSE_MIN,
+    can_overwrite,
     gelu_float32,
     map_chunks,
     map_rows,
@@ -128,11 +129,10 @@ def softmax(x, axis=-1, mask=None, overwrite_x=False):
     xp = array_namespace(x)
     if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim and axis in (-1, x.ndim - 1):
         # the same expression, fused over cache-sized blocks of rows (core.fast)
-        reuse = overwrite_x and x.flags.c_contiguous and x.flags.writeable
         if mask is None:
-            return map_rows(softmax_rows, x, out=x if reuse else None)
+            return map_rows(softmax_rows, x, out=x if overwrite_x and can_overwrite(x) else None)
         if x.ndim >= 2 and x.size >= CHUNK and np.ndim(mask) <= x.ndim:  # large: the where fused in too
-            return softmax_masked(x, mask, overwrite_x=reuse)
+            return softmax_masked(x, mask, overwrite_x=overwrite_x)  # it checks that it can write over x
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)
     m = xp.max(x, axis=axis, keepdims=True)

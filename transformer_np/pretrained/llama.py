@@ -103,7 +103,8 @@ def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None):
     r"""softmax(RoPE(q) RoPE(k)ᵀ / √D + causal) v, H query heads over H_kv shared K/V heads, then W_O.
     h: (B, T, C); positions: (T,) or (B, T); angles: their rope_angles, if already computed.
     Returns (out (B, T, C), weights (B, H, T, S))."""
-    angles = angles or rope_angles(positions, cfg.d_head, cfg.rope_base)  # the same for q and k
+    if angles is None:  # the same for q and k
+        angles = rope_angles(positions, cfg.d_head, cfg.rope_base)
     q = rope(split_heads(linear(h, p["w_q"]), cfg.n_heads), positions, cfg.rope_base, cfg.rope_layout, angles=angles)
     k = rope(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), positions, cfg.rope_base, cfg.rope_layout,
              angles=angles)

@@ -79,7 +79,7 @@ viz.memory_vs_length(rows);
 # %%
 lm = tn.DecoderLM(tn.TransformerConfig.lm_tiny(max_len=64), seed=1)
 pool = BlockPool.for_model(lm, n_blocks=64, block_size=4)
-session = g.LMSession(lm, [[1, 2, 3, 4, 5, 6]], cache=paged_cache(pool))
+session = g.LMSession(lm, [[1, 2, 3, 4, 5, 6]], make_cache=paged_cache(pool))
 hyps = g.beam_search(session, beam_width=3, max_new_tokens=6)
 tables = [pool.tables[s] for s in session.cache.seqs]
 viz.block_tables(tables, "Beam search of width 3, blocks of 4 tokens")

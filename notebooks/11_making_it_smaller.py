@@ -100,7 +100,7 @@ np.testing.assert_array_equal(kept.logits(ids[:32]), model.logits(ids[:32]))
 rows = [("float32 (dequantized once at load)", model, None), ("the file's Q4_1/Q8_0 blocks, kept", kept, None)]
 for name, m, _ in rows:
     speed = quality.decode_speed(m, ids[:16], 8)
-    print(f"{name:36s} weights {Q.params_nbytes(m.params) / 1e6:6.1f} MB   greedy decoding {speed:5.1f} tokens/s")
+    print(f"{name:36s} weights {tn.core.tree.params_nbytes(m.params) / 1e6:6.1f} MB   greedy decoding {speed:5.1f} tokens/s")
 
 # %% [markdown]
 # ## 3. Mixed precision
@@ -235,7 +235,7 @@ for n in range(0, importance.size + 1, 2):
     pruned = params_s
     for flat in order[:n]:
         l, h = divmod(int(flat), cfg_s.n_heads)
-        pruned = Q.map_weights(pruned, lambda p, w, l=l, h=h: prune.head_mask_w_o(w, [h], cfg_s.d_head) if p == paths[l] else w)
+        pruned = tn.core.tree.map_weights(pruned, lambda p, w, l=l, h=h: prune.head_mask_w_o(w, [h], cfg_s.d_head) if p == paths[l] else w)
     acc = np.mean(np.argmax(classifier_logits(pruned, ids_s, cfg_s)[0], -1) == labels)
     print(f"{n} of {importance.size} heads pruned (least important first): test accuracy {acc:.3f}")
 

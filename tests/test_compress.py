@@ -8,7 +8,6 @@ from helpers import skip_without_smollm2, tiny_llama
 import transformer_np as tn
 from transformer_np.efficient import compress as C
 from transformer_np.efficient import quality
-from transformer_np.efficient import quantize as Q
 from transformer_np.pretrained.llama import LlamaModel, llama_logits, load_smollm2
 
 PREFIX = 1024  # evaluation tokens: two windows of 512
@@ -61,7 +60,7 @@ def test_smollm2_kept_gguf_blocks_give_the_same_logits_from_a_fifth_of_the_bytes
     model, ids, _, _ = smollm2
     kept = load_smollm2(keep_quantized=True)
     np.testing.assert_array_equal(kept.logits(ids[:40]), model.logits(ids[:40]))
-    assert Q.params_nbytes(kept.params) < 0.2 * Q.params_nbytes(model.params)
+    assert tn.core.tree.params_nbytes(kept.params) < 0.2 * tn.core.tree.params_nbytes(model.params)
 
 
 def test_smoothquant_fold_is_the_same_model(rng):

@@ -9,7 +9,7 @@ import pytest
 from helpers import tiny_llama
 
 from transformer_np.core.tree import count_params, tree_map
-from transformer_np.decoding.cache import cache_nbytes, new_cache
+from transformer_np.decoding.cache import new_cache
 from transformer_np.efficient import cost_model as cm
 from transformer_np.model.config import TransformerConfig
 from transformer_np.model.models import lm_logits
@@ -75,7 +75,7 @@ def test_kv_cache_bytes_equal_the_caches_nbytes(rng):
         llama_logits(tree_map(lambda a, d=dtype: a.astype(d), params), rng.integers(0, cfg.vocab_size, (B, T)), cfg,
                      cache=cache)
         shape = cm.ModelShape.from_config(cfg)
-        assert cache_nbytes(cache) == cm.kv_cache_bytes(shape, B, T, np.dtype(dtype).name)
+        assert cache.nbytes() == cm.kv_cache_bytes(shape, B, T, np.dtype(dtype).name)
     assert cm.kv_cache_bytes(cm.ModelShape.from_config(LlamaConfig()), 1, 1) == LlamaConfig().kv_cache_bytes_per_token()
 
 
@@ -166,8 +166,8 @@ def test_bad_arguments_name_themselves():
 
 
 def test_measured_probes_return_positive_rates():
-    assert cm.measure_copy_bandwidth(2**20, repeat=1) > 1e8
-    assert cm.measure_matmul_peak(128, repeat=1) > 1e8
+    assert cm.measure_copy_bandwidth(2**20, repeat=1) > 0
+    assert cm.measure_matmul_peak(128, repeat=1) > 0
 
 
 def test_bench_cost_measures_and_classifies_each_step(tmp_path):
@@ -179,5 +179,7 @@ def test_bench_cost_measures_and_classifies_each_step(tmp_path):
     assert rows["decode", 1]["bound"] == "memory" and rows["prefill", 64]["bound"] == "compute"
     for r in result["rows"]:
         assert r["measured_s"] > 0 and r["ratio"] == pytest.approx(r["measured_s"] / r["predicted_s"])
-        assert r["mfu"] <= 1.5  # a measured step cannot beat the measured peak by much (the peak is a best-of)
+        # the arithmetic on the measurement, not a bound on it (a busy machine moves the timings, never this)
+        assert r["mfu"] == pytest.approx(r["flops"] / r["measured_s"] / result["hardware"]["peak_flops"])
+        assert r["mbu"] == pytest.approx(r["bytes"] / r["measured_s"] / result["hardware"]["bandwidth"])
     assert (tmp_path / "roofline.png").stat().st_size > 10_000 and "critical decode batch" in lines[0]

@@ -24,7 +24,7 @@ def models():
 def test_paged_cache_gives_the_contiguous_caches_logits_bit_for_bit(model):
     pool = BlockPool.for_model(model, 64, block_size=4)
     prompts = [[1, 2, 3, 4, 5], [6, 7]]  # ragged: left-padded by the session
-    plain, paged = g.LMSession(model, prompts), g.LMSession(model, prompts, cache=paged_cache(pool))
+    plain, paged = g.LMSession(model, prompts), g.LMSession(model, prompts, make_cache=paged_cache(pool))
     for step in range(9):
         assert np.array_equal(plain.next_logits, paged.next_logits), step
         tokens = np.argmax(plain.next_logits, axis=-1)
@@ -37,10 +37,10 @@ def test_paged_cache_gives_the_contiguous_caches_logits_bit_for_bit(model):
 def test_beam_search_and_sampling_on_the_paged_cache_equal_the_contiguous_cache(model):
     pool = BlockPool.for_model(model, 64, block_size=4)
     assert g.beam_search(g.LMSession(model, [[1, 2, 3]]), 3, 10) == \
-        g.beam_search(g.LMSession(model, [[1, 2, 3]], cache=paged_cache(pool)), 3, 10)
+        g.beam_search(g.LMSession(model, [[1, 2, 3]], make_cache=paged_cache(pool)), 3, 10)
     kw = dict(rng=None, temperature=0.9, top_p=0.95)
     a = g.sample(g.LMSession(model, [[4, 5], [6]]), 8, **{**kw, "rng": np.random.default_rng(3)})
-    b = g.sample(g.LMSession(model, [[4, 5], [6]], cache=paged_cache(pool)), 8,
+    b = g.sample(g.LMSession(model, [[4, 5], [6]], make_cache=paged_cache(pool)), 8,
                  **{**kw, "rng": np.random.default_rng(3)})
     assert a == b
 

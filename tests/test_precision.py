@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from helpers import randn
 
+from transformer_np.core import weights as W
 from transformer_np.efficient import precision as P
 
 LOW = [f for f in P.FORMATS if f != "float32"]
@@ -15,7 +16,7 @@ LOW = [f for f in P.FORMATS if f != "float32"]
 def probe_values(name, rng):
     """Random values over every scale the format covers, every representable value, every midpoint between two
     (the ties), and the edges: ±0, ±inf, NaN, just past the largest value and far past it."""
-    table = P.code_table(name)
+    table = W.code_table(name)
     finite = table[np.isfinite(table)]
     top, _ = P.format_limits(name)
     scales = [1e-6, 1e-3, 1.0, 10.0, min(top / 3, 1e37)]
@@ -29,15 +30,15 @@ def probe_values(name, rng):
 @pytest.mark.parametrize("name", LOW)
 def test_table_rounding_equals_ml_dtypes_cast_bit_for_bit(rng, name):
     x = probe_values(name, rng)
-    dt = P.storage_dtype(name)
+    dt = W.storage_dtype(name)
     with np.errstate(over="ignore"):
         want = x.astype(dt).view(f"u{dt.itemsize}").astype(np.int64)
-    got = P.to_codes(x, name)
+    got = W.to_codes(x, name)
     assert got.dtype == np.dtype(f"u{dt.itemsize}") and got.shape == x.shape
-    same = (got == want) | (np.isnan(P.code_table(name)[got]) & np.isnan(P.code_table(name)[want]))  # NaN payloads
+    same = (got == want) | (np.isnan(W.code_table(name)[got]) & np.isnan(W.code_table(name)[want]))  # NaN payloads
     assert same.all(), x[~same][:5]
     with np.errstate(over="ignore"):
-        np.testing.assert_array_equal(P.from_codes(got, name), x.astype(dt).astype(np.float32))
+        np.testing.assert_array_equal(W.from_codes(got, name), x.astype(dt).astype(np.float32))
 
 
 @pytest.mark.parametrize("name", LOW)
@@ -46,7 +47,7 @@ def test_torch_native_dtypes_and_the_table_path_store_the_same_values(rng, name)
     x = torch.from_numpy(probe_values(name, rng))
     native = P.round_trip(x, name)  # torch.bfloat16, torch.float8_e4m3fn, …
     assert P.store(x, name).dtype == getattr(torch, name)
-    table = P.from_codes(P.to_codes(x, name), name)
+    table = W.from_codes(W.to_codes(x, name), name)
     assert isinstance(table, torch.Tensor)
     assert torch.equal(torch.isnan(native), torch.isnan(table))
     assert torch.equal(native[~torch.isnan(native)], table[~torch.isnan(table)])

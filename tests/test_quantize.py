@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import transformer_np as tn
 from transformer_np.core.nn import rms_norm
+from transformer_np.efficient import kv_int8 as KV
 from transformer_np.efficient import quantize as Q
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
@@ -161,7 +162,7 @@ def test_weight_only_int8_llama_stays_close_to_float(rng):
     want, got = llama_logits(params, ids, cfg)[0], llama_logits(quantized, ids, cfg)[0]
     assert got.shape == want.shape
     assert 0 < np.abs(got - want).max() < 0.05 * np.abs(want).max()
-    assert Q.params_nbytes(quantized) < 0.4 * Q.params_nbytes(params)
+    assert tn.core.tree.params_nbytes(quantized) < 0.4 * tn.core.tree.params_nbytes(params)
 
 
 # --- the int8 KV cache ----------------------------------------------------------------------------------------
@@ -170,9 +171,9 @@ def test_int8_cache_token_by_token_equals_one_prefill(rng):
 
     params, cfg = tiny_llama(rng)
     ids = rng.integers(0, cfg.vocab_size, (1, 9))
-    whole = Q.int8_cache(cfg.n_layers)
+    whole = KV.int8_cache(cfg.n_layers)
     all_at_once = llama_logits(params, ids, cfg, cache=whole)[0]
-    cache = Q.int8_cache(cfg.n_layers)
+    cache = KV.int8_cache(cfg.n_layers)
     steps = [llama_logits(params, ids[:, :4], cfg, cache=cache)[0]]
     steps += [llama_logits(params, ids[:, t:t + 1], cfg, cache=cache)[0] for t in range(4, 9)]
     assert_close(np.concatenate(steps, axis=1), all_at_once, atol=1e-12)  # the same quantizer per token
@@ -181,11 +182,11 @@ def test_int8_cache_token_by_token_equals_one_prefill(rng):
     float_cache = tn.decoding.new_cache(cfg.n_layers)
     llama_logits(params, ids, cfg, cache=float_cache)
     D = cfg.d_head
-    assert tn.decoding.cache_nbytes(whole) * (8 / (1 + 4 / D)) == tn.decoding.cache_nbytes(float_cache)
+    assert whole.nbytes() * (8 / (1 + 4 / D)) == float_cache.nbytes()
 
 
 def test_int8_cache_truncates_like_the_float_cache(rng):
-    c = Q.Int8LayerCache()
+    c = KV.Int8LayerCache()
     k, v = randn(rng, 1, 2, 5, 4), randn(rng, 1, 2, 5, 4)
     c.extend(k, v)
     c.truncate(3)
@@ -219,9 +220,9 @@ def test_channel_key_cache_cuts_its_blocks_at_fixed_positions(rng):
 
     params, cfg = tiny_llama(rng)
     ids = rng.integers(0, cfg.vocab_size, (1, 11))
-    whole = Q.int8_cache(cfg.n_layers, keys="channel", group=4)
+    whole = KV.int8_cache(cfg.n_layers, keys="channel", group=4)
     all_at_once = llama_logits(params, ids, cfg, cache=whole)[0]
-    cache = Q.int8_cache(cfg.n_layers, keys="channel", group=4)
+    cache = KV.int8_cache(cfg.n_layers, keys="channel", group=4)
     llama_logits(params, ids[:, :3], cfg, cache=cache)
     last = [llama_logits(params, ids[:, t:t + 1], cfg, cache=cache)[0] for t in range(3, 11)][-1]
     assert_close(cache[0].k, whole[0].k, atol=1e-12)
@@ -237,14 +238,14 @@ def test_channel_keys_beat_token_keys_on_an_outlier_channel(rng):
     k = randn(rng, 1, 2, 32, 16)
     k[..., 3] *= 40  # keys have outlier channels: a per-token scale is set by them
     v = randn(rng, 1, 2, 32, 16)
-    by_token, by_channel = Q.Int8LayerCache(), Q.Int8ChannelKeysCache(group=32)
+    by_token, by_channel = KV.Int8LayerCache(), KV.Int8ChannelKeysCache(group=32)
     err = lambda c: np.abs(c.extend(k, v)[0] - k)[..., [0, 1, 2, 4, 5]].mean()  # noqa: E731 - the ordinary channels
     assert err(by_channel) < err(by_token) / 5
     assert by_channel.nbytes() == 2 * 32 * 16 + 2 * 16 * 4 + by_channel.vq.nbytes  # int8 keys, a scale a channel
 
 
 def test_channel_key_cache_rolls_back_only_inside_its_float_tail(rng):
-    c = Q.Int8ChannelKeysCache(group=4)
+    c = KV.Int8ChannelKeysCache(group=4)
     c.extend(randn(rng, 1, 1, 6, 2), randn(rng, 1, 1, 6, 2))
     c.truncate(5)
     assert c.length == 5 and c.k.shape[2] == 5 and c.k_tail.shape[2] == 1

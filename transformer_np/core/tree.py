@@ -64,3 +64,23 @@ def _nest(flat):
 def count_params(tree):
     """Number of scalars in every array of the tree (None leaves, such as absent biases, count 0)."""
     return sum(math.prod(a.shape) for a in flatten(tree).values() if a is not None)
+
+
+def map_weights(params, fn, skip=()):
+    """The params tree with every matrix w (a 2-D array or a stored weight) at path p ("decoder/layers/0/attn/w_q")
+    replaced by fn(p, w), except under the top-level keys in ``skip`` (e.g. "embed"); vectors (norms, biases) and
+    absent leaves (None) are kept."""
+    flat = flatten(params)
+    keep = lambda p, w: w is None or len(w.shape) != 2 or p.split(SEP)[0] in skip  # noqa: E731
+    return unflatten({p: w if keep(p, w) else fn(p, w) for p, w in flat.items()}, params)
+
+
+def replace_weights(params, make, skip=()):
+    """The params tree with every matrix w replaced by make(w) (a stored weight: quantized, cast, …), except under
+    the top-level keys in ``skip``."""
+    return map_weights(params, lambda path, w: make(w), skip)
+
+
+def params_nbytes(params):
+    """Resident bytes of a params tree: float arrays and stored weights alike."""
+    return sum(a.nbytes for a in flatten(params).values() if a is not None)

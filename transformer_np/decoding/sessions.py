@@ -20,14 +20,15 @@ import numpy as np
 
 from ..core.backend import array_namespace, device, to_numpy
 from ..core.tree import flatten
+from ..core.weights import StoredWeight
 from ..model.models import decode, encode
-from .cache import cache_nbytes, new_cache, select_rows
+from .cache import contiguous_cache, new_cache
 
 
 def _converter(params):
-    """Host (NumPy) arrays -> the library and device of the model's parameters (its first plain array: a
-    compressed weight, efficient.quantize's, is not one)."""
-    like = next(a for a in flatten(params).values() if a is not None and not hasattr(a, "take_rows"))
+    """Host (NumPy) arrays -> the library and device of the model's parameters (its first plain array: a stored
+    weight, core.weights', is not one)."""
+    like = next(a for a in flatten(params).values() if a is not None and not isinstance(a, StoredWeight))
     return lambda a: array_namespace(like).asarray(a, device=device(like))
 
 
@@ -54,11 +55,12 @@ def _as_prompts(prompts, cfg, name="prompts"):
 
 class LMSession:
     """Decoding state of a decoder-only LM for a batch of prompts (left-padded to a common length).  The model
-    is anything with ``config`` (vocab_size, max_len), a params tree with ``decoder/layers`` and
-    ``step(ids, positions, key_mask, cache, last_only) -> logits (B, T or 1, V)``:
-    :class:`~transformer_np.DecoderLM` or a pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`)."""
+    implements the decoder-model protocol (:class:`~transformer_np.model.protocol.DecoderModel`):
+    :class:`~transformer_np.DecoderLM` or a pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`).
+    ``make_cache``: the KV cache's factory ``(n_layers, batch) -> KVCache`` (contiguous by default; an int8 or a
+    paged one from :mod:`transformer_np.efficient`)."""
 
-    def __init__(self, model, prompts, use_cache=True, cache=None):
+    def __init__(self, model, prompts, use_cache=True, make_cache=contiguous_cache):
         self.model, self.cfg, self.use_cache = model, model.config, use_cache
         prompts = _as_prompts(prompts, self.cfg)
         B, L = len(prompts), max(len(p) for p in prompts)
@@ -69,8 +71,7 @@ class LMSession:
         self.tokens, self.real = ids, real  # (B, t): all tokens so far, and which are not padding
         self.positions = np.maximum(np.cumsum(real, axis=1) - 1, 0)  # (B, t): each row counts its own
         self._arr = _converter(model.params)
-        n_layers = len(model.params["decoder"]["layers"])  # cache: a factory (n_layers, batch) -> cache, e.g. paged
-        self.cache = ((cache or (lambda n, batch: new_cache(n)))(n_layers, B)) if use_cache else None
+        self.cache = make_cache(self.cfg.n_layers, B) if use_cache else None
         self._forward(ids, self.positions)
 
     def _forward(self, ids, positions):
@@ -100,14 +101,14 @@ class LMSession:
         self.tokens, self.real, self.positions = self.tokens[rows], self.real[rows], self.positions[rows]
         self.next_logits = self.next_logits[rows]
         if self.cache is not None:
-            self.cache = select_rows(self.cache, self._arr(rows))
+            self.cache = self.cache.select(self._arr(rows))
 
     def room(self):
         """How many more tokens fit in the context."""
         return self.cfg.max_len - int(self.positions[:, -1].max()) - 1
 
     def cache_bytes(self):
-        return 0 if self.cache is None else cache_nbytes(self.cache)
+        return 0 if self.cache is None else self.cache.nbytes()
 
 
 class Seq2SeqSession:
@@ -152,10 +153,10 @@ class Seq2SeqSession:
         self.tokens, self.next_logits = self.tokens[rows], self.next_logits[rows]
         self.memory, self.memory_keys = xp.take(self.memory, r, axis=0), xp.take(self.memory_keys, r, axis=0)
         if self.cache is not None:
-            self.cache = select_rows(self.cache, r)
+            self.cache = self.cache.select(r)
 
     def room(self):
         return self.cfg.max_len - self.length
 
     def cache_bytes(self):
-        return 0 if self.cache is None else cache_nbytes(self.cache)
+        return 0 if self.cache is None else self.cache.nbytes()

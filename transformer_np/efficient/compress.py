@@ -66,7 +66,7 @@ def smoothquant_fold(params, recorders, alpha=0.5):
 def compress(params, method, *, bits=None, group_size=None, asymmetric=False, sparsity=0.5, alpha=0.5,
              threshold=6.0, recorders=None, quantize_embedding=False):
     """The params tree compressed by ``method`` (see the module docstring).  kv-int8 leaves the weights as they
-    are (the cache is the caller's: quantize.int8_cache)."""
+    are (the cache is the caller's: kv_int8.int8_cache)."""
     check_choice("method", method, METHODS)
     if method in NEEDS_CALIBRATION and recorders is None:
         raise ValueError(f"{method} needs activation statistics: recorders=quality.record_activations(...)")

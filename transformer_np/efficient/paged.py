@@ -10,7 +10,7 @@ order, so its cache grows a block at a time and never needs a contiguous region 
   kernel reads the blocks in place), so a step's result is bit for bit the contiguous cache's.
 
 :class:`PagedKVCache` is a drop-in for the contiguous cache of :mod:`transformer_np.decoding`: pass
-``cache=paged_cache(pool)`` to :class:`~transformer_np.decoding.LMSession`.
+``make_cache=paged_cache(pool)`` to :class:`~transformer_np.decoding.LMSession`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from ..core.checks import check_positive_int
+from ..decoding.cache import KVCache, LayerKVCache
 
 BLOCK_SIZE = 16
 
@@ -45,10 +46,7 @@ class BlockPool:
     def for_model(cls, model, n_blocks, block_size=BLOCK_SIZE):
         """A pool shaped for a model's layers and K/V heads (a DecoderLM or a Llama model)."""
         cfg = model.config
-        n_kv = cfg.kv_heads  # both configs name their key/value head count so
-        dtype = model.params["embed"]["table"].dtype
-        return cls(len(model.params["decoder"]["layers"]), n_blocks, n_kv, cfg.d_model // cfg.n_heads, block_size,
-                   dtype)
+        return cls(cfg.n_layers, n_blocks, cfg.kv_heads, cfg.d_head, block_size, model.params["embed"]["table"].dtype)
 
     # --- blocks ---
     @property
@@ -131,10 +129,9 @@ class BlockPool:
         return np.ascontiguousarray(k.transpose(0, 2, 1, 3)), np.ascontiguousarray(v.transpose(0, 2, 1, 3))
 
 
-class _PagedLayer:
-    """One layer's view of a :class:`PagedKVCache`: the interface of decoding.cache.LayerCache."""
-
-    cross = None
+class _PagedLayer(LayerKVCache):
+    """One layer's view of a :class:`PagedKVCache`: it writes and reads the layer's blocks; the operations on
+    sequences (truncate, select, nbytes) belong to the whole cache, which owns the block tables."""
 
     def __init__(self, owner, index):
         self.owner, self.index = owner, index
@@ -147,8 +144,17 @@ class _PagedLayer:
         """Write the new positions' (B, H_kv, T_new, D) keys and values into the blocks; return every position's."""
         return self.owner.write(self.index, k_new, v_new)
 
+    def truncate(self, length):
+        raise NotImplementedError("a paged cache is rolled back as a whole (PagedKVCache.truncate), not by layer")
 
-class PagedKVCache(list):
+    def select(self, rows):
+        raise NotImplementedError("a paged cache selects rows as a whole (PagedKVCache.select): blocks are shared")
+
+    def nbytes(self):
+        raise NotImplementedError("a paged cache counts its blocks as a whole (PagedKVCache.nbytes)")
+
+
+class PagedKVCache(KVCache):
     """The paged cache of a batch of sequences (one per row): a list of per-layer views over a shared
     :class:`BlockPool`, usable wherever the contiguous cache (a list of LayerCache) is."""
 

@@ -21,34 +21,19 @@ function below — norm statistics (a sum of squares overflows float16), softmax
 
 from __future__ import annotations
 
-import functools
 import math
 
 import ml_dtypes
 import numpy as np
 
-from ..core.backend import array_namespace, device, is_numpy_namespace, is_torch_namespace
+from ..core.backend import array_namespace, is_numpy_namespace, is_torch_namespace
 from ..core.checks import check_choice
 from ..core.nn import log_softmax
-from .quantize import QuantizedMatrix, quantize_params
-
-FORMATS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
-
-
-def storage_dtype(name):
-    """The NumPy dtype of a storage format name (bfloat16 and float8 from ml_dtypes)."""
-    check_choice("format", name, FORMATS)
-    return np.dtype(getattr(ml_dtypes, name) if hasattr(ml_dtypes, name) else name)
-
+from ..core.tree import replace_weights
+from ..core.weights import FORMATS, StoredWeight, float32_of, from_codes, storage_dtype, to_codes
 
 # float8_e4m3fn has no inf: a value rounds to NaN once it is past halfway from 448 to the next step (512)
 OVERFLOW_TO_NAN = 464.0
-
-
-def float32_of(x):
-    """float32 in x's library (np.dtype for NumPy): the dtype a stored weight computes in."""
-    xp = array_namespace(x)
-    return np.dtype(np.float32) if is_numpy_namespace(xp) else xp.float32
 
 
 def native_dtype(name, xp):
@@ -62,46 +47,6 @@ def native_dtype(name, xp):
 
         return getattr(torch, name, None)
     return getattr(xp, name, None) if name in ("float32", "float16") else None
-
-
-@functools.cache
-def code_table(name):
-    """The float32 value of every bit pattern of format ``name`` (NumPy, 2^bits entries): code c holds
-    code_table(name)[c].  The finite non-negative values are codes 0 … n−1, in increasing order."""
-    dt = storage_dtype(name)
-    return np.arange(2 ** (8 * dt.itemsize), dtype=f"u{dt.itemsize}").view(dt).astype(np.float32)
-
-
-def to_codes(x, name):
-    r"""x rounded to the nearest value of format ``name`` — ties to the even code, past the largest finite value
-    to the format's overflow (inf, or NaN for float8_e4m3fn, as ml_dtypes does) — as bit patterns (uint8 or
-    uint16), with standard array operations only (searchsorted over the format's values): how a library without
-    the dtype stores it.  Equals ml_dtypes' cast bit for bit (tested on every format)."""
-    xp = array_namespace(x)
-    table = code_table(name)
-    half = table.size // 2  # codes with the sign bit clear
-    n = int(np.isfinite(table[:half]).sum())  # finite non-negative codes 0 … n-1; code n is inf or NaN
-    top = 2.0 * float(table[n - 1]) - float(table[n - 2])  # one step past the largest finite value
-    grid = np.append(table[:n].astype(np.float64), top)
-    grid_x = xp.asarray(grid, device=device(x))
-    a = xp.abs(xp.astype(xp.reshape(x, (-1,)), xp.float64))  # flat: take() wants 1-D indices
-    a_in = xp.clip(a, max=top)  # (inf and NaN are placed below)
-    hi = xp.clip(xp.searchsorted(grid_x, a_in), 1, n)  # grid[hi - 1] < a <= grid[hi]
-    lo = hi - 1
-    d_lo, d_hi = a_in - xp.take(grid_x, lo), xp.take(grid_x, hi) - a_in
-    code = xp.where((d_lo < d_hi) | ((d_lo == d_hi) & (lo % 2 == 0)), lo, hi)
-    code = xp.where(a > top, n, code)  # far past the largest value: overflow
-    nan_code = int(np.flatnonzero(np.isnan(table[:half]))[0])
-    code = xp.where(xp.isnan(a), nan_code, code)
-    code = xp.astype(code, xp.int32) + xp.astype(xp.signbit(xp.reshape(x, (-1,))), xp.int32) * half
-    return xp.reshape(xp.astype(code, xp.uint8 if half == 128 else xp.uint16), x.shape)  # one byte or two
-
-
-def from_codes(codes, name):
-    """The float32 values of bit patterns of format ``name``: a lookup in the format's table of values."""
-    xp = array_namespace(codes)
-    table = xp.asarray(code_table(name), device=device(codes))
-    return xp.reshape(xp.take(table, xp.reshape(xp.astype(codes, xp.int64), (-1,))), codes.shape)
 
 
 def store(x, name):
@@ -138,7 +83,7 @@ def format_limits(name):
     return float(info.max), float(info.eps)
 
 
-class CastMatrix(QuantizedMatrix):
+class CastMatrix(StoredWeight):
     """A weight stored in a low-precision float format, widened to float32 for each product (any library:
     :func:`store` / :func:`widen`)."""
 
@@ -146,7 +91,7 @@ class CastMatrix(QuantizedMatrix):
         super().__init__(w.shape)
         self.format = name
         self.w = store(w, name)
-        self.scale_dtype = float32_of(self.w)
+        self.compute_dtype = float32_of(self.w)
 
     @property
     def nbytes(self):
@@ -160,7 +105,7 @@ class CastMatrix(QuantizedMatrix):
 
 def cast_params(params, name, skip=()):
     """Every 2-D weight of the tree stored in format ``name`` (vectors — norms, biases — stay float32)."""
-    return quantize_params(params, lambda w: CastMatrix(w, name), skip)
+    return replace_weights(params, lambda w: CastMatrix(w, name), skip)
 
 
 # --- why some operations stay float32: a failing case for each ------------------------------------------------

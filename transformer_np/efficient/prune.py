@@ -20,8 +20,7 @@ import numpy as np
 
 from ..core.backend import array_namespace, device
 from ..core.checks import check_int, check_real
-from ..core.tree import flatten
-from .quantize import map_weights
+from ..core.tree import flatten, map_weights
 
 
 def _check_sparsity(sparsity):

@@ -17,11 +17,14 @@ import time
 import numpy as np
 
 from ..core.nn import log_softmax
-from ..core.tree import flatten
+from ..core.tree import flatten, map_weights, params_nbytes
+from ..core.weights import StoredWeight
+from ..decoding.cache import contiguous_cache
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
+from ..model.protocol import DecoderModel
 from .compress import compress
-from .quantize import QuantizedMatrix, int8_cache, map_weights, params_nbytes
+from .kv_int8 import int8_cache_factory
 
 
 def eval_text():
@@ -55,13 +58,13 @@ def perplexity(model, ids, window=512):
     return float(np.exp(nll.mean())), len(nll), time.perf_counter() - t0
 
 
-class ActivationRecorder(QuantizedMatrix):
+class ActivationRecorder(StoredWeight):
     """A float weight that records what flows into it: per input channel j, max |X_j| and Σ X_j² over every row
     of every product (SmoothQuant reads the first, Wanda the square root of the second)."""
 
     def __init__(self, w, path):
         super().__init__(w.shape)
-        self.w, self.path, self.scale_dtype = w, path, w.dtype
+        self.w, self.path, self.compute_dtype = w, path, w.dtype
         self.absmax = np.zeros(w.shape[0], np.float32)
         self.sumsq = np.zeros(w.shape[0], np.float64)
 
@@ -82,7 +85,7 @@ class ActivationRecorder(QuantizedMatrix):
 
 def record_activations(model, ids, window=512, skip=("embed",)):
     """Run ``model`` over ids with every weight wrapped in an ActivationRecorder; returns {path: recorder}.
-    The model's params are restored afterwards."""
+    The model itself is not changed (the recorders run on a copy holding them)."""
     recorders = {}
 
     def wrap(path, w):
@@ -91,16 +94,11 @@ def record_activations(model, ids, window=512, skip=("embed",)):
         recorders[path] = ActivationRecorder(w, path)
         return recorders[path]
 
-    params = model.params
-    model.params = map_weights(params, wrap)
-    try:
-        token_nll(model, ids, window)
-    finally:
-        model.params = params
+    token_nll(model.with_params(map_weights(model.params, wrap)), ids, window)
     return recorders
 
 
-class _FreshCache:
+class _FreshCache(DecoderModel):
     """A model whose every step(ids) runs through a new cache from ``factory(n_layers, batch)``: a prefill that
     reads K and V back from that cache (e.g. int8), as decoding would."""
 
@@ -109,12 +107,15 @@ class _FreshCache:
         self.params, self.config = model.params, model.config
 
     def step(self, ids, **kw):
-        return self.model.step(ids, cache=self.factory(len(self.params["decoder"]["layers"]), ids.shape[0]))
+        return self.model.step(ids, cache=self.factory(self.config.n_layers, ids.shape[0]))
+
+    def attention(self, ids):
+        return self.model.attention(ids)
 
 
-def decode_speed(model, prompt, new_tokens=32, cache=None):
-    """Greedy decoding tokens per second after ``prompt`` (the KV cache from ``cache(n_layers, batch)`` if given)."""
-    session = LMSession(model, [list(prompt)], cache=cache)
+def decode_speed(model, prompt, new_tokens=32, make_cache=contiguous_cache):
+    """Greedy decoding tokens per second after ``prompt`` (the KV cache from ``make_cache(n_layers, batch)``)."""
+    session = LMSession(model, [list(prompt)], make_cache=make_cache)
     t0 = time.perf_counter()
     greedy(session, new_tokens)
     return new_tokens / (time.perf_counter() - t0)
@@ -129,16 +130,12 @@ def compressed_bits(params):
 def measure(model, method, ids, recorders=None, decode_tokens=32, **options):
     """Compress ``model`` (a LlamaModel-like object: params, config, step) by ``method``, measure it, restore it.
     Returns {method, options…, perplexity, tokens, weight_bytes, bits_per_weight, eval_seconds, decode_tok_s}."""
-    params = model.params
     keys = options.pop("keys", "token") if method == "kv-int8" else None  # the int8 cache's key quantization
-    model.params = compress(params, method, recorders=recorders, **options)
-    try:
-        cache = (lambda n_layers, batch: int8_cache(n_layers, keys)) if method == "kv-int8" else None
-        runner = _FreshCache(model, cache) if cache else model
-        ppl, n, seconds = perplexity(runner, ids)
-        speed = decode_speed(model, ids[:16], decode_tokens, cache) if decode_tokens else None
-        return {"method": method, **options, **({"keys": keys} if keys else {}), "perplexity": ppl, "tokens": n,
-                "weight_bytes": params_nbytes(model.params), "bits_per_weight": compressed_bits(model.params),
-                "eval_seconds": seconds, "decode_tok_s": speed}
-    finally:
-        model.params = params
+    small = model.with_params(compress(model.params, method, recorders=recorders, **options))
+    make_cache = int8_cache_factory(keys) if method == "kv-int8" else contiguous_cache
+    runner = _FreshCache(small, make_cache) if method == "kv-int8" else small
+    ppl, n, seconds = perplexity(runner, ids)
+    speed = decode_speed(small, ids[:16], decode_tokens, make_cache) if decode_tokens else None
+    return {"method": method, **options, **({"keys": keys} if keys else {}), "perplexity": ppl, "tokens": n,
+            "weight_bytes": params_nbytes(small.params), "bits_per_weight": compressed_bits(small.params),
+            "eval_seconds": seconds, "decode_tok_s": speed}

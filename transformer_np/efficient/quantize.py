@@ -11,9 +11,10 @@ weight: one scale per output channel; ``axis=-1`` of (T, C) activations: one per
 ``group_size`` numbers along ``axis`` (g = 32, 64, 128).  Rounding is to the nearest integer, so inside the
 grid's range |x - s·q| ≤ s/2.
 
-Then what a model computes with them — weights that do their own ``x @ W`` (:class:`QuantizedMatrix`):
-weight-only (dequantized at use), W8A8 (int8 activations × int8 weights accumulated in int32) and LLM.int8()
-(outlier columns in float); SmoothQuant's smoothing folded into the preceding norm; and an int8 KV cache.
+Then what a model computes with them — weights that do their own ``x @ W`` (stored weights,
+:class:`~transformer_np.core.weights.StoredWeight`): weight-only (dequantized at use), W8A8 (int8 activations × int8
+weights accumulated in int32) and LLM.int8() (outlier columns in float); and SmoothQuant's smoothing folded into the
+preceding norm.  (The int8 KV caches that use these formulas live beside the other caches, in ``kv_int8``.)
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import dataclasses
 import math
 
 from ..core.backend import array_namespace
-from ..core.checks import check_choice, check_positive_int, check_real
-from ..core.tree import flatten, unflatten
-from ..decoding.cache import LayerCache
+from ..core.checks import check_positive_int, check_real
+from ..core.tree import replace_weights
+from ..core.weights import StoredWeight
 
 # --- groups: move the group axis last and cut it into runs ------------------------------------------------
 
@@ -163,71 +164,10 @@ def unpack_int4(packed, n, signed=True):
     return xp.where(s > 7, s - 16, s)  # 8…15 are the negative values -8…-1
 
 
-# --- weights that do their own x @ W ----------------------------------------------------------------------
+# --- weights that do their own x @ W (core.weights.StoredWeight) ------------------------------------------
 
 
-class QuantizedMatrix:
-    r"""A (C_in, C_out) weight kept compressed; ``x @ W`` runs through :meth:`matmul`.  Subclasses choose how.
-
-    Only what the models ask of a weight is offered: ``shape``, ``ndim``, ``dtype``, ``size``, ``.T``, ``x @ W``,
-    row lookup (``take_rows``, for an embedding table) and ``nbytes``; NumPy is told to leave ``x @ W`` to it
-    (``__array_ufunc__ = None``).  ``dequantize()`` gives the float matrix."""
-
-    __array_ufunc__ = None  # ndarray @ QuantizedMatrix -> QuantizedMatrix.__rmatmul__
-    ndim = 2
-
-    def __init__(self, shape, transposed=False):
-        self._shape, self.transposed = tuple(shape), transposed
-
-    @property
-    def shape(self):
-        return self._shape[::-1] if self.transposed else self._shape
-
-    @property
-    def size(self):
-        return math.prod(self._shape)
-
-    @property
-    def dtype(self):
-        """The dtype x @ W computes in: float32."""
-        return self.scale_dtype
-
-    @property
-    def T(self):  # noqa: N802 - the array attribute's name
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin.transposed = not self.transposed
-        return twin
-
-    def dequantize(self):
-        w = self.dequantize_stored()
-        return w.T if self.transposed else w
-
-    def dequantize_stored(self, rows=None):
-        """The stored matrix (before any .T) as floats, or only its ``rows``."""
-        raise NotImplementedError
-
-    def take_rows(self, ids):
-        """W[ids] for an embedding table, dequantizing only the rows asked for (``ids`` any int shape)."""
-        if self.transposed:
-            raise ValueError("row lookup of a transposed quantized matrix")
-        xp = array_namespace(ids)
-        flat = xp.reshape(ids, (-1,))
-        return xp.reshape(self.dequantize_stored(rows=flat), (*ids.shape, self._shape[1]))
-
-    def matmul(self, x):
-        """x (N, C_in) @ W: by default the weight is dequantized for this product only (weight-only)."""
-        return x @ self.dequantize()
-
-    def __rmatmul__(self, x):
-        return self.matmul(x)
-
-    def __array__(self, dtype=None, copy=None):
-        w = self.dequantize()
-        return w if dtype is None else w.astype(dtype)
-
-
-class WeightOnlyMatrix(QuantizedMatrix):
+class WeightOnlyMatrix(StoredWeight):
     r"""Weight-only quantization: W stored as :class:`Quantized`, y = x · deq(W) in float32, the float matrix
     alive only during its product."""
 
@@ -236,7 +176,7 @@ class WeightOnlyMatrix(QuantizedMatrix):
         pack = bits <= 4 if pack is None else pack
         quantize = quantize_asymmetric if asymmetric else quantize_symmetric
         self.qt = quantize(w, bits, axis, group_size, pack=pack)
-        self.scale_dtype = self.qt.scale.dtype
+        self.compute_dtype = self.qt.scale.dtype
 
     @property
     def nbytes(self):
@@ -344,132 +284,7 @@ def smooth_fold(norm_gamma, weights, s):
     return norm_gamma / s, [w * s[:, None] for w in weights]
 
 
-# --- an int8 KV cache ----------------------------------------------------------------------------------------
-
-
-class Int8LayerCache(LayerCache):
-    r"""A layer cache holding K and V as int8 with one scale per (batch row, head, token): every appended
-    k, v (B, H_kv, T, D) is quantized symmetrically over D, and attention reads the dequantized values.
-
-    4 bytes per number become 1 + 4/D (the scale).  Quantizing each token on its own makes the result
-    independent of how the tokens arrive: one prefill or one token at a time give the same cache."""
-
-    def __init__(self):
-        super().__init__()
-        self.kq = self.vq = None
-
-    @property
-    def length(self):
-        return 0 if self.kq is None else self.kq.q.shape[2]
-
-    def extend(self, k_new, v_new):
-        (self.kq, self.k), (self.vq, self.v) = _append_per_token(self.kq, self.k, k_new), \
-            _append_per_token(self.vq, self.v, v_new)
-        return self.k, self.v
-
-    def truncate(self, length):
-        if self.kq is not None and length < self.length:
-            self.kq, self.vq = _first_tokens(self.kq, length), _first_tokens(self.vq, length)
-            self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
-            if length == 0:
-                self.kq = self.vq = self.k = self.v = None
-
-    def select(self, rows):
-        raise NotImplementedError("beam search over an int8 cache")
-
-    def nbytes(self):
-        """What the cache stores: int8 values and float32 scales (the dequantized copy is a working buffer)."""
-        return 0 if self.kq is None else self.kq.nbytes + self.vq.nbytes
-
-
-def _append_per_token(old, old_float, new):
-    """(``old`` with ``new`` (B, H, T, D) quantized per token over D appended, ``old_float`` with the new tokens'
-    dequantized values appended): each token has its own scale, so the earlier ones are never dequantized again."""
-    qt = quantize_symmetric(new, 8, axis=-1)  # q (B, H, T, 1, D), scale (B, H, T, 1, 1)
-    deq = dequantize(qt, new.dtype)
-    if old is None:
-        return qt, deq
-    xp = array_namespace(new)
-    return (dataclasses.replace(qt, q=xp.concat([old.q, qt.q], axis=2), scale=xp.concat([old.scale, qt.scale], axis=2),
-                                shape=(*new.shape[:2], old.shape[2] + new.shape[2], new.shape[3])),
-            xp.concat([old_float, deq], axis=2))
-
-
-def _first_tokens(qt, length):
-    """A per-token Quantized (B, H, S, D) cut to its first ``length`` tokens."""
-    return dataclasses.replace(qt, q=qt.q[:, :, :length], scale=qt.scale[:, :, :length],
-                               shape=(*qt.shape[:2], length, qt.shape[3]))
-
-
-class Int8ChannelKeysCache(Int8LayerCache):
-    r"""Keys quantized per channel, values per token (as KIVI, Liu et al. 2024): a key channel's range is set by
-    the channel — keys have outlier channels, so one scale per token would be set by them — so each block of
-    ``group`` tokens gets one scale per (batch row, head, channel), and the block still filling stays float
-    until it is full.  Blocks are cut at fixed positions (0, group, 2·group, …) however the tokens arrive; but a
-    query of a prefill reads its own block already quantized where a decoding step reads it still in float, so
-    the two paths differ by the quantization error (the per-token cache has no such difference)."""
-
-    def __init__(self, group=32):
-        super().__init__()
-        self.group = check_positive_int("group", group)
-        self.k_blocks, self.k_done, self.k_tail = [], None, None  # quantized blocks, their dequantized keys, floats
-
-    @property
-    def length(self):
-        return 0 if self.vq is None else self.vq.q.shape[2]
-
-    def extend(self, k_new, v_new):
-        xp = array_namespace(k_new)
-        self.vq, self.v = _append_per_token(self.vq, self.v, v_new)
-        tail = k_new if self.k_tail is None else xp.concat([self.k_tail, k_new], axis=2)
-        while tail.shape[2] >= self.group:
-            block = quantize_symmetric(tail[:, :, :self.group], 8, axis=2)  # scale (B, H, D, 1, 1): per channel
-            self.k_blocks.append(block)
-            done = dequantize(block, k_new.dtype)
-            self.k_done = done if self.k_done is None else xp.concat([self.k_done, done], axis=2)
-            tail = tail[:, :, self.group:]
-        self.k_tail = tail
-        self.k = tail if self.k_done is None else xp.concat([self.k_done, tail], axis=2)
-        return self.k, self.v
-
-    def truncate(self, length):
-        if self.vq is None or length >= self.length:
-            return
-        done = len(self.k_blocks) * self.group
-        if length < done:
-            raise NotImplementedError(f"per-channel keys are quantized in blocks of {self.group} tokens: cannot roll "
-                                      f"back to {length} inside a finished block (blocks end at {done})")
-        self.k_tail = self.k_tail[:, :, :length - done]
-        self.vq = _first_tokens(self.vq, length)
-        self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
-
-    def nbytes(self):
-        """int8 keys of the finished blocks and their scales, the float tail, int8 values and their scales."""
-        if self.vq is None:
-            return 0
-        tail = math.prod(self.k_tail.shape) * self.k_tail.dtype.itemsize
-        return sum(b.nbytes for b in self.k_blocks) + tail + self.vq.nbytes
-
-
-def int8_cache(n_layers, keys="token", group=32):
-    """An empty int8 KV cache for n_layers layers (pass as ``cache=`` to a decoding session): keys quantized per
-    token (``keys="token"``) or per channel in blocks of ``group`` tokens (``keys="channel"``)."""
-    check_choice("keys", keys, ("token", "channel"))
-    return [Int8LayerCache() if keys == "token" else Int8ChannelKeysCache(group) for _ in range(n_layers)]
-
-
-def map_weights(params, fn):
-    """The params tree with every 2-D array w at path p ("decoder/layers/0/attn/w_q") replaced by fn(p, w)."""
-    flat = flatten(params)
-    return unflatten({p: fn(p, w) if getattr(w, "ndim", 0) == 2 else w for p, w in flat.items()}, params)
-
-
 def quantize_params(params, make, skip=()):
-    """The params tree with every 2-D weight w replaced by make(w) (a :class:`QuantizedMatrix`), except under the
-    top-level keys in ``skip`` (e.g. "embed"); vectors (norms, biases) stay float."""
-    return map_weights(params, lambda path, w: w if path.split("/")[0] in skip else make(w))
-
-
-def params_nbytes(params):
-    """Resident bytes of a params tree: float arrays and quantized weights alike."""
-    return sum(a.nbytes for a in flatten(params).values() if a is not None)
+    """The params tree with every matrix w replaced by make(w) (a :class:`~transformer_np.core.weights.StoredWeight`),
+    except under the top-level keys in ``skip`` (e.g. "embed"); vectors (norms, biases) stay float."""
+    return replace_weights(params, make, skip)

@@ -61,7 +61,7 @@ class _Runner:
 
     def __init__(self, model):
         self.model = model
-        self.cache = new_cache(len(model.params["decoder"]["layers"]))
+        self.cache = new_cache(model.config.n_layers)
 
     @property
     def seen(self):
@@ -206,13 +206,8 @@ def early_exit(model, n_layers):
     """A draft that is the model's first n_layers blocks followed by its own final norm and output layer —
     no new weights, just less work (the arrays are shared, not copied)."""
     check_positive_int("n_layers", n_layers)
-    layers = model.params["decoder"]["layers"]
-    if n_layers > len(layers):
-        raise ValueError(f"n_layers must be at most the model's {len(layers)}, got {n_layers}")
-    params = {**model.params, "decoder": {**model.params["decoder"], "layers": layers[:n_layers]}}
-    draft = type(model).__new__(type(model))
-    draft.__dict__.update(model.__dict__)
-    draft.params = params
-    if hasattr(model.config, "n_layers"):
-        draft.config = dataclasses.replace(model.config, n_layers=n_layers)
-    return draft
+    if n_layers > model.config.n_layers:
+        raise ValueError(f"n_layers must be at most the model's {model.config.n_layers}, got {n_layers}")
+    layers = model.params["decoder"]["layers"][:n_layers]
+    params = {**model.params, "decoder": {**model.params["decoder"], "layers": layers}}
+    return model.with_params(params, model.config.with_layers(n_layers))

@@ -81,6 +81,22 @@ class TransformerConfig:
         """H_kv: the key/value heads (n_heads unless grouped-query attention is configured)."""
         return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
+    @property
+    def n_layers(self):
+        """L of the model protocol (model/protocol.py): the decoder's blocks — the encoder's for an encoder-only
+        classifier, which has no decoder."""
+        return self.n_encoder_layers if self.architecture == "encoder-classifier" else self.n_decoder_layers
+
+    @property
+    def tied_embeddings(self):
+        """The model protocol's name for the ``tie_embeddings`` field (kept: it is in saved checkpoints)."""
+        return self.tie_embeddings
+
+    def with_layers(self, n):
+        """The same config with n decoder blocks (encoder blocks for a classifier)."""
+        field = "n_encoder_layers" if self.architecture == "encoder-classifier" else "n_decoder_layers"
+        return dataclasses.replace(self, **{field: n})
+
     @classmethod
     def paper_base(cls, vocab_size=37000, **overrides):
         """The paper's base model: C=512, H=8, 6+6 layers, F=2048 (vocab: the paper's shared BPE)."""

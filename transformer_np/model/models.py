@@ -14,6 +14,7 @@ from ..core.tree import count_params
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TransformerConfig
 from .params import init_params
+from .protocol import DecoderModel
 from .stacks import decoder, encoder_forward
 
 
@@ -228,7 +229,7 @@ class Transformer(Model):
                 f"{c.n_decoder_layers}, num_classes={c.vocab_size}, params={self.num_parameters():,})")
 
 
-class DecoderLM(Model):
+class DecoderLM(Model, DecoderModel):
     r"""A decoder-only (GPT-style) language model built from the same layer functions: token embedding +
     sin-cos positions, L causal self-attention blocks (pre-LN by default in :meth:`TransformerConfig.lm_tiny`),
     a final layer norm and the output projection.  ``model(ids)`` returns logits (B, T, V)."""
@@ -246,6 +247,10 @@ class DecoderLM(Model):
     def forward_with_attention(self, ids):
         """(logits, [self-attention weights (B, H, T, T) per layer])."""
         return lm_logits(self.params, ids, self.config, need_weights=True)
+
+    def attention(self, ids):
+        """Every block's self-attention weights (B, H, T, T) for ids (B, T) (the model protocol's name)."""
+        return self.forward_with_attention(ids)[1]
 
     def __repr__(self):
         c = self.config

@@ -29,8 +29,7 @@ import numpy as np
 from array_api_compat import is_array_api_obj
 
 from ..core.backend import array_namespace
-from ..efficient.precision import float32_of, from_codes
-from ..efficient.quantize import QuantizedMatrix
+from ..core.weights import StoredWeight, float32_of, from_codes
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -304,7 +303,7 @@ def dequantize(raw, type_name, name="tensor"):
 BLOCK_BYTES = {"Q8_0": 34, "Q8_1": 36, "Q4_0": 18, "Q4_1": 20}  # bytes of one block of 32 values
 
 
-class GGUFMatrix(QuantizedMatrix):
+class GGUFMatrix(StoredWeight):
     """A quantized GGUF matrix kept as the file's blocks (a view of the memory map: nothing copied), dequantized
     at each use — for a product, the whole matrix; for an embedding lookup, only the rows asked for (each row of
     ne0 values is its own run of blocks).  shape: the file's (ne1, ne0), i.e. (rows, values per row)."""
@@ -315,7 +314,7 @@ class GGUFMatrix(QuantizedMatrix):
             raise GGUFError(f"{name}: {type_name} rows of {shape[1]} values cannot be kept as blocks")
         self.raw, self.type_name, self.name = raw, type_name, name
         self.row_bytes = shape[1] // 32 * BLOCK_BYTES[type_name]
-        self.scale_dtype = float32_of(raw)
+        self.compute_dtype = float32_of(raw)
 
     @property
     def nbytes(self):

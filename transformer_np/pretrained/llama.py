@@ -33,6 +33,7 @@ from ..core.nn import linear, residual, rms_norm, swiglu
 from ..core.tree import count_params
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession
+from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
 from .bpe import BPETokenizer, StreamDecoder, render_chat
@@ -73,8 +74,12 @@ class LlamaConfig:
 
     @property
     def kv_heads(self):
-        """H_kv, under the name TransformerConfig gives it too."""
+        """H_kv, under the model protocol's name (model/protocol.py)."""
         return self.n_kv_heads
+
+    def with_layers(self, n):
+        """The same config with n blocks."""
+        return dataclasses.replace(self, n_layers=n)
 
     @classmethod
     def from_gguf(cls, gguf):
@@ -171,13 +176,13 @@ def init_llama_params(cfg, seed=0, dtype="float32"):
 
 
 # --- SmolLM2: weights, tokenizer and chat template from one GGUF file ----------------------------------------
-class LlamaModel:
+class LlamaModel(DecoderModel):
     """A Llama-architecture chat model: config, params tree, tokenizer and chat template.
 
     ``tokenize``/``detokenize`` (text ⇄ ids, no special tokens added), ``chat_ids`` (messages → the prompt's
     ids, ending with the assistant's turn), ``logits`` (ids → (T, V)), ``generate`` (greedy, sampled or beam
-    search through :mod:`transformer_np.decoding` with its KV cache).  It is also what a decoding session needs:
-    ``config`` (vocab_size, max_len), ``params`` and ``step``."""
+    search through :mod:`transformer_np.decoding` with its KV cache).  It implements the decoder-model protocol
+    (:class:`~transformer_np.model.protocol.DecoderModel`): ``config``, ``params``, ``step``, ``attention``."""
 
     def __init__(self, params, cfg, tokenizer, chat_template=None, eos_id=None, name="llama"):
         self.params, self.config, self.tokenizer = params, cfg, tokenizer
@@ -193,6 +198,10 @@ class LlamaModel:
         """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache
         (last_only: (B, 1, V), the last position's)."""
         return llama_logits(self.params, ids, self.config, positions, key_mask, cache, last_only=last_only)[0]
+
+    def attention(self, ids):
+        """Every block's attention weights (B, H, T, T) for ids (B, T)."""
+        return llama_logits(self.params, ids, self.config, need_weights=True)[1]
 
     def tokenize(self, text):
         return self.tokenizer.encode(text)

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core.checks import check_choice, check_int
 from ..core.nn import softmax
-from ..decoding.cache import cache_nbytes, new_cache
+from ..decoding.cache import new_cache
 from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
 from ..model.models import Classifier, Transformer, decode, encode
@@ -131,7 +131,7 @@ def _steps(run, new_tokens, label, top_k, compare=None, eos=None):
         top = np.argsort(-p, kind="stable")[:top_k]
         token = int(top[0])  # greedy
         step = {"token": label(token), "id": token, "top": [[label(i), float(p[i])] for i in top],
-                "kv_bytes": int(cache_nbytes(cache)), "positions": int(cache[0].length), **views}
+                "kv_bytes": int(cache.nbytes()), "positions": int(cache.length), **views}
         if compare is not None:
             q = softmax(np.asarray(compare(fed), np.float64))
             q_top = np.argsort(-q, kind="stable")[:top_k]

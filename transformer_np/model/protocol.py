@@ -1,0 +1,48 @@
+r"""The decoder-model protocol: what decoding, serving, compression and speculative decoding ask of a model,
+declared once.  :class:`~transformer_np.DecoderLM` (trained here) and the pretrained LLMs
+(:class:`~transformer_np.pretrained.llama.LlamaModel`) implement it; code above this floor reads these names
+and never asks a model which family it belongs to.
+
+    model.config.n_layers          L, the decoder blocks (one KV cache layer each)
+    model.config.kv_heads          H_kv, key/value heads (H without grouped-query attention)
+    model.config.d_head            D
+    model.config.vocab_size        V
+    model.config.max_len           the longest context
+    model.config.tied_embeddings   whether the output layer is the embedding table
+    model.config.with_layers(n)    the same config with n decoder blocks
+    model.params                   the params tree: "embed"/"table", "decoder"/"layers"/i/…, …
+    model.step(ids, positions=None, key_mask=None, cache=None, last_only=False) -> logits (B, T or 1, V)
+    model.attention(ids)           -> [attention weights (B, H, T, T) of each block]
+    model.with_params(params, config=None) -> the same model over other weights (nothing else copied)
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+
+
+class DecoderModel(ABC):
+    """A decoder-only language model as the decoding sessions see it: ``config`` and ``params`` attributes and
+    the methods below (the module docstring lists the config's names)."""
+
+    config = None
+    params = None
+
+    @abstractmethod
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
+        """Logits (B, T, V) at ids (B, T) with a decoding session's per-token positions, key mask (B, 1, 1, S) and
+        KV cache (ids then being the new tokens only); last_only: (B, 1, V), the last position's."""
+
+    @abstractmethod
+    def attention(self, ids):
+        """Every block's self-attention weights for ids (B, T): a list of L arrays (B, H, T, T)."""
+
+    def with_params(self, params, config=None):
+        """A shallow copy of the model holding ``params`` (and ``config`` if given): how a compressed or pruned
+        variant is run without touching the original."""
+        twin = copy.copy(self)
+        twin.params = params
+        if config is not None:
+            twin.config = config
+        return twin

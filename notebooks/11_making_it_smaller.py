@@ -251,7 +251,7 @@ for n in range(0, importance.size + 1, 2):
 
 # %%
 from transformer_np.pretrained import load_minilm
-from transformer_np.pretrained.minilm import head_importance, pair_retrieval
+from transformer_np.efficient.head_pruning import head_importance, heads_pruned, pair_retrieval
 from transformer_np.pretrained.sentences import PARAPHRASE_PAIRS, SEARCH_SENTENCES
 
 minilm = load_minilm()
@@ -263,7 +263,7 @@ orders = {"least important first": prune.heads_by_importance(importance_m),
           "random order": [tuple(h) for h in np.random.default_rng(0).permutation(prune.heads_by_importance(importance_m))]}
 for n in (12, 24, 36, 48):
     for name, order in orders.items():
-        pruned_m = minilm.with_heads_pruned(order[:n])
+        pruned_m = heads_pruned(minilm, order[:n])
         r = pair_retrieval(pruned_m, PARAPHRASE_PAIRS[24:])
         cos = np.sum(pruned_m.encode(SEARCH_SENTENCES) * reference, axis=1).mean()
         print(f"{n} of 72 heads pruned, {name:22s}: held-out retrieval {r['accuracy']:.3f}, margin {r['margin']:.3f}, "

@@ -169,12 +169,15 @@ def test_every_shipped_checkpoint_loads_through_load_model_and_predicts(name, cl
         assert task.tokenizer.decode(out) == y
 
 
-# --- old names keep working ----------------------------------------------------------------------------
-def test_version_0_1_names_still_work_and_say_where_they_moved():
-    with pytest.warns(DeprecationWarning, match="transformer_np.generate is now transformer_np.decoding"):
-        assert tn.generate.greedy is tn.decoding.greedy
-    with pytest.warns(DeprecationWarning, match="transformer_forward is now transformer_np.transformer_logits"):
-        assert tn.transformer_forward is tn.transformer_logits
+# --- version 0.1's flat names are gone (CHANGELOG), and say so the way Python does ---------------------------
+def test_version_0_1_names_are_gone_and_the_current_ones_warn_about_nothing():
+    import importlib
+
+    for old in ("generate", "nn", "train", "transformer_forward", "lm_forward"):
+        with pytest.raises(AttributeError, match=f"no attribute '{old}'"):
+            getattr(tn, old)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("transformer_np.nn")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the current names warn about nothing
         assert tn.viz.heatmap and tn.pretrained.load_minilm and tn.interop.from_torch
@@ -198,3 +201,11 @@ def test_the_duplicate_check_finds_a_repeated_paragraph():
     block = "x" * 250
     long = [p for p in paragraphs(f"intro\n\n{block}\n\nmiddle\n\n{block}\n") if len(p) >= 200]
     assert long.count(block) == 2
+
+
+def test_the_pretrained_readers_import_nothing_from_the_compression_chapter():
+    # pretrained/ sits above efficient/ on the floors, but a file reader must not need the chapter on compression:
+    # what both use (stored weights, the narrow float tables) lives in core.weights
+    wrong = [(m, i) for m, imports in GRAPH.items() if m.startswith("transformer_np.pretrained")
+             for i in imports if i.startswith("transformer_np.efficient")]
+    assert not wrong, f"pretrained -> efficient imports: {wrong}"

@@ -263,7 +263,7 @@ def test_contrastive_loss_rejects_unpaired_sentences(minilm):
 
 def test_pruning_minilm_heads_by_gradient_importance_beats_the_opposite_and_a_random_order(minilm):
     from transformer_np.efficient import prune
-    from transformer_np.pretrained.minilm import head_importance, pair_retrieval
+    from transformer_np.efficient.head_pruning import head_importance, heads_pruned, pair_retrieval
     from transformer_np.pretrained.sentences import PARAPHRASE_PAIRS
 
     importance = head_importance(minilm, PARAPHRASE_PAIRS[:24])
@@ -273,7 +273,7 @@ def test_pruning_minilm_heads_by_gradient_importance_beats_the_opposite_and_a_ra
               "random": [tuple(h) for h in np.random.default_rng(0).permutation(prune.heads_by_importance(importance))]}
     cos, margin = {}, {}
     for name, order in orders.items():
-        pruned = minilm.with_heads_pruned(order[:24])  # a third of the 72 heads
+        pruned = heads_pruned(minilm, order[:24])  # a third of the 72 heads
         cos[name] = float(np.mean(np.sum(pruned.encode(SEARCH_SENTENCES) * reference, axis=1)))
         margin[name] = pair_retrieval(pruned, PARAPHRASE_PAIRS[24:])["margin"]  # pairs the importance never saw
     assert cos["least"] > cos["random"] > cos["most"]

@@ -28,7 +28,6 @@ The package has floors; each folder imports only from the folders above it in th
 import importlib
 import os
 import sys
-import warnings
 
 # OpenBLAS's idle threads spin for 2^28 clock cycles (~0.1 s) after each matrix product, taking the cores that the
 # element-wise kernels of core.fast run on next (measured: GELU after a product 11 ms instead of 5-7 ms).
@@ -94,28 +93,7 @@ __all__ = [
 
 # imported on first use: they pull in matplotlib (viz, cli) or are rarely needed by library users
 _LAZY = ("viz", "teaching", "cli")
-# version 0.1 was one flat folder; its module and function names keep working, with a DeprecationWarning
-_MOVED = {
-    "attention": "core.attention", "backend": "core.backend", "checks": "core.checks", "nn": "core.nn",
-    "masks": "core.masks", "embeddings": "core.embeddings", "reference": "core.reference", "params": "core.tree",
-    "config": "model.config", "cache": "decoding.cache", "generate": "decoding", "optim": "training.optim",
-    "tasks": "training.tasks", "train": "training", "safetensors": "pretrained.safetensors",
-    "wordpiece": "pretrained.wordpiece", "pretrained_data": "pretrained.sentences", "figures": "viz.figures",
-    "tour": "teaching.tour", "exercises": "teaching.exercises", "bench": "cli.bench",
-}
-_RENAMED = {"transformer_forward": "transformer_logits", "lm_forward": "lm_logits",
-            "classifier_forward": "classifier_logits"}
-
-
 def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
-    if name in _MOVED:
-        warnings.warn(f"transformer_np.{name} is now transformer_np.{_MOVED[name]}", DeprecationWarning,
-                      stacklevel=2)
-        return importlib.import_module(f".{_MOVED[name]}", __name__)
-    if name in _RENAMED:
-        warnings.warn(f"transformer_np.{name} is now transformer_np.{_RENAMED[name]} (a *_forward function "
-                      "returns the cache of its backward; this one returns logits)", DeprecationWarning, stacklevel=2)
-        return globals()[_RENAMED[name]]
     raise AttributeError(f"module 'transformer_np' has no attribute {name!r}")

@@ -11,7 +11,8 @@ import numpy as np
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..model.config import TransformerConfig
-from ..model.models import DecoderLM, Transformer, load_model
+from ..model.models import Classifier, DecoderLM, Transformer, load_model
+from ..model.protocol import DecoderModel
 from ..pretrained.llama import load_smollm2
 from ..training.shipped import load_trained
 from ..training.tasks import BOS, EOS
@@ -64,7 +65,7 @@ def run(args, print_fn=print):
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
         print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
-    if getattr(model.config, "architecture", "decoder-only") == "encoder-classifier":
+    if isinstance(model, Classifier):
         raise CommandError(f"--checkpoint {args.checkpoint}: holds a classifier, not a generator")
     V = model.config.vocab_size
     for option, value in (("--eos", args.eos), ("--bos", args.bos)):
@@ -85,7 +86,7 @@ def run(args, print_fn=print):
         raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
 
     def new_session(batch):
-        if getattr(model.config, "architecture", "decoder-only") == "decoder-only":
+        if isinstance(model, DecoderModel):
             return LMSession(model, batch, use_cache=not args.no_cache)
         return Seq2SeqSession(model, batch, bos_id=args.bos, use_cache=not args.no_cache)
 

@@ -88,7 +88,7 @@ def report(r, model, tok, prompts, args, print_fn):
     for p, t in zip(prompts, r["tokens"]):
         print_fn(f"prompt {show(p)} -> {show(t)}")
     session = r["session"]
-    if hasattr(session, "memory"):  # encoder-decoder: the encoder ran once over the sources
+    if isinstance(session, Seq2SeqSession):  # encoder-decoder: the encoder ran once over the sources
         src = session.memory.shape[0] * session.memory.shape[1]
         processed = session.tokens.size
         expected = mpi.seq2seq_allreduce_bytes(cfg, src, processed, itemsize)

@@ -15,7 +15,6 @@ array-API standard through it.  The few things the standard lacks live here, map
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -28,7 +27,7 @@ from array_api_compat import (
 )
 
 from .fast import erf_float32, map_chunks
-from .tree import tree_map
+from .tree import HoldsParams, tree_map
 
 __all__ = ["array_namespace", "contiguous", "device", "erf", "keep_mask", "scatter_add_rows", "take_rows",
            "to_numpy", "to_backend"]
@@ -111,10 +110,8 @@ def contiguous(x):
 
 
 def take_rows(table, ids):
-    """table[ids]: rows of a (V, C) table for integer ids of any shape -> (*ids.shape, C).  A table that is not an
-    array but knows how to look up its own rows (a quantized one, efficient.quantize) does it itself."""
-    if hasattr(table, "take_rows"):
-        return table.take_rows(ids)
+    """table[ids]: rows of a (V, C) array for integer ids of any shape -> (*ids.shape, C).  (A stored weight,
+    core.weights', looks up its own rows: token_embedding asks it.)"""
     xp = array_namespace(table, ids)
     flat = xp.reshape(ids, (-1,))
     rows = xp.take(table, flat, axis=0)
@@ -190,13 +187,11 @@ def _backend_module(name):
 
 def to_backend(tree, backend):
     """Map every array leaf of a params tree (nested dicts/lists) onto ``backend``
-    ("numpy", "torch" or "cupy"), keeping dtypes.  Non-array leaves are kept as they are.
-    A model holding a tree (an object with ``params`` and ``config``) gives a copy holding the moved tree."""
+    ("numpy", "torch" or "cupy"), keeping dtypes.  Non-array leaves are kept as they are.  A model (a config and
+    a params tree, core.tree.HoldsParams) gives a copy holding the moved tree."""
     mod = _backend_module(backend)
-    if hasattr(tree, "params") and hasattr(tree, "config"):
-        moved = copy.copy(tree)
-        moved.params = to_backend(tree.params, backend)
-        return moved
+    if isinstance(tree, HoldsParams):
+        return tree.with_params(to_backend(tree.params, backend))
 
     def move(leaf):
         if not _is_array(leaf):

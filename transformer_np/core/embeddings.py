@@ -9,16 +9,18 @@ import numpy as np
 from .backend import array_namespace, device, scatter_add_rows, take_rows
 from .checks import check_ids, check_positive_int
 from .fast import rope_pairs
+from .weights import StoredWeight
 
 
 def token_embedding(ids, table, scale=True):
     r"""Emb(ids) = E[ids] \cdot \sqrt{d_{model}}   (paper §3.4; scale=False gives plain E[ids])
 
-    ids: int (B, T) (any shape)  table E: (V, C).  Returns (B, T, C).
+    ids: int (B, T) (any shape)  table E: (V, C), an array or a stored weight (core.weights: it looks up and
+    dequantizes only the rows asked for).  Returns (B, T, C).
     Negative or too-large ids raise ValueError (NumPy indexing would silently wrap them).
     """
     check_ids("ids", ids, table.shape[0])
-    x = take_rows(table, ids)  # (B, T, C)
+    x = table.take_rows(ids) if isinstance(table, StoredWeight) else take_rows(table, ids)  # (B, T, C)
     return x * math.sqrt(table.shape[1]) if scale else x
 
 

@@ -4,6 +4,7 @@ few operations on them: map a function over the leaves, flatten to {"a/b/0": lea
 
 from __future__ import annotations
 
+import copy
 import math
 
 SEP = "/"
@@ -84,3 +85,19 @@ def replace_weights(params, make, skip=()):
 def params_nbytes(params):
     """Resident bytes of a params tree: float arrays and stored weights alike."""
     return sum(a.nbytes for a in flatten(params).values() if a is not None)
+
+
+class HoldsParams:
+    """A model that is a config and a params tree (every model class of the package)."""
+
+    config = None
+    params = None
+
+    def with_params(self, params, config=None):
+        """A shallow copy of the model holding ``params`` (and ``config`` if given): how a compressed, pruned or
+        moved (another array library) variant is run without touching the original."""
+        twin = copy.copy(self)
+        twin.params = params
+        if config is not None:
+            twin.config = config
+        return twin

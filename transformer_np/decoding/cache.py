@@ -80,11 +80,11 @@ class LayerCache(LayerKVCache):
 
     @property
     def k(self):
-        return None if self._k is None else self._k[:, :, :self._length]
+        return None if self._k is None else self._k[:, :, :self._length, :]
 
     @property
     def v(self):
-        return None if self._v is None else self._v[:, :, :self._length]
+        return None if self._v is None else self._v[:, :, :self._length, :]
 
     def _grow(self, like, needed):
         """Buffers of at least ``needed`` positions (the capacity at least doubled), holding the cached ones."""
@@ -94,14 +94,14 @@ class LayerCache(LayerKVCache):
         k = xp.empty((B, H, capacity, D), dtype=like.dtype, device=device(like))
         v = xp.empty((B, H, capacity, D), dtype=like.dtype, device=device(like))
         if self._length:
-            k[:, :, :self._length], v[:, :, :self._length] = self.k, self.v
+            k[:, :, :self._length, :], v[:, :, :self._length, :] = self.k, self.v
         self._k, self._v = k, v
 
     def extend(self, k_new, v_new):
         start, end = self._length, self._length + k_new.shape[2]
         if self._k is None or end > self._k.shape[2]:
             self._grow(k_new, end)
-        self._k[:, :, start:end], self._v[:, :, start:end] = k_new, v_new
+        self._k[:, :, start:end, :], self._v[:, :, start:end, :] = k_new, v_new
         self._length = end
         return self.k, self.v
 

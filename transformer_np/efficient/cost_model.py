@@ -130,14 +130,15 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, cfg, name="model"):
-        """From a LlamaConfig, or from a TransformerConfig's decoder (decoder-only) or encoder stack (any other
-        architecture: an encoder-decoder's decoder and a classifier's head are left out)."""
-        if hasattr(cfg, "rope_base"):  # LlamaConfig
-            return cls(name, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_ff,
-                       cfg.vocab_size, gated=True, tied_embeddings=cfg.tied_embeddings)
-        layers = cfg.n_decoder_layers if cfg.architecture == "decoder-only" else cfg.n_encoder_layers
+        """From a model config: a LlamaConfig (gated FFN, no biases, RMSNorm) or a TransformerConfig's decoder
+        (decoder-only) or encoder stack (any other architecture: an encoder-decoder's decoder and a classifier's
+        head are left out; biases, layer norms).  The config says which with ``gated_ffn``."""
+        layers = cfg.n_layers if cfg.gated_ffn or cfg.architecture == "decoder-only" else cfg.n_encoder_layers
+        if cfg.gated_ffn:
+            return cls(name, layers, cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_ff, cfg.vocab_size,
+                       gated=True, tied_embeddings=cfg.tied_embeddings)
         return cls(name, layers, cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_ff, cfg.vocab_size,
-                   gated=False, tied_embeddings=cfg.tie_embeddings, biases=True, norm_params=4)
+                   gated=False, tied_embeddings=cfg.tied_embeddings, biases=True, norm_params=4)
 
 
 # PaLM 540B as Pope et al. serve it: 118 layers, C = 18,432, 48 query heads of D = 256, one K/V head

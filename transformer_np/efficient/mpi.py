@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from ..core.checks import check_positive_int
+from ..core.weights import StoredWeight
 from ..decoding.search import greedy
 
 INSTALL = "pip install mpi4py mpich   (or: pip install 'transformer_np[mpi]')"
@@ -100,17 +101,23 @@ class LocalConfig:
 
 
 # --- weights whose product is a collective ------------------------------------------------------------------
-class AllReduceMatrix:
-    r"""Rows R_r of a (C_in, C_out) weight; ``x @ W`` = Allreduce_r(x_r W[R_r]) with x_r the rank's C_in slice."""
-
-    __array_ufunc__ = None  # ndarray @ AllReduceMatrix -> __rmatmul__
-    ndim = 2
+class AllReduceMatrix(StoredWeight):
+    r"""Rows R_r of a (C_in, C_out) weight; ``x @ W`` = Allreduce_r(x_r W[R_r]) with x_r the rank's C_in slice.
+    (Its shape and ``dequantize()`` are the rank's rows: the input it takes is the rank's slice.)"""
 
     def __init__(self, rows, comm, stats):
+        super().__init__(rows.shape)
         self.rows, self.comm, self.stats = np.ascontiguousarray(rows), comm, stats
-        self.shape, self.dtype = self.rows.shape, self.rows.dtype
+        self.compute_dtype = self.rows.dtype
 
-    def __rmatmul__(self, x):
+    @property
+    def nbytes(self):
+        return self.rows.nbytes
+
+    def dequantize_stored(self, rows=None):
+        return self.rows if rows is None else self.rows[rows]
+
+    def matmul(self, x):
         y = np.ascontiguousarray(x @ self.rows)
         t0 = time.perf_counter()
         self.comm.Allreduce(_in_place(), y)
@@ -120,40 +127,56 @@ class AllReduceMatrix:
         return y
 
 
-class AllGatherMatrix:
+class AllGatherMatrix(StoredWeight):
     r"""Columns V_r of a (C_in, V) weight; ``x @ W`` = the (N, V) product, each rank computing its V_r columns and
     all-gathering the rest."""
 
-    __array_ufunc__ = None
-    ndim = 2
-
     def __init__(self, w, n, rank, comm, stats):
+        super().__init__(w.shape)
         self.counts = [len(c) for c in np.array_split(np.arange(w.shape[1]), n)]
         start = sum(self.counts[:rank])
         self.cols = np.ascontiguousarray(w[:, start:start + self.counts[rank]])
-        self.comm, self.stats, self.shape, self.dtype = comm, stats, w.shape, w.dtype
+        self.comm, self.stats, self.compute_dtype = comm, stats, w.dtype
 
-    def __rmatmul__(self, x):
-        part = np.ascontiguousarray((x @ self.cols).T)  # (V_r, N): the gather concatenates along V
-        out = np.empty((self.shape[1], x.shape[0]), part.dtype)
+    @property
+    def nbytes(self):
+        return self.cols.nbytes
+
+    def _gather(self, part):
+        """(V, N) from every rank's (V_r, N) rows."""
+        out = np.empty((self._shape[1], part.shape[1]), part.dtype)
         t0 = time.perf_counter()
-        self.comm.Allgatherv(part, [out, [c * x.shape[0] for c in self.counts]])
+        self.comm.Allgatherv(np.ascontiguousarray(part), [out, [c * part.shape[1] for c in self.counts]])
         self.stats.comm_seconds += time.perf_counter() - t0
         self.stats.allgather_bytes += out.nbytes
-        return out.T
+        return out
+
+    def dequantize_stored(self, rows=None):
+        w = self._gather(self.cols.T).T  # (C_in, V): every rank's columns
+        return w if rows is None else w[rows]
+
+    def matmul(self, x):
+        return self._gather((x @ self.cols).T).T  # (N, V): the gather concatenates along V
 
 
-class TiedTable:
+class TiedTable(StoredWeight):
     """A tied embedding table: every row on every rank for the lookup, ``.T`` an :class:`AllGatherMatrix`."""
 
-    ndim = 2
-
     def __init__(self, table, n, rank, comm, stats):
-        self.table, self.shape, self.dtype = table, table.shape, table.dtype
-        self.T = AllGatherMatrix(table.T, n, rank, comm, stats)
+        super().__init__(table.shape)
+        self.table, self.compute_dtype = table, table.dtype
+        self.gather = AllGatherMatrix(table.T, n, rank, comm, stats)
 
-    def take_rows(self, ids):
-        return self.table[ids]
+    @property
+    def T(self):  # noqa: N802 - the array attribute's name
+        return self.gather
+
+    @property
+    def nbytes(self):
+        return self.table.nbytes + self.gather.nbytes
+
+    def dequantize_stored(self, rows=None):
+        return self.table if rows is None else self.table[rows]
 
 
 def _in_place():
@@ -216,7 +239,7 @@ def shard_transformer(params, cfg, n, rank, comm, stats):
     for stack in ("encoder", "decoder"):
         if stack in params:
             out[stack] = {**params[stack], "layers": [layer(lp) for lp in params[stack]["layers"]]}
-    if not cfg.tie_embeddings:
+    if not cfg.tied_embeddings:
         out["out"] = {"w": AllGatherMatrix(params["out"]["w"], n, rank, comm, stats), "b": params["out"]["b"]}
     return out, LocalConfig(cfg, len(heads), len(heads))
 
@@ -256,7 +279,7 @@ def tp_greedy(model, shard, new_session, prompts, max_new_tokens, comm, eos_id=N
     seconds = time.perf_counter() - t0
     cfg = model.config
     result = dict(n=n, rank=rank, tokens=tokens, stats=stats, seconds=seconds, session=session,
-                  partition=head_partition(cfg.n_heads, getattr(cfg, "kv_heads", cfg.n_heads), n))
+                  partition=head_partition(cfg.n_heads, cfg.kv_heads, n))
     if check and rank == 0:
         ref_tokens, ref_logits, ref_session = run_greedy(model, new_session, prompts, max_new_tokens, eos_id)
         steps = min(len(ref_logits), len(logits))

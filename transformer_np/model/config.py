@@ -87,6 +87,8 @@ class TransformerConfig:
         classifier, which has no decoder."""
         return self.n_encoder_layers if self.architecture == "encoder-classifier" else self.n_decoder_layers
 
+    gated_ffn = False  # the FFN is the paper's max(0, x W1 + b1) W2 + b2 (or GELU), not a gated (SwiGLU) one
+
     @property
     def tied_embeddings(self):
         """The model protocol's name for the ``tie_embeddings`` field (kept: it is in saved checkpoints)."""

@@ -10,7 +10,7 @@ from ..core.checks import check_ids
 from ..core.embeddings import sinusoidal_positions, token_embedding
 from ..core.masks import causal_mask, combine_masks, padding_keys
 from ..core.nn import linear, mean_pool, softmax
-from ..core.tree import count_params
+from ..core.tree import HoldsParams, count_params
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TransformerConfig
 from .params import init_params
@@ -145,7 +145,7 @@ def not_padding(ids, pad_id):
 
 
 # --- classes: a config and a params tree, calling the functions above --------------------------------
-class Model:
+class Model(HoldsParams):
     """What every model class shares: a frozen config, a params tree, counting, saving and loading."""
 
     architecture = None

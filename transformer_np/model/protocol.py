@@ -18,16 +18,14 @@ and never asks a model which family it belongs to.
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 
+from ..core.tree import HoldsParams
 
-class DecoderModel(ABC):
+
+class DecoderModel(HoldsParams, ABC):
     """A decoder-only language model as the decoding sessions see it: ``config`` and ``params`` attributes and
     the methods below (the module docstring lists the config's names)."""
-
-    config = None
-    params = None
 
     @abstractmethod
     def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
@@ -37,12 +35,3 @@ class DecoderModel(ABC):
     @abstractmethod
     def attention(self, ids):
         """Every block's self-attention weights for ids (B, T): a list of L arrays (B, H, T, T)."""
-
-    def with_params(self, params, config=None):
-        """A shallow copy of the model holding ``params`` (and ``config`` if given): how a compressed or pruned
-        variant is run without touching the original."""
-        twin = copy.copy(self)
-        twin.params = params
-        if config is not None:
-            twin.config = config
-        return twin

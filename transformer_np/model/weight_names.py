@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.tree import SEP, flatten, unflatten
+from ..core.weights import StoredWeight
 
 
 def prefixed(table, theirs, ours):
@@ -140,9 +141,9 @@ def import_weights(named, table, template=None):
 
 
 def _leaf(w, transposed):
-    """An array (transposed into C order if the table says so); a compressed weight (efficient.quantize's, which
-    looks up its own rows) is kept compressed, only marked transposed."""
-    if hasattr(w, "take_rows"):
+    """An array (transposed into C order if the table says so); a stored weight (core.weights: quantized, GGUF
+    blocks) is kept as stored, only marked transposed."""
+    if isinstance(w, StoredWeight):
         return w.T if transposed else w
     return np.ascontiguousarray(np.asarray(w).T) if transposed else np.asarray(w)
 

@@ -57,6 +57,7 @@ class LlamaConfig:
     norm_eps: float = 1e-5  # RMSNorm's ε
     rope_layout: str = "pairs"  # which features RoPE pairs up: "pairs" (GGUF's weights) or "half" (HF's)
     tied_embeddings: bool = True  # logits = h Eᵀ with the embedding table E
+    gated_ffn = True  # SwiGLU (a class constant, not a field: what the architecture is)
 
     def __post_init__(self):
         for name in ("d_model", "n_heads", "n_kv_heads", "n_layers", "d_ff", "vocab_size", "max_len"):

@@ -30,7 +30,7 @@ from ..core.nn import (
     mean_pool_backward,
     mean_pool_forward,
 )
-from ..efficient.prune import head_gate_importance, prune_heads
+from ..core.tree import HoldsParams
 from ..model.config import TransformerConfig
 from ..model.stacks import encoder, encoder_backward, encoder_forward
 from ..model.weight_names import hf_bert, import_weights
@@ -61,7 +61,7 @@ def bert_params(tensors, cfg):
     return import_weights(named, hf_bert(cfg.n_encoder_layers))
 
 
-class MiniLM:
+class MiniLM(HoldsParams):
     """all-MiniLM-L6-v2 (or any BERT folder of the same layout) in NumPy: ``encode`` gives sentence embeddings."""
 
     def __init__(self, params, cfg, tokenizer, normalize=True):
@@ -80,12 +80,6 @@ class MiniLM:
         keys = padding_keys(attention_mask, pad_id=0)  # (B, 1, 1, T): [PAD] keys masked
         return encoder(self.embed(input_ids), self.params["encoder"], self.config, mask=keys,
                        need_weights=need_weights)
-
-    def with_heads_pruned(self, heads):
-        """A copy of the model with every (layer, head) in ``heads`` removed (its rows of W_O zeroed)."""
-        cfg = self.config
-        params = prune_heads(self.params, w_o_paths(cfg), heads, cfg.d_head)
-        return MiniLM(params, cfg, self.tokenizer, self.normalize)
 
     def contrastive_loss(self, anchors, positives, scale=20.0):
         r"""The multiple-negatives ranking loss of (anchor, positive) sentence pairs, with its gradients:
@@ -201,27 +195,3 @@ def reference_embeddings():
     scripts/make_minilm_reference.py, shipped with the package)."""
     with np.load(REFERENCE, allow_pickle=False) as data:
         return list(data["sentences"]), data["vectors"], list(data["versions"])
-
-
-# --- which heads matter (Michel et al. 2019) ---------------------------------------------------------------------
-def w_o_paths(cfg):
-    """The params paths of every layer's attention output projection W_O."""
-    return [f"encoder/layers/{i}/self_attn/w_o" for i in range(cfg.n_encoder_layers)]
-
-
-def head_importance(model, pairs, batch_size=8):
-    r"""Michel et al.'s I_{l,h} = E |∂L/∂ξ_{l,h}| for every head of ``model``: L the ranking loss of
-    :func:`ranking_loss` on batches of ``batch_size`` (sentence, paraphrase) pairs (the other pairs of a batch are
-    its negatives, so the expectation is over batches, not single pairs).  Returns (L, H)."""
-    chunks = [pairs[i:i + batch_size] for i in range(0, len(pairs), batch_size)]
-    grads = (model.contrastive_loss([a for a, _ in c], [b for _, b in c])[1] for c in chunks)
-    return head_gate_importance(model.params, grads, w_o_paths(model.config), model.config.n_heads)
-
-
-def pair_retrieval(model, pairs):
-    """How well the sentences find their paraphrases among all the pairs' paraphrases: the fraction whose own
-    paraphrase is the nearest (cosine), and the mean margin cos(s_i, p_i) − max_{j≠i} cos(s_i, p_j)."""
-    sims = model.encode([s for s, _ in pairs]) @ model.encode([t for _, t in pairs]).T  # (N, N)
-    own = np.diag(sims).copy()
-    np.fill_diagonal(sims, -np.inf)
-    return {"accuracy": float(np.mean(own > sims.max(axis=1))), "margin": float(np.mean(own - sims.max(axis=1)))}

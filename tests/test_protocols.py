@@ -1,0 +1,242 @@
+"""The package's contracts, each declared once and checked over every implementation: stored weights
+(core.weights.StoredWeight), KV caches (decoding.cache.LayerKVCache / KVCache) and the decoder-model protocol
+(model.protocol.DecoderModel) — and a walk of the package that finds no attribute sniffing in their place."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import tiny_llama
+
+import transformer_np as tn
+from transformer_np.core.weights import StoredWeight
+from transformer_np.decoding.cache import KVCache, LayerCache, LayerKVCache, new_cache
+from transformer_np.efficient import cost_model, kv_int8, mpi, paged, precision, quality
+from transformer_np.efficient import quantize as Q
+from transformer_np.model.protocol import DecoderModel
+from transformer_np.pretrained import gguf
+from transformer_np.pretrained.llama import LlamaConfig, LlamaModel
+
+PACKAGE = Path(tn.__file__).resolve().parent
+
+
+# --- stored weights ------------------------------------------------------------------------------------------
+class OneRank:
+    """An MPI communicator of one process: the collectives are copies."""
+
+    def Allreduce(self, send, recv):  # noqa: N802 - mpi4py's names
+        pass  # in place, one rank: the sum is the value
+
+    def Allgatherv(self, send, recv):  # noqa: N802
+        recv[0][...] = send
+
+
+def _gguf_q8_0(w):
+    """w's rows as GGUF Q8_0 blocks (fp16 scale d = max|x| / 127, int8 q), as the file lays them out."""
+    blocks = w.reshape(-1, 32)
+    d = (np.abs(blocks).max(axis=1, keepdims=True) / 127).astype(np.float16)
+    q = np.round(blocks / np.where(d == 0, 1, d.astype(np.float32))).astype(np.int8)
+    raw = np.concatenate([d.view(np.uint8), q.view(np.uint8)], axis=1)  # (n_blocks, 34)
+    return gguf.GGUFMatrix(raw.reshape(-1), "Q8_0", w.shape)
+
+
+STORED = {  # every StoredWeight subclass: how to make one from a float32 (C_in, C_out) matrix
+    "WeightOnlyMatrix": lambda w: Q.WeightOnlyMatrix(w, bits=8, axis=0),
+    "W8A8Matrix": Q.W8A8Matrix,
+    "LLMInt8Matrix": Q.LLMInt8Matrix,
+    "CastMatrix": lambda w: precision.CastMatrix(w, "bfloat16"),
+    "GGUFMatrix": _gguf_q8_0,
+    "ActivationRecorder": lambda w: quality.ActivationRecorder(w, "w"),
+    "AllReduceMatrix": lambda w: mpi.AllReduceMatrix(w, OneRank(), mpi.CommStats()),
+    "AllGatherMatrix": lambda w: mpi.AllGatherMatrix(w, 1, 0, OneRank(), mpi.CommStats()),
+    "TiedTable": lambda w: mpi.TiedTable(w, 1, 0, OneRank(), mpi.CommStats()),
+}
+# products whose arithmetic is not x @ deq(W): W8A8 and LLM.int8() also quantize x per token (int8: 2^-7 of the
+# row's largest value, each of C_in terms)
+TOLERANCE = {"W8A8Matrix": 5e-2, "LLMInt8Matrix": 5e-2}
+
+
+def all_subclasses(cls):
+    return {s for c in cls.__subclasses__() for s in {c} | all_subclasses(c)}
+
+
+def test_every_stored_weight_class_is_in_the_conformance_table():
+    names = {c.__name__ for c in all_subclasses(StoredWeight) if c.__module__.startswith("transformer_np")}
+    assert names == set(STORED)
+
+
+@pytest.mark.parametrize("name", sorted(STORED))
+@pytest.mark.parametrize("rows", [1, 3, 37])
+def test_stored_weight_product_equals_the_product_with_its_dequantized_matrix(rng, name, rows):
+    w = rng.standard_normal((64, 96)).astype(np.float32)  # (GGUF blocks: rows of a multiple of 32 values)
+    W = STORED[name](w)
+    x = rng.standard_normal((rows, 64)).astype(np.float32)
+    assert isinstance(W, StoredWeight) and W.shape == (64, 96) and W.ndim == 2
+    y, ref = x @ W, x @ W.dequantize()
+    assert y.shape == (rows, 96) and y.dtype == np.float32
+    tol = TOLERANCE.get(name, 1e-6)  # float32 rounding of the same product
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", sorted(STORED))
+def test_stored_weight_rows_and_transpose_are_the_dequantized_matrix(rng, name):
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    W = STORED[name](w)
+    deq = np.asarray(W.dequantize())
+    ids = np.array([[5, 0], [63, 5]])
+    np.testing.assert_array_equal(W.take_rows(ids), deq[ids])
+    assert W.T.shape == (32, 64)
+    np.testing.assert_array_equal(np.asarray(W.T.dequantize()), deq.T)
+    assert isinstance(W.nbytes, int) and W.nbytes > 0
+
+
+def test_linear_takes_a_stored_weight_where_it_takes_an_array(rng):
+    w = rng.standard_normal((32, 8)).astype(np.float32)
+    W = precision.CastMatrix(w, "bfloat16")
+    x = rng.standard_normal((2, 3, 32)).astype(np.float32)
+    np.testing.assert_allclose(tn.linear(x, W), tn.linear(x, W.dequantize()), rtol=1e-6, atol=1e-6)
+
+
+# --- KV caches -----------------------------------------------------------------------------------------------
+def _paged_layer_cache(n_blocks=16):
+    pool = paged.BlockPool(1, n_blocks, 2, 4, block_size=4, dtype=np.float64)
+    return paged.PagedKVCache(pool, [pool.new_sequence() for _ in range(2)])
+
+
+CACHES = {  # every KVCache a session can be given, with what it supports and its exactness
+    "contiguous": (lambda: new_cache(1), {"truncate", "select"}, 0.0),
+    "int8 per token": (lambda: kv_int8.int8_cache(1), {"truncate"}, 2e-2),
+    "int8 keys per channel": (lambda: kv_int8.int8_cache(1, keys="channel", group=4), set(), 5e-2),
+    "paged": (_paged_layer_cache, {"select"}, 0.0),
+}
+
+
+def test_every_layer_cache_class_is_exercised_by_the_conformance_tests():
+    exercised = {type(layer) for make, _, _ in CACHES.values() for layer in make()}
+    defined = {c for c in all_subclasses(LayerKVCache) if c.__module__.startswith("transformer_np")}
+    assert defined == exercised
+
+
+@pytest.mark.parametrize("name", sorted(CACHES))
+def test_cache_extend_truncate_select_equal_a_plain_list_of_arrays(rng, name):
+    make, supports, tol = CACHES[name]
+    cache = make()
+    assert isinstance(cache, KVCache) and all(isinstance(layer, LayerKVCache) for layer in cache)
+    ks, vs = [], []  # the reference: every position's (B, H_kv, 1, D) keys and values, in order
+
+    def extend(T):
+        k, v = rng.standard_normal((2, 2, T, 4)), rng.standard_normal((2, 2, T, 4))
+        ks.extend(np.split(k, T, axis=2)), vs.extend(np.split(v, T, axis=2))
+        got_k, got_v = cache[0].extend(k, v)
+        assert cache.length == len(ks) and got_k.shape == (2, 2, len(ks), 4)
+        np.testing.assert_allclose(got_k, np.concatenate(ks, axis=2), atol=tol * 4)
+        np.testing.assert_allclose(got_v, np.concatenate(vs, axis=2), atol=tol * 4)
+
+    for T in (3, 1, 1, 6, 1):
+        extend(T)
+    assert cache.nbytes() > 0
+    if "truncate" in supports:
+        cache.truncate(9)
+        del ks[9:], vs[9:]
+        assert cache.length == 9
+        extend(2)
+    else:
+        with pytest.raises(NotImplementedError):
+            cache.truncate(9)
+    if "select" in supports:
+        cache = cache.select(np.array([1, 1]))
+        ks, vs = [k[[1, 1]] for k in ks], [v[[1, 1]] for v in vs]
+        extend(1)
+    else:
+        with pytest.raises(NotImplementedError):
+            cache.select(np.array([1, 1]))
+
+
+def test_contiguous_cache_grows_its_capacity_geometrically(rng):
+    layer = LayerCache()
+    capacities = set()
+    for _ in range(1000):
+        layer.extend(*rng.standard_normal((2, 1, 1, 1, 2)))
+        capacities.add(layer.capacity_bytes())
+    assert layer.length == 1000 and len(capacities) <= 11  # 1, 2, 4, …, 1024 positions: log2 reallocations
+    assert layer.nbytes() == 2 * 1000 * 2 * 8 < layer.capacity_bytes()
+
+
+def test_contiguous_cache_views_stay_valid_for_the_positions_they_show(rng):
+    layer = LayerCache()
+    k0 = rng.standard_normal((1, 1, 3, 2))
+    first, _ = layer.extend(k0, k0)
+    layer.extend(rng.standard_normal((1, 1, 1, 2)), rng.standard_normal((1, 1, 1, 2)))
+    np.testing.assert_array_equal(layer.k[:, :, :3], k0)
+
+
+# --- the decoder-model protocol ------------------------------------------------------------------------------
+def _models(rng):
+    params, cfg = tiny_llama(rng)
+    return [tn.DecoderLM(tn.TransformerConfig.lm_tiny(n_kv_heads=2)), LlamaModel(params, cfg, tokenizer=None)]
+
+
+def test_both_model_families_give_the_protocol_names(rng):
+    for model in _models(rng):
+        cfg = model.config
+        assert isinstance(model, DecoderModel)
+        assert cfg.n_layers == len(model.params["decoder"]["layers"])
+        assert cfg.kv_heads == 2 and cfg.d_head * cfg.n_heads == cfg.d_model
+        assert isinstance(cfg.tied_embeddings, bool) and cfg.vocab_size > 0 and cfg.max_len > 0
+        assert cfg.with_layers(1).n_layers == 1 and cfg.n_layers == 2
+
+
+def test_attention_gives_each_blocks_weights_and_with_params_leaves_the_model_alone(rng):
+    for model in _models(rng):
+        ids = np.array([[1, 2, 3, 4]])
+        weights = model.attention(ids)
+        assert len(weights) == model.config.n_layers
+        assert all(w.shape == (1, model.config.n_heads, 4, 4) for w in weights)
+        np.testing.assert_allclose(np.asarray(weights[0]).sum(-1), 1.0, rtol=1e-6)
+        zeroed = tn.core.tree.tree_map(lambda a: None if a is None else a * 0, model.params)
+        twin = model.with_params(zeroed)
+        assert twin.params is zeroed and model.params is not zeroed and type(twin) is type(model)
+        assert float(np.abs(model.step(ids)).max()) > 0
+
+
+def test_a_config_of_either_family_gives_the_cost_models_shape(rng):
+    shape = cost_model.ModelShape.from_config(LlamaConfig())
+    assert shape.n_layers == 30 and shape.gated and shape.n_kv_heads == 3
+    tiny = cost_model.ModelShape.from_config(tn.TransformerConfig.lm_tiny())
+    assert tiny.n_layers == 2 and not tiny.gated
+
+
+# --- no sniffing in their place --------------------------------------------------------------------------------
+SNIFFED = {"take_rows", "n_layers", "nbytes", "select", "params", "config", "memory", "rope_base", "architecture",
+           "kv_heads", "tied_embeddings", "tie_embeddings"}
+
+
+def sniffs(tree):
+    """hasattr/getattr(x, "<a protocol name>") calls, and len(…["layers"]) counts of blocks."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr") \
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value in SNIFFED:
+            found.append((node.lineno, f"{node.func.id}(…, {node.args[1].value!r})"))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and node.args \
+                and isinstance(node.args[0], ast.Subscript) and isinstance(node.args[0].slice, ast.Constant) \
+                and node.args[0].slice.value == "layers":
+            found.append((node.lineno, 'len(…["layers"])'))
+    return found
+
+
+def test_the_sniff_finder_finds_what_it_looks_for():
+    tree = ast.parse('hasattr(w, "take_rows")\nlen(params["decoder"]["layers"])\nhasattr(x, "shape")\n')
+    assert [line for line, _ in sniffs(tree)] == [1, 2]
+
+
+def test_no_module_tells_protocol_implementations_apart_by_their_attributes():
+    found = [f"{p.relative_to(PACKAGE)}:{line}: {what}" for p in sorted(PACKAGE.rglob("*.py"))
+             for line, what in sniffs(ast.parse(p.read_text(), str(p)))]
+    assert not found, "\n".join(found)
+
+
+def test_the_weight_quantization_module_holds_no_cache():
+    classes = [v for v in vars(Q).values() if isinstance(v, type) and v.__module__ == Q.__name__]
+    assert classes and not [c for c in classes if issubclass(c, (LayerKVCache, KVCache))]

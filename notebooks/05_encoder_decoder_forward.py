@@ -90,7 +90,7 @@ try:
     import torch
 except ImportError:
     torch = None
-    print("torch is not installed: parity check skipped (pip install torch==2.13.0 to run it)")
+    print("torch is not installed: parity check skipped (install the test extra to run this cell: pip install -e '.[test]')")
 if torch is not None:
     from transformer_np import interop
 

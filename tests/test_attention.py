@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 import transformer_np as tn
 from transformer_np.core import reference as ref
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 def mha_params(rng, C, Ck=None, Cv=None, dtype=np.float64):
     Ck, Cv = Ck or C, Cv or C

@@ -16,6 +16,8 @@ from transformer_np.efficient.blockwise import (
     blockwise_attention_forward,
 )
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 def draw_case(data, dtype=np.float64):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))

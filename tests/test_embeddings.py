@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 import transformer_np as tn
 from transformer_np.core import reference as ref
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 @pytest.mark.parametrize("d_model", [8, 7, 32])
 def test_sinusoidal_encoding_equals_loop_definition(d_model):

@@ -10,6 +10,8 @@ from transformer_np.core import attention as att
 from transformer_np.core import nn
 from transformer_np.core.embeddings import token_embedding_backward
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 FD_REL = 1e-6  # max |analytic - numeric| / max(max |numeric|, 1): relative, except for gradients that are
 # exactly zero in theory (the key bias: softmax ignores a shift shared by a query's scores), where it is absolute
 

@@ -14,6 +14,8 @@ from transformer_np.core.attention import scaled_dot_product_attention_backward
 from transformer_np.core.embeddings import rope, rope_backward
 from transformer_np.pretrained.llama import LlamaConfig, llama_logits
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 # --- RMSNorm -----------------------------------------------------------------------------------------------
 def test_rms_norm_equals_loop_definition(rng):

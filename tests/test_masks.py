@@ -5,6 +5,8 @@ import pytest
 
 import transformer_np as tn
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 def test_causal_mask_is_the_lower_triangle():
     assert np.array_equal(tn.causal_mask(4), np.tril(np.ones((4, 4), bool)))

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import transformer_np as tn
 from transformer_np.core import reference as ref
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 finite = st.floats(-30, 30, allow_nan=False, width=64)
 rows = hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6), elements=finite)
 

@@ -8,6 +8,8 @@ import pytest
 import transformer_np as tn
 from transformer_np.core.tree import flatten, unflatten
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 def test_init_is_deterministic_per_seed_and_differs_across_seeds():
     cfg = tn.TransformerConfig.tiny()

@@ -10,6 +10,8 @@ from helpers import randn
 from transformer_np.core import weights as W
 from transformer_np.efficient import precision as P
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 LOW = [f for f in P.FORMATS if f != "float32"]
 
 

@@ -18,6 +18,8 @@ from transformer_np.model.protocol import DecoderModel
 from transformer_np.pretrained import gguf
 from transformer_np.pretrained.llama import LlamaConfig, LlamaModel
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 PACKAGE = Path(tn.__file__).resolve().parent
 
 

@@ -13,6 +13,8 @@ from transformer_np.core.nn import rms_norm
 from transformer_np.efficient import kv_int8 as KV
 from transformer_np.efficient import quantize as Q
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 matrices = hnp.arrays(np.float32, st.tuples(st.sampled_from([2, 4, 8, 16]), st.sampled_from([2, 6, 8])),
                       elements=finite)

@@ -35,3 +35,60 @@ def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
             failed.append(f"block {i}: {type(e).__name__}: {e}")
     assert not failed, f"README python blocks that fail: {failed}"
     assert "model" in namespace and "logits" in namespace  # the blocks did run and define what they show
+
+
+# --- the README is a guide: short, every link resolves, the benchmark tables generated ------------------------
+ROOT = README.parent
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path):
+    return {github_anchor(m) for m in re.findall(r"^#{1,6} (.+)$", path.read_text(encoding="utf-8"), re.M)}
+
+
+def broken_links(path):
+    """Relative links of a Markdown file whose file, or heading, does not exist."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # an outside address: not checked offline
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest)):
+            broken.append(target)
+    return broken
+
+
+def test_the_anchor_rule_matches_githubs_on_headings_with_punctuation():
+    assert github_anchor("Formula → function → tests → notebook") == "formula--function--tests--notebook"
+    assert github_anchor("Serving (`bench serve`)") == "serving-bench-serve"
+
+
+def test_the_readme_is_a_guide_of_at_most_300_lines():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 300
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/verification.md", "docs/performance.md", "docs/benchmarks.md"])
+def test_every_link_resolves_to_a_file_or_heading_of_the_repository(name):
+    assert not broken_links(ROOT / name)
+
+
+def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\n[ok](#title) [gone](nowhere.md) [bad](#no-such-heading)\n")
+    assert broken_links(page) == ["nowhere.md", "#no-such-heading"]
+
+
+def test_the_benchmark_tables_are_what_the_script_generates_from_the_json_files():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmarks_doc", ROOT / "scripts" / "benchmarks_doc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8") == module.render()

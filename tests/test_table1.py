@@ -8,6 +8,8 @@ import pytest
 
 from transformer_np.teaching import table1
 
+pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
+
 
 def test_recurrent_layer_equals_its_recurrence(rng):
     x, w_h, w_x, b = rng.standard_normal((5, 3)), rng.standard_normal((3, 3)), rng.standard_normal((3, 3)), \

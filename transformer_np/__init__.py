@@ -78,6 +78,7 @@ from .model import (
     save_checkpoint,
     transformer_logits,
 )
+from .pretrained import load
 
 __version__ = "0.2.0"
 
@@ -85,7 +86,7 @@ __all__ = [
     "Classifier", "DecoderLM", "Transformer", "TransformerConfig", "causal_mask", "classifier_logits",
     "combine_masks", "core", "count_params", "decoder", "decoder_layer", "decoding", "efficient", "encoder",
     "encoder_layer", "feed_forward", "gelu", "init_params", "interop", "layer_norm", "learned_positional_embedding",
-    "linear", "lm_logits", "load_checkpoint", "load_model", "log_softmax", "merge_heads", "model",
+    "linear", "lm_logits", "load", "load_checkpoint", "load_model", "log_softmax", "merge_heads", "model",
     "multi_head_attention", "padding_mask", "pretrained", "project_kv", "relu", "residual", "save_checkpoint",
     "scaled_dot_product_attention", "sinusoidal_positional_encoding", "softmax", "split_heads", "to_backend",
     "to_numpy", "token_embedding", "training", "transformer_logits",

@@ -37,8 +37,9 @@ from ..model.config import TransformerConfig
 from ..model.models import DecoderLM, Transformer
 from ..model.params import init_params
 from ..model.stacks import encoder
-from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, load_smollm2, smollm2_path
-from ..pretrained.minilm import default_path, load_minilm
+from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, smollm2_path
+from ..pretrained.minilm import default_path
+from ..pretrained.registry import load
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..teaching import peers
 from ..viz import plots
@@ -421,7 +422,7 @@ def bench_embed(n=1000, batch_size=32, path=None, print_fn=print):
     rng = np.random.default_rng(0)
     words = " ".join(SEARCH_SENTENCES).replace(".", "").split()
     texts = [" ".join(rng.choice(words, size=int(rng.integers(5, 30)))) for _ in range(n)]
-    model = load_minilm(path)
+    model = load(path or "minilm")
     model.encode(texts[:batch_size])  # warm-up
     t0 = time.perf_counter()
     mine = model.encode(texts, batch_size=batch_size)
@@ -471,7 +472,7 @@ def _llm_for_bench(quick, random_weights):
         prompt = rng.integers(0, cfg.vocab_size, 39).tolist()  # the length of the chat prompt below
         long_prompt = rng.integers(0, cfg.vocab_size, 64 if quick else 512).tolist()
         return model, time.perf_counter() - t0, prompt, long_prompt
-    model = load_smollm2()
+    model = load("smollm2")
     load_s = time.perf_counter() - t0
     prompt = model.chat_ids([{"role": "user", "content": "Tell me a long story about the sea."}])
     words = model.tokenize(" ".join(["the quick brown fox jumps over the lazy dog"] * 80))
@@ -654,7 +655,7 @@ def bench_serve(quick=False, print_fn=print):
         print_fn(f"(a) attention T={T:5d}, causal, d=64: peak memory naive {naive_peak / 2**20:7.1f} MiB, "
                  f"blockwise (256 x 256 tiles) {block_peak / 2**20:6.1f} MiB ({block_peak / naive_peak:.1%}){times}")
     result["attention"] = rows
-    model = load_smollm2()
+    model = load("smollm2")
     result["model"] = repr(model)
     # a ragged workload: prompts of 8-64 tokens, answers of 4-48 tokens
     n_requests = 6 if quick else 16

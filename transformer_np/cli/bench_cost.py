@@ -22,7 +22,8 @@ from ..efficient.cost_model import best_time
 from ..model.config import TransformerConfig
 from ..model.params import init_params
 from ..model.stacks import encoder
-from ..pretrained.llama import LlamaConfig, init_llama_params, llama_logits, load_smollm2, smollm2_path
+from ..pretrained.llama import LlamaConfig, init_llama_params, llama_logits, smollm2_path
+from ..pretrained.registry import load
 from ..viz import plots
 
 
@@ -30,7 +31,7 @@ def _smollm2():
     """SmolLM2's weights when installed; else random weights of its shape (the cost is the same)."""
     try:
         smollm2_path()
-        m = load_smollm2()
+        m = load("smollm2")
         return m.params, m.config, "SmolLM2-135M"
     except ImportError:
         cfg = LlamaConfig()

@@ -21,8 +21,7 @@ from ..core.tree import flatten
 from ..efficient import compress as C
 from ..efficient import quality
 from ..efficient import quantize as Q
-from ..pretrained.llama import load_smollm2
-from ..pretrained.minilm import load_minilm
+from ..pretrained.registry import load
 from ..pretrained.sentences import SEARCH_SENTENCES
 from ..training.loop import evaluate
 from ..training.shipped import load_trained
@@ -40,14 +39,14 @@ SMALL_ROWS = [("float32", {}), ("bfloat16", {}), ("float8_e4m3fn", {}), ("int8",
 
 
 def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print):
-    model = load_smollm2()
+    model = load("smollm2")
     ids = model.tokenize(quality.eval_text())[:tokens]
     recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:calibration_tokens])
     out, base = [], None
     for method, options in rows:
         t0 = time.perf_counter()
         if method == "gguf":
-            kept = load_smollm2(keep_quantized=True)
+            kept = load("smollm2", keep_quantized=True)
             row = quality.measure(kept, "float32", ids) | {"method": "gguf"}
         else:
             row = quality.measure(model, method, ids, recorders, **options)
@@ -62,7 +61,7 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
 
 
 def bench_minilm(rows=SMALL_ROWS, print_fn=print):
-    model = load_minilm()
+    model = load("minilm")
     params = model.params
     ref = model.encode(SEARCH_SENTENCES)
     nearest = lambda e: np.argmax(e @ e.T - 2 * np.eye(len(e)), axis=1)  # noqa: E731 - the closest other sentence

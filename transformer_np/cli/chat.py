@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..pretrained.llama import load_smollm2
+from ..pretrained.registry import load
 from .options import non_negative_int, positive_float, positive_int, probability
 
 HELP = "ask SmolLM2-135M-Instruct (a real LLM, in NumPy) a question; the answer streams as it is generated"
@@ -25,7 +25,7 @@ def add_arguments(parser):
 
 def run(args, print_fn=print, write=None):
     write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-    model = load_smollm2(args.model_path)
+    model = load(args.model_path or "smollm2")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": args.question}]
     stream = model.stream_decoder(skip_special=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..efficient import compress as C
 from ..efficient import quality
-from ..pretrained.llama import load_smollm2
+from ..pretrained.registry import load
 from .options import positive_int, probability
 
 HELP = "compress SmolLM2 one way: perplexity, bytes and speed against float32"
@@ -54,11 +54,11 @@ def options(args):
 
 
 def run(args, print_fn=print):
-    model = load_smollm2()
+    model = load("smollm2")
     ids = model.tokenize(quality.eval_text())[:args.tokens]
     base = quality.measure(model, "float32", ids)
     if args.method == "gguf":
-        row = quality.measure(load_smollm2(keep_quantized=True), "float32", ids) | {"method": "gguf"}
+        row = quality.measure(load("smollm2", keep_quantized=True), "float32", ids) | {"method": "gguf"}
     else:
         recorders = None
         if args.method in C.NEEDS_CALIBRATION:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pretrained.minilm import load_minilm
+from ..pretrained.registry import load
 from ..pretrained.sentences import SEARCH_SENTENCES
 from .options import positive_int
 
@@ -39,14 +39,14 @@ def similarity_table(texts, vectors):
 
 def run_embed(args, print_fn=print):
     texts = list(args.texts)
-    for line in similarity_table(texts, load_minilm(args.model_path).encode(texts)):
+    for line in similarity_table(texts, load(args.model_path or "minilm").encode(texts)):
         print_fn(line)
     return 0
 
 
 def run_search(args, print_fn=print, corpus=None):
     corpus = list(corpus or SEARCH_SENTENCES)
-    e = load_minilm(args.model_path).encode([args.query] + corpus)
+    e = load(args.model_path or "minilm").encode([args.query] + corpus)
     scores = e[1:] @ e[0]
     print_fn(f"query: {args.query!r}   ({len(corpus)} sentences, cosine similarity)")
     for rank, i in enumerate(np.argsort(-scores, kind="stable")[:args.top], start=1):

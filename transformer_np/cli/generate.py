@@ -11,10 +11,9 @@ import numpy as np
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..model.config import TransformerConfig
-from ..model.models import Classifier, DecoderLM, Transformer, load_model
+from ..model.models import Classifier, DecoderLM, Transformer
 from ..model.protocol import DecoderModel
-from ..pretrained.llama import load_smollm2
-from ..training.shipped import load_trained
+from ..pretrained.registry import load
 from ..training.tasks import BOS, EOS
 from .options import CommandError, finite_float, non_negative_int, positive_float, positive_int, probability
 
@@ -49,19 +48,19 @@ def run(args, print_fn=print):
     if args.model and (args.task or args.checkpoint):
         raise CommandError("--model excludes --task and --checkpoint")
     if args.model:
-        model = load_smollm2()
+        model = load(args.model)
         tokenizer = model.tokenizer
     elif args.task:
-        task, params, _, _ = load_trained(args.task)
-        if task.kind != "seq2seq":
+        model = load(args.task)
+        if not isinstance(model, Transformer):
             raise ValueError(f"task {args.task!r} is a classifier, not a generator (try reverse or dates)")
-        model, tokenizer = Transformer.from_config(task.config, params), task.tokenizer
+        tokenizer = model.tokenizer
         args.eos = EOS if args.eos is None else args.eos
         args.max_new_tokens = max(args.max_new_tokens, 20)
     elif args.checkpoint:
         if not os.path.isfile(args.checkpoint):
             raise CommandError(f"--checkpoint {args.checkpoint}: No such file")
-        model = load_model(args.checkpoint)
+        model = load(args.checkpoint)
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(), seed=args.seed)
         print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")

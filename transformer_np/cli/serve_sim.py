@@ -8,7 +8,7 @@ import numpy as np
 from ..efficient.serve import random_workload, simulate
 from ..model.config import TransformerConfig
 from ..model.models import DecoderLM
-from ..pretrained.llama import load_smollm2
+from ..pretrained.registry import load
 from .options import non_negative_int, positive_int
 
 HELP = "replay a generated workload through continuous batching on the paged KV cache"
@@ -27,7 +27,7 @@ def add_arguments(parser):
 
 def run(args, print_fn=print):
     if args.model == "smollm2":
-        model = load_smollm2()
+        model = load("smollm2")
         prompts, outputs = (8, 64), (4, 48)
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(max_len=128, vocab_size=50), seed=args.seed)

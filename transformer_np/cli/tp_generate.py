@@ -11,8 +11,8 @@ from ..core.tree import tree_map
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..efficient import mpi
 from ..model.models import Transformer
-from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, load_smollm2
-from ..training.shipped import load_trained
+from ..pretrained import registry
+from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params
 from ..training.tasks import BOS, EOS
 from .options import CommandError, positive_int
 
@@ -39,16 +39,16 @@ def load(name, dtype="float32"):
     SmolLM2's head layout (9 query heads over 3 K/V heads) and an untied output layer, small enough for tests."""
     cast = lambda p: tree_map(lambda a: a.astype(dtype, copy=False), p)  # noqa: E731 - no copy if already dtype
     if name == "smollm2":
-        m = load_smollm2()
+        m = registry.load(name)
         model = LlamaModel(cast(m.params), m.config, m.tokenizer, eos_id=m.eos_id, name=m.name)
         return model, m.tokenizer, LMSession, None
     if name == "tiny-llama":
         cfg = LlamaConfig(d_model=72, n_heads=9, n_kv_heads=3, n_layers=3, d_ff=60, vocab_size=97, max_len=128,
                           tied_embeddings=False)
         return LlamaModel(cast(init_llama_params(cfg, 0)), cfg, None, name=name), None, LMSession, None
-    task, params, _, _ = load_trained(name)
+    m = registry.load(name)
     new_session = lambda m, prompts: Seq2SeqSession(m, prompts, bos_id=BOS)  # noqa: E731
-    return Transformer.from_config(task.config, cast(params)), task.tokenizer, new_session, EOS
+    return m.with_params(cast(m.params)), m.tokenizer, new_session, EOS
 
 
 def shard(model, n, rank, comm, stats):

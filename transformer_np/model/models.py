@@ -149,6 +149,7 @@ class Model(HoldsParams):
     """What every model class shares: a frozen config, a params tree, counting, saving and loading."""
 
     architecture = None
+    task = tokenizer = None  # set for a shipped task model loaded by name (transformer_np.load("dates"))
 
     def __init__(self, cfg, params=None, seed=0):
         if cfg.architecture != self.architecture:

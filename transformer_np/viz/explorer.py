@@ -38,11 +38,10 @@ from ..core.nn import softmax
 from ..decoding.cache import new_cache
 from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
-from ..model.models import Classifier, Transformer, decode, encode
-from ..pretrained.llama import llama_logits, load_smollm2
-from ..pretrained.minilm import load_minilm
+from ..model.models import decode, encode
+from ..pretrained.llama import llama_logits
+from ..pretrained.registry import load
 from ..training.loop import predict
-from ..training.shipped import load_trained
 from ..training.tasks import BOS, EOS
 
 MODELS = ("dates", "reverse", "sentiment", "minilm", "smollm2")
@@ -66,20 +65,20 @@ def _task_label(tok):
 
 
 def _task_attention(name, text):
-    task, params, _, _ = load_trained(name)
-    tok, cfg = task.tokenizer, task.config
+    model = load(name)
+    task, params, tok, cfg = model.task, model.params, model.tokenizer, model.config
     src = tok.encode(text)
     _check_length(len(src), cfg.max_len, f"the {name} model")
     show = _task_label(tok)
     labels = [show(tok.symbols[i]) for i in src]
     if task.kind == "classify":
-        logits, weights = Classifier.from_config(cfg, params).forward_with_attention(np.array([src]))
+        logits, weights = model.forward_with_attention(np.array([src]))
         label = task.labels[int(np.argmax(logits[0]))]
         return f"{name}: {_quote(text)} -> {label}", [Attention("encoder self-attention", labels, labels,
                                                            _stack(weights))]
     out = predict(task, params, [text])[0]
     tgt = [BOS] + tok.encode(out) + [EOS]
-    _, att = Transformer.from_config(cfg, params).forward_with_attention(np.array([src]), np.array([tgt[:-1]]))
+    _, att = model.forward_with_attention(np.array([src]), np.array([tgt[:-1]]))
     out_labels = [show(tok.symbols[i]) for i in tgt[:-1]]
     return f"{name}: {_quote(text)} -> {_quote(out)}", [
         Attention("encoder self-attention", labels, labels, _stack(att["encoder"])),
@@ -88,7 +87,7 @@ def _task_attention(name, text):
 
 
 def _minilm_attention(text):
-    model = load_minilm()
+    model = load("minilm")
     n = len(model.tokenizer.tokenize(text)) + 2  # [CLS] … [SEP]; the tokenizer would truncate: refuse instead
     _check_length(n, model.tokenizer.max_length, "all-MiniLM-L6-v2")
     tokens, weights = model.attention(text)
@@ -101,7 +100,7 @@ def _token_labels(model, ids):
 
 
 def _smollm2_attention(text, model=None):
-    model = model or load_smollm2()
+    model = model or load("smollm2")
     ids = model.tokenize(text)
     _check_length(len(ids), model.config.max_len, "SmolLM2-135M")
     _, weights = model.logits(ids, need_weights=True)
@@ -152,7 +151,7 @@ def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
     KL(float32 ‖ variant).  ``model``: SmolLM2 already loaded (else it is loaded here).
     Returns (the prompt's token labels, steps)."""
     _check_generation(new_tokens, compare)
-    model = model or load_smollm2()
+    model = model or load("smollm2")
     ids = model.tokenize(text)
     if len(ids) + new_tokens - 1 > model.config.max_len:  # the last token chosen is never fed
         raise ValueError(f"generate: {len(ids)} prompt tokens and {new_tokens} new ones exceed SmolLM2-135M's "
@@ -200,8 +199,8 @@ def task_generation(name, text, new_tokens, top_k=5, compare=None):
     cross-attention k, v, computed once).  ``compare`` as in :func:`smollm2_generation`.
     Returns (the decoder's first input's label, the source's labels, steps)."""
     _check_generation(new_tokens, compare)
-    task, params, _, _ = load_trained(name)
-    tok, cfg = task.tokenizer, task.config
+    model = load(name)
+    task, params, tok, cfg = model.task, model.params, model.tokenizer, model.config
     if task.kind != "seq2seq":
         raise ValueError(f"generate: the {name} model classifies, it does not generate")
     src = tok.encode(text)
@@ -380,7 +379,7 @@ def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
             raise ValueError("compare: the comparison is made at each generated token; give generate N > 0 too")
     if generate and model not in GENERATES:
         raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
-    lm = load_smollm2() if model == "smollm2" else None  # loaded once for both views
+    lm = load("smollm2") if model == "smollm2" else None  # loaded once for both views
     title, atts = attentions(model, text, lm)
     generation = None
     if generate and model == "smollm2":

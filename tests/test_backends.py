@@ -205,10 +205,10 @@ def test_weights_stored_in_low_precision_run_in_their_inputs_library(to_xp, name
 
 @pytest.mark.parametrize("kind", ["Q8_0", "Q4_1"])
 def test_gguf_blocks_dequantize_in_their_inputs_library(to_xp, kind):
-    from transformer_np.pretrained.gguf import BLOCK_BYTES, GGUFMatrix
+    from transformer_np.pretrained.gguf import QUANT_SIZES, GGUFMatrix
 
     rng = np.random.default_rng(4)
-    blocks = rng.integers(0, 256, (4, BLOCK_BYTES[kind]), dtype=np.uint8)
+    blocks = rng.integers(0, 256, (4, QUANT_SIZES[kind][1]), dtype=np.uint8)
     blocks[:, :4] = rng.standard_normal((4, 2)).astype(np.float16).view(np.uint8)
     raw = blocks.reshape(-1)
     ref, W = GGUFMatrix(raw, kind, (2, 64)), GGUFMatrix(to_xp(raw), kind, (2, 64))

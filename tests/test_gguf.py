@@ -206,11 +206,11 @@ def test_smollm2_metadata_says_what_the_model_is(smollm2_file):
 @pytest.mark.parametrize("kind", [*QUANTIZED, "Q8_1"])
 def test_blocks_kept_on_torch_dequantize_to_the_numpy_values(kind):
     torch = pytest.importorskip("torch")
-    from transformer_np.pretrained.gguf import BLOCK_BYTES, GGUFMatrix
+    from transformer_np.pretrained.gguf import QUANT_SIZES, GGUFMatrix
 
     rng = np.random.default_rng(1)
     rows, cols = 6, 64
-    blocks = rng.integers(0, 256, (rows * cols // 32, BLOCK_BYTES[kind]), dtype=np.uint8)  # every byte value
+    blocks = rng.integers(0, 256, (rows * cols // 32, QUANT_SIZES[kind][1]), dtype=np.uint8)  # every byte value
     scales = rng.standard_normal((len(blocks), 2)).astype(np.float16)  # finite fp16 scale (and minimum / sum)
     blocks[:, :4] = scales.view(np.uint8)
     raw = blocks.reshape(-1)

@@ -54,6 +54,12 @@ class LayerKVCache(ABC):
         """Bytes the cache stores."""
 
 
+def kv_cache_bytes(n_layers, kv_heads, d_head, tokens, itemsize=4):
+    r"""2 (K and V) · L · H_kv · D · tokens · bytes: what a KV cache holds — the one place this formula is written
+    (tokens: every sequence's positions together, S · B)."""
+    return 2 * n_layers * kv_heads * d_head * tokens * itemsize
+
+
 def _nbytes(a):
     return 0 if a is None else math.prod(a.shape) * a.dtype.itemsize
 

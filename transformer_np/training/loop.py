@@ -106,16 +106,18 @@ def evaluate(task, params, examples):
 
 
 # --- the loop --------------------------------------------------------------------------------------
-def train_step(task, params, opt, rng):
+def train_step(task, params, opt, rng, lr=None):
     """One optimiser step on a random batch: the loss and its gradients, clipped to global norm
-    ``MAX_GRAD_NORM``, then Adam at the paper's learning rate for this step.  Returns (params, opt, loss, batch)."""
+    ``MAX_GRAD_NORM``, then Adam at the paper's learning rate for this step (or at ``lr``, a fixed rate).
+    Returns (params, opt, loss, batch)."""
     batch = task.sample(rng)
     loss, grads = loss_and_grads(task, params, batch, rng)
     loss = float(loss)
     if not math.isfinite(loss):
         raise NonFiniteLoss(f"step {opt['step'] + 1}: loss is {loss}")
     grads, _ = clip_by_global_norm(grads, MAX_GRAD_NORM)
-    lr = noam_lr(opt["step"] + 1, task.config.d_model, task.warmup, task.lr_factor)
+    if lr is None:
+        lr = noam_lr(opt["step"] + 1, task.config.d_model, task.warmup, task.lr_factor)
     params, opt = adam_step(params, grads, opt, lr)
     return params, opt, loss, batch
 

@@ -71,6 +71,8 @@ def test_every_stored_weight_class_is_in_the_conformance_table():
 @pytest.mark.parametrize("name", sorted(STORED))
 @pytest.mark.parametrize("rows", [1, 3, 37])
 def test_stored_weight_product_equals_the_product_with_its_dequantized_matrix(rng, name, rows):
+    if name == "AllReduceMatrix":  # its product passes MPI.IN_PLACE to the all-reduce
+        pytest.importorskip("mpi4py", reason="the all-reduce names mpi4py's MPI.IN_PLACE: pip install mpi4py mpich")
     w = rng.standard_normal((64, 96)).astype(np.float32)  # (GGUF blocks: rows of a multiple of 32 values)
     W = STORED[name](w)
     x = rng.standard_normal((rows, 64)).astype(np.float32)

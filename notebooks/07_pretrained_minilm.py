@@ -52,7 +52,7 @@ try:
     import tokenizers
 except ImportError:
     tokenizers = None
-    print("tokenizers is not installed: reference check skipped")
+    print("tokenizers is not installed: reference check skipped (install the test extra to run this cell: pip install -e '.[test]')")
 if tokenizers is not None:
     ref = tokenizers.Tokenizer.from_file(str(pretrained.default_path() / "tokenizer.json"))
     ref.no_padding()

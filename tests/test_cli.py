@@ -194,3 +194,17 @@ def test_generate_with_a_shipped_task_model_reads_and_writes_text(capsys):
     assert "'the 3rd of March, 2021' -> '2021-03-03'" in capsys.readouterr().out
     assert main(["generate", "--task", "sentiment", "--prompt", "good"]) == 2
     assert "is a classifier" in capsys.readouterr().err
+
+
+def test_a_benchmark_draws_nothing_unless_told_where(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default of figures/… would land here
+    (tmp_path / "figures").mkdir()
+    assert main(["bench", "decode", "--quick", "--no-cache-up-to", "8"]) == 0
+    assert not any((tmp_path / "figures").iterdir())
+    assert main(["bench", "decode", "--quick", "--no-cache-up-to", "8", "--plot", "mine.png"]) == 0
+    assert (tmp_path / "mine.png").stat().st_size > 10_000
+
+
+def test_plot_on_a_benchmark_that_draws_nothing_is_an_error(capsys):
+    assert main(["bench", "forward", "--quick", "--plot", "x.png"]) == 2
+    assert "--plot: only bench decode, cost and quality draw" in capsys.readouterr().err

@@ -45,7 +45,7 @@ from ..teaching import peers
 from ..viz import plots
 from .bench_cost import bench_cost
 from .bench_quality import bench_quality
-from .options import check_output_file, non_negative_int, positive_int
+from .options import check_output_dir, check_output_file, non_negative_int, positive_int
 
 HELP = "print speed numbers (not a test)"
 ERRORS = (ImportError, RuntimeError, ValueError)  # a backend not installed or without a device; bad options
@@ -66,7 +66,9 @@ def add_arguments(bench):
     bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
     bench.add_argument("--random-weights", action="store_true",
                        help="llm: SmolLM2's shape with random weights (the same timings, no GGUF file needed)")
-    bench.add_argument("--plot", default="figures/bench_decode.png", help="decode: where to draw the speed plot")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="decode, cost: draw the plot to this PNG; quality: write its three figures into this "
+                            "folder (default: nothing is drawn; the committed ones are in figures/)")
     bench.add_argument("--no-cache-up-to", type=non_negative_int, default=None, metavar="N",
                        help="decode: time the recomputing path only up to N tokens (it is O(N^2))")
 
@@ -81,14 +83,16 @@ def run(args, print_fn=print):
                          f"library's arrays, not bench {args.what}")
     if args.random_weights and args.what != "llm":
         raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
-    if args.what == "decode":
-        check_output_file("--plot", args.plot)
+    if args.plot is not None and args.what not in ("decode", "cost", "quality"):
+        raise ValueError(f"--plot: only bench decode, cost and quality draw, not bench {args.what}")
+    if args.plot is not None:
+        (check_output_dir if args.what == "quality" else check_output_file)("--plot", args.plot)
     if args.what == "embed":
         result = bench_embed(print_fn=print_fn)
     elif args.what == "quality":
-        result = bench_quality(tokens=args.tokens, print_fn=print_fn)
+        result = bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot)
     elif args.what == "cost":
-        result = bench_cost(quick=args.quick, repeat=args.repeat, print_fn=print_fn)
+        result = bench_cost(quick=args.quick, repeat=args.repeat, plot=args.plot, print_fn=print_fn)
     elif args.what == "llm":
         result = bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
                            random_weights=args.random_weights, print_fn=print_fn)

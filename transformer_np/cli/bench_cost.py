@@ -52,7 +52,7 @@ def row(kind, size, flops, nbytes, seconds, hw):
                 mbu=cm.mbu(nbytes, seconds, hw), bound=cm.bound_by(flops, nbytes, hw))
 
 
-def bench_cost(quick=False, repeat=3, plot="figures/bench_cost_roofline.png", print_fn=print):
+def bench_cost(quick=False, repeat=3, plot=None, print_fn=print):
     hw = cm.this_machine(quick)
     print_fn(f"{hw.name}: matmul peak {hw.peak_flops / 1e9:.1f} GFLOP/s, copy bandwidth {hw.bandwidth / 1e9:.1f} GB/s"
              f" -> critical intensity {hw.critical_intensity:.1f} FLOP/byte, critical decode batch (float32) "

@@ -12,6 +12,7 @@ relative weight error of every layer under int8 and int4.  Numbers, not tests.
 
 from __future__ import annotations
 
+import os
 import time
 
 import matplotlib
@@ -103,7 +104,7 @@ def layer_errors(params):
                    for w in weights.values()] for name, kw in schemes.items()}, list(weights)
 
 
-def bench_quality(tokens=None, print_fn=print, figure_dir="figures"):
+def bench_quality(tokens=None, print_fn=print, figure_dir=None):
     print_fn(f"SmolLM2-135M-Instruct: perplexity on {tokens or 'all'} evaluation tokens, speed of 32 greedy tokens")
     smollm2, model, _ = bench_smollm2(tokens, print_fn=print_fn)
     errors, names = layer_errors(model.params)
@@ -118,6 +119,7 @@ def bench_quality(tokens=None, print_fn=print, figure_dir="figures"):
 
 def draw(rows, errors, names, figure_dir):
     matplotlib.use("Agg")
+    os.makedirs(figure_dir, exist_ok=True)
     plots.save(plots.perplexity_vs_bits(rows), f"{figure_dir}/bench_quality_bits.png")
     plots.save(plots.perplexity_vs_sparsity(rows), f"{figure_dir}/bench_quality_sparsity.png")
     plots.save(plots.layer_errors(errors, names), f"{figure_dir}/bench_quality_layers.png")

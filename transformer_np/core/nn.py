@@ -35,7 +35,9 @@ def linear(x, w, b=None):
     r"""y = x W + b
 
     x: (..., C_in)  w: (C_in, C_out)  b: (C_out,) or None.  Returns (..., C_out).
-    (torch's nn.Linear stores W^T; the interop module transposes at the boundary.)
+    (torch's nn.Linear stores W^T; the interop module transposes at the boundary.)  w may be a stored weight
+    (core.weights.StoredWeight: quantized, narrow floats, a file's blocks, a rank's shard), whose ``x @ w`` runs
+    its own product — dequantizing, or a collective.
     """
     check_float("x", x)
     if w.ndim != 2:

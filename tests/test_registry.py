@@ -50,3 +50,10 @@ def test_an_unknown_name_is_an_error_listing_the_names(bad, error, message):
     with pytest.raises(error, match=message):
         tn.load(bad)
     assert set(registry.NAMES) == {"dates", "reverse", "sentiment", "minilm", "smollm2"}
+
+
+def test_generate_task_takes_only_a_shipped_task_name(capsys):
+    from transformer_np.cli.main import main
+
+    assert main(["generate", "--task", "minilm", "--prompt", "x"]) == 2  # a model name, not a task
+    assert "unknown task 'minilm'" in capsys.readouterr().err

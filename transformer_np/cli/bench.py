@@ -83,9 +83,9 @@ def run(args, print_fn=print):
                          f"library's arrays, not bench {args.what}")
     if args.random_weights and args.what != "llm":
         raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
-    if args.plot is not None and args.what not in ("decode", "cost", "quality"):
-        raise ValueError(f"--plot: only bench decode, cost and quality draw, not bench {args.what}")
     if args.plot is not None:
+        if args.what not in ("decode", "cost", "quality"):
+            raise ValueError(f"--plot: only bench decode, cost and quality draw, not bench {args.what}")
         (check_output_dir if args.what == "quality" else check_output_file)("--plot", args.plot)
     if args.what == "embed":
         result = bench_embed(print_fn=print_fn)

@@ -13,7 +13,7 @@ from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..model.config import TransformerConfig
 from ..model.models import Classifier, DecoderLM, Transformer
 from ..model.protocol import DecoderModel
-from ..pretrained.registry import load
+from ..pretrained.registry import load, load_shipped
 from ..training.tasks import BOS, EOS
 from .options import CommandError, finite_float, non_negative_int, positive_float, positive_int, probability
 
@@ -51,7 +51,7 @@ def run(args, print_fn=print):
         model = load(args.model)
         tokenizer = model.tokenizer
     elif args.task:
-        model = load(args.task)
+        model = load_shipped(args.task)
         if not isinstance(model, Transformer):
             raise ValueError(f"task {args.task!r} is a classifier, not a generator (try reverse or dates)")
         tokenizer = model.tokenizer

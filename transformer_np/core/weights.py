@@ -9,9 +9,9 @@ the array at those two places, so the same forward runs on weights that are
 * stored in a narrow float format (``efficient.precision``: bfloat16, float16, float8, widened per product),
 * read as a GGUF file's blocks (``pretrained.gguf``: a view of the memory map),
 * recording the activations that flow into them (``efficient.quality``), or
-* one rank's share of a tensor-parallel product, the collective inside ``x @ W`` (``efficient.tensor_parallel``).
+* one rank's share of a tensor-parallel product, the collective inside ``x @ W`` (``efficient.mpi``).
 
-The contract, written once here and checked for every subclass by tests/test_weights.py:
+The contract, written once here and checked for every subclass by tests/test_protocols.py:
 
     W.shape, W.ndim == 2, W.dtype (what x @ W computes in), W.size, W.nbytes (bytes held)
     W.T                          the transpose, still stored (a flag, nothing copied)

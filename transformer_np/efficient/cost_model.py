@@ -135,11 +135,9 @@ class ModelShape:
         (decoder-only) or encoder stack (any other architecture: an encoder-decoder's decoder and a classifier's
         head are left out; biases, layer norms).  The config says which with ``gated_ffn``."""
         layers = cfg.n_layers if cfg.gated_ffn or cfg.architecture == "decoder-only" else cfg.n_encoder_layers
-        if cfg.gated_ffn:
-            return cls(name, layers, cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_ff, cfg.vocab_size,
-                       gated=True, tied_embeddings=cfg.tied_embeddings)
+        paper = {} if cfg.gated_ffn else dict(biases=True, norm_params=4)  # the paper's biases and layer norms
         return cls(name, layers, cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_ff, cfg.vocab_size,
-                   gated=False, tied_embeddings=cfg.tied_embeddings, biases=True, norm_params=4)
+                   gated=cfg.gated_ffn, tied_embeddings=cfg.tied_embeddings, **paper)
 
 
 # PaLM 540B as Pope et al. serve it: 118 layers, C = 18,432, 48 query heads of D = 256, one K/V head

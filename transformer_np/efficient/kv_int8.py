@@ -128,6 +128,5 @@ def int8_cache(n_layers, keys="token", group=32):
 
 def int8_cache_factory(keys="token", group=32):
     """A ``make_cache`` factory (n_layers, batch) -> :func:`int8_cache` for a decoding session."""
-    check_choice("keys", keys, ("token", "channel"))
-    check_positive_int("group", group)
+    int8_cache(0, keys, group)  # bad keys or group fail here, not at the first session
     return lambda n_layers, batch: int8_cache(n_layers, keys, group)

@@ -128,7 +128,8 @@ def compressed_bits(params):
 
 
 def measure(model, method, ids, recorders=None, decode_tokens=32, **options):
-    """Compress ``model`` (a LlamaModel-like object: params, config, step) by ``method``, measure it, restore it.
+    """Measure a copy of ``model`` (a decoder model: params, config, step) compressed by ``method``; the model itself
+    is left as it is.
     Returns {method, options…, perplexity, tokens, weight_bytes, bits_per_weight, eval_seconds, decode_tok_s}."""
     keys = options.pop("keys", "token") if method == "kv-int8" else None  # the int8 cache's key quantization
     small = model.with_params(compress(model.params, method, recorders=recorders, **options))

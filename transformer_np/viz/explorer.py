@@ -40,7 +40,7 @@ from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
 from ..model.models import decode, encode
 from ..pretrained.llama import llama_logits
-from ..pretrained.registry import load
+from ..pretrained.registry import load, load_shipped
 from ..training.loop import predict
 from ..training.tasks import BOS, EOS
 
@@ -65,7 +65,7 @@ def _task_label(tok):
 
 
 def _task_attention(name, text):
-    model = load(name)
+    model = load_shipped(name)
     task, params, tok, cfg = model.task, model.params, model.tokenizer, model.config
     src = tok.encode(text)
     _check_length(len(src), cfg.max_len, f"the {name} model")
@@ -199,7 +199,7 @@ def task_generation(name, text, new_tokens, top_k=5, compare=None):
     cross-attention k, v, computed once).  ``compare`` as in :func:`smollm2_generation`.
     Returns (the decoder's first input's label, the source's labels, steps)."""
     _check_generation(new_tokens, compare)
-    model = load(name)
+    model = load_shipped(name)
     task, params, tok, cfg = model.task, model.params, model.tokenizer, model.config
     if task.kind != "seq2seq":
         raise ValueError(f"generate: the {name} model classifies, it does not generate")

@@ -59,6 +59,16 @@ def test_gpt_style_lm_and_encoder_flops_equal_every_counted_matmul(rng):
                                                                                              logits="none")
 
 
+def test_encoder_decoder_flops_equal_every_counted_matmul(rng):
+    from transformer_np.core.backend import to_backend
+    from transformer_np.model.models import Transformer
+
+    cfg = TransformerConfig.tiny(n_encoder_layers=2, n_decoder_layers=3)
+    model = to_backend(Transformer.from_config(cfg, seed=0), "torch")
+    src, tgt = (as_torch({"ids": rng.integers(0, cfg.vocab_size, (2, n))})["ids"] for n in (9, 5))
+    assert counted_flops(lambda: model(src, tgt)) == cm.encoder_decoder_flops(cfg, 2, 9, 5)
+
+
 def test_param_count_equals_the_params_tree(rng):
     params, cfg = tiny_llama(rng, n_layers=3)
     assert cm.param_count(cm.ModelShape.from_config(cfg)) == count_params(params)
@@ -170,8 +180,17 @@ def test_measured_probes_return_positive_rates():
     assert cm.measure_matmul_peak(128, repeat=1) > 0
 
 
+def test_this_machine_measures_each_backend_as_hardware():
+    pytest.importorskip("torch")
+    hw = cm.this_machine("torch", quick=True)
+    assert hw.name.startswith("CPU") and "via torch" in hw.name and hw.peak_flops > 0 and hw.bandwidth > 0
+    assert cm.this_machine(quick=True).name.startswith("this machine")
+    with pytest.raises(ValueError, match="backend"):
+        cm.this_machine("jax")
+
+
 def test_bench_cost_measures_and_classifies_each_step(tmp_path):
-    from transformer_np.cli.bench_cost import bench_cost
+    from transformer_np.cli.bench import bench_cost
 
     lines = []
     result = bench_cost(quick=True, repeat=1, plot=str(tmp_path / "roofline.png"), print_fn=lines.append)

@@ -17,12 +17,14 @@ and finds the formula exact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
 
 import numpy as np
 
+from ..core.backend import BACKENDS, array_namespace, to_backend
 from ..core.checks import check_choice, check_positive_int, check_real
 from ..decoding.cache import kv_cache_bytes as cache_bytes
 
@@ -62,27 +64,85 @@ HARDWARE = {
 }
 
 
-def measure_matmul_peak(n=2048, repeat=5):
-    """Achieved float32 FLOP/s of np.matmul on two n × n matrices (best of ``repeat``): NumPy's compute ceiling."""
+# dense float32 datasheet peaks of GPUs this project may be lent (NVIDIA's H100/H200 SXM figures), TFLOP/s, for
+# a device_name(): with and without TF32 tensor cores
+GPU_DATASHEET_TFLOPS = {"H200": {"float32": 66.9, "TF32": 494.7}, "H100 80GB HBM3": {"float32": 66.9, "TF32": 494.7}}
+
+
+def synchronize(backend):
+    """Wait for ``backend``'s device to finish what it was given (CuPy runs asynchronously; NumPy and torch on the
+    CPU have finished when a call returns), so that a timing covers the work."""
+    if backend == "cupy":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def best_time(fn, repeat, backend="numpy"):
+    """The fastest of ``repeat`` timed calls of fn, after one warm-up call (first-call costs left out); on a GPU
+    backend each call is followed by a wait for the device."""
+    def call():
+        fn()
+        synchronize(backend)
+
+    call()  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_matmul_peak(n=2048, repeat=5, backend="numpy"):
+    """Achieved float32 FLOP/s of one n × n matrix product on ``backend`` (best of ``repeat``): the compute
+    ceiling code on that library can reach (CuPy: TF32 when CUPY_TF32=1)."""
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    return 2 * n**3 / best_time(lambda: a @ b, repeat)
+    a, b = (to_backend(rng.standard_normal((n, n), dtype=np.float32), backend) for _ in range(2))
+    return 2 * n**3 / best_time(lambda: a @ b, repeat, backend)
 
 
-def measure_copy_bandwidth(nbytes=256 * 2**20, repeat=5):
-    """Achieved bytes/s of copying a float32 array of ``nbytes`` into another (read + write: 2·nbytes moved),
-    best of ``repeat``: the memory bandwidth an element-wise NumPy pass sees."""
-    src = np.ones(nbytes // 4, dtype=np.float32)
-    dst = np.empty_like(src)
-    return 2 * src.nbytes / best_time(lambda: np.copyto(dst, src), repeat)
+def measure_copy_bandwidth(nbytes=256 * 2**20, repeat=5, backend="numpy"):
+    """Achieved bytes/s of copying a float32 array of ``nbytes`` into another on ``backend``'s device (read +
+    write: 2·nbytes moved; best of ``repeat``): the memory bandwidth an element-wise pass sees."""
+    src, dst = (to_backend(np.ones(nbytes // 4, dtype=np.float32), backend) for _ in range(2))
+    if backend == "torch":
+        copy = functools.partial(dst.copy_, src)  # into an allocated array, as np.copyto
+    else:
+        copy = functools.partial(array_namespace(src).copyto, dst, src)  # NumPy and CuPy
+    return 2 * nbytes / best_time(copy, repeat, backend)
 
 
-def this_machine(quick=False):
-    """This machine as a Hardware, both figures measured now (float32, one process, all cores BLAS uses)."""
-    peak = measure_matmul_peak(512 if quick else 2048, 2 if quick else 5)
-    bw = measure_copy_bandwidth((16 if quick else 256) * 2**20, 2 if quick else 5)
-    return Hardware(f"this machine ({os.cpu_count()} cores)", peak, bw, _memory_bytes(), 0.0, "float32",
-                    "measured: np.matmul 2048², np.copyto of 256 MiB")
+def device_name(backend="numpy"):
+    """The backend's device, in words (CuPy: the GPU's name and whether float32 products use TF32)."""
+    if backend == "cupy":
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+        name = name.decode() if isinstance(name, bytes) else name
+        return f"{name}, float32 products in {'TF32' if os.environ.get('CUPY_TF32') == '1' else 'float32'}"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def datasheet_tflops(device):
+    """The datasheet peak (TFLOP/s) for a device_name() string, or None for a device not in the table."""
+    mode = "TF32" if device.endswith("TF32") else "float32"
+    return next((peaks[mode] for key, peaks in GPU_DATASHEET_TFLOPS.items() if key in device), None)
+
+
+def this_machine(backend="numpy", quick=False):
+    """This machine (or ``backend``'s device) as a Hardware, both figures measured now: float32, one process,
+    all the cores BLAS uses.  The product is 2048² on a CPU, 8192² on a GPU; the copy 256 MiB, 1 GiB on a GPU."""
+    check_choice("backend", backend, BACKENDS)
+    gpu = backend == "cupy"
+    n = 512 if quick else 8192 if gpu else 2048
+    nbytes = (16 if quick else 1024 if gpu else 256) * 2**20
+    peak = measure_matmul_peak(n, 2 if quick else 5, backend)
+    bw = measure_copy_bandwidth(nbytes, 2 if quick else 5, backend)
+    memory = float("nan") if gpu else _memory_bytes()
+    name = f"this machine ({os.cpu_count()} cores)" if backend == "numpy" else f"{device_name(backend)} via {backend}"
+    return Hardware(name, peak, bw, memory, 0.0, "float32",
+                    f"measured: a {n}² float32 product, a copy of {nbytes // 2**20} MiB")
 
 
 def _memory_bytes():
@@ -91,17 +151,6 @@ def _memory_bytes():
             return float(f.readline().split()[1]) * 1024
     except (OSError, IndexError, ValueError):
         return float("nan")
-
-
-def best_time(fn, repeat):
-    """The fastest of ``repeat`` timed calls of fn, after one warm-up call (first-call costs left out)."""
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 # --- the model ------------------------------------------------------------------------------------------------
@@ -177,6 +226,25 @@ def forward_flops(shape, batch, new_tokens, past=0, logits="all"):
     rows = {"all": B * T, "last": B, "none": 0}[logits]
     return 2 * B * T * s.n_layers * weight_matrices(s) + 4 * s.n_layers * B * s.n_heads * T * S * s.d_head \
         + 2 * rows * s.vocab_size * s.d_model
+
+
+def cross_attention_flops(shape, batch, new_tokens, memory_tokens):
+    r"""FLOPs of one cross-attention block (the encoder-decoder's second sublayer) over ``memory_tokens`` S encoder
+    outputs:  2·B·(T·C·H·D + T·H·D·C)  (Q, O)  +  2·B·S·2·C·H_kv·D  (K, V of the memory)  +  4·B·H·T·S·D."""
+    s, B, T, S = shape, batch, new_tokens, memory_tokens
+    q_and_o = 2 * B * T * 2 * s.d_model * s.n_heads * s.d_head
+    k_and_v = 2 * B * S * 2 * s.d_model * s.n_kv_heads * s.d_head
+    return q_and_o + k_and_v + 4 * B * s.n_heads * T * S * s.d_head
+
+
+def encoder_decoder_flops(cfg, batch, src_tokens, tgt_tokens):
+    r"""FLOPs of the paper's encoder-decoder forward (a TransformerConfig): the encoder over S source tokens, the
+    decoder over T target tokens (self-attention, cross-attention over the S encoder outputs, FFN) and the logits
+    of every target position."""
+    enc = ModelShape.from_config(cfg)
+    dec = dataclasses.replace(enc, n_layers=cfg.n_decoder_layers)
+    return (forward_flops(enc, batch, src_tokens, logits="none") + forward_flops(dec, batch, tgt_tokens)
+            + dec.n_layers * cross_attention_flops(dec, batch, tgt_tokens, src_tokens))
 
 
 def flops_per_token(shape, context):

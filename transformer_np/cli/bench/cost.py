@@ -1,4 +1,4 @@
-"""``python -m transformer_np bench cost``: the cost model's predictions against this machine's measurements.
+"""``bench cost``: the cost model's predictions against this machine's measurements.
 
 This machine is measured first (np.matmul peak, np.copyto bandwidth: efficient.cost_model.this_machine), then:
 
@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..decoding.cache import KVCache, LayerCache
-from ..efficient import cost_model as cm
-from ..efficient.cost_model import best_time
-from ..model.config import TransformerConfig
-from ..model.params import init_params
-from ..model.stacks import encoder
-from ..pretrained.llama import LlamaConfig, init_llama_params, llama_logits, smollm2_path
-from ..pretrained.registry import load
-from ..viz import plots
+from ...decoding.cache import KVCache, LayerCache
+from ...efficient import cost_model as cm
+from ...efficient.cost_model import best_time
+from ...model.config import TransformerConfig
+from ...model.params import init_params
+from ...model.stacks import encoder
+from ...pretrained.llama import LlamaConfig, init_llama_params, llama_logits, smollm2_path
+from ...pretrained.registry import load
+from ...viz import plots
+from .table import Column, print_table
 
 
 def _smollm2():
@@ -52,8 +53,20 @@ def row(kind, size, flops, nbytes, seconds, hw):
                 mbu=cm.mbu(nbytes, seconds, hw), bound=cm.bound_by(flops, nbytes, hw))
 
 
+def _size(r):
+    return f"{dict(prefill='T', decode='B').get(r['kind'], 'S')}={r['size']}"
+
+
+COLUMNS = [Column("step", "kind", 14), Column("size", _size, 6), Column("GFLOP", lambda r: r["flops"] / 1e9, 8, ".2f"),
+           Column("MB", lambda r: r["bytes"] / 1e6, 8, ".1f"), Column("FLOP/B", "intensity", 7, ".1f"),
+           Column("roofline ms", lambda r: 1e3 * r["predicted_s"], 11, ".2f"),
+           Column("measured ms", lambda r: 1e3 * r["measured_s"], 11, ".2f"), Column("ratio", "ratio", 6, ".2f"),
+           Column("MFU", lambda r: f"{100 * r['mfu']:.0f}%", 5), Column("MBU", lambda r: f"{100 * r['mbu']:.0f}%", 5),
+           Column(" bound", lambda r: " " + r["bound"], 9, align="<")]
+
+
 def bench_cost(quick=False, repeat=3, plot=None, print_fn=print):
-    hw = cm.this_machine(quick)
+    hw = cm.this_machine(quick=quick)
     print_fn(f"{hw.name}: matmul peak {hw.peak_flops / 1e9:.1f} GFLOP/s, copy bandwidth {hw.bandwidth / 1e9:.1f} GB/s"
              f" -> critical intensity {hw.critical_intensity:.1f} FLOP/byte, critical decode batch (float32) "
              f"{cm.critical_batch_size(hw, 'float32'):.0f}")
@@ -94,14 +107,7 @@ def bench_cost(quick=False, repeat=3, plot=None, print_fn=print):
     b = cm.weight_bytes(gshape) + x.nbytes  # every weight read once, the input read once
     rows.append(row("GPT-2 encoder", S, f, b, t, hw))
     print_fn(f"{name}, float32 weights and cache; GPT-2-shaped encoder with random weights")
-    print_fn(f"{'step':>14} {'size':>6} {'GFLOP':>8} {'MB':>8} {'FLOP/B':>7} {'roofline ms':>11} {'measured ms':>11} "
-             f"{'ratio':>6} {'MFU':>5} {'MBU':>5}  bound")
-    for r in rows:
-        size = f"T={r['size']}" if r["kind"] == "prefill" else f"B={r['size']}" if r["kind"] == "decode" \
-            else f"S={r['size']}"
-        print_fn(f"{r['kind']:>14} {size:>6} {r['flops'] / 1e9:8.2f} {r['bytes'] / 1e6:8.1f} {r['intensity']:7.1f} "
-                 f"{1e3 * r['predicted_s']:11.2f} {1e3 * r['measured_s']:11.2f} {r['ratio']:6.2f} "
-                 f"{100 * r['mfu']:4.0f}% {100 * r['mbu']:4.0f}%  {r['bound']}")
+    print_table(rows, COLUMNS, print_fn)
     result = dict(hardware=dict(name=hw.name, peak_flops=hw.peak_flops, bandwidth=hw.bandwidth), model=name,
                   decode_context=context, rows=rows)
     if plot:

@@ -1,4 +1,4 @@
-"""``python -m transformer_np bench quality``: every compression method against float32, on every real model.
+"""``bench quality``: every compression method against float32, on every real model.
 
 - SmolLM2-135M-Instruct: perplexity on the shipped evaluation text (23,294 tokens by default), resident weight
   bytes, bits per compressed weight, greedy decoding speed;
@@ -18,15 +18,16 @@ import time
 import matplotlib
 import numpy as np
 
-from ..core.tree import flatten
-from ..efficient import compress as C
-from ..efficient import quality
-from ..efficient import quantize as Q
-from ..pretrained.registry import load
-from ..pretrained.sentences import SEARCH_SENTENCES
-from ..training.loop import evaluate
-from ..training.shipped import load_trained
-from ..viz import plots
+from ...core.tree import flatten
+from ...efficient import compress as C
+from ...efficient import quality
+from ...efficient import quantize as Q
+from ...pretrained.registry import load
+from ...pretrained.sentences import SEARCH_SENTENCES
+from ...training.loop import evaluate
+from ...training.shipped import load_trained
+from ...viz import plots
+from .table import Column, header_line, print_table, row_line
 
 SMOLLM2_ROWS = [("float32", {}), ("bfloat16", {}), ("float16", {}), ("float8_e4m3fn", {}), ("float8_e5m2", {}),
                 ("int8", {}), ("int8", {"group_size": 32}), ("int4", {}), ("int4", {"group_size": 64}),
@@ -39,11 +40,22 @@ SMALL_ROWS = [("float32", {}), ("bfloat16", {}), ("float8_e4m3fn", {}), ("int8",
               ("w8a8", {}), ("magnitude", {"sparsity": 0.5})]
 
 
+SMOLLM2_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 34, align="<"),
+                   Column("perplexity", "perplexity", 10, ".3f"), Column("change", "perplexity_change", 8, "+.2%"),
+                   Column("bits/weight", "bits_per_weight", 11, ".2f"),
+                   Column("weights MB", lambda r: r["weight_bytes"] / 1e6, 10, ".1f"),
+                   Column("decode tok/s", "decode_tok_s", 12, ".1f"), Column("[s]", "seconds", 5, ".0f")]
+MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 30, align="<"),
+                  Column("cosine min", "cosine_min", 10, ".5f"), Column("cosine mean", "cosine_mean", 11, ".5f"),
+                  Column("top-1 agreement", "top1_agreement", 15, ".3f")]
+
+
 def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print):
     model = load("smollm2")
     ids = model.tokenize(quality.eval_text())[:tokens]
     recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:calibration_tokens])
     out, base = [], None
+    print_fn(header_line(SMOLLM2_COLUMNS))
     for method, options in rows:
         t0 = time.perf_counter()
         if method == "gguf":
@@ -53,11 +65,9 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
             row = quality.measure(model, method, ids, recorders, **options)
         base = base or row
         row["perplexity_change"] = row["perplexity"] / base["perplexity"] - 1
+        row["seconds"] = time.perf_counter() - t0
         out.append(row)
-        print_fn(f"  {C.method_label(row):32s} perplexity {row['perplexity']:9.3f} "
-                 f"({100 * row['perplexity_change']:+7.2f}%)  {row['bits_per_weight']:5.2f} bits/weight  "
-                 f"weights {row['weight_bytes'] / 1e6:6.1f} MB  decode {row['decode_tok_s']:5.1f} tok/s  "
-                 f"[{time.perf_counter() - t0:.0f} s]")
+        print_fn(row_line(row, SMOLLM2_COLUMNS))  # as it is measured: a row takes minutes
     return out, model, recorders
 
 
@@ -77,21 +87,23 @@ def bench_minilm(rows=SMALL_ROWS, print_fn=print):
         row = {"method": method, **options, "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
                "top1_agreement": float(np.mean(nearest(e) == nearest(ref)))}
         out.append(row)
-        print_fn(f"  {C.method_label(row):28s} cosine to float32: min {row['cosine_min']:.5f} "
-                 f"mean {row['cosine_mean']:.5f}   top-1 retrieval agreement {row['top1_agreement']:.3f}")
+    print_table(out, MINILM_COLUMNS, print_fn)
     return out
 
 
 def bench_tasks(rows=SMALL_ROWS, n=500, print_fn=print):
     out = []
-    for name in ("reverse", "dates", "sentiment"):
+    names = ("reverse", "dates", "sentiment")
+    for name in names:
         task, params, _, _ = load_trained(name)
         examples = task.test[:n]
         for method, options in rows:
             acc = evaluate(task, C.compress(params, method, **options), examples)["accuracy"]
             out.append({"task": name, "method": method, **options, "accuracy": acc, "n": len(examples)})
-        rows_of_task = [r for r in out if r["task"] == name]
-        print_fn(f"  {name:10s} " + "  ".join(f"{C.method_label(r)} {r['accuracy']:.3f}" for r in rows_of_task))
+    accuracy = {(r["task"], C.method_label(r)): r["accuracy"] for r in out}
+    table = [{"method": m, **{t: accuracy[t, m] for t in names}} for m in dict.fromkeys(m for _, m in accuracy)]
+    print_table(table, [Column("  method", lambda r: "  " + r["method"], 30, align="<")]
+                + [Column(name, name, 10, ".3f") for name in names], print_fn)
     return out
 
 

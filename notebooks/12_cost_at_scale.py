@@ -25,7 +25,7 @@ import numpy as np
 
 from transformer_np import viz
 from transformer_np.efficient import cost_model as cm
-from transformer_np.efficient import parallel as P
+from transformer_np.efficient import simulated_partitioning as P
 from transformer_np.pretrained.llama import LlamaConfig
 
 smol = cm.ModelShape.from_config(LlamaConfig(), name="SmolLM2-135M")  # its shape; no weights needed here
@@ -293,7 +293,7 @@ viz.plots.layout_comm_times({"1D weight-stationary": times["1d"], "2D weight-sta
 # %% [markdown]
 # ## Tensor parallelism for real: MPI
 #
-# `efficient/mpi.py` splits a model Megatron-style over MPI ranks: each rank holds some attention heads (and
+# `efficient/tensor_parallel_mpi.py` splits a model Megatron-style over MPI ranks: each rank holds some attention heads (and
 # their K/V cache) and some FFN columns, and two all-reduces per block add the partial results. The all-reduces
 # live inside the weights (`x @ W_O` is the local product followed by `Allreduce`), so each rank runs the model's
 # ordinary forward. Here: a random model with SmolLM2's 9 query / 3 K/V heads on 3 processes, checked against
@@ -445,7 +445,7 @@ exercises.check_ring_all_reduce_bytes(my_all_reduce_bytes)
 #
 # - R. Pope et al., *Efficiently Scaling Transformer Inference*, MLSys 2023 (arXiv:2211.05102): §2 the cost
 #   model, §3.2 feed-forward layouts, §3.3 multiquery attention sharded over batch, Table 1, §4 TPU v4 figures.
-# - M. Shoeybi et al., *Megatron-LM*, 2019 (arXiv:1909.08053): the 1D tensor-parallel layout of `efficient/mpi.py`.
+# - M. Shoeybi et al., *Megatron-LM*, 2019 (arXiv:1909.08053): the 1D tensor-parallel layout of `efficient/tensor_parallel_mpi.py`.
 # - N. Shazeer, *Fast Transformer Decoding: One Write-Head is All You Need*, 2019 (arXiv:1911.02150): multiquery.
 # - S. Williams, A. Waterman, D. Patterson, *Roofline: an insightful visual performance model*, CACM 2009.
 # - J. Kaplan et al., *Scaling Laws for Neural Language Models*, 2020 (arXiv:2001.08361): loss against N, data

@@ -89,3 +89,14 @@ def test_bad_tile_sizes_are_rejected(rng):
     x = rng.standard_normal((1, 2, 3))
     with pytest.raises(ValueError, match="block_q must be a positive integer"):
         blockwise_attention(x, x, x, block_q=0)
+
+
+def test_the_trace_holds_the_running_max_and_normaliser_after_each_tile(rng):
+    s = rng.standard_normal(50) * 3
+    trace = []
+    blockwise_attention(np.ones((1, 1)), s[:, None], np.zeros((50, 1)), block_q=1, block_k=16, trace=trace)
+    assert [stop for _, stop, _, _ in trace] == [16, 32, 48, 50]
+    for _, stop, m, ell in trace:
+        seen = s[:stop]
+        np.testing.assert_allclose(m.reshape(()), seen.max())
+        np.testing.assert_allclose(ell.reshape(()), np.exp(seen - seen.max()).sum(), rtol=1e-12)

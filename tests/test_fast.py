@@ -72,6 +72,30 @@ def test_pieces_over_threads_equal_one_pass(rng):
     np.testing.assert_array_equal(y, one)
 
 
+@pytest.fixture
+def kernels_at_every_size(monkeypatch):
+    """core.nn routes NumPy float32 inputs of any size to core.fast's kernels (not only from one piece on)."""
+    monkeypatch.setattr(fast, "MIN_ELEMENTS", 0)
+
+
+def test_one_predicate_routes_numpy_float32_from_one_piece_on(rng, monkeypatch):
+    from transformer_np.core import nn
+
+    calls = []
+    for name in ("gelu", "softmax", "silu", "layer_norm"):
+        kernel = getattr(fast, name)
+        monkeypatch.setattr(fast, name, lambda *a, kernel=kernel, name=name, **k: calls.append(name) or kernel(*a, **k))
+    big = rng.standard_normal((fast.MIN_ELEMENTS // 512, 512)).astype(np.float32)
+    small = big[:8]
+    g, b = np.ones(512, np.float32), np.zeros(512, np.float32)
+    for x in (small, big.astype(np.float64), big):  # only the last takes the kernels
+        nn.gelu(x), nn.softmax(x), nn.silu(x), nn.layer_norm(x, g.astype(x.dtype), b.astype(x.dtype))
+    assert calls == ["gelu", "softmax", "silu", "layer_norm"]
+    nn.softmax(big, axis=0)  # not the last axis: the plain lines
+    assert len(calls) == 4
+
+
+@pytest.mark.usefixtures("kernels_at_every_size")
 def test_float32_gelu_is_its_formula_evaluated_in_pieces(rng):
     x = rng.standard_normal((64, 3000)).astype(np.float32) * 3
     plain = backend.erf(x * np.float32(1 / math.sqrt(2.0)))  # the readable expression, in float32
@@ -85,6 +109,7 @@ def test_float32_gelu_is_its_formula_evaluated_in_pieces(rng):
     np.testing.assert_allclose(got, exact, rtol=0, atol=4e-7 * np.abs(x).max())
 
 
+@pytest.mark.usefixtures("kernels_at_every_size")
 @pytest.mark.parametrize("shape", [(0,), (1,), (3, 0, 2), (5, 7)])
 def test_fast_paths_keep_empty_and_odd_shapes(rng, shape):
     x = rng.standard_normal(shape).astype(np.float32)
@@ -102,6 +127,7 @@ def plain_softmax(x, mask=None):
     return e / np.where(s == 0, 1, s)
 
 
+@pytest.mark.usefixtures("kernels_at_every_size")
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 64, 64), (1, 12, 300, 257)])
 def test_float32_softmax_in_blocks_is_the_plain_expression_bit_for_bit(rng, shape):
     from transformer_np.core.nn import softmax
@@ -116,6 +142,7 @@ def test_float32_softmax_in_blocks_is_the_plain_expression_bit_for_bit(rng, shap
     assert not np.isnan(got).any()
 
 
+@pytest.mark.usefixtures("kernels_at_every_size")
 def test_softmax_may_overwrite_its_input_only_when_asked_and_gives_the_same_bits(rng):
     from transformer_np.core.nn import softmax
 
@@ -134,6 +161,7 @@ def test_softmax_may_overwrite_its_input_only_when_asked_and_gives_the_same_bits
     np.testing.assert_allclose(softmax(x64, overwrite_x=True), plain_softmax(kept.astype(np.float64)), atol=1e-15)
 
 
+@pytest.mark.usefixtures("kernels_at_every_size")
 def test_float32_softmax_rows_of_minus_inf_give_zeros_and_nan_stays_nan():
     from transformer_np.core.nn import softmax
 
@@ -207,7 +235,7 @@ def test_import_sets_a_short_openblas_spin_only_when_numpy_is_not_loaded_and_the
 
 # --- norms, SiLU, SwiGLU, RoPE: each kernel against core.nn's expression written out in NumPy -------------------
 SHAPES = [(5,), (3, 7), (2, 3, 64), (1, 300, 576)]  # with pieces of 1000 elements: one row, and many per block
-LARGE = (2, 700, 768)  # past FUSE_MIN: core.nn takes the kernels
+LARGE = (2, 700, 768)  # past MIN_ELEMENTS: core.nn takes the kernels
 
 
 def plain_layer_norm(x, gamma, beta, eps):
@@ -242,7 +270,8 @@ def test_large_float32_norms_take_the_kernel_and_keep_the_bits(rng, monkeypatch)
     x = rng.standard_normal(LARGE).astype(np.float32)
     gamma, beta = rng.standard_normal((2, LARGE[-1])).astype(np.float32)
     calls = []
-    monkeypatch.setattr(nn, "norm_rows", lambda *a, **k: calls.append(a) or fast.norm_rows(*a, **k))
+    norm_rows = fast.norm_rows
+    monkeypatch.setattr(fast, "norm_rows", lambda *a, **k: calls.append(a) or norm_rows(*a, **k))
     out, (x_hat, rstd, g) = nn.layer_norm_forward(x, gamma, beta, eps=1e-5)
     for got, w in zip((out, x_hat, rstd), plain_layer_norm(x, gamma, beta, 1e-5)):
         np.testing.assert_array_equal(got, w)
@@ -301,3 +330,14 @@ def test_float32_rope_written_in_place_is_the_plain_expression_bit_for_bit(rng, 
     np.testing.assert_array_equal(got, plain_rope_pairs(x, cos, -sin if inverse else sin))
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(rope(x, pos, 500.0, inverse=inverse, angles=rope_angles(pos, 64, 500.0)), got)
+
+
+@pytest.mark.usefixtures("kernels_at_every_size")
+def test_float32_softmax_with_a_mask_that_widens_x_is_the_plain_expression(rng):
+    from transformer_np.core.nn import softmax
+
+    x = rng.standard_normal((5, 9)).astype(np.float32)
+    mask = rng.random((3, 5, 9)) < 0.6  # broadcasting makes the result (3, 5, 9)
+    got = softmax(x, mask=mask)
+    assert got.shape == (3, 5, 9)
+    np.testing.assert_array_equal(got, plain_softmax(x, mask))

@@ -272,16 +272,16 @@ def test_bad_token_ids_and_lengths_are_rejected():
 
 def test_picogpt_style_peer_computes_our_encoder_up_to_the_tanh_gelu():
     # bench forward times this peer beside our encoder: it must be the same function (GELU's tanh form aside)
-    from transformer_np.teaching import peers
+    from transformer_np.teaching import picogpt_style
 
     cfg = tn.TransformerConfig(d_model=16, n_heads=4, n_encoder_layers=2, n_decoder_layers=0, d_ff=32, vocab_size=1,
                                activation="gelu", norm_first=True, dtype="float64", dropout=0.0)
     params = tn.init_params(cfg, seed=5)["encoder"]
     x = randn(np.random.default_rng(5), 2, 7, 16)
     ours, _ = tn.model.stacks.encoder(x, params, cfg)
-    theirs = peers.encoder(x, params, cfg)
+    theirs = picogpt_style.encoder(x, params, cfg)
     assert theirs.shape == ours.shape
     assert_close(theirs, ours, atol=5e-3)  # tanh GELU is within ~1e-3 of the exact form per activation
     assert not np.allclose(theirs, ours, atol=1e-9, rtol=0)  # and is not the exact one
     xs = np.linspace(-5, 5, 101)
-    assert np.abs(peers.gelu_tanh(xs) - tn.core.nn.gelu(xs)).max() < 1e-3
+    assert np.abs(picogpt_style.gelu_tanh(xs) - tn.core.nn.gelu(xs)).max() < 1e-3

@@ -12,8 +12,9 @@ from helpers import tiny_llama
 import transformer_np as tn
 from transformer_np.core.weights import StoredWeight
 from transformer_np.decoding.cache import KVCache, LayerCache, LayerKVCache, new_cache
-from transformer_np.efficient import cost_model, kv_int8, mpi, paged, precision, quality
+from transformer_np.efficient import cost_model, kv_int8, paged, precision, quality
 from transformer_np.efficient import quantize as Q
+from transformer_np.efficient import tensor_parallel_mpi as mpi
 from transformer_np.model.protocol import DecoderModel
 from transformer_np.pretrained import gguf
 from transformer_np.pretrained.llama import LlamaConfig, LlamaModel
@@ -202,6 +203,29 @@ def test_attention_gives_each_blocks_weights_and_with_params_leaves_the_model_al
         twin = model.with_params(zeroed)
         assert twin.params is zeroed and model.params is not zeroed and type(twin) is type(model)
         assert float(np.abs(model.step(ids)).max()) > 0
+
+
+def test_a_session_asked_for_weights_keeps_each_steps_and_the_same_logits(rng):
+    from transformer_np.decoding.search import greedy
+    from transformer_np.decoding.sessions import LMSession
+
+    for model in _models(rng):
+        ids = [1, 2, 3, 4]
+        session, plain = LMSession(model, [ids], need_weights=True), LMSession(model, [ids])
+        for got, want in zip(session.weights, model.attention(np.array([ids]))):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # the prompt: every query's row
+        seen = []
+
+        def keep(step, s, tokens, seen=seen):
+            seen.append([np.asarray(w) for w in s.weights])
+
+        out = greedy(session, 3, on_step=keep)
+        assert out == greedy(plain, 3)
+        assert [w[0].shape for w in seen] == [(1, model.config.n_heads, 4, 4), (1, model.config.n_heads, 1, 5),
+                                             (1, model.config.n_heads, 1, 6)]  # then the new token's row
+        full = model.attention(np.array([ids + out[0][:2]]))  # the last step's row, recomputed without a cache
+        for got, want in zip(seen[-1], full):
+            np.testing.assert_allclose(got[0, :, -1], np.asarray(want)[0, :, -1], rtol=1e-5, atol=1e-7)
 
 
 def test_a_config_of_either_family_gives_the_cost_models_shape(rng):

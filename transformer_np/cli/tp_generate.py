@@ -1,5 +1,6 @@
 """``mpiexec -n N python -m transformer_np tp-generate --model smollm2 --prompt "…"``: greedy decoding with the
-model split over N MPI ranks (efficient/mpi.py: heads and FFN columns per rank, two all-reduces per block).
+model split over N MPI ranks (efficient/tensor_parallel_mpi.py: heads and FFN columns per rank, two all-reduces
+per block).
 Rank 0 prints the tokens, how the heads were split, and where the time and the bytes went; with ``--check`` it
 also runs the unsplit model in its own process and compares.  Without mpiexec it runs as one rank."""
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..core.tree import tree_map
 from ..decoding.sessions import LMSession, Seq2SeqSession
-from ..efficient import mpi
+from ..efficient import tensor_parallel_mpi as mpi
 from ..model.models import Transformer
 from ..pretrained import registry
 from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params

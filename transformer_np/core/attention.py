@@ -28,6 +28,20 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
 
     Deviation from torch: a query whose keys are all masked gets weights 0 and output 0 (torch: NaN).
     """
+    G = check_qkv(q, k, v)  # G query heads share each key/value head (1: multi-head attention)
+    q = q * (1.0 / math.sqrt(q.shape[-1]))  # Q / √d_k: scaling q is cheaper than scaling the scores
+    scores = attention_scores(q, k, G)  # Q Kᵀ / √d_k   (..., T, S)
+    check_mask("mask", mask, scores.shape)
+    check_bias("bias", bias, scores.shape)
+    if bias is not None:
+        scores += bias  # in place: scores is our own fresh array
+    weights = softmax(scores, axis=-1, mask=mask, overwrite_x=True)  # (..., T, S), in scores' memory: ours
+    return weighted_values(weights, v, G), weights  # (..., T, Dv), (..., T, S)
+
+
+def check_qkv(q, k, v):
+    """Float q, k, v of at least 2 dims with q's and k's d_k equal, k's and v's length S equal, d_k, S ≥ 1, and
+    leading dims that broadcast or group (kv_group); returns G."""
     for name, a in (("q", q), ("k", k), ("v", v)):
         check_float(name, a)
         if a.ndim < 2:
@@ -39,29 +53,35 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
     if q.shape[-1] < 1 or k.shape[-2] < 1:
         raise ValueError(f"attention needs d_k >= 1 and at least one key (S >= 1), got q {tuple(q.shape)} "
                          f"and k {tuple(k.shape)}")
-    G = kv_group(q, k, v)
-    xp = array_namespace(q, k, v)
-    q = q * (1.0 / math.sqrt(q.shape[-1]))  # scaling q is cheaper than scaling the scores
+    return kv_group(q, k, v)
+
+
+def attention_scores(q, k, G=1):
+    r"""Q Kᵀ: q (..., T, D), k (..., S, D) -> (..., T, S).  Grouped-query heads (G = H / H_kv from kv_group),
+    q (..., H, T, D) with k (..., H_kv, S, D): query heads h = j·G … j·G + G − 1 share key/value head j, and
+    nothing is copied — one decode query (T = 1) as G matrix-vector products per K/V head (the fastest here),
+    more queries as the group's G·T rows stacked into one product per K/V head (1.9 vs 3.6 ms at SmolLM2's
+    prefill, against G products)."""
     if G == 1:
-        scores = q @ k.mT  # (..., T, S)
-    else:  # grouped-query: query heads h = j·G … j·G + G-1 share key/value head j, nothing copied
-        *lead, H, T, D = q.shape
-        if T == 1:  # one query (a decode step): G matrix-vector products per K/V head, the fastest here
-            qg = xp.reshape(q, (*lead, H // G, G, T, D))  # (..., H_kv, G, 1, D)
-            scores = qg @ xp.expand_dims(k, axis=-3).mT  # (..., H_kv, G, 1, S)
-        else:  # the group's G·T query rows stacked: one product per K/V head (1.9 vs 3.6 ms at SmolLM2's prefill)
-            scores = xp.reshape(q, (*lead, H // G, G * T, D)) @ k.mT  # (..., H_kv, G·T, S)
-        scores = xp.reshape(scores, (*lead, H, T, k.shape[-2]))  # (..., H, T, S)
-    check_mask("mask", mask, scores.shape)
-    check_bias("bias", bias, scores.shape)
-    if bias is not None:
-        scores += bias  # in place: scores is our own fresh array
-    weights = softmax(scores, axis=-1, mask=mask, overwrite_x=True)  # (..., T, S), in scores' memory: ours
+        return q @ k.mT
+    xp = array_namespace(q, k)
+    *lead, H, T, D = q.shape
+    if T == 1:
+        scores = xp.reshape(q, (*lead, H // G, G, T, D)) @ xp.expand_dims(k, axis=-3).mT  # (..., H_kv, G, 1, S)
+    else:
+        scores = xp.reshape(q, (*lead, H // G, G * T, D)) @ k.mT  # (..., H_kv, G·T, S)
+    return xp.reshape(scores, (*lead, H, T, k.shape[-2]))
+
+
+def weighted_values(weights, v, G=1):
+    r"""A V: weights (..., T, S), v (..., S, Dv) -> (..., T, Dv); grouped-query heads (weights (..., H, T, S),
+    v (..., H_kv, S, Dv)) as one product per K/V head over the group's G·T stacked rows, nothing copied."""
     if G == 1:
-        return weights @ v, weights  # (..., T, Dv), (..., T, S)
+        return weights @ v
+    xp = array_namespace(weights, v)
     *lead, H, T, S = weights.shape
-    out = xp.reshape(weights, (*lead, H // G, G * T, S)) @ v  # (..., H_kv, G·T, Dv): one product per K/V head
-    return xp.reshape(out, (*lead, H, T, v.shape[-1])), weights
+    out = xp.reshape(weights, (*lead, H // G, G * T, S)) @ v  # (..., H_kv, G·T, Dv)
+    return xp.reshape(out, (*lead, H, T, v.shape[-1]))
 
 
 def additive_attention(q, k, v, w_q, w_k, v_a, mask=None):

@@ -10,23 +10,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from . import fast
 from .backend import array_namespace, device, erf, keep_mask
 from .checks import check_choice, check_float, check_last_dim, check_positive_int, check_real
-from .fast import (
-    CHUNK,
-    FUSE_MIN,
-    can_overwrite,
-    gelu_float32,
-    map_chunks,
-    map_rows,
-    norm_rows,
-    silu_float32,
-    silu_mul_float32,
-    softmax_masked,
-    softmax_rows,
-)
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -75,13 +61,10 @@ def relu(x):
 
 
 def gelu(x):
-    r"""GELU(x) = x \Phi(x) = \tfrac{x}{2} (1 + \mathrm{erf}(x / \sqrt{2}))   (exact form, not the tanh one)
-
-    For a NumPy float32 x the same operations run as one kernel over cache-sized pieces on a thread pool
-    (core.fast.gelu_float32): one pass through memory instead of five, the same bits (tested)."""
+    r"""GELU(x) = x \Phi(x) = \tfrac{x}{2} (1 + \mathrm{erf}(x / \sqrt{2}))   (exact form, not the tanh one)"""
     check_float("x", x)
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
-        return map_chunks(gelu_float32, x)  # the same expression, fused over cache-sized pieces (core.fast)
+    if fast.applies(x):  # NumPy float32: the same operations in one pass per cache-sized piece
+        return fast.gelu(x)
     xp = array_namespace(x)
     phi = xp.astype(erf(x * (1.0 / math.sqrt(2.0))), x.dtype)  # erf(x/√2) in x's dtype (scipy widens float16)
     phi += 1.0
@@ -122,19 +105,11 @@ def softmax(x, axis=-1, mask=None, overwrite_x=False):
     A NaN in a row makes that row NaN: it is never mistaken for a masked row.
     overwrite_x: x's memory may hold the result (SciPy's convention): for a caller whose x is a temporary of
     its own, such as attention's scores — one large array fewer to allocate.  x's contents are then undefined.
-
-    For a NumPy float32 x over its last axis the same operations run over cache-sized blocks of rows on a thread
-    pool (core.fast.softmax_rows; for a large x the mask is applied inside the blocks too, softmax_masked): the
-    same bits (tested), without the full-size temporaries.
     """
     check_float("x", x)
+    if axis in (-1, x.ndim - 1) and fast.applies(x):  # NumPy float32: the same operations in blocks of rows
+        return fast.softmax(x, mask, overwrite_x)
     xp = array_namespace(x)
-    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim and axis in (-1, x.ndim - 1):
-        # the same expression, fused over cache-sized blocks of rows (core.fast)
-        if mask is None:
-            return map_rows(softmax_rows, x, out=x if overwrite_x and can_overwrite(x) else None)
-        if x.ndim >= 2 and x.size >= CHUNK and np.ndim(mask) <= x.ndim:  # large: the where fused in too
-            return softmax_masked(x, mask, overwrite_x=overwrite_x)  # it checks that it can write over x
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)
     m = xp.max(x, axis=axis, keepdims=True)
@@ -218,21 +193,12 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     return layer_norm_forward(x, gamma, beta, eps)[0]
 
 
-def _fuse(x, *more):
-    """Whether core.fast's kernels take these inputs: NumPy float32 arrays, x of at least FUSE_MIN elements
-    (below it the plain expression is as fast, measured)."""
-    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (x, *more)) and x.size >= FUSE_MIN
-
-
 def layer_norm_forward(x, gamma, beta, eps=1e-5):
-    """layer_norm, also returning the cache its backward needs: (out, (x_hat, rstd, gamma)).
-
-    For a large NumPy float32 x the same operations run over cache-sized blocks of rows on a thread pool
-    (core.fast.norm_rows): the same bits (tested), without the full-size temporaries."""
+    """layer_norm, also returning the cache its backward needs: (out, (x_hat, rstd, gamma))."""
     check_float("x", x)
     check_last_dim("x", x, gamma.shape[0], what=f"last dim (= gamma size {gamma.shape[0]})")
-    if _fuse(x, gamma, beta):
-        out, x_hat, rstd = norm_rows(x, gamma, beta, eps, centre=True)
+    if fast.applies(x, gamma, beta):  # NumPy float32: the same operations in blocks of rows
+        out, x_hat, rstd = fast.layer_norm(x, gamma, beta, eps)
         return out, (x_hat, rstd, gamma)
     xp = array_namespace(x)
     mu = xp.mean(x, axis=-1, keepdims=True)  # (..., 1)
@@ -265,12 +231,11 @@ def rms_norm(x, gamma, eps=1e-6):
 
 
 def rms_norm_forward(x, gamma, eps=1e-6):
-    """rms_norm, also returning its backward's cache: (out, (x_hat, rstd, gamma)).  A large NumPy float32 x: in
-    blocks of rows (core.fast.norm_rows), the same bits."""
+    """rms_norm, also returning its backward's cache: (out, (x_hat, rstd, gamma))."""
     check_float("x", x)
     check_last_dim("x", x, gamma.shape[0], what=f"last dim (= gamma size {gamma.shape[0]})")
-    if _fuse(x, gamma):
-        out, x_hat, rstd = norm_rows(x, gamma, None, eps, centre=False)
+    if fast.applies(x, gamma):  # NumPy float32: the same operations in blocks of rows
+        out, x_hat, rstd = fast.rms_norm(x, gamma, eps)
         return out, (x_hat, rstd, gamma)
     xp = array_namespace(x)
     rstd = 1.0 / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)  # (..., 1)
@@ -289,13 +254,10 @@ def rms_norm_backward(dy, cache):
 
 
 def silu(x):
-    r"""SiLU(x) = x \sigma(x) = x / (1 + e^{-x})   (also called swish)
-
-    A large NumPy float32 x: the same operations in place over cache-sized pieces (core.fast.silu_float32), the
-    same bits."""
+    r"""SiLU(x) = x \sigma(x) = x / (1 + e^{-x})   (also called swish)"""
     check_float("x", x)
-    if _fuse(x):
-        return map_chunks(silu_float32, x)
+    if fast.applies(x):  # NumPy float32: the same operations in place per cache-sized piece
+        return fast.silu(x)
     xp = array_namespace(x)
     return x / (1.0 + xp.exp(-x))
 
@@ -315,12 +277,11 @@ def swiglu(x, w_gate, w_up, w_down):
 
 
 def swiglu_forward(x, w_gate, w_up, w_down):
-    """swiglu, also returning its backward's cache.  Large NumPy float32 a, u: SiLU(a) ⊙ u in one pass over
-    cache-sized pieces (core.fast.silu_mul_float32), the same bits as the line below it."""
+    """swiglu, also returning its backward's cache."""
     a = linear(x, w_gate)  # (..., F) gate pre-activation
     u = linear(x, w_up)  # (..., F)
-    if _fuse(a, u) and a.shape == u.shape:
-        h = map_chunks(silu_mul_float32, a, others=(u,))
+    if fast.applies(a, u) and a.shape == u.shape:  # NumPy float32: SiLU(a) ⊙ u in one pass
+        h = fast.silu_mul(a, u)
     else:
         h = silu(a) * u  # (..., F)
     return linear(h, w_down), (x, a, u, h)

@@ -9,7 +9,7 @@ the array at those two places, so the same forward runs on weights that are
 * stored in a narrow float format (``efficient.precision``: bfloat16, float16, float8, widened per product),
 * read as a GGUF file's blocks (``pretrained.gguf``: a view of the memory map),
 * recording the activations that flow into them (``efficient.quality``), or
-* one rank's share of a tensor-parallel product, the collective inside ``x @ W`` (``efficient.mpi``).
+* one rank's share of a tensor-parallel product, the collective inside ``x @ W`` (``efficient.tensor_parallel_mpi``).
 
 The contract, written once here and checked for every subclass by tests/test_protocols.py:
 

@@ -58,10 +58,11 @@ class LMSession:
     implements the decoder-model protocol (:class:`~transformer_np.model.protocol.DecoderModel`):
     :class:`~transformer_np.DecoderLM` or a pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`).
     ``make_cache``: the KV cache's factory ``(n_layers, batch) -> KVCache`` (contiguous by default; an int8 or a
-    paged one from :mod:`transformer_np.efficient`)."""
+    paged one from :mod:`transformer_np.efficient`).  ``need_weights``: every forward also keeps its blocks'
+    attention weights in ``self.weights`` ([(B, H, T, S) per block]: the prompt's, then each new token's)."""
 
-    def __init__(self, model, prompts, use_cache=True, make_cache=contiguous_cache):
-        self.model, self.cfg, self.use_cache = model, model.config, use_cache
+    def __init__(self, model, prompts, use_cache=True, make_cache=contiguous_cache, need_weights=False):
+        self.model, self.cfg, self.use_cache, self.need_weights = model, model.config, use_cache, need_weights
         prompts = _as_prompts(prompts, self.cfg)
         B, L = len(prompts), max(len(p) for p in prompts)
         ids = np.zeros((B, L), np.int64)
@@ -76,8 +77,9 @@ class LMSession:
 
     def _forward(self, ids, positions):
         key_mask = self._arr(self.real[:, None, None, :])  # (B, 1, 1, t)
-        logits = self.model.step(self._arr(ids), positions=self._arr(positions), key_mask=key_mask,
-                                 cache=self.cache, last_only=True)  # (B, 1, V): the next token's only
+        out = self.model.step(self._arr(ids), positions=self._arr(positions), key_mask=key_mask,
+                              cache=self.cache, last_only=True, need_weights=self.need_weights)
+        logits, self.weights = out if self.need_weights else (out, None)  # (B, 1, V): the next token's only
         self.next_logits = to_numpy(logits[:, -1, :])  # (B, V)
 
     @property
@@ -112,10 +114,11 @@ class LMSession:
 
 
 class Seq2SeqSession:
-    """Decoding state of an encoder-decoder model: sources encoded once, targets start with ``bos_id``."""
+    """Decoding state of an encoder-decoder model: sources encoded once, targets start with ``bos_id``.
+    ``need_weights``: every forward keeps its decoder layers' (self, cross) attention weights in ``self.weights``."""
 
-    def __init__(self, model, sources, bos_id, use_cache=True):
-        self.model, self.cfg, self.use_cache = model, model.config, use_cache
+    def __init__(self, model, sources, bos_id, use_cache=True, need_weights=False):
+        self.model, self.cfg, self.use_cache, self.need_weights = model, model.config, use_cache, need_weights
         sources = _as_prompts(sources, self.cfg, name="sources")
         if not 0 <= bos_id < self.cfg.vocab_size:
             raise ValueError(f"bos_id must lie in [0, {self.cfg.vocab_size}), got {bos_id}")
@@ -133,8 +136,9 @@ class Seq2SeqSession:
         self._forward(self.tokens)
 
     def _forward(self, ids):
-        logits, _ = decode(self.model.params, self._arr(ids), self.memory, self.cfg,
-                           memory_keys=self.memory_keys, cache=self.cache)
+        logits, weights = decode(self.model.params, self._arr(ids), self.memory, self.cfg,
+                                 memory_keys=self.memory_keys, cache=self.cache, need_weights=self.need_weights)
+        self.weights = weights if self.need_weights else None
         self.next_logits = to_numpy(logits[:, -1, :])  # (B, V)
 
     @property

@@ -7,13 +7,15 @@ the plain path and a measured trade-off:
 ``speculative``  speculative decoding: a draft proposes, the target verifies in one pass, exactly
 ``gqa``          multi-head → grouped-query attention by mean-pooling K/V heads, then uptraining
 
-``quantize``     int8/int4 per tensor, channel or group; weight-only, W8A8, LLM.int8(), SmoothQuant, int8 KV cache
+``quantize``     int8/int4 per tensor, channel or group; weight-only, W8A8, LLM.int8(), SmoothQuant
+``kv_int8``      the int8 KV caches
+``head_pruning`` MiniLM's attention heads pruned by gate gradient and by ablation
 ``precision``    float16, bfloat16, float8 storage (any array library) and the operations that must stay float32
-``prune``        magnitude, n:m, Wanda masks; attention heads by gate gradient and by ablation
+``prune``        magnitude, n:m, Wanda masks; a head zeroed in W_O
 ``quality``      perplexity on the shipped evaluation text, activation statistics; ``compress``: every recipe
 ``cost_model``   Pope et al.'s arithmetic: FLOPs, bytes, the roofline, KV memory per chip, Table 1
-``parallel``     partitioning layouts on simulated chips, the bytes of each collective counted
-``mpi``          tensor-parallel inference over MPI (mpi4py, imported only when run)
+``simulated_partitioning``  Pope et al.'s partitioning layouts on simulated chips, each collective's bytes counted
+``tensor_parallel_mpi``     tensor-parallel inference for real, over MPI (mpi4py, imported only when run)
 ``hyperparams``  what d_model, heads, layers and d_ff cost (the cost model) and buy (a training sweep)
 
 Only the first five are imported with the package; the others are imported by name

@@ -54,17 +54,19 @@ def _mask_view(mask, G, q_shape):
     return xp.reshape(m, (*lead, H // G, G, T, S))
 
 
-def blockwise_attention(q, k, v, mask=None, block_q=128, block_k=128):
+def blockwise_attention(q, k, v, mask=None, block_q=128, block_k=128, trace=None):
     r"""softmax(Q Kᵀ / √D, mask) V, one (block_q × block_k) tile of scores at a time (the online softmax).
 
     q: (..., T, D)  k: (..., S, D)  v: (..., S, Dv); grouped-query heads as in
     :func:`~transformer_np.core.attention.scaled_dot_product_attention`.  mask: bool, broadcastable to
     (..., T, S), True where query t may attend to key s; a query with every key masked gets 0.
+    trace: a list to which each tile visited appends (first query, keys seen, m, l) — the running maximum
+    m (..., bq, 1) and normaliser l after it (what chapter 10's online-softmax picture draws).
     Returns out (..., T, Dv) — not the weights, which are never formed whole."""
-    return blockwise_attention_forward(q, k, v, mask, block_q, block_k)[0]
+    return blockwise_attention_forward(q, k, v, mask, block_q, block_k, trace)[0]
 
 
-def blockwise_attention_forward(q, k, v, mask=None, block_q=128, block_k=128):
+def blockwise_attention_forward(q, k, v, mask=None, block_q=128, block_k=128, trace=None):
     """blockwise_attention, also returning its backward's cache (q, k, v, mask, out, L = m + log l)."""
     for name, a in (("q", q), ("k", k), ("v", v)):
         check_float(name, a)
@@ -100,6 +102,8 @@ def blockwise_attention_forward(q, k, v, mask=None, block_q=128, block_k=128):
                 ell = alpha * ell + xp.sum(p, axis=-1, keepdims=True)
                 o = alpha * o + pv
             m = m_new
+            if trace is not None:
+                trace.append((t0, min(s0 + block_k, S), m, ell))
         if m is None:  # every key of these queries masked
             shape = (*qt.shape[:-1], vg.shape[-1])
             o, ell = xp.zeros(shape, dtype=q.dtype), xp.zeros((*qt.shape[:-1], 1), dtype=q.dtype)

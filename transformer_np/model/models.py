@@ -240,10 +240,11 @@ class DecoderLM(Model, DecoderModel):
     def __call__(self, ids, positions=None, key_mask=None):
         return lm_logits(self.params, ids, self.config, positions, key_mask)[0]
 
-    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
         """Logits (B, T, V) at ids with a decoding session's per-token positions, key mask and KV cache
-        (last_only: (B, 1, V), the last position's)."""
-        return lm_logits(self.params, ids, self.config, positions, key_mask, cache, last_only=last_only)[0]
+        (last_only: (B, 1, V), the last position's; need_weights: also every block's attention weights)."""
+        logits, weights = lm_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights, last_only)
+        return (logits, weights) if need_weights else logits
 
     def forward_with_attention(self, ids):
         """(logits, [self-attention weights (B, H, T, T) per layer])."""

@@ -11,7 +11,8 @@ and never asks a model which family it belongs to.
     model.config.tied_embeddings   whether the output layer is the embedding table
     model.config.with_layers(n)    the same config with n decoder blocks
     model.params                   the params tree: "embed"/"table", "decoder"/"layers"/i/…, …
-    model.step(ids, positions=None, key_mask=None, cache=None, last_only=False) -> logits (B, T or 1, V)
+    model.step(ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False)
+                                   -> logits (B, T or 1, V); need_weights: (logits, [weights (B, H, T, S)])
     model.attention(ids)           -> [attention weights (B, H, T, T) of each block]
     model.with_params(params, config=None) -> the same model over other weights (nothing else copied)
 """
@@ -28,9 +29,10 @@ class DecoderModel(HoldsParams, ABC):
     the methods below (the module docstring lists the config's names)."""
 
     @abstractmethod
-    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
         """Logits (B, T, V) at ids (B, T) with a decoding session's per-token positions, key mask (B, 1, 1, S) and
-        KV cache (ids then being the new tokens only); last_only: (B, 1, V), the last position's."""
+        KV cache (ids then being the new tokens only); last_only: (B, 1, V), the last position's; need_weights:
+        (logits, [every block's attention weights (B, H, T, S)])."""
 
     @abstractmethod
     def attention(self, ids):

@@ -196,10 +196,12 @@ class LlamaModel(DecoderModel):
         return (f"LlamaModel({self.name}: C={c.d_model}, L={c.n_layers}, H={c.n_heads}, H_kv={c.n_kv_heads}, "
                 f"F={c.d_ff}, V={c.vocab_size}, params={n:,})")
 
-    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False):
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
         """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache
-        (last_only: (B, 1, V), the last position's)."""
-        return llama_logits(self.params, ids, self.config, positions, key_mask, cache, last_only=last_only)[0]
+        (last_only: (B, 1, V), the last position's; need_weights: also every block's attention weights)."""
+        logits, weights = llama_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights,
+                                       last_only)
+        return (logits, weights) if need_weights else logits
 
     def attention(self, ids):
         """Every block's attention weights (B, H, T, T) for ids (B, T)."""

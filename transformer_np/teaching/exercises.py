@@ -31,8 +31,8 @@ from ..core.tree import count_params, tree_map
 from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import next_token_probs
 from ..efficient import cost_model
-from ..efficient.parallel import Mesh
 from ..efficient.quantize import dequantize, pack_int4, quantize_symmetric
+from ..efficient.simulated_partitioning import Mesh
 from ..model.config import TransformerConfig
 from ..model.models import Transformer
 from ..model.params import param_shapes

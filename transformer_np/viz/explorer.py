@@ -35,11 +35,10 @@ import numpy as np
 
 from ..core.checks import check_choice, check_int
 from ..core.nn import softmax
-from ..decoding.cache import new_cache
+from ..decoding.search import greedy
+from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
-from ..model.models import decode, encode
-from ..pretrained.llama import llama_logits
 from ..pretrained.registry import load, load_shipped
 from ..training.loop import predict
 from ..training.tasks import BOS, EOS
@@ -119,28 +118,37 @@ def kl_divergence(p, q):
     return float(np.sum(p[keep] * (np.log(p[keep]) - np.log(q[keep]))))
 
 
-def _steps(run, new_tokens, label, top_k, compare=None, eos=None):
-    """Greedy decoding, one step at a time.  ``run(token)`` feeds the previous step's token (None: the first
-    step, the prompt) and returns (next-token logits (V,), {view name: weights (L, H, n)}, the model's cache);
-    ``compare(token)``, a compressed model fed the same tokens, returns its logits.  Stops after ``eos``."""
-    steps, fed = [], None
-    for _ in range(new_tokens):
-        logits, views, cache = run(fed)
-        p = softmax(np.asarray(logits, np.float64))
+def _steps(session, new_tokens, label, top_k, views, compare=None, eos=None):
+    """Greedy decoding through decoding's loop (``decoding.search.greedy``), recorded by its per-step hook: each
+    step's token, its top-k, ``views(session.weights)`` ({view name: the new token's weights (L, H, n)}) and the
+    cache's bytes and positions.  ``compare``, a session of a compressed model, is fed the same tokens and gives
+    its top-k and KL(float32 ‖ it).  Stops after ``eos``."""
+    steps = []
+
+    def record(step, session, tokens):
+        p = softmax(np.asarray(session.next_logits[0], np.float64))
         top = np.argsort(-p, kind="stable")[:top_k]
-        token = int(top[0])  # greedy
-        step = {"token": label(token), "id": token, "top": [[label(i), float(p[i])] for i in top],
-                "kv_bytes": int(cache.nbytes()), "positions": int(cache.length), **views}
+        token = int(tokens[0])  # greedy: top[0]
+        entry = {"token": label(token), "id": token, "top": [[label(i), float(p[i])] for i in top],
+                 "kv_bytes": int(session.cache_bytes()), "positions": int(session.cache.length),
+                 **views(session.weights)}
         if compare is not None:
-            q = softmax(np.asarray(compare(fed), np.float64))
+            if step:
+                compare.append([steps[-1]["id"]])
+            q = softmax(np.asarray(compare.next_logits[0], np.float64))
             q_top = np.argsort(-q, kind="stable")[:top_k]
-            step["compare"] = {"top": [[label(i), float(q[i])] for i in q_top], "kl": kl_divergence(p, q),
-                               "same_choice": bool(int(q_top[0]) == token)}
-        steps.append(step)
-        if token == eos:
-            break
-        fed = token
+            entry["compare"] = {"top": [[label(i), float(q[i])] for i in q_top], "kl": kl_divergence(p, q),
+                                "same_choice": bool(int(q_top[0]) == token)}
+        steps.append(entry)
+
+    if new_tokens:
+        greedy(session, new_tokens, eos_id=eos, on_step=record)
     return steps
+
+
+def _last_query(weights):
+    """[(1, H, T, S) per layer] -> the last query's weights (L, H, S), float32."""
+    return np.stack([np.asarray(w)[0, :, -1, :] for w in weights]).astype(np.float32)
 
 
 def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
@@ -156,25 +164,12 @@ def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
     if len(ids) + new_tokens - 1 > model.config.max_len:  # the last token chosen is never fed
         raise ValueError(f"generate: {len(ids)} prompt tokens and {new_tokens} new ones exceed SmolLM2-135M's "
                          f"context of {model.config.max_len}")
-    cfg = model.config
-
-    def runner(params, need_weights):
-        cache = new_cache(cfg.n_layers)
-
-        def run(token):
-            feed = np.array([ids]) if token is None else np.array([[token]])
-            logits, weights = llama_logits(params, feed, cfg, cache=cache, need_weights=need_weights,
-                                           last_only=True)
-            if not need_weights:
-                return logits[0, -1]
-            views = {"weights": np.stack([w[0, :, -1, :] for w in weights]).astype(np.float32)}  # (L, H, S)
-            return logits[0, -1], views, cache
-        return run
-
+    session = LMSession(model, [ids], need_weights=True)
     variant = _variant(model.params, compare)
-    compare_run = None if variant is None else runner(variant, False)
+    compare_session = None if variant is None else LMSession(model.with_params(variant), [ids])
     label = lambda i: _token_labels(model, [i])[0]  # noqa: E731
-    return _token_labels(model, ids), _steps(runner(model.params, True), new_tokens, label, top_k, compare_run)
+    views = lambda weights: {"weights": _last_query(weights)}  # noqa: E731
+    return _token_labels(model, ids), _steps(session, new_tokens, label, top_k, views, compare_session)
 
 
 def _check_generation(new_tokens, compare):
@@ -209,25 +204,12 @@ def task_generation(name, text, new_tokens, top_k=5, compare=None):
         raise ValueError(f"generate: {new_tokens} tokens need {new_tokens} decoder positions, more than the {name} "
                          f"model's context of {cfg.max_len}")
     show = _task_label(tok)
-
-    def runner(p, need_weights):
-        memory, keys, _ = encode(p, np.array([src]), cfg)
-        cache = new_cache(cfg.n_decoder_layers)
-
-        def run(token):
-            feed = np.array([[BOS if token is None else token]])
-            logits, weights = decode(p, feed, memory, cfg, memory_keys=keys, cache=cache,
-                                     need_weights=need_weights)
-            if not need_weights:
-                return logits[0, -1]
-            views = {"weights": np.stack([s[0, :, -1, :] for s, _ in weights]).astype(np.float32),  # (L, H, t)
-                     "cross": np.stack([c[0, :, -1, :] for _, c in weights]).astype(np.float32)}  # (L, H, S)
-            return logits[0, -1], views, cache
-        return run
-
+    session = Seq2SeqSession(model, [src], BOS, need_weights=True)
     variant = _variant(params, compare)
-    compare_run = None if variant is None else runner(variant, False)
-    steps = _steps(runner(params, True), new_tokens, lambda i: show(tok.symbols[i]), top_k, compare_run, eos=EOS)
+    compare_session = None if variant is None else Seq2SeqSession(model.with_params(variant), [src], BOS)
+    views = lambda weights: {"weights": _last_query([s for s, _ in weights]),  # noqa: E731 - (L, H, t)
+                             "cross": _last_query([c for _, c in weights])}  # (L, H, S)
+    steps = _steps(session, new_tokens, lambda i: show(tok.symbols[i]), top_k, views, compare_session, eos=EOS)
     return [show(tok.symbols[BOS])], [show(tok.symbols[i]) for i in src], steps
 
 

@@ -18,7 +18,7 @@ from ...model.config import TransformerConfig
 from ...model.models import Transformer
 from ...model.params import init_params
 from ...model.stacks import encoder
-from ...teaching import peers
+from ...teaching import picogpt_style
 from .table import Column, machine, peak_rss_mb, print_table
 
 
@@ -69,7 +69,7 @@ def measure(quick=False, repeat=3, with_torch=True, backend="numpy", print_fn=pr
             torch_fn = _torch_model(torch, model, src, tgt) if torch else None
             on_backend = (functools.partial(to_backend(model, backend), to_backend(src, backend),
                                             to_backend(tgt, backend)) if backend != "numpy" else None)
-        peer_fn = functools.partial(peers.encoder, x, params, cfg) if encoder_only and cfg.norm_first else None
+        peer_fn = functools.partial(picogpt_style.encoder, x, params, cfg) if encoder_only and cfg.norm_first else None
         memory = {k: peak_rss_mb(fn) for k, fn in (("numpy", np_fn), ("torch", torch_fn), ("picogpt", peer_fn))
                   if fn}
         np_time = best_time(np_fn, repeat)

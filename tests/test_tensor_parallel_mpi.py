@@ -12,7 +12,7 @@ import pytest
 from helpers import skip_without_smollm2
 
 from transformer_np.cli.main import main
-from transformer_np.efficient import mpi
+from transformer_np.efficient import tensor_parallel_mpi as mpi
 
 
 @pytest.mark.parametrize("n", range(1, 10))

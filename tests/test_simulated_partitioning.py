@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from transformer_np.efficient import cost_model as cm
-from transformer_np.efficient import parallel as P
+from transformer_np.efficient import simulated_partitioning as P
 
 EXACT = 1e-12  # float64: only the order of the sums differs
 

@@ -1,0 +1,91 @@
+"""Plot helpers shared by the notebooks and ``python -m transformer_np figures``, one module per chapter.
+
+Each function draws one picture onto a new (or given) matplotlib figure and returns the figure; data go
+through ``to_numpy`` first, so arrays of any backend can be drawn.  Every picture is importable from here
+(``plots.roofline``), as from the chapter's module (``plots.cost.roofline``).
+"""
+
+from __future__ import annotations
+
+from .attention import attention_kinds_cost, attention_weights, head_grid, layer_costs, masks, softmax_saturation
+from .base import heatmap, plain_log_ticks, save
+from .blocks import activations, encoder_decoder_attention, gradient_norms, layer_norm_statistics, residual_stream_norms
+from .compression import (
+    activation_outliers,
+    layer_errors,
+    mask_patterns,
+    perplexity_vs_bits,
+    perplexity_vs_sparsity,
+    quantization_errors,
+    rounding_grid,
+)
+from .cost import fusion, layout_comm_times, layout_owners, roofline
+from .decoding import beam_tree, cache_growth, decode_flops, decode_speed, sampling_distributions
+from .modern_llm import (
+    attention_sink,
+    bpe_steps,
+    gqa_sharing,
+    next_token_bar,
+    norms_compared,
+    quant_block,
+    rope_rotation,
+)
+from .positions import positional_encoding_heatmap, positional_encoding_waves, positional_similarity
+from .pretrained import layer_head_scores, similarity_matrix
+from .serving import batching_timeline, block_tables, memory_vs_length, online_softmax, speculative_tokens
+from .training import label_smoothing_targets, learning_rate_schedule, sweep, training_curves, training_run
+
+__all__ = [
+    "plain_log_ticks",
+    "heatmap",
+    "save",
+    "positional_encoding_heatmap",
+    "positional_encoding_waves",
+    "positional_similarity",
+    "softmax_saturation",
+    "layer_costs",
+    "attention_kinds_cost",
+    "attention_weights",
+    "masks",
+    "head_grid",
+    "residual_stream_norms",
+    "gradient_norms",
+    "layer_norm_statistics",
+    "activations",
+    "encoder_decoder_attention",
+    "decode_speed",
+    "decode_flops",
+    "cache_growth",
+    "sampling_distributions",
+    "beam_tree",
+    "layer_head_scores",
+    "similarity_matrix",
+    "learning_rate_schedule",
+    "training_run",
+    "training_curves",
+    "label_smoothing_targets",
+    "sweep",
+    "norms_compared",
+    "rope_rotation",
+    "gqa_sharing",
+    "quant_block",
+    "bpe_steps",
+    "attention_sink",
+    "next_token_bar",
+    "online_softmax",
+    "memory_vs_length",
+    "block_tables",
+    "batching_timeline",
+    "speculative_tokens",
+    "rounding_grid",
+    "quantization_errors",
+    "activation_outliers",
+    "mask_patterns",
+    "perplexity_vs_bits",
+    "perplexity_vs_sparsity",
+    "layer_errors",
+    "roofline",
+    "layout_comm_times",
+    "layout_owners",
+    "fusion",
+]

@@ -1,0 +1,116 @@
+"""Chapter 10: serving — the online softmax, memory against length, paged block tables, batching timelines,
+speculative tokens."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ...core.backend import to_numpy
+from ...efficient.blockwise import blockwise_attention
+from .base import plain_log_ticks
+
+
+def online_softmax(scores, block):
+    """The online softmax of one row of scores, tile by tile: the running maximum m, the running normaliser l
+    (rescaled whenever m grows), against the exact ones — the trace blockwise attention leaves when its one query
+    (q = 1, d = 1) meets the scores as keys (k = the scores as a column), ``block`` keys a tile."""
+    s = to_numpy(scores).reshape(-1).astype(np.float64)
+    trace = []
+    blockwise_attention(np.ones((1, 1)), s[:, None], np.zeros((len(s), 1)), block_q=1, block_k=block, trace=trace)
+    edges = [stop for _, stop, _, _ in trace]
+    ms = [float(np.asarray(m).reshape(())) for _, _, m, _ in trace]
+    ells = [float(np.asarray(ell).reshape(())) for _, _, _, ell in trace]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    ax1.plot(s, ".", color="0.6", label="scores of one query")
+    ax1.step([0] + edges, [ms[0]] + ms, where="pre", color="C1", label="running max m")
+    for e in edges[:-1]:
+        ax1.axvline(e, color="0.85", lw=0.8)
+    ax1.set_xlabel("key s")
+    ax1.set_title(f"tiles of {block} keys", fontsize=10)
+    ax1.legend(fontsize=8)
+    exact = np.exp(s - s.max()).sum()
+    ax2.plot(range(1, len(ells) + 1), [e * np.exp(m_i - s.max()) for e, m_i in zip(ells, ms)], "o-",
+             label="running l, expressed at the final max")
+    ax2.axhline(exact, color="C3", ls="--", label="exact Σ e^(s - max)")
+    ax2.set_xlabel("tiles seen")
+    ax2.set_xticks(range(1, len(ells) + 1))
+    ax2.set_title("the normaliser converges to the exact one", fontsize=10)
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def memory_vs_length(rows):
+    """Peak memory of naive and blockwise attention against the sequence length (from bench serve)."""
+    T = [r["T"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    ax.loglog(T, [r["naive_peak_bytes"] / 2**20 for r in rows], "o-", label="naive: T × T scores")
+    ax.loglog(T, [r["blockwise_peak_bytes"] / 2**20 for r in rows], "s-", label="blockwise: tiles of 256 × 256")
+    ax.set_xticks(T, [str(t) for t in T])
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("peak memory (MiB)")
+    ax.set_title("Causal attention, one head, d = 64 (measured)", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def block_tables(tables, title="Paged KV cache: each sequence's block table"):
+    """One row per sequence, one cell per block (labelled with its id); a block shared by several sequences
+    has the same colour in each."""
+    ids = sorted({b for t in tables for b in t})
+    colour = {b: plt.cm.tab10(i % 10) for i, b in enumerate(ids)}
+    shared = {b for b in ids if sum(b in t for t in tables) > 1}
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(tables) + 0.8), layout="constrained")
+    for row, table in enumerate(tables):
+        for col, b in enumerate(table):
+            ax.add_patch(plt.Rectangle((col, -row - 0.4), 0.9, 0.8, facecolor=colour[b], alpha=0.8,
+                                       edgecolor="k" if b in shared else "none", lw=2))
+            ax.text(col + 0.45, -row, f"block {b}" + (" (shared)" if b in shared else ""), ha="center",
+                    va="center", fontsize=8)
+    ax.set_xlim(0, max(len(t) for t in tables))
+    ax.set_ylim(-len(tables) + 0.4, 0.6)
+    ax.set_yticks([-r for r in range(len(tables))], [f"sequence {r}" for r in range(len(tables))], fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(f"{title} (framed: blocks shared by several sequences)", fontsize=10)
+    return fig
+
+
+def batching_timeline(timeline, n_requests):
+    """Which request each batch slot decodes at each step of continuous batching."""
+    slots = {}  # request -> the slot it keeps from admission to finish
+    grid = np.full((max(len(t) for t in timeline), len(timeline)), np.nan)
+    for step, ids in enumerate(timeline):
+        for r in [r for r in slots if r not in ids]:
+            del slots[r]
+        for r in ids:
+            if r not in slots:
+                slots[r] = min(set(range(grid.shape[0])) - set(slots.values()))
+            grid[slots[r], step] = r
+    fig, ax = plt.subplots(figsize=(10, 2.8), layout="constrained")
+    im = ax.imshow(grid, aspect="auto", cmap="tab20", vmin=0, vmax=max(n_requests - 1, 1), interpolation="nearest")
+    ax.set_xlabel("step")
+    ax.set_ylabel("batch slot")
+    ax.set_title("Continuous batching: a finished request's slot is refilled at the next step", fontsize=10)
+    fig.colorbar(im, ax=ax, label="request")
+    return fig
+
+
+def speculative_tokens(pieces, kinds, title="Speculative decoding"):
+    """Generated text coloured by where each token came from: an accepted draft, the target (a correction or
+    the bonus token of a fully accepted pass)."""
+    colours = {"draft": "C2", "target": "C3"}
+    fig, ax = plt.subplots(figsize=(10, 2.2), layout="constrained")
+    x, y = 0.0, 0.0
+    for text, kind in zip(pieces, kinds):
+        w = 0.012 * max(len(text), 1) + 0.004
+        if x + w > 1:
+            x, y = 0.0, y - 0.25
+        ax.text(x, y, text.replace("\n", "⏎"), color=colours[kind], fontsize=9, family="monospace",
+                va="top", bbox=dict(facecolor=colours[kind], alpha=0.12, edgecolor="none", pad=1))
+        x += w
+    ax.set_xlim(0, 1)
+    ax.set_ylim(y - 0.3, 0.1)
+    ax.axis("off")
+    ax.set_title(f"{title} — green: accepted draft tokens, red: tokens from the target's pass", fontsize=10)
+    return fig

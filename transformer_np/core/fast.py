@@ -5,22 +5,24 @@ main memory, on one core.  Here each element-wise chain is a *kernel* written wi
 operations, and :func:`map_chunks` runs it over pieces of the array small enough to stay in the cache, on a
 small thread pool (NumPy's ufuncs release the GIL, so the pieces run in parallel).  The formula functions of
 ``core.nn`` stay the readable reference: each body is its equation, and one predicate, :func:`applies`, routes
-NumPy float32 inputs of at least ``MIN_ELEMENTS`` = one piece (262,144 elements) to the named kernel here
-(:func:`gelu`, :func:`softmax`, :func:`silu`, :func:`silu_mul`, :func:`layer_norm`, :func:`rms_norm`) — as nanoGPT's
+NumPy float32 inputs of at least ``MIN_ELEMENTS`` = 65,536 elements to the named kernel here (:func:`gelu`,
+:func:`softmax`, :func:`silu`, :func:`silu_mul`, :func:`layer_norm`, :func:`rms_norm`) — as nanoGPT's
 ``if self.flash: … else: # manual implementation``.  Tests bind every kernel to its plain expression, bit for bit.
 
-Why one piece: below it there is nothing to split over threads and the arrays sit in the cache already, so the
-plain passes are as fast; from it on the kernels win.  Median µs on the project's 2-core machine (2026-12-02,
-``python scripts/fuse_ab.py --micro``; plain / kernel):
+Why 64 Ki: below it the arrays sit in the cache and the plain passes are as fast (or, at a decode step's few
+thousand scores, faster: the kernels' bookkeeping is fixed); above it the kernels win.  Median µs on the
+project's 2-core machine, plain / kernel (2026-12-02, ``python scripts/fuse_ab.py --micro``):
 
-    elements     softmax          causal-masked softmax     GELU
-    2,700        37 / 46          46 / 63                   109 / 110        (a decode step's scores, 9 heads)
-    36,864       252 / 281        331 / 328                 909 / 830
-    294,912      2,399 / 1,500    3,705 / 1,779             10,718 / 9,421   (9 heads × 128 × 256)
-    2,359,296    21,594 / 7,459   30,304 / 6,378            30,321 / 25,314  (9 heads × 512 × 512)
+    elements    softmax        causal-masked    GELU             layer norm       SiLU
+    2,700       26 / 30        30 / 38          58 / 57          27 / 41          10 / 14       (a decode step)
+    36,864      103 / 106      134 / 141        674 / 625        115 / 117        52 / 47
+    147,456     826 / 411      1,095 / 477      3,115 / 2,710    1,079 / 795      518 / 168
+    2,359,296   22,844 / 5,520 31,044 / 6,204   31,568 / 19,130  24,622 / 10,465  16,892 / 3,709
 
-The norms and SiLU were measured end to end (the same script without ``--micro``): at batch 1 of a 512-token
-prefill their arrays (≤ 1.2 M elements) are within 3% either way, at batch 4 the kernels are 1.6–1.9% faster.
+End to end (``python scripts/fuse_ab.py``, medians of 5, alternating in one process): the GPT-2-shaped encoder
+(S = 512) 952 ms from 64 Ki, 967 from one piece (256 Ki), 1,136 with no kernels at batch 1, 3,456 / 3,472 / 4,298
+at batch 4; SmolLM2's 512-token prefill 1,335 / 1,376 / 1,506 and 4,870 / 4,576 / 6,145 — the two thresholds
+within the noise of each other, both 11–26% faster than the plain lines alone.
 
 erf in float32, without scipy, within 1 ulp of the correctly rounded value (checked on 4.3 M points: every
 scale from 1e-45 to 4.5, both signs, ±0, ±inf, NaN):

@@ -25,7 +25,7 @@ def smollm2():
 
 def ppl(smollm2, method, **options):
     model, ids, recorders, _ = smollm2
-    return quality.measure(model, method, ids, recorders, decode_tokens=0, **options)["perplexity"]
+    return quality.measure(model, method, ids, recorders, decode_tokens=0, kl=False, **options)["perplexity"]
 
 
 def test_shipped_texts_are_long_enough_and_disjoint():
@@ -81,13 +81,45 @@ def test_every_recipe_runs_and_keeps_the_tree_shape(rng):
     params = tn.core.tree_map(lambda a: a.astype(np.float32), params)
     model = LlamaModel(params, cfg, tokenizer=None)
     ids = rng.integers(0, cfg.vocab_size, 24)
-    recorders = quality.record_activations(model, ids, window=12)
+    recorders = quality.record_activations(model, ids, window=12, hessian=True, keep_rows=16)
     for method in C.METHODS:
-        options = {"group_size": 8} if method == "int4" else {}
+        if method in C.GGUF_FORMATS:
+            continue  # blocks of 32 inputs: C = 16 has none (test_gguf_formats_compress_every_matrix_as_ggml_does)
+        options = {"group_size": 8} if method in ("int4", "gptq", "awq") else {}
         out = C.compress(params, method, recorders=recorders, **options)
         assert sorted(tn.core.flatten(out)) == sorted(tn.core.flatten(params)), method
         logits = llama_logits(out, ids[None, :12], cfg)[0]
         assert logits.shape == (1, 12, cfg.vocab_size) and np.all(np.isfinite(logits)), method
+
+
+def test_gguf_formats_compress_every_matrix_as_ggml_does(rng):
+    from transformer_np.core import ggml_formats as G
+    from transformer_np.pretrained.llama import LlamaConfig, init_llama_params
+
+    cfg = LlamaConfig(d_model=64, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=96, vocab_size=50, max_len=32)
+    params = init_llama_params(cfg, seed=1)
+    for method in C.GGUF_FORMATS:
+        out = C.compress(params, method)
+        for path, w in tn.core.flatten(params).items():
+            got = tn.core.flatten(out)[path]
+            if getattr(w, "ndim", 0) != 2 or path.startswith("embed"):
+                assert got is w
+                continue
+            want = G.dequantize(G.quantize(w.T, method.upper()).reshape(-1), method.upper()).reshape(w.T.shape).T
+            np.testing.assert_array_equal(got.dequantize(), want)  # blocks run along the inputs, as in a file
+        assert quality.compressed_bits(out) == G.bits_per_weight(method.upper())
+    with pytest.raises(ValueError, match="multiple of 32"):
+        C.compress(tiny_llama(rng)[0], "q4_0")  # C = 16: no block of 32 inputs
+
+
+def test_smollm2_requantized_to_its_own_q4_1_grid_is_exact(smollm2):
+    """The grid lesson: SmolLM2's float32 weights are its file's Q4_1 blocks, widened — re-quantizing them to
+    Q4_1 gives the same numbers back (what a 4-bit row of the table measures is the mismatch between grids)."""
+    model = smollm2[0]
+    out = tn.core.flatten(C.compress(model.params, "q4_1"))
+    for path, w in tn.core.flatten(model.params).items():
+        if getattr(w, "ndim", 0) == 2 and not path.startswith("embed"):
+            np.testing.assert_array_equal(out[path].dequantize(), w, err_msg=path)
 
 
 def test_calibrated_recipes_say_what_they_need(rng):

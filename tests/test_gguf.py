@@ -93,8 +93,8 @@ def test_q4_1_block_layout_low_nibbles_first():
 
 
 def test_a_type_without_a_dequantizer_is_an_error_naming_the_tensor():
-    with pytest.raises(GGUFError, match="blk.0.w: ggml type Q6_K cannot be dequantized here"):
-        dequantize(np.zeros(210, np.uint8), "Q6_K", "blk.0.w")
+    with pytest.raises(GGUFError, match="blk.0.w: ggml type Q8_K cannot be dequantized here"):
+        dequantize(np.zeros(292, np.uint8), "Q8_K", "blk.0.w")
 
 
 # --- broken files ---------------------------------------------------------------------------------------------

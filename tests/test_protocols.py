@@ -10,13 +10,13 @@ import pytest
 from helpers import tiny_llama
 
 import transformer_np as tn
+from transformer_np.core.ggml_formats import GGUFMatrix
 from transformer_np.core.weights import StoredWeight
 from transformer_np.decoding.cache import KVCache, LayerCache, LayerKVCache, new_cache
-from transformer_np.efficient import cost_model, kv_int8, paged, precision, quality
+from transformer_np.efficient import awq, cost_model, kv_int8, paged, precision, quality
 from transformer_np.efficient import quantize as Q
 from transformer_np.efficient import tensor_parallel_mpi as mpi
 from transformer_np.model.protocol import DecoderModel
-from transformer_np.pretrained import gguf
 from transformer_np.pretrained.llama import LlamaConfig, LlamaModel
 
 pytestmark = pytest.mark.check  # the math check tier: `make check` (see the Makefile)
@@ -35,21 +35,14 @@ class OneRank:
         recv[0][...] = send
 
 
-def _gguf_q8_0(w):
-    """w's rows as GGUF Q8_0 blocks (fp16 scale d = max|x| / 127, int8 q), as the file lays them out."""
-    blocks = w.reshape(-1, 32)
-    d = (np.abs(blocks).max(axis=1, keepdims=True) / 127).astype(np.float16)
-    q = np.round(blocks / np.where(d == 0, 1, d.astype(np.float32))).astype(np.int8)
-    raw = np.concatenate([d.view(np.uint8), q.view(np.uint8)], axis=1)  # (n_blocks, 34)
-    return gguf.GGUFMatrix(raw.reshape(-1), "Q8_0", w.shape)
-
-
 STORED = {  # every StoredWeight subclass: how to make one from a float32 (C_in, C_out) matrix
     "WeightOnlyMatrix": lambda w: Q.WeightOnlyMatrix(w, bits=8, axis=0),
     "W8A8Matrix": Q.W8A8Matrix,
     "LLMInt8Matrix": Q.LLMInt8Matrix,
     "CastMatrix": lambda w: precision.CastMatrix(w, "bfloat16"),
-    "GGUFMatrix": _gguf_q8_0,
+    "GGUFMatrix": lambda w: GGUFMatrix.quantized(w, "Q8_0"),  # w's rows as Q8_0 blocks, as a file lays them out
+    "ScaledInputMatrix": lambda w: awq.ScaledInputMatrix(w, np.linspace(0.5, 2, w.shape[0], dtype=np.float32), 8,
+                                                         None),
     "ActivationRecorder": lambda w: quality.ActivationRecorder(w, "w"),
     "AllReduceMatrix": lambda w: mpi.AllReduceMatrix(w, OneRank(), mpi.CommStats()),
     "AllGatherMatrix": lambda w: mpi.AllGatherMatrix(w, 1, 0, OneRank(), mpi.CommStats()),

@@ -5,7 +5,11 @@ r"""Every compression method of this package as one recipe: a model's params tre
     float16 / bfloat16  weights stored in 16 bits, widened per product
     float8_e4m3fn / _e5m2  weights stored in 8-bit floats
     int8 / int4         weight-only, per output channel or in groups of inputs   bits, group_size, asymmetric
+    q8_0 … q4_0         GGUF's block formats, ggml's rounding (core.ggml_formats): blocks of 32 inputs, float16
+                        scales — what a GGUF file of that type would hold (q8_0, q5_1, q5_0, q4_1, q4_0)
     w8a8                int8 weights per channel × int8 activations per token
+    gptq                int4/int3/… by GPTQ: rounding errors spread with XᵀX     bits, group_size
+    awq                 int4/… by AWQ: activation-aware scales, then RTN           bits, group_size
     smoothquant         SmoothQuant's factors folded into the norms, then W8A8   alpha
     llm.int8            W8A8 with the outlier input columns in float             threshold
     kv-int8             the KV cache stored as int8 (weights untouched)
@@ -14,7 +18,7 @@ r"""Every compression method of this package as one recipe: a model's params tre
 
 The embedding table stays float32 unless ``quantize_embedding`` (it is also SmolLM2's output layer, read whole
 for every token's logits).  Recipes that need activation statistics (smoothquant, wanda) take recorders from
-``quality.record_activations`` on the calibration text.
+``quality.record_activations`` on the calibration text (gptq: with ``hessian=True``; awq: with ``keep_rows``).
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.checks import check_choice
-from ..core.tree import flatten, unflatten
-from . import precision, prune
+from ..core.ggml_formats import GGUFMatrix
+from ..core.tree import flatten, map_weights, unflatten
+from . import awq, gptq, precision, prune
 from . import quantize as Q
 
-METHODS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int8", "int4", "w8a8",
-           "smoothquant", "llm.int8", "kv-int8", "magnitude", "magnitude-global", "wanda", "2:4", "wanda-2:4")
-NEEDS_CALIBRATION = ("smoothquant", "wanda", "wanda-2:4")
+GGUF_FORMATS = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+METHODS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int8", "int4", *GGUF_FORMATS, "gptq",
+           "awq", "w8a8", "smoothquant", "llm.int8", "kv-int8", "magnitude", "magnitude-global", "wanda", "2:4",
+           "wanda-2:4")
+NEEDS_CALIBRATION = ("gptq", "awq", "smoothquant", "wanda", "wanda-2:4")
 OPTIONS = ("bits", "group_size", "asymmetric", "sparsity", "alpha", "threshold", "keys", "quantize_embedding")
 
 
@@ -38,23 +45,11 @@ def method_label(row):
     return row["method"] + (f" ({opts})" if opts else "")
 
 
-def smooth_groups(params):
-    """(norm path, [paths of the linears it feeds]) for every pre-norm block of a Llama-layout tree."""
-    flat = flatten(params)
-    groups, feeds = [], (("attn_norm", "attn", ("w_q", "w_k", "w_v")), ("ffn_norm", "ffn", ("w_gate", "w_up")))
-    for path in flat:
-        for norm, block, names in feeds:
-            if path.endswith(f"/{norm}/gamma"):
-                prefix = path[: -len(f"{norm}/gamma")]
-                groups.append((path, [f"{prefix}{block}/{n}" for n in names if f"{prefix}{block}/{n}" in flat]))
-    return groups
-
-
 def smoothquant_fold(params, recorders, alpha=0.5):
     """The float params tree with each norm's γ divided by s and the rows of the linears it feeds multiplied by
     s (quantize.smoothing_factors from the recorded max|X_j|): the same function, smoother activations."""
     flat = dict(flatten(params))
-    for norm, linears in smooth_groups(params):
+    for norm, linears in Q.norm_fed_groups(params):
         x_absmax = recorders[linears[0]].absmax  # the linears of a group read the same normalised input
         w_absmax = np.max([np.abs(flat[p]).max(axis=1) for p in linears], axis=0)
         s = Q.smoothing_factors(x_absmax, w_absmax, alpha).astype(flat[norm].dtype)
@@ -79,6 +74,17 @@ def compress(params, method, *, bits=None, group_size=None, asymmetric=False, sp
         b = bits or int(method[3:])
         return Q.quantize_params(params, lambda w: Q.WeightOnlyMatrix(w, b, axis=0, group_size=group_size,
                                                                     asymmetric=asymmetric), skip)
+    if method in GGUF_FORMATS:  # a file's rows are the outputs, blocks run along the inputs: W (C_in, C_out) = Wᵀᵀ
+        return Q.quantize_params(params, lambda w: GGUFMatrix.quantized(np.asarray(w).T, method.upper()).T, skip)
+    if method == "gptq":
+        if any(r.xtx is None for r in recorders.values()):
+            raise ValueError("gptq needs each weight's XᵀX: recorders=quality.record_activations(..., hessian=True)")
+        return map_weights(params, lambda p, w: gptq.gptq_matrix(w, recorders[p].xtx, bits or 4, group_size), skip)
+    if method == "awq":
+        if any(r.keep_rows == 0 for r in recorders.values()):
+            raise ValueError("awq searches its scales on calibration rows: "
+                             "recorders=quality.record_activations(..., keep_rows=512)")
+        return awq.awq_params(params, recorders, bits or 4, group_size, skip=skip)[0]
     if method in ("w8a8", "smoothquant"):
         base = smoothquant_fold(params, recorders, alpha) if method == "smoothquant" else params
         return Q.quantize_params(base, Q.W8A8Matrix, skip)

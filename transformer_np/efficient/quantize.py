@@ -24,7 +24,7 @@ import math
 
 from ..core.backend import array_namespace
 from ..core.checks import check_positive_int, check_real
-from ..core.tree import replace_weights
+from ..core.tree import flatten, replace_weights
 from ..core.weights import StoredWeight
 
 # --- groups: move the group axis last and cut it into runs ------------------------------------------------
@@ -178,6 +178,15 @@ class WeightOnlyMatrix(StoredWeight):
         self.qt = quantize(w, bits, axis, group_size, pack=pack)
         self.compute_dtype = self.qt.scale.dtype
 
+    @classmethod
+    def from_quantized(cls, qt):
+        """A weight kept as numbers another method rounded (GPTQ's): a :class:`Quantized` of a (C_in, C_out)
+        matrix."""
+        m = object.__new__(cls)
+        StoredWeight.__init__(m, qt.shape)
+        m.qt, m.compute_dtype = qt, qt.scale.dtype
+        return m
+
     @property
     def nbytes(self):
         return self.qt.nbytes
@@ -274,6 +283,19 @@ def smoothing_factors(x_absmax, w_absmax, alpha=0.5):
     xp = array_namespace(x_absmax)
     s = x_absmax**alpha / w_absmax ** (1.0 - alpha)
     return xp.where((x_absmax > 0) & (w_absmax > 0), s, xp.ones_like(s))
+
+
+def norm_fed_groups(params):
+    """(norm γ path, [the linears it alone feeds]) for every pre-norm block of a Llama-layout tree: the RMSNorm
+    before Q, K, V and the one before gate, up — where a per-input-channel scale can be folded into γ."""
+    flat = flatten(params)
+    groups, feeds = [], (("attn_norm", "attn", ("w_q", "w_k", "w_v")), ("ffn_norm", "ffn", ("w_gate", "w_up")))
+    for path in flat:
+        for norm, block, names in feeds:
+            if path.endswith(f"/{norm}/gamma"):
+                prefix = path[: -len(f"{norm}/gamma")]
+                groups.append((path, [f"{prefix}{block}/{n}" for n in names if f"{prefix}{block}/{n}" in flat]))
+    return groups
 
 
 def smooth_fold(norm_gamma, weights, s):

@@ -16,7 +16,8 @@ A string is u64 length + UTF-8 bytes; an array is u32 item type + u64 count + it
 dimensions innermost first** (ne[0] is the contiguous one, as in ggml): a linear weight of dims [C_in, C_out]
 is the NumPy array (C_out, C_in) — :attr:`TensorInfo.shape` is already turned around, in NumPy's order.
 
-Quantized tensors come in blocks of 32 values; :func:`dequantize` turns each known block format into float32.
+Quantized tensors come in blocks (of 32 values, or super-blocks of 256): core.ggml_formats draws each format and
+turns it into float32 (:func:`dequantize`), or keeps a matrix as its blocks (:class:`GGUFMatrix`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ import math
 import os
 
 import numpy as np
-from array_api_compat import is_array_api_obj
 
-from ..core.backend import array_namespace
-from ..core.weights import StoredWeight, float32_of, from_codes
+from ..core.ggml_formats import (  # noqa: F401 - the block formats, read here and offered by this module too
+    BLOCK_TYPES,
+    GGML_TYPES,
+    QUANT_SIZES,
+    GGUFError,
+    GGUFMatrix,
+    dequantize,
+)
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -43,20 +49,6 @@ VALUE_TYPES = {0: ("UINT8", "<u1"), 1: ("INT8", "<i1"), 2: ("UINT16", "<u2"), 3:
                4: ("UINT32", "<u4"), 5: ("INT32", "<i4"), 6: ("FLOAT32", "<f4"), 7: ("BOOL", "<u1"),
                8: ("STRING", None), 9: ("ARRAY", None), 10: ("UINT64", "<u8"), 11: ("INT64", "<i8"),
                12: ("FLOAT64", "<f8")}
-
-# ggml tensor types: code -> (name, values per block, bytes per block)
-GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
-              7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36), 10: ("Q2_K", 256, 84),
-              11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210),
-              15: ("Q8_K", 256, 292), 24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8),
-              28: ("F64", 1, 8), 30: ("BF16", 1, 2)}
-# the same table by name, as gguf-py's GGML_QUANT_SIZES: type name -> (values per block, bytes per block)
-QUANT_SIZES = {name: (block, nbytes) for name, block, nbytes in GGML_TYPES.values()}
-
-
-class GGUFError(ValueError):
-    """The file is not a valid GGUF file; the message says where and why."""
-
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
@@ -208,125 +200,3 @@ def _tensor_info(c, name, dims, ggml_type, offset, alignment, data_offset, size)
         c.fail(f"tensor {name!r} ({type_name}, dims {dims}: {nbytes} bytes at data offset {offset}) runs past "
                f"the end of the {size}-byte file")
     return TensorInfo(name, tuple(reversed(dims)), type_name, data_offset + offset, nbytes)
-
-
-# --- dequantization: one function per block format ---------------------------------------------------------
-# written with standard array operations, so a tensor's blocks dequantize where they lie: NumPy (the file's memory
-# map), torch or CuPy (the blocks as a uint8 array of that library)
-def _blocks(raw, type_name):
-    """Raw bytes (any library; a NumPy memory map as it is) -> (n blocks, bytes per block of type_name) uint8."""
-    if not is_array_api_obj(raw):  # bytes, a memoryview
-        raw = np.asarray(raw, dtype=np.uint8)
-    xp = array_namespace(raw)
-    return xp.reshape(raw, (-1, QUANT_SIZES[type_name][1]))
-
-
-def _half(blocks, start):
-    """The fp16 scalar at bytes start, start+1 of every block (little-endian), as float32 (n, 1)."""
-    xp = array_namespace(blocks)
-    code = xp.astype(blocks[:, start], xp.int32) + 256 * xp.astype(blocks[:, start + 1], xp.int32)
-    return from_codes(code, "float16")[:, None]
-
-
-def _int8(qs):
-    """Bytes read as two's-complement int8 (b − 256 where b ≥ 128), as float32.  uint8 → int8 wraps around in
-    NumPy, torch and CuPy alike (the array API leaves it to the library; a test checks it for NumPy and torch)."""
-    xp = array_namespace(qs)
-    return xp.astype(xp.astype(qs, xp.int8), xp.float32)
-
-
-def _nibbles(qs):
-    """16 bytes -> 32 unsigned 4-bit values per block: the low nibbles are values 0-15, the high ones 16-31."""
-    xp = array_namespace(qs)
-    return xp.astype(xp.concat([qs & 0x0F, qs >> 4], axis=1), xp.float32)
-
-
-def dequantize_q8_0(raw):
-    r"""Q8_0: x = d · q   (d: fp16 scale, q: int8), 32 values in 34 bytes:
-
-        bytes  0-1   2 ................................ 33
-               d     q_0 q_1 …                      q_31    (int8)
-    """
-    b = _blocks(raw, "Q8_0")
-    return _flat(_half(b, 0) * _int8(b[:, 2:]))
-
-
-def dequantize_q8_1(raw):
-    r"""Q8_1: x = d · q, 32 values in 36 bytes (s = d · Σq, for dot products, is not needed here):
-
-        bytes  0-1  2-3  4 ............................. 35
-               d    s    q_0 …                       q_31    (int8)
-    """
-    b = _blocks(raw, "Q8_1")
-    return _flat(_half(b, 0) * _int8(b[:, 4:]))
-
-
-def dequantize_q4_0(raw):
-    r"""Q4_0: x = d · (q - 8), q unsigned 4-bit, 32 values in 18 bytes:
-
-        bytes  0-1   2 ................. 17
-               d     q_0|q_16  q_1|q_17 …  q_15|q_31    (low nibble | high nibble)
-    """
-    b = _blocks(raw, "Q4_0")
-    return _flat(_half(b, 0) * (_nibbles(b[:, 2:]) - 8.0))
-
-
-def dequantize_q4_1(raw):
-    r"""Q4_1: x = d · q + m, q unsigned 4-bit, 32 values in 20 bytes (a scale and a minimum per block):
-
-        bytes  0-1  2-3  4 ................. 19
-               d    m    q_0|q_16  …  q_15|q_31          (low nibble | high nibble)
-    """
-    b = _blocks(raw, "Q4_1")
-    return _flat(_half(b, 0) * _nibbles(b[:, 4:]) + _half(b, 2))
-
-
-def _flat(x):
-    return array_namespace(x).reshape(x, (-1,))
-
-
-PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "<i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
-DEQUANTIZE = {"Q8_0": dequantize_q8_0, "Q8_1": dequantize_q8_1, "Q4_0": dequantize_q4_0, "Q4_1": dequantize_q4_1}
-
-
-def dequantize(raw, type_name, name="tensor"):
-    """float32 values (flat) of a tensor's raw bytes in ggml type ``type_name``."""
-    if type_name in PLAIN:
-        return np.asarray(raw, dtype=np.uint8).view(PLAIN[type_name]).astype(np.float32)
-    if type_name == "BF16":  # bfloat16 is the top half of a float32
-        return (np.asarray(raw, dtype=np.uint8).view("<u2").astype(np.uint32) << 16).view(np.float32)
-    if type_name not in DEQUANTIZE:
-        raise GGUFError(f"{name}: ggml type {type_name} cannot be dequantized here "
-                        f"(known: {', '.join(sorted([*PLAIN, 'BF16', *DEQUANTIZE]))})")
-    return DEQUANTIZE[type_name](raw)
-
-
-# --- a tensor kept as its blocks -----------------------------------------------------------------------------
-BLOCK_TYPES = tuple(DEQUANTIZE)  # the block formats a GGUFMatrix keeps as they are
-
-
-class GGUFMatrix(StoredWeight):
-    """A quantized GGUF matrix kept as the file's blocks (a view of the memory map: nothing copied), dequantized
-    at each use — for a product, the whole matrix; for an embedding lookup, only the rows asked for (each row of
-    ne0 values is its own run of blocks).  shape: the file's (ne1, ne0), i.e. (rows, values per row)."""
-
-    def __init__(self, raw, type_name, shape, name="tensor"):
-        super().__init__(shape)
-        if type_name not in BLOCK_TYPES or shape[1] % QUANT_SIZES[type_name][0]:
-            raise GGUFError(f"{name}: {type_name} rows of {shape[1]} values cannot be kept as blocks")
-        self.raw, self.type_name, self.name = raw, type_name, name
-        block, block_bytes = QUANT_SIZES[type_name]
-        self.row_bytes = shape[1] // block * block_bytes
-        self.compute_dtype = float32_of(raw)
-
-    @property
-    def nbytes(self):
-        return self.raw.nbytes
-
-    def dequantize_stored(self, rows=None):
-        xp = array_namespace(self.raw)
-        if rows is None:
-            return xp.reshape(dequantize(self.raw, self.type_name, self.name), self._shape)
-        blocks = xp.take(xp.reshape(self.raw, (self._shape[0], self.row_bytes)), rows, axis=0)  # (n, row_bytes)
-        return xp.reshape(dequantize(xp.reshape(blocks, (-1,)), self.type_name, self.name),
-                          (rows.shape[0], self._shape[1]))

@@ -92,7 +92,10 @@ def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_l
 
 @pytest.mark.parametrize("args,message", [
     (["bench", "embed", "--backend", "torch"], "only bench forward, decode, llm run on another library's arrays"),
-    (["bench", "forward", "--random-weights"], "only bench llm has weights to replace")])
+    (["bench", "forward", "--random-weights"], "only bench llm has weights to replace"),
+    (["bench", "forward", "--text", "x.txt"], "only bench quality evaluates on a text"),
+    (["bench", "quality", "--stride", "600"], "--stride 600: at most the window, 512 tokens"),
+    (["bench", "quality", "--text", "absent.txt"], "--text absent.txt: No such file or directory")])
 def test_bench_options_a_benchmark_cannot_use_are_errors(capsys, args, message):
     assert main(args) == 2
     assert message in capsys.readouterr().err

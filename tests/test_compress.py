@@ -122,6 +122,12 @@ def test_smollm2_requantized_to_its_own_q4_1_grid_is_exact(smollm2):
             np.testing.assert_array_equal(out[path].dequantize(), w, err_msg=path)
 
 
+def test_a_methods_label_names_its_bits_and_options():
+    assert C.method_label({"method": "int4", "group_size": 32}) == "int4 (group_size=32)"
+    assert C.method_label({"method": "int4", "bits": 3, "group_size": 128}) == "int3 (group_size=128)"
+    assert C.method_label({"method": "gptq", "bits": 3, "group_size": 128}) == "gptq (bits=3, group_size=128)"
+
+
 def test_calibrated_recipes_say_what_they_need(rng):
     params, _ = tiny_llama(rng)
     with pytest.raises(ValueError, match="wanda needs activation statistics"):
@@ -142,14 +148,30 @@ def test_minilm_int8_embeddings_keep_cosine_0999():
     assert cosine.min() >= 0.999
 
 
-def test_compress_command_prints_the_method_against_float32(smollm2, capsys):
+def test_compress_command_prints_the_method_against_float32_on_a_users_text(smollm2, capsys, tmp_path):
     from transformer_np.__main__ import main
 
-    assert main(["compress", "--method", "int8", "--tokens", "64"]) == 0
+    mine = tmp_path / "mine.txt"
+    mine.write_text("The quick brown fox jumps over the lazy dog. " * 20, encoding="utf-8")
+    assert main(["compress", "--method", "int8", "--text", str(mine), "--tokens", "100", "--stride", "50"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("SmolLM2-135M-Instruct, 63 evaluation tokens")
+    assert lines[0].startswith("SmolLM2-135M-Instruct, 99 evaluation tokens")  # overlapping windows: all but one
     assert lines[1].startswith("float32") and "538.1 MB" in lines[1]
-    assert lines[2].startswith("int8") and "220.2 MB" in lines[2] and "perplexity" in lines[2]
+    assert "KL 0.00000 ± 0.00000   top-1 1.000" in lines[1]  # the reference against itself
+    assert lines[2].startswith("int8") and "220.2 MB" in lines[2] and "KL 0.0" in lines[2]
+
+
+def test_compress_command_refuses_a_text_it_cannot_read(capsys, tmp_path):
+    from transformer_np.__main__ import main
+
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00text")
+    (tmp_path / "empty.txt").write_text("  \n")
+    for path, message in (("bin.txt", "not UTF-8 text (byte 0)"), ("empty.txt", "holds no text"),
+                          ("absent.txt", "No such file or directory")):
+        assert main(["compress", "--method", "int8", "--text", str(tmp_path / path)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["compress", "--method", "int8", "--stride", "600"]) == 2
+    assert "--stride 600: at most the window, 512 tokens" in capsys.readouterr().err
 
 
 def test_compress_command_rejects_bad_options(capsys):

@@ -2,6 +2,7 @@
 bytes for the same input, groups long inputs into blocks whose rows still sum to one, and refuses bad input."""
 
 import base64
+import json
 import re
 
 import numpy as np
@@ -64,10 +65,12 @@ def test_same_input_gives_the_same_bytes_and_no_url():
     assert a.count("<script") == 2 and 'type="application/json" id="data"' in a
 
 
-def test_text_cannot_close_the_data_script():
-    page = X.render({"title": "</script><b>", "block": 1, "attentions": []})
-    body = page.split('id="data">', 1)[1]
-    assert body.index("</script>") > body.index("<\\/script>")  # the JSON's own "</" is escaped
+@pytest.mark.parametrize("title", ["</script><b>", "<!--<script>", "a < b <!-- c --> </SCRIPT"])
+def test_text_cannot_close_or_comment_out_the_data_script(title):
+    page = X.render({"title": title, "block": 1, "attentions": []})
+    data = page.split('id="data">', 1)[1].split("</script>", 1)[0]  # the data script's whole content
+    assert "<" not in data  # no "</script>", no "<!--": the browser's script parser sees plain text to the end
+    assert json.loads(data)["title"] == title
 
 
 def test_long_inputs_are_grouped_in_blocks_whose_rows_sum_to_one(rng):

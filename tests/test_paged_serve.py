@@ -118,3 +118,28 @@ def test_requests_with_a_common_prompt_prefix_share_its_blocks_and_get_what_they
     for (prompt, n), h in zip(work, handles):
         assert h.output == g.greedy(g.LMSession(model, [prompt]), n)[0]
     assert pool.used_blocks == 0
+
+
+def test_a_request_the_whole_pool_cannot_hold_is_refused_at_submit_and_the_rest_are_served():
+    model = models()[0]
+    server = Server(model, BlockPool.for_model(model, 4, block_size=4), max_batch=2)  # 16 positions in all
+    first = server.submit([1, 2], 5)
+    with pytest.raises(ValueError, match="need 5 blocks of 4 positions, more than the whole pool's 4"):
+        server.submit([1, 2, 3], 15)
+    last = server.submit([3, 4], 5)
+    server.run()
+    assert first.done and last.done and len(last.output) == 5
+
+
+@pytest.mark.parametrize("prompt, eos_id, message", [([1.9, 2.7], None, "prompt token must be an integer"),
+                                                     ([True, False], None, "prompt token must be an integer"),
+                                                     (["3", "4"], None, "prompt token must be an integer"),
+                                                     ([1, 2], -1, "eos_id must be an integer in"),
+                                                     ([1, 2], 2.5, "eos_id must be an integer in"),
+                                                     ([1, 2], 10**9, "eos_id must be an integer in")])
+def test_submit_refuses_ids_it_would_have_to_coerce(prompt, eos_id, message):
+    model = models()[0]
+    server = Server(model, BlockPool.for_model(model, 8, block_size=4))
+    with pytest.raises(ValueError, match=message):
+        server.submit(prompt, 3, eos_id=eos_id)
+    assert not server.waiting

@@ -253,3 +253,36 @@ def test_channel_key_cache_rolls_back_only_inside_its_float_tail(rng):
     assert c.length == 5 and c.k.shape[2] == 5 and c.k_tail.shape[2] == 1
     with pytest.raises(NotImplementedError, match="inside a finished block"):
         c.truncate(2)
+
+
+# --- a NaN is carried on, never rounded away -------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda w: Q.WeightOnlyMatrix(w, 8, axis=0),
+                                  lambda w: Q.WeightOnlyMatrix(w, 4, axis=0, group_size=8),
+                                  lambda w: Q.WeightOnlyMatrix(w, 4, axis=0, group_size=8, asymmetric=True),
+                                  Q.W8A8Matrix, Q.LLMInt8Matrix])
+def test_a_nan_weight_makes_its_group_nan_not_zero(rng, make):
+    w = rng.standard_normal((16, 4)).astype(np.float32)
+    w[3, 1] = np.nan
+    got = make(w)
+    assert np.isnan(got.dequantize()[3, 1]) and np.isfinite(got.dequantize()[:, [0, 2, 3]]).all()
+    y = rng.standard_normal((2, 16)).astype(np.float32) @ got
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2, 3]]).all()
+
+
+@pytest.mark.parametrize("make", [Q.W8A8Matrix, Q.LLMInt8Matrix])
+def test_a_nan_activation_makes_its_output_row_nan(rng, make):
+    m = make(rng.standard_normal((16, 4)).astype(np.float32))
+    x = rng.standard_normal((3, 16)).astype(np.float32)
+    x[1, 5] = np.nan
+    y = x @ m
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+def test_an_int8_kv_cache_keeps_a_nan_value_nan():
+    from transformer_np.efficient.kv_int8 import Int8LayerCache
+
+    k = np.ones((1, 2, 3, 8), np.float32)
+    v = k.copy()
+    v[0, 1, 2, 4] = np.nan
+    _, v_all = Int8LayerCache().extend(k, v)
+    assert np.isnan(v_all[0, 1, 2]).all() and np.isfinite(v_all[0, 0]).all() and np.isfinite(v_all[0, 1, :2]).all()

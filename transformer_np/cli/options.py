@@ -79,3 +79,26 @@ def _nearest(path):
     while not os.path.exists(path):
         path = os.path.dirname(path)
     return path, os.path.isdir(path)
+
+
+MAX_TEXT_BYTES = 64 * 2**20  # a text to evaluate on: 64 MiB is millions of tokens, hours of evaluation
+
+
+def read_text_file(option, path):
+    """The UTF-8 text of a file given on the command line (untrusted: its size is checked before it is read, and
+    bytes that are not UTF-8 are an error naming the option, not a crash)."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_TEXT_BYTES:
+            raise CommandError(f"{option} {path}: {size:,} bytes, more than the {MAX_TEXT_BYTES:,} read")
+        with open(path, "rb") as f:
+            data = f.read(MAX_TEXT_BYTES + 1)
+    except OSError as e:
+        raise CommandError(f"{option} {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandError(f"{option} {path}: not UTF-8 text (byte {e.start})") from None
+    if not text.strip():
+        raise CommandError(f"{option} {path}: the file holds no text")
+    return text

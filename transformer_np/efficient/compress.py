@@ -36,13 +36,17 @@ METHODS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "in
            "awq", "w8a8", "smoothquant", "llm.int8", "kv-int8", "magnitude", "magnitude-global", "wanda", "2:4",
            "wanda-2:4")
 NEEDS_CALIBRATION = ("gptq", "awq", "smoothquant", "wanda", "wanda-2:4")
+# what a method's recorders must hold beyond the activation statistics (quality.record_activations' options)
+CALIBRATION = {"gptq": {"hessian": True}, "awq": {"keep_rows": 512}}
 OPTIONS = ("bits", "group_size", "asymmetric", "sparsity", "alpha", "threshold", "keys", "quantize_embedding")
 
 
 def method_label(row):
-    """"int4 (group_size=32)": a method and the options a measurement row ({method, option: value, …}) carries."""
-    opts = ", ".join(f"{k}={row[k]}" for k in OPTIONS if k in row)
-    return row["method"] + (f" ({opts})" if opts else "")
+    """"int4 (group_size=32)": a method and the options a measurement row ({method, option: value, …}) carries;
+    int8/int4 with other bits are named by them ("int3 (group_size=128)")."""
+    rename = row["method"] in ("int8", "int4") and row.get("bits") is not None
+    opts = ", ".join(f"{k}={row[k]}" for k in OPTIONS if k in row and not (rename and k == "bits"))
+    return (f"int{row['bits']}" if rename else row["method"]) + (f" ({opts})" if opts else "")
 
 
 def smoothquant_fold(params, recorders, alpha=0.5):

@@ -33,7 +33,7 @@ class BlockPool:
         for name, value in (("n_layers", n_layers), ("n_blocks", n_blocks), ("n_kv_heads", n_kv_heads),
                             ("d_head", d_head), ("block_size", block_size)):
             check_positive_int(name, value)
-        self.block_size = block_size
+        self.block_size, self.n_blocks = block_size, n_blocks
         self.k = np.zeros((n_layers, n_blocks, n_kv_heads, block_size, d_head), dtype=dtype)
         self.v = np.zeros_like(self.k)
         self.refs = np.zeros(n_blocks, np.int64)

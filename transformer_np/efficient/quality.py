@@ -24,7 +24,7 @@ from ..decoding.cache import contiguous_cache
 from ..decoding.search import greedy
 from ..decoding.sessions import LMSession
 from ..model.protocol import DecoderModel
-from .compress import compress
+from .compress import CALIBRATION, NEEDS_CALIBRATION, compress
 from .kv_int8 import int8_cache_factory
 
 
@@ -193,6 +193,15 @@ def record_activations(model, ids, window=512, skip=("embed",), hessian=False, k
 
     token_nll(model.with_params(map_weights(model.params, wrap)), ids, window)
     return recorders
+
+
+def calibrate(model, method, tokens=2048):
+    """The recorders ``method`` needs (compress.NEEDS_CALIBRATION; None for the others), read over the first
+    ``tokens`` of the calibration text, with what the method asks beyond the statistics (compress.CALIBRATION)."""
+    if method not in NEEDS_CALIBRATION:
+        return None
+    ids = model.tokenize(calibration_text())[:tokens]
+    return record_activations(model, ids, **CALIBRATION.get(method, {}))
 
 
 class _FreshCache(DecoderModel):

@@ -85,18 +85,26 @@ class Quantized:
         return xp.reshape(flat, (*self.scale.shape[:-1], -1))
 
 
+def _nan_to_zero(q):
+    """The integers of a group whose scale is NaN (the group held a NaN) set to 0 before the cast (NaN has no integer);
+    the NaN scale makes every dequantized value of the group NaN: a NaN is carried on, never rounded away."""
+    xp = array_namespace(q)
+    return xp.where(xp.isnan(q), xp.zeros_like(q), q)
+
+
 def quantize_symmetric(x, bits=8, axis=None, group_size=None, pack=False):
     r"""s = \max_{group}|x| / q_{max},  q = clip(round(x / s), -q_{max}, q_{max}),  q_{max} = 2^{b-1} - 1.
 
     x: float array; bits in 2…8; axis/group_size: see the module docstring; pack: two 4-bit values a byte
-    (bits ≤ 4).  A group of zeros gets s = 1 (any s reproduces it).  Returns :class:`Quantized`."""
+    (bits ≤ 4).  A group of zeros gets s = 1 (any s reproduces it); a group holding a NaN gets s = NaN, so it
+    dequantizes to NaN (the NaN is not hidden).  Returns :class:`Quantized`."""
     check_bits(bits, pack)
     xp = array_namespace(x)
     g = _grouped(x, axis, group_size)
     q_max = 2 ** (bits - 1) - 1
     s = xp.max(xp.abs(g), axis=-1, keepdims=True) / q_max  # (..., n_groups, 1)
-    s = xp.where(s > 0, s, xp.ones_like(s))
-    q = xp.astype(xp.clip(xp.round(g / s), -q_max, q_max), xp.int8)
+    s = xp.where(s == 0, xp.ones_like(s), s)  # a group of zeros; a NaN in the group keeps s = NaN
+    q = xp.astype(_nan_to_zero(xp.clip(xp.round(g / s), -q_max, q_max)), xp.int8)
     if pack:
         q = pack_int4(q)
     return Quantized(q, xp.astype(s, xp.float32), None, bits, axis, group_size, tuple(x.shape), pack)
@@ -115,9 +123,9 @@ def quantize_asymmetric(x, bits=8, axis=None, group_size=None, pack=False):
     lo, hi = xp.minimum(lo, xp.zeros_like(lo)), xp.maximum(hi, xp.zeros_like(hi))  # the grid must hold 0
     top = 2**bits - 1
     s = (hi - lo) / top
-    s = xp.where(s > 0, s, xp.ones_like(s))
-    z = xp.clip(xp.round(-lo / s), 0, top)
-    q = xp.astype(xp.clip(xp.round(g / s) + z, 0, top), xp.uint8)
+    s = xp.where(s == 0, xp.ones_like(s), s)  # a group of zeros; a NaN in the group keeps s = NaN
+    z = _nan_to_zero(xp.clip(xp.round(-lo / s), 0, top))
+    q = xp.astype(_nan_to_zero(xp.clip(xp.round(g / s) + z, 0, top)), xp.uint8)
     if pack:
         q = pack_int4(q)
     return Quantized(q, xp.astype(s, xp.float32), xp.astype(z, xp.uint8), bits, axis, group_size, tuple(x.shape),

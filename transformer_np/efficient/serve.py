@@ -60,17 +60,24 @@ class Server:
         self._next_id = 0
 
     def submit(self, prompt, max_new_tokens, eos_id=None):
-        """Queue a request; returns its :class:`Request`, whose ``output`` fills as the server steps."""
-        prompt = [int(t) for t in prompt]
+        """Queue a request; returns its :class:`Request`, whose ``output`` fills as the server steps.  Token ids
+        and eos_id must be integers in the vocabulary (a float, a bool or a string is refused, not coerced), and
+        the whole run must fit in the block pool (a request that never could is refused here, not at run())."""
+        prompt = list(prompt)
         if not prompt:
             raise ValueError("prompt must hold at least one token")
         check_positive_int("max_new_tokens", max_new_tokens)
         V = self.model.config.vocab_size
-        for t in prompt:
-            check_int("prompt token", t, low=0, high=V - 1)
+        prompt = [check_int("prompt token", t, low=0, high=V - 1) for t in prompt]
+        if eos_id is not None:
+            eos_id = check_int("eos_id", eos_id, low=0, high=V - 1)
         if len(prompt) + max_new_tokens > self.model.config.max_len:
             raise ValueError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceed "
                              f"max_len={self.model.config.max_len}")
+        need = -(-(len(prompt) + max_new_tokens) // self.pool.block_size)
+        if need > self.pool.n_blocks:
+            raise ValueError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) need {need} blocks of "
+                             f"{self.pool.block_size} positions, more than the whole pool's {self.pool.n_blocks}")
         req = Request(self._next_id, prompt, max_new_tokens, eos_id, submitted_step=self.steps,
                       submitted_time=time.perf_counter())
         self._next_id += 1

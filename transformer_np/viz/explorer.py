@@ -318,7 +318,9 @@ def _asset(name):
 
 def render(data):
     """The whole page: the data as JSON in a script element, the explorer's script and style inline."""
-    payload = json.dumps(data, sort_keys=True, ensure_ascii=True).replace("</", "<\\/")
+    # every "<" as the JSON escape \u003c: neither "</script>" nor "<!--" (which would make the browser's script
+    # parser swallow the rest of the page) can appear inside the data script
+    payload = json.dumps(data, sort_keys=True, ensure_ascii=True).replace("<", "\\u003c")
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(data['title'])}</title>\n<style>\n{_asset('explore.css')}</style>\n</head>\n"
             f"<body>\n<h1 id=\"title\"></h1>\n<p id=\"note\"></p>\n<div id=\"controls\"></div>\n"

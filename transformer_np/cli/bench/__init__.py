@@ -12,7 +12,7 @@ least 20) after one warm-up run, so that first-call costs (allocation, thread st
 from __future__ import annotations
 
 from ...model.checkpoint import write_json
-from ..options import check_output_dir, check_output_file, non_negative_int, positive_int
+from ..options import check_output_dir, check_output_file, non_negative_int, positive_int, read_text_file
 from .cost import bench_cost
 from .decode import bench_decode
 from .embed import bench_embed
@@ -45,7 +45,10 @@ BENCHMARKS = {
     "llm": lambda args, print_fn: bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
                                             random_weights=args.random_weights, print_fn=print_fn),
     "serve": lambda args, print_fn: bench_serve(quick=args.quick, print_fn=print_fn),
-    "quality": lambda args, print_fn: bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot),
+    "quality": lambda args, print_fn: bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot,
+                                                    text=None if args.text is None else read_text_file("--text",
+                                                                                                       args.text),
+                                                    stride=args.stride),
     "cost": lambda args, print_fn: bench_cost(quick=args.quick, repeat=args.repeat, plot=args.plot,
                                               print_fn=print_fn),
 }
@@ -57,6 +60,9 @@ def add_arguments(bench):
                             "model's predictions against measured times)")
     bench.add_argument("--tokens", type=positive_int, default=None,
                        help="quality: evaluation tokens (default: all 23,294 of the shipped text)")
+    bench.add_argument("--text", metavar="FILE", help="quality: evaluate on this UTF-8 text instead of the shipped one")
+    bench.add_argument("--stride", type=positive_int, default=None,
+                       help="quality: windows of 512 tokens every STRIDE (default 512, no overlap)")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     bench.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     bench.add_argument("--repeat", type=positive_int, default=3, help="timed runs per workload (best is kept)")
@@ -78,6 +84,10 @@ def run(args, print_fn=print):
     if args.backend != "numpy" and args.what not in BACKENDS_FOR:
         raise ValueError(f"--backend {args.backend}: only bench {', '.join(BACKENDS_FOR)} run on another "
                          f"library's arrays, not bench {args.what}")
+    if (args.text is not None or args.stride is not None) and args.what != "quality":
+        raise ValueError(f"--text, --stride: only bench quality evaluates on a text, not bench {args.what}")
+    if args.stride is not None and args.stride > 512:
+        raise ValueError(f"--stride {args.stride}: at most the window, 512 tokens")
     if args.random_weights and args.what != "llm":
         raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
     if args.plot is not None:

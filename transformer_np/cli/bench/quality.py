@@ -1,7 +1,11 @@
 """``bench quality``: every compression method against float32, on every real model.
 
-- SmolLM2-135M-Instruct: perplexity on the shipped evaluation text (23,294 tokens by default), resident weight
-  bytes, bits per compressed weight, greedy decoding speed;
+- SmolLM2-135M-Instruct: perplexity and the KL divergence from float32's next-token distributions (mean, 99th
+  percentile) and top-1 agreement, each with its standard error, on the shipped evaluation text (23,294 tokens
+  by default; ``--text FILE`` for another, ``--stride`` for overlapping windows), resident weight bytes, bits per
+  compressed weight, greedy decoding speed.  Every 4-bit row says what it measures (``measures``): SmolLM2's
+  float32 weights are its file's Q4_1 blocks, so a 4-bit grid other than Q4_1 measures the mismatch of two grids
+  as much as 4-bit quantization; q4_1 re-quantizes onto the grid the weights lie on (KL 0);
 - all-MiniLM-L6-v2: cosine of each shipped search sentence's embedding to float32's, and whether each sentence's
   nearest neighbour is still the same (top-1 retrieval agreement);
 - the three task models trained here: held-out accuracy.
@@ -30,8 +34,11 @@ from ...viz import plots
 from .table import Column, header_line, print_table, row_line
 
 SMOLLM2_ROWS = [("float32", {}), ("bfloat16", {}), ("float16", {}), ("float8_e4m3fn", {}), ("float8_e5m2", {}),
-                ("int8", {}), ("int8", {"group_size": 32}), ("int4", {}), ("int4", {"group_size": 64}),
-                ("int4", {"group_size": 32}), ("int4", {"group_size": 32, "asymmetric": True}), ("gguf", {}),
+                ("int8", {}), ("int8", {"group_size": 32}), ("q8_0", {}), ("gguf", {}), ("q4_1", {}), ("q4_0", {}),
+                ("q5_0", {}), ("int4", {}), ("int4", {"group_size": 128}), ("int4", {"group_size": 64}),
+                ("int4", {"group_size": 32}), ("int4", {"group_size": 32, "asymmetric": True}),
+                ("int4", {"bits": 3, "group_size": 128}), ("int4", {"bits": 3, "group_size": 32}),
+                *[(m, {"bits": b, "group_size": g}) for b in (4, 3) for g in (128, 32) for m in ("gptq", "awq")],
                 ("w8a8", {}), ("smoothquant", {}), ("llm.int8", {}), ("kv-int8", {}),
                 ("magnitude", {"sparsity": 0.25}), ("magnitude", {"sparsity": 0.5}),
                 ("magnitude-global", {"sparsity": 0.5}), ("wanda", {"sparsity": 0.25}), ("wanda", {"sparsity": 0.5}),
@@ -40,9 +47,22 @@ SMALL_ROWS = [("float32", {}), ("bfloat16", {}), ("float8_e4m3fn", {}), ("int8",
               ("w8a8", {}), ("magnitude", {"sparsity": 0.5})]
 
 
-SMOLLM2_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 34, align="<"),
-                   Column("perplexity", "perplexity", 10, ".3f"), Column("change", "perplexity_change", 8, "+.2%"),
-                   Column("bits/weight", "bits_per_weight", 11, ".2f"),
+# what a 4-bit row measures on SmolLM2, whose float32 weights are the Q4_1 grid of its file, widened
+MEASURES = {"q4_1": "the weights' own grid: no error", "gguf": "the file's own blocks: no error",
+            "int4": "another 4-bit grid: grid mismatch as much as quantization",
+            "q4_0": "another 4-bit grid: grid mismatch as much as quantization",
+            "gptq": "another grid, rounding errors compensated", "awq": "another grid, salient channels scaled"}
+
+
+def _plus_minus(key, spec):
+    return lambda r: None if key not in r else f"{format(r[key], spec)} ± {format(r[key + '_se'], spec)}"
+
+
+SMOLLM2_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 38, align="<"),
+                   Column("perplexity", _plus_minus("perplexity", ".3f"), 15), Column("change", "perplexity_change",
+                                                                                       8, "+.2%"),
+                   Column("KL mean", _plus_minus("kl_mean", ".5f"), 19), Column("KL p99", "kl_p99", 8, ".4f"),
+                   Column("top-1", "top1", 6, ".3f"), Column("bits/weight", "bits_per_weight", 11, ".2f"),
                    Column("weights MB", lambda r: r["weight_bytes"] / 1e6, 10, ".1f"),
                    Column("decode tok/s", "decode_tok_s", 12, ".1f"), Column("[s]", "seconds", 5, ".0f")]
 MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 30, align="<"),
@@ -50,19 +70,23 @@ MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 30, ali
                   Column("top-1 agreement", "top1_agreement", 15, ".3f")]
 
 
-def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print):
+def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print, text=None, stride=None):
     model = load("smollm2")
-    ids = model.tokenize(quality.eval_text())[:tokens]
-    recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:calibration_tokens])
+    ids = model.tokenize(quality.eval_text() if text is None else text)[:tokens]
+    recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:calibration_tokens],
+                                           hessian=any(m == "gptq" for m, _ in rows),
+                                           keep_rows=512 if any(m == "awq" for m, _ in rows) else 0)
     out, base = [], None
     print_fn(header_line(SMOLLM2_COLUMNS))
     for method, options in rows:
         t0 = time.perf_counter()
         if method == "gguf":
             kept = load("smollm2", keep_quantized=True)
-            row = quality.measure(kept, "float32", ids) | {"method": "gguf"}
+            row = quality.measure(kept, "float32", ids, stride=stride, reference=model) | {"method": "gguf"}
         else:
-            row = quality.measure(model, method, ids, recorders, **options)
+            row = quality.measure(model, method, ids, recorders, stride=stride, **options)
+        if method in MEASURES and (method != "int4" or options.get("bits", 4) == 4):
+            row["measures"] = MEASURES[method]
         base = base or row
         row["perplexity_change"] = row["perplexity"] / base["perplexity"] - 1
         row["seconds"] = time.perf_counter() - t0
@@ -116,9 +140,10 @@ def layer_errors(params):
                    for w in weights.values()] for name, kw in schemes.items()}, list(weights)
 
 
-def bench_quality(tokens=None, print_fn=print, figure_dir=None):
-    print_fn(f"SmolLM2-135M-Instruct: perplexity on {tokens or 'all'} evaluation tokens, speed of 32 greedy tokens")
-    smollm2, model, _ = bench_smollm2(tokens, print_fn=print_fn)
+def bench_quality(tokens=None, print_fn=print, figure_dir=None, text=None, stride=None):
+    print_fn(f"SmolLM2-135M-Instruct: perplexity and KL from float32 (± one standard error) on {tokens or 'all'} "
+             f"evaluation tokens{'' if text is None else ' of the given text'}, speed of 32 greedy tokens")
+    smollm2, model, _ = bench_smollm2(tokens, print_fn=print_fn, text=text, stride=stride)
     errors, names = layer_errors(model.params)
     print_fn("all-MiniLM-L6-v2: the shipped search sentences")
     minilm = bench_minilm(print_fn=print_fn)

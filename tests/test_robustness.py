@@ -472,6 +472,25 @@ def test_a_save_removes_the_temp_files_of_earlier_killed_saves(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.tmp-x", "m.npz"]
 
 
+def test_a_save_leaves_the_temp_file_of_a_save_still_running(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tn.TransformerConfig.tiny()
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another process, saving
+    try:
+        theirs = tmp_path / f".m.npz.tmp-{writer.pid}-abc"
+        theirs.write_bytes(b"half of their checkpoint")
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout.strip()  # a pid whose process has ended
+        (tmp_path / f".m.npz.tmp-{gone}-def").write_bytes(b"killed midway")
+        save_checkpoint(tmp_path / "m.npz", tn.init_params(cfg), cfg)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "m.npz"]
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_saving_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
     cfg = tn.TransformerConfig.tiny()
     target = tmp_path / "real.npz"

@@ -5,6 +5,7 @@ history, test metrics) travel in the same file under ``__config__extra/NAME`` an
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -25,14 +26,17 @@ EXTRA = f"{CONFIG_KEY}extra{SEP}"
 
 def atomic_write(path, write, mode="wb"):
     """Call write(f) on a temp file beside path, flush and fsync it, then rename it over path: a reader sees the
-    old file or the new one, never half of one.  A symlink is written through to its target.  Temp files of
-    earlier writes to the same path that were killed midway (``.NAME.tmp-*``) are removed first."""
+    old file or the new one, never half of one.  A symlink is written through to its target.  The temp file is
+    ``.NAME.tmp-PID-…``; temp files of earlier writes to the same path whose process is gone (killed midway) are
+    removed first, and those of a process still writing are left to it."""
     path = os.path.realpath(path)
     folder, name = os.path.split(path)
     prefix = f".{name}.tmp-"
     for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
-        os.unlink(stale)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
+        if not _writer_alive(stale[len(os.path.join(folder, prefix)):]):
+            with contextlib.suppress(FileNotFoundError):  # its writer may have just renamed it
+                os.unlink(stale)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -44,6 +48,20 @@ def atomic_write(path, write, mode="wb"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _writer_alive(tail):
+    """Whether the process named by a temp file's "PID-…" tail is still running (False for a name without one)."""
+    pid = tail.split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or a number no pid can be: leave it
+    return True
 
 
 def save_checkpoint(path, params, cfg, extra=None):

@@ -220,3 +220,15 @@ def test_the_benchmark_table_aligns_columns_and_prints_a_dash_for_no_value():
     cols = [Column("name", "name", 6, align="<"), Column("ms", lambda r: r.get("s") and 1e3 * r["s"], 7, ".1f")]
     print_table([dict(name="a", s=0.0123), dict(name="bb")], cols, lines.append)
     assert lines == ["name" + " " * 8 + "ms", "a" + " " * 9 + "12.3", "bb" + " " * 11 + "-"]
+
+
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys, monkeypatch):
+    from transformer_np.cli import main as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    help_text, add, _, errors = cli.COMMANDS["tour"]
+    monkeypatch.setitem(cli.COMMANDS, "tour", (help_text, add, interrupted, errors))
+    assert cli.main(["tour"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

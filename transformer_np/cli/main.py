@@ -3,7 +3,7 @@ compress, embed, search, tp-generate, sweep, explore, figures.
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
 can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
-naming the argument, with exit status 2 and no traceback.
+naming the argument, with exit status 2 and no traceback; Ctrl-C ends a command with one line and exit status 130.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ def main(argv=None):
     except (CommandError, OSError, *errors) as e:  # OSError: a full disk, a file that went away
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's exit status for SIGINT, no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _version():

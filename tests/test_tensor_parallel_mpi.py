@@ -101,3 +101,24 @@ def test_smollm2_split_in_float64_gives_logits_within_1e_5(n):
                  "--dtype", "float64")
     check_output(out, n, 1e-10)
     assert "Paris" in out
+
+
+@pytest.mark.parametrize("n, where", [(2, "shard"), (3, "shard"), (2, "step"), (3, "step")])
+def test_a_rank_that_fails_ends_the_whole_job_with_its_error_printed_once(n, where):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    script = str(Path(__file__).with_name("tp_fail.py"))
+    done = subprocess.run([mpiexec(), "-n", str(n), sys.executable, script, where, str(n - 1)], capture_output=True,
+                          text=True, timeout=120, env=env)  # before the fix: the other ranks spun until the timeout
+    assert done.returncode != 0
+    message = "could not build" if where == "shard" else "decoding step that failed"
+    assert done.stderr.count(message) == 1, done.stderr
+    assert f"error: rank {n - 1} of {n}:" in done.stderr
+
+
+def test_an_input_error_is_printed_by_rank_0_alone():
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [mpiexec(), "-n", "3", sys.executable, "-m", "transformer_np", "tp-generate", "--model", "tiny-llama",
+           "--prompt", "5 600"]  # 600: outside tiny-llama's vocabulary of 97
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("error:") == 1 and "--prompt[0] ids must lie in [0, 97)" in done.stderr, done.stderr

@@ -6,10 +6,12 @@ also runs the unsplit model in its own process and compares.  Without mpiexec it
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..core.tree import tree_map
-from ..decoding.sessions import LMSession, Seq2SeqSession
+from ..decoding.sessions import LMSession, Seq2SeqSession, as_prompts
 from ..efficient import tensor_parallel_mpi as mpi
 from ..model.models import Transformer
 from ..pretrained import registry
@@ -62,19 +64,38 @@ def shard(model, n, rank, comm, stats):
 
 
 def run(args, print_fn=print):
+    """Two phases: reading the model and the prompts, the same on every rank and without communication — an error
+    there is printed by rank 0 alone and every rank exits 2; then the split model's decoding — an error there is
+    one rank's, printed by that rank, and ends the whole job (MPI Abort), so that no rank waits forever in a
+    collective the failed one will never join."""
     comm = mpi.mpi_world()
-    model, tokenizer, new_session, eos = load(args.model, args.dtype)
-    if tokenizer is not None:
-        prompts = [tokenizer.encode(p) for p in args.prompt]
-    else:
-        try:
-            prompts = [[int(t) for t in p.replace(",", " ").split()] for p in args.prompt]
-        except ValueError:
-            raise CommandError(f"--prompt: {args.model} takes token ids separated by spaces") from None
-    r = mpi.tp_greedy(model, shard, new_session, prompts, args.max_new_tokens, comm, eos, check=args.check)
-    if r["rank"] == 0:
-        report(r, model, tokenizer, prompts, args, print_fn)
+    try:
+        model, tokenizer, new_session, eos = load(args.model, args.dtype)
+        prompts = _prompts(args, tokenizer)
+        as_prompts(prompts, model.config, name="--prompt")  # ids in the vocabulary, within the context
+    except (CommandError, *ERRORS):
+        if comm.Get_rank() == 0:
+            raise  # cli.main prints it: one "error:" line
+        return 2
+    try:
+        r = mpi.tp_greedy(model, shard, new_session, prompts, args.max_new_tokens, comm, eos, check=args.check)
+        if r["rank"] == 0:
+            report(r, model, tokenizer, prompts, args, print_fn)
+    except (CommandError, OSError, *ERRORS) as e:
+        if comm.Get_size() == 1:
+            raise
+        print(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {e}", file=sys.stderr, flush=True)
+        comm.Abort(2)
     return 0 if not args.check or r["rank"] != 0 or r["reference_tokens"] == r["tokens"] else 1
+
+
+def _prompts(args, tokenizer):
+    if tokenizer is not None:
+        return [tokenizer.encode(p) for p in args.prompt]
+    try:
+        return [[int(t) for t in p.replace(",", " ").split()] for p in args.prompt]
+    except ValueError:
+        raise CommandError(f"--prompt: {args.model} takes token ids separated by spaces") from None
 
 
 def report(r, model, tok, prompts, args, print_fn):

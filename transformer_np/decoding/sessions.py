@@ -32,7 +32,7 @@ def _converter(params):
     return lambda a: array_namespace(like).asarray(a, device=device(like))
 
 
-def _as_prompts(prompts, cfg, name="prompts"):
+def as_prompts(prompts, cfg, name="prompts"):
     """A list of 1-D integer NumPy arrays (copies), each non-empty, in range and within max_len."""
     if isinstance(prompts, np.ndarray) and prompts.ndim == 2:
         prompts = list(prompts)
@@ -63,7 +63,7 @@ class LMSession:
 
     def __init__(self, model, prompts, use_cache=True, make_cache=contiguous_cache, need_weights=False):
         self.model, self.cfg, self.use_cache, self.need_weights = model, model.config, use_cache, need_weights
-        prompts = _as_prompts(prompts, self.cfg)
+        prompts = as_prompts(prompts, self.cfg)
         B, L = len(prompts), max(len(p) for p in prompts)
         ids = np.zeros((B, L), np.int64)
         real = np.zeros((B, L), bool)
@@ -119,7 +119,7 @@ class Seq2SeqSession:
 
     def __init__(self, model, sources, bos_id, use_cache=True, need_weights=False):
         self.model, self.cfg, self.use_cache, self.need_weights = model, model.config, use_cache, need_weights
-        sources = _as_prompts(sources, self.cfg, name="sources")
+        sources = as_prompts(sources, self.cfg, name="sources")
         if not 0 <= bos_id < self.cfg.vocab_size:
             raise ValueError(f"bos_id must lie in [0, {self.cfg.vocab_size}), got {bos_id}")
         B, S = len(sources), max(len(s) for s in sources)

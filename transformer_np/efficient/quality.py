@@ -3,9 +3,10 @@ text, each with its standard error, and activation statistics from a calibration
 
     perplexity = \exp\big(-\frac{1}{N} \sum_t \log p(x_{t+1} \mid x_{\le t})\big)
 
-over non-overlapping windows of ``window`` tokens (each window's first token is context only).  The texts are
-frozen in the package (``data/``, the Python standard library's docstrings under the PSF licence): the
-evaluation text and, disjoint from it, the calibration text that SmoothQuant and Wanda read.
+over windows of ``window`` tokens every ``stride`` (by default none overlap, and each window's first token is
+context only; see :func:`windows`).  The texts are frozen in the package (``data/``, the Python standard
+library's docstrings under the PSF licence): the evaluation text and, disjoint from it, the calibration text that
+GPTQ, AWQ, SmoothQuant and Wanda read.
 """
 
 from __future__ import annotations

@@ -58,9 +58,11 @@ lint: $(VENV)/.installed-test
 # the unit tests and the notebooks (nbmake runs each top to bottom); pytest exits 5 when it collects
 # no test, and make treats every non-zero exit as a failure.  Two workers (pytest-xdist), each with one BLAS
 # thread: 7 min 52 s on the project's 2 cores against 11 min 47 s in one process; with OpenBLAS's own threads two
-# workers fight over the cores (its idle threads spin) and run slower than one process
+# workers fight over the cores (its idle threads spin) and run slower than one process.  OMP_NUM_THREADS=1 does the
+# same for torch, the oracle (a 5 s parity test took 54 s beside the other worker).  worksteal: a worker that runs
+# out of tests takes queued ones from the other, so the longest (the notebooks, collected first) end together
 test: lint
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n auto --maxprocesses 4
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist worksteal
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m transformer_np bench forward --breakdown

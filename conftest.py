@@ -24,6 +24,9 @@ def _installed(distribution):
 
 
 def pytest_collection_modifyitems(config, items):
+    # the notebooks first: they are the longest tests (up to minutes), and on several workers (make test) a long
+    # test started last leaves the other workers idle while it finishes
+    items.sort(key=lambda item: item.path.suffix != ".ipynb")  # stable: otherwise in collection order
     for item in items:
         if item.path.name in NEEDS:
             distribution, command = NEEDS[item.path.name]

@@ -183,8 +183,8 @@ from transformer_np.training.tasks import docstring_corpus
 
 corpus = docstring_corpus()
 t0 = time.perf_counter()
-lm, char_tok, lm_losses = loop.train_char_lm(corpus, steps=1000)
-print(f"{len(corpus):,} characters, {len(char_tok)} symbols; 1000 steps in {time.perf_counter() - t0:.0f} s; "
+lm, char_tok, lm_losses = loop.train_char_lm(corpus, steps=600)
+print(f"{len(corpus):,} characters, {len(char_tok)} symbols; 600 steps in {time.perf_counter() - t0:.0f} s; "
       f"loss {np.mean(lm_losses[:20]):.2f} -> {np.mean(lm_losses[-50:]):.2f} nats per character "
       f"(uniform guessing: {np.log(len(char_tok)):.2f})")
 assert np.mean(lm_losses[-50:]) < 0.5 * np.mean(lm_losses[:20])

@@ -144,7 +144,7 @@ def test_scaled_input_weight_divides_its_input_by_the_scales(rng):
     m = awq.ScaledInputMatrix(w, s, 4, 16)
     x = rng.standard_normal((3, 32)).astype(np.float32)
     inner = Q.WeightOnlyMatrix(w * s[:, None], 4, axis=0, group_size=16).dequantize()
-    np.testing.assert_allclose(x @ m, (x / s) @ inner, rtol=1e-6)
+    np.testing.assert_allclose(x @ m, (x / s) @ inner, rtol=1e-5, atol=1e-5)  # the tile product's rounding
     np.testing.assert_allclose(m.dequantize(), inner / s[:, None], rtol=1e-6)
 
 

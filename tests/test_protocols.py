@@ -89,6 +89,36 @@ def test_stored_weight_rows_and_transpose_are_the_dequantized_matrix(rng, name):
     assert isinstance(W.nbytes, int) and W.nbytes > 0
 
 
+TILED = {  # the stored weights whose codes core.tiled reads, and the orientation in which their rows are outputs
+    "int8 per channel": (lambda w: Q.WeightOnlyMatrix(w, 8, axis=0), False),
+    "int4 groups, asymmetric": (lambda w: Q.WeightOnlyMatrix(w, 4, axis=0, group_size=32, asymmetric=True), False),
+    "int8 per row of the table": (lambda w: Q.WeightOnlyMatrix(w, 8, axis=1), True),
+    "bfloat16 by columns": (lambda w: precision.CastMatrix(np.asfortranarray(w), "bfloat16"), False),
+    "float8 by rows": (lambda w: precision.CastMatrix(w, "float8_e4m3fn"), True),
+    "GGUF Q8_0": (lambda w: GGUFMatrix.quantized(w, "Q8_0"), True),
+    "GGUF Q4_0": (lambda w: GGUFMatrix.quantized(w, "Q4_0"), True),
+    "GGUF Q4_1": (lambda w: GGUFMatrix.quantized(w, "Q4_1"), True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TILED))
+def test_stored_weights_multiply_tile_by_tile_where_their_rows_are_the_outputs(rng, name, monkeypatch):
+    from transformer_np.core import tiled
+
+    calls = []
+    product = tiled.matmul
+    monkeypatch.setattr(tiled, "matmul", lambda x, w, threads=None: calls.append(w) or product(x, w, threads))
+    make, transposed = TILED[name]
+    W = make(rng.standard_normal((64, 96)).astype(np.float32))
+    for V in (W, W.T):
+        x = rng.standard_normal((5, V.shape[0])).astype(np.float32)
+        y, ref = x @ V, x @ V.dequantize()
+        assert y.shape == ref.shape and y.dtype == np.float32
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())  # float32 rounding
+    assert len(calls) == 1 and (W.T if transposed else W).output_codes() is calls[0]
+    assert (W if transposed else W.T).output_codes() is None
+
+
 def test_linear_takes_a_stored_weight_where_it_takes_an_array(rng):
     w = rng.standard_normal((32, 8)).astype(np.float32)
     W = precision.CastMatrix(w, "bfloat16")

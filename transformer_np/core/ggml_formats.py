@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import is_array_api_obj
 
-from .backend import array_namespace
+from . import tiled
+from .backend import array_namespace, is_numpy_namespace
 from .weights import StoredWeight, float32_of, from_codes
 
 # ggml tensor types: code -> (name, values per block, bytes per block)
@@ -397,6 +398,41 @@ def quantize(x, type_name, name="x"):
 
 # --- a tensor kept as its blocks -----------------------------------------------------------------------------
 BLOCK_TYPES = tuple(DEQUANTIZE)  # the block formats a GGUFMatrix keeps as they are
+TILED_TYPES = ("Q8_0", "Q4_0", "Q4_1")  # the ones re-laid for the tile product (core.tiled)
+RELAY_ROWS = 4096  # rows re-laid at a time: the temporaries stay small beside the matrix
+
+
+def tile_codes(raw, type_name, shape):
+    r"""A (rows, n) matrix of ``type_name`` blocks (NumPy bytes) re-laid for the tile product
+    (:class:`~transformer_np.core.tiled.RowCodes`), every value and every byte count kept — the file's bytes
+    reordered, the fp16 scales beside the codes instead of inside each block:
+
+        Q8_0   q int8 as it is, d per block                                x = d·q          1.0625 bytes a weight
+        Q4_0   a row's values i and i + n/2 in byte i (the file pairs      x = d·(q − 8)    0.5625
+               q_j with q_{j+16} of a block), d per block
+        Q4_1   the same, d and m per block                                 x = d·q + m      0.625
+    """
+    if type_name not in TILED_TYPES:
+        raise GGUFError(f"type_name must be one of {', '.join(TILED_TYPES)} for the tile product, got {type_name!r}")
+    R, n = shape
+    block, block_bytes = QUANT_SIZES[type_name]
+    per_row = n // block
+    raw = np.asarray(raw).reshape(R, per_row * block_bytes)
+    q = np.empty((R, n if type_name == "Q8_0" else n // 2), np.int8 if type_name == "Q8_0" else np.uint8)
+    d = np.empty((R, per_row), np.float16)  # fp16 as in the file (widened exactly where they are used)
+    m = np.empty((R, per_row), np.float16) if type_name == "Q4_1" else None
+    for r0 in range(0, R, RELAY_ROWS):
+        b = raw[r0: r0 + RELAY_ROWS].reshape(-1, block_bytes)  # (blocks, bytes)
+        rows = slice(r0, r0 + b.shape[0] // per_row)
+        d[rows] = b[:, 0:2].copy().view("<f2").reshape(-1, per_row)
+        if type_name == "Q8_0":
+            q[rows] = b[:, 2:].view(np.int8).reshape(-1, n)
+            continue
+        if m is not None:
+            m[rows] = b[:, 2:4].copy().view("<f2").reshape(-1, per_row)
+        q[rows] = tiled.pack_halves(_nibbles(b[:, block_bytes - 16:]).reshape(-1, n))  # the blocks' q_0 … q_31
+    fmt = {"Q8_0": "int8", "Q4_0": "offset4", "Q4_1": "uint4"}[type_name]
+    return tiled.RowCodes(q, fmt, d, m, block)
 
 
 class GGUFMatrix(StoredWeight):
@@ -413,6 +449,8 @@ class GGUFMatrix(StoredWeight):
         block, block_bytes = QUANT_SIZES[type_name]
         self.row_bytes = shape[1] // block * block_bytes
         self.compute_dtype = float32_of(raw)
+        if type_name in TILED_TYPES and is_numpy_namespace(array_namespace(raw)):
+            self.row_codes = tile_codes(raw, type_name, shape)  # the outputs of x @ W.T are W's rows
 
     @classmethod
     def quantized(cls, w, type_name, name="w"):
@@ -421,9 +459,12 @@ class GGUFMatrix(StoredWeight):
 
     @property
     def nbytes(self):
-        return self.raw.nbytes
+        """Bytes held: the re-laid codes where the tile product reads them, else the file's blocks."""
+        return self.raw.nbytes if self.row_codes is None else self.row_codes.nbytes
 
     def dequantize_stored(self, rows=None):
+        if self.row_codes is not None:
+            return self.row_codes.dequantize(rows)
         xp = array_namespace(self.raw)
         if rows is None:
             return xp.reshape(dequantize(self.raw, self.type_name, self.name), self._shape)

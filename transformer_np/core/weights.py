@@ -19,23 +19,25 @@ The contract, written once here and checked for every subclass by tests/test_pro
     W.take_rows(ids)             == W.dequantize()[ids], rows only (an embedding lookup)
     W.dequantize()               the float matrix
 
-A subclass writes :meth:`dequantize_stored` (and ``nbytes``); it may override :meth:`matmul` with a faster
-product.  Below them: the tables of every bit pattern of the narrow float formats (:func:`code_table`), how a
-library without such a dtype stores and reads them (:func:`to_codes`, :func:`from_codes`).
+A subclass writes :meth:`dequantize_stored` (and ``nbytes``).  One whose stored form is codes and scales sets
+``row_codes`` (a :class:`~transformer_np.core.tiled.RowCodes`, ``codes_are_columns`` saying which of its axes the
+codes' rows run along); then ``x @ W`` on NumPy float32 dequantizes tile by tile (core.tiled) and no float copy
+of the whole matrix is ever made.  A subclass whose product is not x · deq(W) overrides :meth:`matmul`.  Below
+them: the tables of every bit pattern of the narrow float formats (:func:`code_table`), how a library without
+such a dtype stores and reads them (:func:`to_codes`, :func:`from_codes`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
-import ml_dtypes
 import numpy as np
 
+from . import tiled
 from .backend import array_namespace, device, is_numpy_namespace
-from .checks import check_choice
+from .tiled import code_table, storage_dtype  # noqa: F401 - the narrow float formats' tables, offered here
 
-FORMATS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
+FORMATS = tiled.FLOAT_FORMATS
 
 
 class StoredWeight:
@@ -49,6 +51,8 @@ class StoredWeight:
     __array_ufunc__ = None  # ndarray @ StoredWeight -> StoredWeight.__rmatmul__
     ndim = 2
     compute_dtype = np.dtype(np.float32)
+    row_codes = None  # tiled.RowCodes of the stored matrix, for the tile product; None: dequantized whole
+    codes_are_columns = False  # True: the codes' rows are the stored matrix's columns, (C_out, C_in) of (C_in, C_out)
 
     def __init__(self, shape, transposed=False):
         self._shape, self.transposed = tuple(int(n) for n in shape), transposed
@@ -95,8 +99,18 @@ class StoredWeight:
         flat = xp.reshape(ids, (-1,))
         return xp.reshape(self.dequantize_stored(rows=flat), (*ids.shape, self._shape[1]))
 
+    def output_codes(self):
+        """``row_codes`` when their rows are the outputs of ``x @ W`` as W stands (transposed or not), else None."""
+        if self.row_codes is None or self.codes_are_columns == self.transposed:
+            return None
+        return self.row_codes
+
     def matmul(self, x):
-        """x (N, C_in) @ W: by default the weight is dequantized for this product only."""
+        """x (..., C_in) @ W: tile by tile from the codes (NumPy float32, core.tiled), else with the weight
+        dequantized for this product only."""
+        codes = self.output_codes()
+        if codes is not None and tiled.applies(x):
+            return tiled.linear(x, codes)
         return x @ self.dequantize()
 
     def __rmatmul__(self, x):
@@ -114,20 +128,6 @@ def float32_of(x):
 
 
 # --- narrow float formats as tables of bit patterns ----------------------------------------------------------
-def storage_dtype(name):
-    """The NumPy dtype of a storage format name (bfloat16 and float8 from ml_dtypes)."""
-    check_choice("format", name, FORMATS)
-    return np.dtype(name if name in ("float32", "float16") else getattr(ml_dtypes, name))
-
-
-@functools.cache
-def code_table(name):
-    """The float32 value of every bit pattern of format ``name`` (NumPy, 2^bits entries): code c holds
-    code_table(name)[c].  The finite non-negative values are codes 0 … n−1, in increasing order."""
-    dt = storage_dtype(name)
-    return np.arange(2 ** (8 * dt.itemsize), dtype=f"u{dt.itemsize}").view(dt).astype(np.float32)
-
-
 def to_codes(x, name):
     r"""x rounded to the nearest value of format ``name`` — ties to the even code, past the largest finite value
     to the format's overflow (inf, or NaN for float8_e4m3fn, as ml_dtypes does) — as bit patterns (uint8 or

@@ -75,7 +75,7 @@ class ScaledInputMatrix(StoredWeight):
     def matmul(self, x):
         if self.transposed:
             return x @ self.dequantize()
-        return (x / self.s) @ self.inner.dequantize()
+        return (x / self.s) @ self.inner  # the inner weight's own product (tile by tile where it can)
 
 
 def awq_params(params, recorders, bits=4, group_size=128, grid=20, skip=("embed",)):

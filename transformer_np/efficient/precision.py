@@ -26,10 +26,11 @@ import math
 import ml_dtypes
 import numpy as np
 
+from ..core import tiled
 from ..core.backend import array_namespace, is_numpy_namespace, is_torch_namespace
 from ..core.checks import check_choice
 from ..core.nn import log_softmax
-from ..core.tree import replace_weights
+from ..core.tree import map_weights
 from ..core.weights import FORMATS, StoredWeight, float32_of, from_codes, storage_dtype, to_codes
 
 # float8_e4m3fn has no inf: a value rounds to NaN once it is past halfway from 448 to the next step (512)
@@ -88,10 +89,24 @@ class CastMatrix(StoredWeight):
     :func:`store` / :func:`widen`)."""
 
     def __init__(self, w, name="bfloat16"):
-        super().__init__(w.shape)
-        self.format = name
-        self.w = store(w, name)
+        self._hold(store(w, name), name)  # NumPy keeps w's memory layout: rows or columns contiguous
+
+    @classmethod
+    def from_stored(cls, stored, name):
+        """A weight already stored in format ``name`` (:func:`store`'s array, e.g. filled a few rows at a time)."""
+        m = object.__new__(cls)
+        m._hold(stored, name)
+        return m
+
+    def _hold(self, stored, name):
+        StoredWeight.__init__(self, stored.shape)
+        self.format, self.w = name, stored
         self.compute_dtype = float32_of(self.w)
+        if is_numpy_namespace(array_namespace(stored)):  # the tile product reads whichever axis is contiguous
+            self.codes_are_columns = not self.w.flags.c_contiguous
+            codes = self.w.T if self.codes_are_columns else self.w
+            if codes.flags.c_contiguous:
+                self.row_codes = tiled.RowCodes(codes.view(tiled.CODE_DTYPES[name]), name)
 
     @property
     def nbytes(self):
@@ -104,8 +119,15 @@ class CastMatrix(StoredWeight):
 
 
 def cast_params(params, name, skip=()):
-    """Every 2-D weight of the tree stored in format ``name`` (vectors — norms, biases — stay float32)."""
-    return replace_weights(params, lambda w: CastMatrix(w, name), skip)
+    """Every 2-D weight of the tree stored in format ``name`` (vectors — norms, biases — stay float32); a linear's
+    W (C_in, C_out) laid out by columns, each output's C_in values contiguous, as the tile product reads them."""
+    return map_weights(params, lambda p, w: CastMatrix(w if p.split("/")[0] == "embed" else _by_columns(w), name),
+                       skip)
+
+
+def _by_columns(w):
+    """w with its columns contiguous (Fortran order; another library's array as it is)."""
+    return np.asfortranarray(w) if is_numpy_namespace(array_namespace(w)) else w
 
 
 # --- why some operations stay float32: a failing case for each ------------------------------------------------

@@ -22,7 +22,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..core.backend import array_namespace
+import numpy as np
+
+from ..core import tiled
+from ..core.backend import array_namespace, is_numpy_namespace
 from ..core.checks import check_positive_int, check_real
 from ..core.tree import flatten, replace_weights
 from ..core.weights import StoredWeight
@@ -185,6 +188,7 @@ class WeightOnlyMatrix(StoredWeight):
         quantize = quantize_asymmetric if asymmetric else quantize_symmetric
         self.qt = quantize(w, bits, axis, group_size, pack=pack)
         self.compute_dtype = self.qt.scale.dtype
+        self._set_codes()
 
     @classmethod
     def from_quantized(cls, qt):
@@ -193,11 +197,18 @@ class WeightOnlyMatrix(StoredWeight):
         m = object.__new__(cls)
         StoredWeight.__init__(m, qt.shape)
         m.qt, m.compute_dtype = qt, qt.scale.dtype
+        m._set_codes()
         return m
+
+    def _set_codes(self):
+        self.row_codes = tile_codes(self.qt)
+        self.codes_are_columns = self.qt.axis in (0, -2)
 
     @property
     def nbytes(self):
-        return self.qt.nbytes
+        """The integers, scales and zero points; and the tile product's offsets −s·z (asymmetric)."""
+        offset = self.row_codes.offset if self.row_codes is not None else None
+        return self.qt.nbytes + (0 if offset is None else offset.nbytes)
 
     def dequantize_stored(self, rows=None):
         qt = self.qt
@@ -212,6 +223,25 @@ class WeightOnlyMatrix(StoredWeight):
                                    scale=xp.take(qt.scale, rows, axis=0), shape=(rows.shape[0], self._shape[1]),
                                    zero=None if qt.zero is None else xp.take(qt.zero, rows, axis=0))
         return dequantize(part)
+
+
+def tile_codes(qt):
+    r"""A quantized (C_in, C_out) matrix as the tile product's codes (core.tiled.RowCodes), nothing copied but the
+    offsets: one row per run of groups, s·q (symmetric) or s·q − s·z (asymmetric: the zero point as an offset
+    per group); 4-bit values re-packed as the tiles read them (tiled.pack_halves: a copy of the packed bytes).  None
+    where the groups do not run along rows or columns (one scale for the tensor) or the arrays are not NumPy's."""
+    if qt.axis not in (0, 1, -1, -2) or len(qt.shape) != 2 or not is_numpy_namespace(array_namespace(qt.q)):
+        return None
+    rows = qt.shape[1] if qt.axis in (0, -2) else qt.shape[0]  # the grouped layout is (rows, n_groups, g)
+    scale = qt.scale.reshape(rows, -1)
+    if qt.packed:
+        fmt = "int4" if qt.zero is None else "uint4"
+    else:
+        fmt = "int8" if qt.zero is None else "uint8"
+    offset = None if qt.zero is None else -scale * qt.zero.reshape(rows, -1).astype(np.float32)
+    q = qt.integers().reshape(rows, -1)
+    q = tiled.pack_halves(q) if qt.packed else np.ascontiguousarray(q)
+    return tiled.RowCodes(q, fmt, scale, offset, None if qt.group_size is None else qt.group_size)
 
 
 def w8a8_matmul(x, w_q, w_scale):

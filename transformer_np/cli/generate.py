@@ -15,7 +15,17 @@ from ..model.models import Classifier, DecoderLM, Transformer
 from ..model.protocol import DecoderModel
 from ..pretrained.registry import load, load_shipped
 from ..training.tasks import BOS, EOS
-from .options import CommandError, finite_float, non_negative_int, positive_float, positive_int, probability
+from .options import (
+    CommandError,
+    GenerationClock,
+    add_weights_option,
+    finite_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    weight_options,
+)
 
 HELP = "generate tokens with a checkpoint (or a seeded random tiny LM)"
 
@@ -37,6 +47,7 @@ def add_arguments(gen):
     gen.add_argument("--bos", type=non_negative_int, default=BOS,
                      help=f"encoder-decoder: first target token (default {BOS})")
     gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
+    add_weights_option(gen)
 
 
 ERRORS = (ValueError, TypeError, OSError, ImportError)
@@ -47,8 +58,10 @@ def run(args, print_fn=print):
     tokenizer = None
     if args.model and (args.task or args.checkpoint):
         raise CommandError("--model excludes --task and --checkpoint")
+    if args.weights != "float32" and not args.model:
+        raise CommandError(f"--weights {args.weights}: applies to a pretrained LLM (--model smollm2)")
     if args.model:
-        model = load(args.model)
+        model = load(args.model, **weight_options(args.weights))
         tokenizer = model.tokenizer
     elif args.task:
         model = load_shipped(args.task)
@@ -89,7 +102,7 @@ def run(args, print_fn=print):
             return LMSession(model, batch, use_cache=not args.no_cache)
         return Seq2SeqSession(model, batch, bos_id=args.bos, use_cache=not args.no_cache)
 
-    t0 = time.perf_counter()
+    clock = GenerationClock(time.perf_counter)
     if args.beam is not None:
         for prompt in prompts:
             hyps = beam_search(new_session([prompt]), args.beam, args.max_new_tokens, args.eos, args.alpha)
@@ -99,16 +112,17 @@ def run(args, print_fn=print):
         n = args.max_new_tokens * len(prompts)
     else:
         session = new_session(prompts)
+        step = lambda i, s, tokens: clock.token(len(tokens))  # noqa: E731
         if sampling:
             out = sample(session, args.max_new_tokens, rng=np.random.default_rng(args.seed),
                          temperature=args.temperature if args.temperature is not None else 1.0,
-                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos)
+                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos, on_step=step)
         else:
-            out = greedy(session, args.max_new_tokens, eos_id=args.eos)
+            out = greedy(session, args.max_new_tokens, eos_id=args.eos, on_step=step)
         for prompt, tokens in zip(prompts, out):
             print_fn(f"prompt {show(prompt)} -> {show(tokens)}")
         n = sum(len(t) for t in out)
         print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
-    dt = time.perf_counter() - t0
-    print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)")
+    dt = time.perf_counter() - clock.t0
+    print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)" if args.beam is not None else clock.report())
     return 0

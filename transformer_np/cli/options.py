@@ -8,6 +8,13 @@ import errno
 import math
 import os
 
+try:
+    import resource
+except ImportError:  # Windows has no resource module
+    resource = None
+
+from ..efficient.compress import row_converter
+
 
 class CommandError(Exception):
     """A bad argument the parser could not see (an unwritable path): printed as one 'error:' line, exit 2."""
@@ -102,3 +109,60 @@ def read_text_file(option, path):
     if not text.strip():
         raise CommandError(f"{option} {path}: the file holds no text")
     return text
+
+
+# --- what a generation reports -------------------------------------------------------------------------------
+WEIGHTS = ("float32", "bfloat16", "int8", "q4")  # chat's and generate's --weights
+
+
+def weight_options(name):
+    """The loader's options for stored weights ``name``: q4 keeps the file's own blocks, float32 dequantizes them,
+    the others (int8, bfloat16, float16, float8_e4m3fn) are converted a few rows at a time."""
+    if name == "q4":
+        return {"keep_quantized": True}
+    return {} if name == "float32" else {"convert": row_converter(name)}
+
+
+def add_weights_option(parser):
+    parser.add_argument("--weights", choices=WEIGHTS, default="float32",
+                        help="how SmolLM2's matrices are stored: float32 (dequantized at load), bfloat16, int8 "
+                             "(per output channel) or q4 (the file's own 4-bit blocks, kept); the products "
+                             "dequantize tile by tile (default: %(default)s)")
+
+
+def peak_rss_bytes():
+    """The process's peak resident memory so far: Linux's VmHWM (this program's own; getrusage's ru_maxrss also
+    counts a forking parent's pages, from before exec), else ru_maxrss (macOS: bytes), else 0 (Windows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    if resource is None:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if os.uname().sysname == "Darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+class GenerationClock:
+    """Time to first token and the decode speed after it: :meth:`token` is called as each step's tokens arrive
+    (``n`` of them: one per row of a batch)."""
+
+    def __init__(self, clock):
+        self.clock, self.t0, self.first, self.last, self.n, self.n_first = clock, clock(), None, None, 0, 0
+
+    def token(self, n=1):
+        self.last = self.clock()
+        if self.first is None:
+            self.first, self.n_first = self.last, n
+        self.n += n
+
+    def report(self):
+        """'time to first token 0.31 s · decode 15.2 tokens/s (12 tokens, prompt excluded) · peak RSS 612 MB'"""
+        ttft = "-" if self.first is None else f"{self.first - self.t0:.2f} s"
+        after = self.n - self.n_first  # the tokens of the steps after the first, over the time they took
+        rate = f"{after / (self.last - self.first):.1f}" if after and self.last > self.first else "-"
+        return (f"time to first token {ttft} · decode {rate} tokens/s ({self.n} tokens, prompt excluded) · "
+                f"peak RSS {peak_rss_bytes() / 1e6:.0f} MB")

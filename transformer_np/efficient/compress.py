@@ -74,12 +74,12 @@ def compress(params, method, *, bits=None, group_size=None, asymmetric=False, sp
         return params
     if method in precision.FORMATS:
         return precision.cast_params(params, method, skip)
-    if method in ("int8", "int4"):
+    if method in ("int8", "int4"):  # groups along the inputs; in the embedding table (V, C), along each row
         b = bits or int(method[3:])
-        return Q.quantize_params(params, lambda w: Q.WeightOnlyMatrix(w, b, axis=0, group_size=group_size,
-                                                                    asymmetric=asymmetric), skip)
-    if method in GGUF_FORMATS:  # a file's rows are the outputs, blocks run along the inputs: W (C_in, C_out) = Wᵀᵀ
-        return Q.quantize_params(params, lambda w: GGUFMatrix.quantized(np.asarray(w).T, method.upper()).T, skip)
+        return _by_role(params, lambda w, axis: Q.WeightOnlyMatrix(w, b, axis=axis, group_size=group_size,
+                                                                   asymmetric=asymmetric), skip)
+    if method in GGUF_FORMATS:
+        return _by_role(params, lambda w, axis: _gguf_matrix(w, method.upper(), axis), skip)
     if method == "gptq":
         if any(r.xtx is None for r in recorders.values()):
             raise ValueError("gptq needs each weight's XᵀX: recorders=quality.record_activations(..., hessian=True)")
@@ -95,6 +95,49 @@ def compress(params, method, *, bits=None, group_size=None, asymmetric=False, sp
     if method == "llm.int8":
         return Q.quantize_params(params, lambda w: Q.LLMInt8Matrix(w, threshold), skip)
     return prune_params(params, method, sparsity, recorders, skip)
+
+
+STORED_FORMS = ("int8", "bfloat16", "float16", "float8_e4m3fn")  # what row_converter makes
+CONVERT_VALUES = 2**20  # values of a matrix read (as float32) at a time while it is converted
+
+
+def row_converter(form):
+    """``convert=`` for a loader (pretrained.llama.load_llama_gguf): a (R, C) matrix whose rows are read a few
+    at a time, ``read_rows(slice)`` -> float32, stored as ``form`` — int8 with one scale per row (symmetric,
+    :func:`~.quantize.quantize_symmetric`: a linear's output channel, or a token of the embedding table), or a
+    narrow float format (:class:`~.precision.CastMatrix`) — so the whole matrix is never float32 at once (the
+    49,152-row embedding table is 113 MB of float32)."""
+    check_choice("form", form, STORED_FORMS)
+
+    def convert(read_rows, shape):
+        R, C = shape
+        step = max(1, CONVERT_VALUES // C)
+        if form == "int8":  # groups along each row: (R, 1, C) in the grouped layout, a scale per row
+            q, scale = np.empty((R, 1, C), np.int8), np.empty((R, 1, 1), np.float32)
+            for r in range(0, R, step):
+                part = Q.quantize_symmetric(read_rows(slice(r, r + step)), 8, axis=1)
+                q[r: r + step], scale[r: r + step] = part.q, part.scale
+            return Q.WeightOnlyMatrix.from_quantized(Q.Quantized(q, scale, None, 8, 1, None, (R, C)))
+        stored = np.empty((R, C), precision.storage_dtype(form))
+        for r in range(0, R, step):
+            stored[r: r + step] = precision.store(read_rows(slice(r, r + step)), form)
+        return precision.CastMatrix.from_stored(stored, form)
+
+    return convert
+
+
+def _by_role(params, make, skip):
+    """Every matrix w replaced by make(w, axis): axis 0 (groups along the inputs of a (C_in, C_out) weight) for a
+    linear, axis 1 for an embedding table (V, C) — its rows are looked up, and read as the tied output layer's
+    rows (x @ tableᵀ), so they are what is grouped."""
+    return map_weights(params, lambda p, w: make(w, 1 if p.split("/")[0] == "embed" else 0), skip)
+
+
+def _gguf_matrix(w, type_name, axis):
+    """w in ggml blocks that run along ``axis``: a file's rows are the outputs, so a linear's W (C_in, C_out) is kept
+    as the rows of Wᵀ (axis 0); an embedding table (V, C) as its own rows (axis 1)."""
+    w = np.asarray(w)
+    return GGUFMatrix.quantized(w.T, type_name).T if axis == 0 else GGUFMatrix.quantized(w, type_name)
 
 
 def prune_params(params, method, sparsity, recorders, skip):

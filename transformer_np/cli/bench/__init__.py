@@ -17,6 +17,7 @@ from .cost import bench_cost
 from .decode import bench_decode
 from .embed import bench_embed
 from .forward import bench_breakdown, bench_erf, bench_forward
+from .llm import FORMATS as LLM_FORMATS
 from .llm import bench_llm
 from .quality import bench_quality
 from .serve import bench_serve
@@ -43,7 +44,8 @@ BENCHMARKS = {
                                                   no_cache_up_to=args.no_cache_up_to, print_fn=print_fn),
     "embed": lambda args, print_fn: bench_embed(print_fn=print_fn),
     "llm": lambda args, print_fn: bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
-                                            random_weights=args.random_weights, print_fn=print_fn),
+                                            random_weights=args.random_weights, print_fn=print_fn,
+                                            formats=LLM_FORMATS if args.weights is None else args.weights),
     "serve": lambda args, print_fn: bench_serve(quick=args.quick, print_fn=print_fn),
     "quality": lambda args, print_fn: bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot,
                                                     text=None if args.text is None else read_text_file("--text",
@@ -72,6 +74,9 @@ def add_arguments(bench):
     bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
     bench.add_argument("--random-weights", action="store_true",
                        help="llm: SmolLM2-135M's shape with random weights (the same timings, no GGUF file needed)")
+    bench.add_argument("--weights", nargs="+", choices=list(LLM_FORMATS), default=None, metavar="FORMAT",
+                       help=f"llm: the stored forms of the weights to compare, a row each, float32 first "
+                            f"({', '.join(LLM_FORMATS)}; q4: SmolLM2's own 4-bit blocks; default: all)")
     bench.add_argument("--plot", metavar="PATH",
                        help="decode, cost: draw the plot to this PNG; quality: write its three figures into this "
                             "folder (default: nothing is drawn; the committed ones are in figures/)")
@@ -88,6 +93,8 @@ def run(args, print_fn=print):
         raise ValueError(f"--text, --stride: only bench quality evaluates on a text, not bench {args.what}")
     if args.stride is not None and args.stride > 512:
         raise ValueError(f"--stride {args.stride}: at most the window, 512 tokens")
+    if args.weights is not None and args.what != "llm":
+        raise ValueError(f"--weights: only bench llm compares stored weights, not bench {args.what}")
     if args.random_weights and args.what != "llm":
         raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
     if args.plot is not None:

@@ -9,11 +9,14 @@ import time
 import numpy as np
 
 from ...core.backend import to_backend
+from ...core.tree import params_nbytes
 from ...decoding.sessions import LMSession
 from ...efficient import cost_model as cm
+from ...efficient.compress import compress
 from ...efficient.cost_model import best_time
 from ...pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, smollm2_path
 from ...pretrained.registry import load
+from ..options import weight_options
 from .table import Column, machine, print_table
 
 
@@ -93,7 +96,62 @@ BACKEND_COLUMNS = [Column("greedy decode", lambda r: f"{r['new_tokens']:>4} new 
                    Column("% roofline", lambda r: f"{100 * r['fraction_of_roofline']:.0f}%", 11)]
 
 
-def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=False, print_fn=print):
+FORMAT_COLUMNS = [Column("weights", "weights", 14, align="<"), Column("load s", "load_s", 7, ".1f"),
+                  Column("MB", lambda r: f"{r['weight_bytes'] / 1e6:.0f}", 6),
+                  Column("tok/s short", "tokens_per_s_short", 12, ".1f"),
+                  Column("tok/s long", "tokens_per_s_long", 11, ".1f"),
+                  Column("vs float32", lambda r: f"{r['speedup']:.2f}x", 11),
+                  Column("roofline tok/s", "roofline_tokens_per_s", 15, ".1f"),
+                  Column("% roofline", lambda r: f"{100 * r['fraction_of_roofline']:.0f}%", 11),
+                  Column("prefill s", "prefill_s", 10, ".3f"),
+                  Column("vs float32", lambda r: f"{r['prefill_ratio']:.2f}x", 11)]
+# the stored forms `bench llm --weights` compares (q4: SmolLM2's own Q4_1/Q8_0 blocks, kept)
+FORMATS = ("float32", "bfloat16", "float16", "float8_e4m3fn", "int8", "q4")
+RANDOM_FORMATS = {"bfloat16": "bfloat16", "float16": "float16", "float8_e4m3fn": "float8_e4m3fn", "int8": "int8",
+                  "q4": "q4_1"}  # with random weights: the same stored forms made by compress
+
+
+def _format_model(fmt, base, random_weights):
+    """(model with its matrices stored as ``fmt``, seconds it took to load or convert)."""
+    t0 = time.perf_counter()
+    if fmt == "float32":
+        return base, None
+    if random_weights:
+        model = base.with_params(compress(base.params, RANDOM_FORMATS[fmt], quantize_embedding=True))
+    else:
+        model = load("smollm2", **weight_options(fmt))
+    return model, time.perf_counter() - t0
+
+
+def bench_formats(base, base_load_s, float32_times, prompt, long_prompt, lengths, quick, bandwidth, formats,
+                  random_weights, print_fn=print):
+    """One row per stored form of the weights (``formats``): load seconds, resident weight bytes, greedy decoding
+    tokens/s at both ``lengths`` and against float32 (the first row), that format's roofline — the bytes a step
+    reads (every stored weight once, the KV cache) at the measured copy bandwidth — and the fraction reached, and
+    the prefill of ``long_prompt`` against float32's."""
+    rows = []
+    for fmt in formats:
+        model, load_s = _format_model(fmt, base, random_weights)
+        t = float32_times if fmt == "float32" else _times(model, prompt, long_prompt, lengths, quick)
+        nbytes = params_nbytes(model.params)
+        n = lengths[-1]
+        step = nbytes + cm.kv_cache_bytes(cm.ModelShape.from_config(model.config), 1, len(prompt) + n // 2)
+        row = dict(weights=fmt, load_s=base_load_s if load_s is None else load_s, weight_bytes=nbytes,
+                   tokens_per_s_short=lengths[0] / t[lengths[0]], tokens_per_s_long=n / t[n],
+                   roofline_tokens_per_s=bandwidth / step, prefill_s=t["prefill"])
+        row["fraction_of_roofline"] = row["tokens_per_s_long"] / row["roofline_tokens_per_s"]
+        rows.append(row)
+        del model
+    for row in rows:
+        row["speedup"] = row["tokens_per_s_long"] / rows[0]["tokens_per_s_long"]
+        row["prefill_ratio"] = row["prefill_s"] / rows[0]["prefill_s"]
+    print_fn(f"stored weights, each product dequantizing tile by tile (core.tiled); decode of {lengths[0]} and "
+             f"{lengths[-1]} new tokens, prefill of {len(long_prompt)}:")
+    print_table(rows, FORMAT_COLUMNS, print_fn)
+    return rows
+
+
+def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=False, print_fn=print, formats=FORMATS):
     """SmolLM2-135M-Instruct: load time, greedy decoding tokens/s (64 and 256 new tokens after a chat prompt),
     prefill time of a 512-token prompt, in NumPy and in transformers (float32, CPU, same threads), and decoding's
     fraction of the memory-bandwidth roofline.  ``backend`` "cupy" or "torch": the same transformer_np functions
@@ -122,6 +180,10 @@ def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=Fals
     print_table(rows, COLUMNS, print_fn)
     them = f"{result['prefill_transformers_s']:.3f} s" if result["prefill_transformers_s"] else "-"
     print_fn(f"prefill of {len(long_prompt)} tokens: numpy {ours['prefill']:.3f} s, transformers {them}")
+    if formats:
+        result["formats"] = bench_formats(model, load_s, ours, prompt, long_prompt, lengths, quick, bandwidth,
+                                          ("float32", *(f for f in formats if f != "float32")), random_weights,
+                                          print_fn)
     if backend != "numpy":
         result["backend"] = _on_backend(model, prompt, long_prompt, lengths, quick, backend, print_fn)
     return result

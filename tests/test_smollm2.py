@@ -56,9 +56,10 @@ def test_there_are_at_least_300_varied_texts():
 WHITESPACE_RUN_BEFORE_DIGIT = re.compile(r"\s{2,}\d")
 
 
-def test_token_ids_equal_tokenizers_bpe_with_the_smollm_pre_tokenizer(model):
+@pytest.fixture(scope="module")
+def tokenizers_bpe(model):
     """The tokenizers library (Rust), given the file's vocabulary and merges and the pre-tokenizer the file names
-    ("smollm": every digit alone, then GPT-2's pattern), gives the same ids on every text."""
+    ("smollm": every digit alone, then GPT-2's pattern)."""
     tokenizers = pytest.importorskip("tokenizers")
     from tokenizers import models, pre_tokenizers
 
@@ -68,9 +69,28 @@ def test_token_ids_equal_tokenizers_bpe_with_the_smollm_pre_tokenizer(model):
     ref.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                                  pre_tokenizers.ByteLevel(add_prefix_space=False)])
     ref.add_special_tokens(list(tok.special))
+    return ref
+
+
+def test_token_ids_equal_tokenizers_bpe_with_the_smollm_pre_tokenizer(model, tokenizers_bpe):
+    """The tokenizers library gives the same ids on every text."""
+    ref = tokenizers_bpe
     differ = [t for t in TEXTS if model.tokenize(t) != ref.encode(t).ids]
     assert not differ, f"{len(differ)} of {len(TEXTS)} texts tokenize differently, e.g. {differ[:3]!r}"
     assert all(model.detokenize(model.tokenize(t)) == t for t in TEXTS)
+
+
+def test_bytes_without_a_token_are_dropped_as_tokenizers_does_and_named(model, tokenizers_bpe):
+    """21 bytes have no token in SmolLM2's vocabulary (0x06 among them); before, a text holding one failed with
+    "not in the vocabulary (a broken merge table?)", blaming the file."""
+    from transformer_np.pretrained.bpe import UnknownBytesWarning
+
+    for text in ("what is\x06 this?", "a\x04b\x13c", "\x1d"):
+        with pytest.warns(UnknownBytesWarning, match="has no token in the vocabulary") as caught:
+            ids = model.tokenize(text)
+        assert ids == tokenizers_bpe.encode(text).ids
+        named = " ".join(str(w.message) for w in caught)
+        assert all(f"0x{ord(c):02x}" in named for c in text if ord(c) in (0x04, 0x06, 0x13, 0x1D))
 
 
 def test_token_ids_equal_transformers_gguf_tokenizer_but_where_it_drops_the_digit_split(model, hf_tokenizer):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import warnings
 
 import jinja2.sandbox
 import regex
@@ -50,6 +51,10 @@ def pre_tokenize(text):
         pieces += PIECE.findall(text[start:m.start()]) + [m.group()]
         start = m.end()
     return pieces + PIECE.findall(text[start:])
+
+
+class UnknownBytesWarning(UserWarning):
+    """Text held a byte the vocabulary has no token for; it was left out of the ids (the warning names it)."""
 
 
 class BPETokenizer:
@@ -110,10 +115,13 @@ class BPETokenizer:
     def _merge(self, piece):
         """BPE of one pre-tokenized piece (already in byte symbols): the ids of its final symbols."""
         word = self.merge_steps(_Symbols(piece))[-1]
-        try:
-            return tuple(self.ids[s] for s in word)
-        except KeyError as e:
-            raise ValueError(f"symbol {e.args[0]!r} is not in the vocabulary (a broken merge table?)") from None
+        unknown = [s for s in word if s not in self.ids]
+        if unknown:  # a byte the vocabulary has no token for (SmolLM2 lacks 21): dropped, as tokenizers does
+            raw = bytes(self._to_byte[c] for s in unknown for c in s if c in self._to_byte)
+            warnings.warn(UnknownBytesWarning(
+                f"{raw.decode('utf-8', 'backslashreplace')!r} (byte {' '.join(f'0x{b:02x}' for b in raw)}) has "
+                "no token in the vocabulary: dropped from the ids, as the tokenizers library drops it"), stacklevel=4)
+        return tuple(self.ids[s] for s in word if s in self.ids)
 
     def encode(self, text, special=True):
         """Token ids of text (no BOS/EOS added).  special=True: special-token strings in the text become their

@@ -183,3 +183,20 @@ def test_compress_command_rejects_bad_options(capsys):
     assert "invalid choice: 'zip'" in capsys.readouterr().err
     assert main(["compress", "--method", "wanda", "--sparsity", "1.5"]) == 2
     assert "--sparsity: must be a number in (0, 1], got '1.5'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "int4", "--bits", "9"], "--bits 9: bits per weight lie in 2…8"),
+    (["--method", "wanda", "--bits", "4"], "--bits 4: --method wanda takes no --bits"),
+    (["--method", "gptq", "--group-size", "100"], "--group-size 100: must divide SmolLM2's input widths 576 and 1536"),
+    (["--method", "q4_0", "--group-size", "32"], "--group-size 32: --method q4_0 takes no --group-size"),
+])
+def test_compress_command_checks_bits_and_group_size_before_loading_the_model(capsys, monkeypatch, args, message):
+    """#34: they were checked only after a 10 s model load, and named without their dashes."""
+    from transformer_np.__main__ import main
+    from transformer_np.cli import compress as command
+
+    monkeypatch.setattr(command, "load", lambda *a, **k: pytest.fail("the model was loaded before the check"))
+    assert main(["compress", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err

@@ -101,3 +101,11 @@ def test_sweep_rejects_bad_rows(rows, capsys):
 def test_sweep_row_that_is_no_model_is_a_clear_error(capsys):
     assert main(["sweep", "--rows", "32,1,3", "--steps", "1"]) == 2
     assert "n_heads" in capsys.readouterr().err
+
+
+def test_sweep_effects_only_with_json_is_an_error_not_a_silent_no_op(capsys, tmp_path):
+    """#34: it exited 0 and wrote no file."""
+    assert main(["sweep", "--effects-only", "--json", str(tmp_path / "rows.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--effects-only trains nothing" in err
+    assert not (tmp_path / "rows.json").exists()

@@ -58,9 +58,25 @@ def options(args):
     return {k: v for k, v in out.items() if v is not None}
 
 
-def run(args, print_fn=print):
+INPUT_WIDTHS = (576, 1536)  # SmolLM2's C and F: the input widths that groups of weights divide
+
+
+def check_options(args):
+    """What the command line alone decides, before the model is loaded (a 10 s wait for a typo otherwise)."""
     if args.stride is not None and args.stride > 512:
         raise ValueError(f"--stride {args.stride}: at most the window, 512 tokens")
+    grouped = args.method in ("int8", "int4", "gptq", "awq")
+    if args.bits is not None and (not grouped or not 2 <= args.bits <= 8):
+        raise ValueError(f"--bits {args.bits}: " + ("bits per weight lie in 2…8" if grouped else
+                                                     f"--method {args.method} takes no --bits"))
+    if args.group_size is not None and (not grouped or any(w % args.group_size for w in INPUT_WIDTHS)):
+        raise ValueError(f"--group-size {args.group_size}: " + (
+            f"must divide SmolLM2's input widths {' and '.join(map(str, INPUT_WIDTHS))} (a divisor of 192)"
+            if grouped else f"--method {args.method} takes no --group-size"))
+
+
+def run(args, print_fn=print):
+    check_options(args)
     text = quality.eval_text() if args.text is None else read_text_file("--text", args.text)
     model = load("smollm2")
     ids = model.tokenize(text)[:args.tokens]

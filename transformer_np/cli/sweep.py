@@ -19,7 +19,7 @@ from ..efficient import hyperparams as hp
 from ..model.checkpoint import write_json
 from ..pretrained.llama import LlamaConfig
 from ..training.tasks import TASKS
-from .options import check_output_file, non_negative_int, positive_int
+from .options import CommandError, check_output_file, non_negative_int, positive_int
 
 HELP = "choosing d_model / heads / layers / d_ff: the cost model's table, then a small training sweep"
 ERRORS = (ValueError,)
@@ -70,6 +70,8 @@ def format_row(r):
 
 
 def run(args, print_fn=print):
+    if args.effects_only and args.json:  # the cost table is printed; only trained rows are written
+        raise CommandError("--json: --effects-only trains nothing, so there are no rows to write")
     check_output_file("--json", args.json)
     print_effects(cm.HARDWARE[args.hardware], print_fn)
     if args.effects_only:

@@ -50,7 +50,8 @@ def test_reader_gives_back_the_metadata_and_shapes_written(small):
     f = read_gguf(path)
     assert f.metadata["general.name"] == "tiny" and f.metadata["tiny.count"] == 7
     assert f.metadata["tiny.scale"] == 0.5 and f.metadata["tiny.flag"] is True
-    assert f.metadata["tiny.words"] == ["a", "bb", "ccc"] and f.metadata["tiny.numbers"] == [1, 2, 3]
+    assert f.metadata["tiny.words"] == ["a", "bb", "ccc"] and f.metadata["tiny.numbers"].tolist() == [1, 2, 3]
+    assert not f.metadata["tiny.numbers"].flags.owndata  # numbers stay a view of the map (#34: no 22x copy)
     assert {n: t.shape for n, t in f.tensors.items()} == {n: a.shape for n, (a, _) in tensors.items()}
     assert {n: t.type for n, t in f.tensors.items()} == {n: k for n, (_, k) in tensors.items()}
 

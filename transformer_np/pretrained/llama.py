@@ -226,10 +226,11 @@ class LlamaModel(DecoderModel):
         return (logits[0], [w[0] for w in weights]) if need_weights else logits[0]
 
     def generate(self, ids, max_new_tokens=64, *, temperature=None, top_k=None, top_p=None, beam=None,
-                 seed=0, eos_id="default", use_cache=True, on_token=None):
+                 seed=0, eos_id="default", use_cache=True, on_token=None, until=None):
         """Continue ids by up to max_new_tokens: greedy by default, sampled when temperature/top_k/top_p is
         given, beam search of width ``beam``.  Stops after eos_id (the model's end-of-turn token by default;
-        None: never).  on_token(id) is called with each new token as it is chosen.  Returns the new ids."""
+        None: never).  on_token(id) is called with each new token as it is chosen; until() after each, True ends
+        the generation (greedy and sampling).  Returns the new ids."""
         eos = self.eos_id if eos_id == "default" else eos_id
         check_int("seed", seed, low=0)
         session = LMSession(self, [list(ids)], use_cache=use_cache)
@@ -239,8 +240,8 @@ class LlamaModel(DecoderModel):
         if any(v is not None for v in (temperature, top_k, top_p)):
             return sample(session, max_new_tokens, rng=np.random.default_rng(seed),
                           temperature=1.0 if temperature is None else temperature, top_k=top_k, top_p=top_p,
-                          eos_id=eos, on_step=tell)[0]
-        return greedy(session, max_new_tokens, eos_id=eos, on_step=tell)[0]
+                          eos_id=eos, on_step=tell, until=until)[0]
+        return greedy(session, max_new_tokens, eos_id=eos, on_step=tell, until=until)[0]
 
     def stream_decoder(self, skip_special=True):
         return StreamDecoder(self.tokenizer, skip_special)

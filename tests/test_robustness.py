@@ -574,3 +574,22 @@ def test_a_gguf_with_a_huge_numeric_metadata_array_costs_no_memory(tmp_path):
         f"f = transformer_np.pretrained.gguf.read_gguf({str(path)!r}); assert f.metadata['junk.numbers'].size == 5e6")
     assert outcome == "loaded", outcome
     assert growth < 25, f"peak RSS grew by {growth:.0f} MB (a list of 5M Python floats: ~160 MB)"
+
+
+def test_a_write_that_fails_names_the_users_path_and_leaves_no_temp_file(tmp_path):
+    """#34 finding 16: a full disk said only "[Errno 27] File too large", or named the temp file."""
+    import errno
+
+    from transformer_np.model.checkpoint import atomic_write
+
+    def too_large(f):
+        f.write(b"x")
+        raise OSError(errno.EFBIG, "File too large")
+
+    target = tmp_path / "model.npz"
+    with pytest.raises(OSError, match=r"model\.npz: could not be written \(File too large\)") as caught:
+        atomic_write(target, too_large)
+    assert caught.value.errno == errno.EFBIG and ".tmp-" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temp
+    with pytest.raises(OSError, match="cannot be written"):
+        atomic_write(tmp_path / "absent-folder" / "x.npz", lambda f: None)

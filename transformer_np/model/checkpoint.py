@@ -36,7 +36,10 @@ def atomic_write(path, write, mode="wb"):
         if not _writer_alive(stale[len(os.path.join(folder, prefix)):]):
             with contextlib.suppress(FileNotFoundError):  # its writer may have just renamed it
                 os.unlink(stale)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)
+    except OSError as e:  # the error names the user's path, not a temp file's
+        raise OSError(e.errno, f"{path}: cannot be written ({e.strerror})") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -44,9 +47,11 @@ def atomic_write(path, write, mode="wb"):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:  # a full disk, a file too large: say which file
+            raise OSError(e.errno, f"{path}: could not be written ({e.strerror})") from None
         raise
 
 

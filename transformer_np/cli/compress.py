@@ -2,8 +2,8 @@
 float32, its perplexity and KL divergence from float32's next-token distributions on the shipped evaluation text
 (or ``--text FILE``), each with its standard error, its resident weight bytes and its decoding speed.
 
-Methods: those of ``efficient.compress`` and ``gguf`` (the file's own Q4_1 / Q8_0 blocks, kept as they are and
-dequantized at use).  ``bench quality`` runs them all."""
+Methods: those of ``efficient.compress`` and ``gguf`` (the file's own Q4_1 / Q8_0 blocks, kept and dequantized
+tile by tile at use).  ``bench quality`` runs them all."""
 
 from __future__ import annotations
 

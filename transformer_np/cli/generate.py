@@ -20,6 +20,7 @@ from .options import (
     CommandError,
     GenerationClock,
     add_weights_option,
+    cut_at_stop,
     finite_float,
     non_negative_float,
     non_negative_int,
@@ -155,12 +156,6 @@ def run(args, print_fn=print):
     dt = time.perf_counter() - clock.t0
     print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)" if args.beam is not None else clock.report())
     return 0
-
-
-def cut_at_stop(text, stops):
-    """(text before the first stop string, whether one appeared)."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 def top_logprobs(logits, token, n):

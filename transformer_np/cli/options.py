@@ -178,6 +178,12 @@ class GenerationClock:
                 f"peak RSS {peak_rss_bytes() / 1e6:.0f} MB")
 
 
+def cut_at_stop(text, stops):
+    """(text before the first of ``stops`` to appear in it, whether one did)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
 class StopStrings:
     """A generation's text cut just before the first of ``stops`` to appear: :meth:`feed` returns what may be shown
     now — holding back an end that could still grow into a stop string — and :attr:`hit` turns True once one has
@@ -190,9 +196,9 @@ class StopStrings:
         if self.hit:
             return ""
         self.held += text
-        cut = min((i for i in (self.held.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.hit, out, self.held = True, self.held[:cut], ""
+        out, self.hit = cut_at_stop(self.held, self.stops)
+        if self.hit:
+            self.held = ""
             return out
         keep = max((k for s in self.stops for k in range(1, len(s)) if self.held.endswith(s[:k])), default=0)
         out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep:]

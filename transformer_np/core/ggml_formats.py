@@ -437,8 +437,10 @@ def tile_codes(raw, type_name, shape):
 
 class GGUFMatrix(StoredWeight):
     """A matrix kept as ggml blocks (a GGUF file's tensor: a view of its memory map, nothing copied; or
-    :func:`quantize`'s bytes), dequantized at each use — for a product, the whole matrix; for an embedding
-    lookup, only the rows asked for (each row of ne0 values is its own run of blocks).  shape: (rows, values
+    :func:`quantize`'s bytes), dequantized at each use — for a product of Q8_0/Q4_0/Q4_1 blocks (NumPy),
+    re-laid at construction (:func:`tile_codes`) and widened a tile of rows at a time; of the other types, the
+    whole matrix; for an embedding lookup, only the rows asked for (each row of ne0 values is its own run of
+    blocks).  shape: (rows, values
     per row), the file's (ne1, ne0)."""
 
     def __init__(self, raw, type_name, shape, name="tensor"):

@@ -86,7 +86,7 @@ def format_limits(name):
 
 class CastMatrix(StoredWeight):
     """A weight stored in a low-precision float format, widened to float32 for each product (any library:
-    :func:`store` / :func:`widen`)."""
+    :func:`store` / :func:`widen`) — for NumPy a tile at a time (core.tiled) along whichever axis is contiguous."""
 
     def __init__(self, w, name="bfloat16"):
         self._hold(store(w, name), name)  # NumPy keeps w's memory layout: rows or columns contiguous

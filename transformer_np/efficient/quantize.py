@@ -179,8 +179,9 @@ def unpack_int4(packed, n, signed=True):
 
 
 class WeightOnlyMatrix(StoredWeight):
-    r"""Weight-only quantization: W stored as :class:`Quantized`, y = x · deq(W) in float32, the float matrix
-    alive only during its product."""
+    r"""Weight-only quantization: W stored as :class:`Quantized`, y = x · deq(W) in float32 — for NumPy, a tile
+    of rows widened at a time (core.tiled, :func:`tile_codes`); never a float copy of the whole matrix where the
+    groups run along its rows or columns."""
 
     def __init__(self, w, bits=8, axis=0, group_size=None, asymmetric=False, pack=None):
         super().__init__(w.shape)

@@ -144,7 +144,7 @@ class _Cursor:
                 dt = np.dtype(VALUE_TYPES[item][1])                 # 20M-entry array costs no memory (#34)
                 out = self.take(count * dt.itemsize, what).view(dt)
                 return out != 0 if VALUE_TYPES[item][0] == "BOOL" else out
-            if VALUE_TYPES.get(item, (None,))[0] == "STRING":  # the loop of string() without its calls
+            if VALUE_TYPES.get(item, (None,))[0] == "STRING":  # string() for each, without value()'s dispatch
                 return [self.string(f"{what}[{i}]") for i in range(count)]
             return [self.value(item, f"{what}[{i}]", depth + 1) for i in range(count)]
         v = self.scalar(dtype, what)

@@ -72,7 +72,18 @@ def llm(d):
         f"{d['weight_bytes'] / 1e6:.0f} MB; copy bandwidth {d['copy_bandwidth_gb_s']:.1f} GB/s.\n",
         table(["new tokens", "NumPy tokens/s", "transformers tokens/s", "roofline ms/token", "of roofline"], rows),
         f"\nPrefill of {d['prefill_tokens']} tokens: NumPy {ms(d['prefill_numpy_s'])} ms, transformers "
-        f"{ms(d.get('prefill_transformers_s'))} ms.", *stored_weights(d)])
+        f"{ms(d.get('prefill_transformers_s'))} ms.", *stored_weights(d), *long_prompt(d)])
+
+
+def long_prompt(d):
+    """The long prompt's prefill with plain and blockwise attention (bench llm --long-prompt)."""
+    if not d.get("long_prompt"):
+        return []
+    rows = [[r["attention"], f"{r['prefill_s']:.2f}", f"{r['time_ratio']:.2f}x", f"{r['peak_bytes'] / 1e6:.0f}",
+             f"{r['memory_ratio']:.2f}x"] for r in d["long_prompt"]]
+    return [f"\nPrefill of a {d['long_prompt'][0]['tokens']}-token prompt, the model's attention plain (the T×T "
+            "scores) or blockwise (tiles, the online softmax); peak memory allocated during it (tracemalloc):\n",
+            table(["attention", "seconds", "vs plain", "peak MB", "vs plain"], rows)]
 
 
 def stored_weights(d):

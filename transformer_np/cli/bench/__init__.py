@@ -45,7 +45,8 @@ BENCHMARKS = {
     "embed": lambda args, print_fn: bench_embed(print_fn=print_fn),
     "llm": lambda args, print_fn: bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
                                             random_weights=args.random_weights, print_fn=print_fn,
-                                            formats=LLM_FORMATS if args.weights is None else args.weights),
+                                            formats=LLM_FORMATS if args.weights is None else args.weights,
+                                            long_prompt_tokens=args.long_prompt),
     "serve": lambda args, print_fn: bench_serve(quick=args.quick, print_fn=print_fn),
     "quality": lambda args, print_fn: bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot,
                                                     text=None if args.text is None else read_text_file("--text",
@@ -77,6 +78,9 @@ def add_arguments(bench):
     bench.add_argument("--weights", nargs="+", choices=list(LLM_FORMATS), default=None, metavar="FORMAT",
                        help=f"llm: the stored forms of the weights to compare, a row each, float32 first "
                             f"({', '.join(LLM_FORMATS)}; q4: SmolLM2's own 4-bit blocks; default: all)")
+    bench.add_argument("--long-prompt", type=non_negative_int, default=None, metavar="N",
+                       help="llm: also time an N-token prefill with plain and blockwise attention, with its peak "
+                            "memory (default 4096, --quick 1024; 0: skip)")
     bench.add_argument("--plot", metavar="PATH",
                        help="decode, cost: draw the plot to this PNG; quality: write its three figures into this "
                             "folder (default: nothing is drawn; the committed ones are in figures/)")
@@ -95,6 +99,8 @@ def run(args, print_fn=print):
         raise ValueError(f"--stride {args.stride}: at most the window, 512 tokens")
     if args.weights is not None and args.what != "llm":
         raise ValueError(f"--weights: only bench llm compares stored weights, not bench {args.what}")
+    if args.long_prompt is not None and args.what != "llm":
+        raise ValueError(f"--long-prompt: only bench llm prefills a long prompt, not bench {args.what}")
     if args.random_weights and args.what != "llm":
         raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
     if args.plot is not None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
 
 import numpy as np
 
 from ...core.backend import to_backend
 from ...core.tree import params_nbytes
 from ...decoding.sessions import LMSession
+from ...efficient import blockwise
 from ...efficient import cost_model as cm
 from ...efficient.compress import compress
 from ...efficient.cost_model import best_time
-from ...pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, smollm2_path
+from ...pretrained.llama import LlamaConfig, LlamaModel, init_llama_params, llama_logits, smollm2_path
 from ...pretrained.registry import load
 from ..options import weight_options
 from .table import Column, machine, print_table
@@ -151,12 +153,48 @@ def bench_formats(base, base_load_s, float32_times, prompt, long_prompt, lengths
     return rows
 
 
-def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=False, print_fn=print, formats=FORMATS):
+LONG_COLUMNS = [Column("attention", "attention", 10, align="<"), Column("prefill s", "prefill_s", 10, ".2f"),
+                Column("vs plain", lambda r: f"{r['time_ratio']:.2f}x", 9),
+                Column("peak MB", lambda r: f"{r['peak_bytes'] / 1e6:.0f}", 8),
+                Column("vs plain", lambda r: f"{r['memory_ratio']:.2f}x", 9)]
+
+
+def bench_long_prompt(model, prompt_ids, tokens, print_fn=print):
+    """The prefill of a ``tokens``-token prompt (``prompt_ids`` repeated) with the plain and the blockwise attention
+    path: seconds (one run each, logits of the last position only) and the peak of the memory allocated during it
+    (a second run under tracemalloc, which NumPy reports its arrays to: the scores, the activations, not the
+    weights)."""
+    ids = np.resize(np.asarray(prompt_ids), (1, tokens))
+    rows = []
+    for path in ("plain", "blockwise"):
+        t0 = time.perf_counter()
+        llama_logits(model.params, ids, model.config, last_only=True, attention=path)
+        seconds = time.perf_counter() - t0
+        tracemalloc.start()
+        try:
+            llama_logits(model.params, ids, model.config, last_only=True, attention=path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        rows.append(dict(attention=path, tokens=tokens, prefill_s=seconds, peak_bytes=peak))
+    for row in rows:
+        row["time_ratio"] = row["prefill_s"] / rows[0]["prefill_s"]
+        row["memory_ratio"] = row["peak_bytes"] / rows[0]["peak_bytes"]
+    print_fn(f"prefill of a {tokens}-token prompt, attention plain (the T×T scores) or blockwise ({blockwise.BLOCK} × "
+             f"{blockwise.BLOCK} tiles; 'auto' tiles once the scores pass {blockwise.AUTO_SCORES_BYTES / 2**20:.0f} "
+             f"MiB):")
+    print_table(rows, LONG_COLUMNS, print_fn)
+    return rows
+
+
+def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=False, print_fn=print, formats=FORMATS,
+              long_prompt_tokens=None):
     """SmolLM2-135M-Instruct: load time, greedy decoding tokens/s (64 and 256 new tokens after a chat prompt),
     prefill time of a 512-token prompt, in NumPy and in transformers (float32, CPU, same threads), and decoding's
     fraction of the memory-bandwidth roofline.  ``backend`` "cupy" or "torch": the same transformer_np functions
     on that library's arrays too, with the roofline of its device's copy bandwidth.  ``random_weights``: SmolLM2's
-    shape with random weights (no GGUF file needed; no transformers comparison)."""
+    shape with random weights (no GGUF file needed; no transformers comparison).  ``long_prompt_tokens``: the
+    prefill of a prompt this long with plain and blockwise attention (default 4,096, quick 1,024; 0: skipped)."""
     if backend != "numpy":
         to_backend({}, backend)  # a library that is not installed fails now, not after the NumPy runs
     model, load_s, prompt, long_prompt = _model(quick, random_weights)
@@ -184,6 +222,11 @@ def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=Fals
         result["formats"] = bench_formats(model, load_s, ours, prompt, long_prompt, lengths, quick, bandwidth,
                                           ("float32", *(f for f in formats if f != "float32")), random_weights,
                                           print_fn)
+    long_n = (1024 if quick else 4096) if long_prompt_tokens is None else long_prompt_tokens
+    if long_n > model.config.max_len:
+        raise ValueError(f"long_prompt_tokens must be at most the model's max_len {model.config.max_len}, got {long_n}")
+    if long_n:
+        result["long_prompt"] = bench_long_prompt(model, long_prompt, long_n, print_fn)
     if backend != "numpy":
         result["backend"] = _on_backend(model, prompt, long_prompt, lengths, quick, backend, print_fn)
     return result

@@ -72,7 +72,18 @@ def llm(d):
         f"{d['weight_bytes'] / 1e6:.0f} MB; copy bandwidth {d['copy_bandwidth_gb_s']:.1f} GB/s.\n",
         table(["new tokens", "NumPy tokens/s", "transformers tokens/s", "roofline ms/token", "of roofline"], rows),
         f"\nPrefill of {d['prefill_tokens']} tokens: NumPy {ms(d['prefill_numpy_s'])} ms, transformers "
-        f"{ms(d.get('prefill_transformers_s'))} ms.", *stored_weights(d), *long_prompt(d)])
+        f"{ms(d.get('prefill_transformers_s'))} ms.", *llama_cpp(d), *stored_weights(d), *long_prompt(d)])
+
+
+def llama_cpp(d):
+    """llama.cpp's decode and prefill on the same GGUF file (when llama-cpp-python was installed for the run)."""
+    a = d.get("llama_cpp")
+    if not a:
+        return []
+    rates = ", ".join(f"{r['tokens_per_s']:.1f} tokens/s ({r['new_tokens']} new)" for r in a["decode"])
+    return [f"\nThe anchor — llama.cpp (llama-cpp-python {a['version']}, {a['threads']} threads) on the same file, "
+            f"its own Q4_1/Q8_0 kernels: decode {rates}; prefill of {d['prefill_tokens']} tokens {ms(a['prefill_s'])} "
+            "ms."]
 
 
 def long_prompt(d):

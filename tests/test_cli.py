@@ -303,3 +303,58 @@ def test_generate_rejects_what_its_new_options_cannot_do(capsys, args, message):
     assert main(["generate", "--prompt", "1 2", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and message in err
+
+
+def _new_tokens(out):
+    """The '-> [ids]' of each 'prompt … -> …' line generate prints."""
+    return [line.split("->")[1].strip() for line in out.splitlines() if line.startswith("prompt")]
+
+
+@pytest.mark.parametrize("technique", [["--speculative", "prompt-lookup"], ["--speculative", "early-exit",
+                                                                            "--draft-layers", "1", "--gamma", "3"],
+                                       ["--paged"]])
+def test_generate_techniques_give_the_plain_greedy_tokens(capsys, technique):
+    prompts = ["--prompt", "1 2 3 1 2 3 1 2", "--prompt", "4 5 6 4 5"]
+    assert main(["generate", *prompts, "--max-new-tokens", "12"]) == 0
+    plain = _new_tokens(capsys.readouterr().out)
+    assert main(["generate", *prompts, "--max-new-tokens", "12", *technique]) == 0
+    out = capsys.readouterr().out
+    assert _new_tokens(out) == plain and len(plain) == 2
+    if technique[0] == "--paged":
+        blocks = re.search(r"KV cache: paged, (\d+) blocks of 16 tokens at most \(\d[\d,]* bytes\)", out)
+        assert int(blocks.group(1)) == 2 * 2  # each row: 8 positions (padded) + 12 new = 20, two blocks of 16
+    else:
+        rates = re.findall(r"speculative \S+: (\d+) of (\d+) drafts accepted", out)
+        assert len(rates) == 2 and all(int(a) <= int(d) for a, d in rates)
+
+
+def test_generate_speculative_sampling_is_seeded(capsys):
+    args = ["generate", "--prompt", "1 2 3 1 2 3", "--max-new-tokens", "10", "--temperature", "0.9",
+            "--speculative", "prompt-lookup"]
+    assert main([*args, "--seed", "3"]) == 0
+    first = _new_tokens(capsys.readouterr().out)
+    assert main([*args, "--seed", "3"]) == 0
+    assert _new_tokens(capsys.readouterr().out) == first
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--speculative", "prompt-lookup", "--paged"], "--speculative and --paged exclude each other"),
+    (["--speculative", "prompt-lookup", "--logprobs", "2"], "--logprobs: not with --speculative"),
+    (["--paged", "--beam", "2"], "--speculative and --paged: greedy or sampling with the KV cache"),
+    (["--speculative", "early-exit", "--draft-layers", "2"], "--draft-layers 2: must be fewer than the model's 2"),
+    (["--speculative", "lookahead"], "argument --speculative: invalid choice: 'lookahead'"),
+    (["--gamma", "0"], "argument --gamma: must be a positive integer"),
+])
+def test_generate_technique_options_name_what_they_cannot_do(capsys, args, message):
+    assert main(["generate", "--prompt", "1 2", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err
+
+
+def test_progress_bars_stay_off_when_stderr_is_not_a_terminal(capsys):
+    from transformer_np.cli.options import progress_bar
+
+    with progress_bar(3, "windows", "window") as update:
+        for _ in range(3):
+            update(1)
+    assert capsys.readouterr().err == ""  # a log or a pipe gets no bar (tqdm's disable=None)

@@ -80,7 +80,9 @@ def test_continuous_batching_gives_every_request_what_it_gets_alone(model):
     pool = BlockPool.for_model(model, 40, block_size=4)
     server = Server(model, pool, max_batch=3)
     handles = [server.submit(p, n) for p, n in work]
-    server.run()
+    finished = []
+    server.run(progress=finished.append)  # a progress bar's update: requests finished at each step
+    assert sum(finished) == len(work) and all(k > 0 for k in finished)
     for (prompt, n), h in zip(work, handles):
         assert h.output == g.greedy(g.LMSession(model, [prompt]), n)[0]
     assert pool.used_blocks == 0  # every finished request gave its blocks back

@@ -46,7 +46,9 @@ def model_pair(rng):
 def test_kl_of_a_model_against_itself_is_zero_and_top1_agrees(rng):
     model, _, cfg = model_pair(rng)
     ids = rng.integers(0, cfg.vocab_size, 50)
-    s = quality.token_scores(model, ids, window=16, stride=8, reference=model)
+    ticks = []
+    s = quality.token_scores(model, ids, window=16, stride=8, reference=model, progress=ticks.append)
+    assert ticks == [1] * len(quality.windows(50, 16, 8))  # one progress tick a window
     assert np.all(s["kl"] == 0) and np.all(s["top1"] == 1) and np.array_equal(s["nll"], s["ref_nll"])
     twin = model.with_params(model.params)  # another object, the same weights: two passes, the same numbers
     s2 = quality.token_scores(twin, ids, window=16, stride=8, reference=model)

@@ -284,3 +284,35 @@ def test_missing_weights_say_how_to_install_them(monkeypatch, tmp_path):
         load_smollm2()
     with pytest.raises(FileNotFoundError, match="no such GGUF file"):
         load_smollm2(tmp_path / "nothing.gguf")
+
+
+@pytest.mark.parametrize("technique", [["--speculative", "prompt-lookup"], ["--paged"]])
+def test_chat_techniques_give_the_plain_greedy_answer(model, capsys, technique):
+    from transformer_np.cli.main import main
+
+    question = ["chat", "What is the capital of France?", "--max-new-tokens", "16", "--weights", "q4"]
+    assert main(question) == 0
+    plain = capsys.readouterr().out
+    assert main([*question, *technique]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == plain and "Paris" in plain
+    said = "drafts accepted" if technique[0] == "--speculative" else "paged KV cache: "
+    assert said in captured.err
+
+
+def test_chat_logprobs_follow_their_rules_and_the_model_is_loaded_once(model, capsys):
+    from transformer_np.cli.llm import load_llm
+    from transformer_np.cli.main import main
+
+    assert main(["chat", "What is the capital of France?", "--max-new-tokens", "6", "--weights", "q4",
+                 "--logprobs", "3"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "top:" in line]
+    assert len(rows) == 6
+    for line in rows:
+        chosen, top = line.split("top:")
+        logp = float(chosen.split()[-1])
+        tops = [float(v) for v in re.findall(r" (-?\d+\.\d+)(?=, |$)", top)]  # a token's text may hold a comma
+        assert len(tops) == 3
+        assert logp == tops[0] <= 0 and tops == sorted(tops, reverse=True)  # greedy: the chosen is the most likely
+        assert np.logaddexp.reduce(tops) <= 1e-9
+    assert load_llm("smollm2", "q4") is load_llm("smollm2", "q4")  # the chat above loaded it; reused

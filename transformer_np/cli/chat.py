@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..pretrained.registry import load
+from .llm import add_technique_options, check_technique_options, generate_one, load_llm, logprob_lines
 from .options import (
     GenerationClock,
     StopStrings,
@@ -17,11 +17,11 @@ from .options import (
     positive_int,
     probability,
     stop_string,
-    weight_options,
 )
 
 HELP = "ask SmolLM2-135M-Instruct (a real LLM, in NumPy) a question; the answer streams as it is generated"
 ERRORS = (ImportError, FileNotFoundError, ValueError)
+
 
 
 def add_arguments(parser):
@@ -38,12 +38,17 @@ def add_arguments(parser):
     parser.add_argument("--stop", type=stop_string, action="append", default=[], metavar="STRING",
                         help="end the answer before this text (repeat for several; default: none)")
     parser.add_argument("--no-stream", action="store_true", help="print each answer once it is complete")
+    parser.add_argument("--logprobs", type=positive_int, metavar="N",
+                        help="after each answer, each token's log-probability and the N most likely (default: off)")
     add_weights_option(parser)
+    add_technique_options(parser)
 
 
 def run(args, print_fn=print, write=None, read=input):
     write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-    model = load(args.model_path or "smollm2", **weight_options(args.weights))
+    check_technique_options(args)
+    model = load_llm(args.model_path or "smollm2", args.weights)
+    check_technique_options(args, model)
     system = [{"role": "system", "content": args.system}] if args.system else []
     if args.question is not None:
         answer(model, system + [{"role": "user", "content": args.question}], args, print_fn, write)
@@ -71,12 +76,12 @@ def answer(model, messages, args, print_fn, write):
     stream, stops, text = model.stream_decoder(skip_special=True), StopStrings(args.stop), []
     show = text.append if args.no_stream else (lambda piece: (text.append(piece), write(piece)))
     clock = GenerationClock(time.perf_counter)
-    greedy = args.temperature == 0  # temperature 0: the most likely token, always
-    model.generate(model.chat_ids(messages), args.max_new_tokens, temperature=None if greedy else args.temperature,
-                   top_k=None if greedy else args.top_k, top_p=None if greedy else args.top_p, seed=args.seed,
-                   on_token=lambda token: (clock.token(), show(stops.feed(stream.feed(token)))),
-                   until=lambda: stops.hit)
+    tokens, logprobs, said = generate_one(model, model.chat_ids(messages), args, model.eos_id,
+                                          on_token=lambda token: (clock.token(), show(stops.feed(stream.feed(token)))),
+                                          until=lambda: stops.hit)
     show(stops.feed(stream.flush()) + stops.flush())
     write(("".join(text) if args.no_stream else "") + "\n")
-    print_fn(f"[{clock.report()}]", file=sys.stderr)
+    for line in logprob_lines(tokens, logprobs, lambda ids: repr(model.detokenize(ids))):
+        print_fn(line)
+    print_fn(f"[{clock.report()}{'' if said is None else ' · ' + said}]", file=sys.stderr)
     return "".join(text)

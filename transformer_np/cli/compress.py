@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..efficient import compress as C
 from ..efficient import quality
 from ..pretrained.registry import load
-from .options import positive_int, probability, read_text_file
+from .options import positive_int, probability, progress_bar, read_text_file
 
 HELP = "compress SmolLM2 one way: perplexity, bytes and speed against float32"
 ERRORS = (ImportError, FileNotFoundError, ValueError)
@@ -82,13 +82,20 @@ def run(args, print_fn=print):
     ids = model.tokenize(text)[:args.tokens]
     if len(ids) < 2:
         raise ValueError(f"--text {args.text}: {len(ids)} token, at least 2 are needed to predict one")
-    base = quality.measure(model, "float32", ids, stride=args.stride)
+    n_windows = len(quality.windows(len(ids), stride=args.stride))
+    with progress_bar(n_windows, "float32", "window") as progress:
+        base = quality.measure(model, "float32", ids, stride=args.stride, progress=progress)
     if args.method == "gguf":
-        row = quality.measure(load("smollm2", keep_quantized=True), "float32", ids, stride=args.stride,
-                              reference=model) | {"method": "gguf"}
+        with progress_bar(n_windows, "gguf", "window") as progress:
+            row = quality.measure(load("smollm2", keep_quantized=True), "float32", ids, stride=args.stride,
+                                  reference=model, progress=progress) | {"method": "gguf"}
     else:
-        recorders = quality.calibrate(model, args.method, args.calibration_tokens)
-        row = quality.measure(model, args.method, ids, recorders, stride=args.stride, **options(args))
+        calibration = len(quality.windows(args.calibration_tokens)) if args.method in C.NEEDS_CALIBRATION else 0
+        with progress_bar(calibration, "calibration", "window") as progress:
+            recorders = quality.calibrate(model, args.method, args.calibration_tokens, progress=progress)
+        with progress_bar(n_windows, args.method, "window") as progress:
+            row = quality.measure(model, args.method, ids, recorders, stride=args.stride, progress=progress,
+                                  **options(args))
     print_fn(f"SmolLM2-135M-Instruct, {base['tokens']:,} evaluation tokens (perplexity, KL from float32 ± one "
              "standard error), 32 greedy tokens (speed)")
     for r in (base, row):

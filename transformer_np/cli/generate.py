@@ -3,19 +3,22 @@ random tiny LM — greedy, sampled or beam search, with or without the KV cache.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
 import numpy as np
 
-from ..core.nn import log_softmax
+from ..decoding.cache import contiguous_cache
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, Seq2SeqSession
+from ..efficient.paged import BLOCK_SIZE, BlockPool, paged_cache
 from ..model.config import TransformerConfig
 from ..model.models import Classifier, DecoderLM, Transformer
 from ..model.protocol import DecoderModel
 from ..pretrained.registry import load, load_shipped
 from ..training.tasks import BOS, EOS
+from .llm import add_technique_options, check_technique_options, generate_one, load_llm, logprob_lines, top_logprobs
 from .options import (
     CommandError,
     GenerationClock,
@@ -27,7 +30,6 @@ from .options import (
     positive_int,
     probability,
     stop_string,
-    weight_options,
 )
 
 HELP = "generate tokens with a checkpoint (or a seeded random tiny LM)"
@@ -56,6 +58,7 @@ def add_arguments(gen):
                      help=f"encoder-decoder: first target token (default {BOS})")
     gen.add_argument("--no-cache", action="store_true", help="recompute the whole forward pass every step")
     add_weights_option(gen)
+    add_technique_options(gen)
 
 
 ERRORS = (ValueError, TypeError, OSError, ImportError)
@@ -68,8 +71,11 @@ def run(args, print_fn=print):
         raise CommandError("--model excludes --task and --checkpoint")
     if args.weights != "float32" and not args.model:
         raise CommandError(f"--weights {args.weights}: applies to a pretrained LLM (--model smollm2)")
+    check_technique_options(args)
+    if (args.speculative or args.paged) and (args.beam is not None or args.no_cache):
+        raise CommandError("--speculative and --paged: greedy or sampling with the KV cache, not --beam or --no-cache")
     if args.model:
-        model = load(args.model, **weight_options(args.weights))
+        model = load_llm(args.model, args.weights)
         tokenizer = model.tokenizer
         args.eos = model.eos_id if args.eos is None else args.eos  # the end of the model's turn
     elif args.task:
@@ -88,6 +94,9 @@ def run(args, print_fn=print):
         print_fn(f"no --checkpoint: a random {model} (seed {args.seed})")
     if isinstance(model, Classifier):
         raise CommandError(f"--checkpoint {args.checkpoint}: holds a classifier, not a generator")
+    if (args.speculative or args.paged) and not isinstance(model, DecoderModel):
+        raise CommandError("--speculative and --paged: a decoder-only model's options, not an encoder-decoder's")
+    check_technique_options(args, model)
     V = model.config.vocab_size
     for option, value in (("--eos", args.eos), ("--bos", args.bos)):
         if value is not None and value >= V:
@@ -104,6 +113,8 @@ def run(args, print_fn=print):
     if args.stop and tokenizer is None:
         raise CommandError("--stop: only a model with text (--model, --task) has strings to stop at")
     show = (lambda ids: repr(tokenizer.decode(ids))) if tokenizer is not None else str
+    if args.speculative:
+        return _speculative(model, prompts, args, tokenizer, show, print_fn)
     if args.temperature == 0:  # temperature 0: the most likely token, always
         args.temperature = args.top_k = args.top_p = None
     sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
@@ -112,9 +123,14 @@ def run(args, print_fn=print):
     if args.beam is not None and (args.logprobs or args.stop):
         raise CommandError("--logprobs and --stop: greedy or sampling only, not --beam")
 
+    pool = None
+    if args.paged:  # room for every row's prompt and new tokens, in blocks
+        pool = BlockPool.for_model(model, sum(math.ceil((len(p) + args.max_new_tokens) / BLOCK_SIZE) for p in prompts))
+
     def new_session(batch):
         if isinstance(model, DecoderModel):
-            return LMSession(model, batch, use_cache=not args.no_cache)
+            return LMSession(model, batch, use_cache=not args.no_cache,
+                             make_cache=contiguous_cache if pool is None else paged_cache(pool))
         return Seq2SeqSession(model, batch, bos_id=args.bos, use_cache=not args.no_cache)
 
     clock = GenerationClock(time.perf_counter)
@@ -149,17 +165,30 @@ def run(args, print_fn=print):
         for b, (prompt, tokens) in enumerate(zip(prompts, out)):
             text = repr(cut_at_stop(tokenizer.decode(tokens), args.stop)[0]) if args.stop else show(tokens)
             print_fn(f"prompt {show(prompt)} -> {text}")
-            for t, (logp, top) in zip(tokens, logprobs[b]):
-                print_fn(f"  {show([t]):>16} {logp:9.4f}   top: " + ", ".join(f"{show([u])} {v:.4f}" for u, v in top))
+            for line in logprob_lines(tokens, logprobs[b], show):
+                print_fn(line)
         n = sum(len(t) for t in out)
-        print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
+        if pool is not None:
+            print_fn(f"KV cache: paged, {pool.peak_blocks} blocks of {pool.block_size} tokens at most "
+                     f"({pool.peak_blocks * pool.block_bytes():,} bytes)")
+        else:
+            print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
     dt = time.perf_counter() - clock.t0
     print_fn(f"{n} tokens in {dt:.3f} s ({n / dt:.1f} tokens/s)" if args.beam is not None else clock.report())
     return 0
 
 
-def top_logprobs(logits, token, n):
-    """(log p of ``token``, [(id, log p)] of the n most likely tokens, most likely first) from one row of logits."""
-    logp = log_softmax(np.asarray(logits, dtype=np.float64))
-    best = np.argsort(-logp, kind="stable")[:n]
-    return float(logp[token]), [(int(i), float(logp[i])) for i in best]
+def _speculative(model, prompts, args, tokenizer, show, print_fn):
+    """--speculative: each prompt continued by speculative decoding (one sequence at a time), then the report."""
+    clock = GenerationClock(time.perf_counter)
+    for prompt in prompts:
+        so_far = []
+        until = (lambda so_far=so_far: cut_at_stop(tokenizer.decode(so_far), args.stop)[1]) if args.stop else None
+        tokens, _, said = generate_one(model, prompt, args, args.eos,
+                                       on_token=lambda t, so_far=so_far: (clock.token(), so_far.append(t)),
+                                       until=until)
+        text = repr(cut_at_stop(tokenizer.decode(tokens), args.stop)[0]) if args.stop else show(tokens)
+        print_fn(f"prompt {show(prompt)} -> {text}")
+        print_fn(said)
+    print_fn(clock.report())
+    return 0

@@ -4,6 +4,7 @@ written — run before any long work starts, so that a typo costs seconds, not a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 import os
@@ -12,6 +13,8 @@ try:
     import resource
 except ImportError:  # Windows has no resource module
     resource = None
+
+from tqdm import tqdm
 
 from ..efficient.compress import row_converter
 
@@ -119,6 +122,17 @@ def read_text_file(option, path):
     if not text.strip():
         raise CommandError(f"{option} {path}: the file holds no text")
     return text
+
+
+@contextlib.contextmanager
+def progress_bar(total, desc, unit):
+    """A progress bar with an estimate of the time left (tqdm, on stderr, only when it is a terminal: logs and
+    pipes stay clean); yields its update(n) for a long loop's progress hook."""
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, dynamic_ncols=True)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 # --- what a generation reports -------------------------------------------------------------------------------

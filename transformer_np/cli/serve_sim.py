@@ -8,8 +8,8 @@ import numpy as np
 from ..efficient.serve import random_workload, simulate
 from ..model.config import TransformerConfig
 from ..model.models import DecoderLM
-from ..pretrained.registry import load
-from .options import non_negative_int, positive_int
+from .llm import load_llm
+from .options import non_negative_int, positive_int, progress_bar
 
 HELP = "replay a generated workload through continuous batching on the paged KV cache"
 ERRORS = (ImportError, FileNotFoundError, ValueError, MemoryError)
@@ -27,13 +27,15 @@ def add_arguments(parser):
 
 def run(args, print_fn=print):
     if args.model == "smollm2":
-        model = load("smollm2")
+        model = load_llm("smollm2")
         prompts, outputs = (8, 64), (4, 48)
     else:
         model = DecoderLM(TransformerConfig.lm_tiny(max_len=128, vocab_size=50), seed=args.seed)
         prompts, outputs = (2, 40), (2, 40)
     work = random_workload(np.random.default_rng(args.seed), args.requests, model.config.vocab_size, prompts, outputs)
-    sim = simulate(model, work, max_batch=args.max_batch, n_blocks=args.blocks, block_size=args.block_size)
+    with progress_bar(len(work), "requests", "request") as progress:
+        sim = simulate(model, work, max_batch=args.max_batch, n_blocks=args.blocks, block_size=args.block_size,
+                       progress=progress)
     lat, steps = sim["latency_s"], sim["latency_steps"]
     print_fn(f"{sim['requests']} requests, {sim['tokens']} tokens in {sim['seconds']:.2f} s: "
              f"{sim['tokens_per_s']:.1f} tokens/s over {sim['steps']} steps (mean batch {sim['mean_batch']:.1f} "

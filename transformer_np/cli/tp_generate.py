@@ -6,6 +6,7 @@ also runs the unsplit model in its own process and compares.  Without mpiexec it
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -18,7 +19,7 @@ from ..model.models import Transformer
 from ..pretrained import registry
 from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params
 from ..training.tasks import BOS, EOS
-from .options import CommandError, positive_int
+from .options import CommandError, positive_int, progress_bar
 
 MODELS = ("smollm2", "reverse", "dates", "tiny-llama")
 
@@ -82,7 +83,10 @@ def run(args, print_fn=print):
             raise  # cli.main prints it: one "error:" line
         return 2
     try:
-        r = mpi.tp_greedy(model, shard, new_session, prompts, args.max_new_tokens, comm, eos, check=args.check)
+        bar = progress_bar(args.max_new_tokens, "decode", "step") if comm.Get_rank() == 0 else contextlib.nullcontext()
+        with bar as progress:
+            r = mpi.tp_greedy(model, shard, new_session, prompts, args.max_new_tokens, comm, eos, check=args.check,
+                              progress=progress)
         if r["rank"] == 0:
             report(r, model, tokenizer, prompts, args, print_fn)
     except (CommandError, OSError, *ERRORS) as e:

@@ -68,11 +68,12 @@ def _log_probs(model, chunk, rows):
     return log_softmax(np.asarray(model.step(chunk[None]))[0, rows].astype(np.float64))
 
 
-def token_scores(model, ids, window=512, stride=None, reference=None):
+def token_scores(model, ids, window=512, stride=None, reference=None, progress=None):
     r"""Per predicted token of ``ids`` (N,): ``nll`` = −log p(x_{t+1} | the window so far) under ``model`` and, with a
     ``reference`` model (e.g. float32), ``kl`` = KL(p_ref ‖ p) = Σ_v p_ref,v (log p_ref,v − log p_v) in nats, the
     reference's ``ref_nll`` and ``top1`` (whether both put the same token first) — llama.cpp's
-    ``--kl-divergence``.  ``model.step(ids (1, T))`` gives the logits (1, T, V).  Returns {name: float64 (n,)}."""
+    ``--kl-divergence``.  ``model.step(ids (1, T))`` gives the logits (1, T, V).  progress(1) after each window
+    (``windows(len(ids), window, stride)`` of them), if given.  Returns {name: float64 (n,)}."""
     ids = np.asarray(ids, dtype=np.int64)
     out = {k: [] for k in (("nll", "ref_nll", "kl", "top1") if reference is not None else ("nll",))}
     for start, stop, first in windows(len(ids), window, stride):
@@ -81,17 +82,21 @@ def token_scores(model, ids, window=512, stride=None, reference=None):
         logp = _log_probs(model, chunk, rows)  # (n, V)
         out["nll"].append(-logp[np.arange(len(targets)), targets])
         if reference is None:
+            if progress is not None:
+                progress(1)
             continue
         logr = logp if reference is model else _log_probs(reference, chunk, rows)
         out["ref_nll"].append(-logr[np.arange(len(targets)), targets])
         out["kl"].append(np.maximum(np.sum(np.exp(logr) * (logr - logp), axis=-1), 0.0))  # ≥ 0; rounding aside
         out["top1"].append((np.argmax(logr, axis=-1) == np.argmax(logp, axis=-1)).astype(np.float64))
+        if progress is not None:
+            progress(1)
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def token_nll(model, ids, window=512, stride=None):
+def token_nll(model, ids, window=512, stride=None, progress=None):
     """-log p(x_{t+1} | window so far) for every predicted token: ids (N,) -> float64 (number predicted,)."""
-    return token_scores(model, ids, window, stride)["nll"]
+    return token_scores(model, ids, window, stride, progress=progress)["nll"]
 
 
 def mean_and_se(x):
@@ -180,10 +185,11 @@ class ActivationRecorder(StoredWeight):
         return x @ self.dequantize()
 
 
-def record_activations(model, ids, window=512, skip=("embed",), hessian=False, keep_rows=0):
+def record_activations(model, ids, window=512, skip=("embed",), hessian=False, keep_rows=0, progress=None):
     """Run ``model`` over ids with every weight wrapped in an ActivationRecorder; returns {path: recorder}.
     The model itself is not changed (the recorders run on a copy holding them).  hessian: also XᵀX per weight
-    (GPTQ; C_in² float64 each); keep_rows: also keep that many input rows per weight (AWQ)."""
+    (GPTQ; C_in² float64 each); keep_rows: also keep that many input rows per weight (AWQ); progress(1) after
+    each window."""
     recorders = {}
 
     def wrap(path, w):
@@ -192,17 +198,17 @@ def record_activations(model, ids, window=512, skip=("embed",), hessian=False, k
         recorders[path] = ActivationRecorder(w, path, hessian, keep_rows)
         return recorders[path]
 
-    token_nll(model.with_params(map_weights(model.params, wrap)), ids, window)
+    token_nll(model.with_params(map_weights(model.params, wrap)), ids, window, progress=progress)
     return recorders
 
 
-def calibrate(model, method, tokens=2048):
+def calibrate(model, method, tokens=2048, progress=None):
     """The recorders ``method`` needs (compress.NEEDS_CALIBRATION; None for the others), read over the first
     ``tokens`` of the calibration text, with what the method asks beyond the statistics (compress.CALIBRATION)."""
     if method not in NEEDS_CALIBRATION:
         return None
     ids = model.tokenize(calibration_text())[:tokens]
-    return record_activations(model, ids, **CALIBRATION.get(method, {}))
+    return record_activations(model, ids, progress=progress, **CALIBRATION.get(method, {}))
 
 
 class _FreshCache(DecoderModel):
@@ -235,10 +241,10 @@ def compressed_bits(params):
 
 
 def measure(model, method, ids, recorders=None, decode_tokens=32, window=512, stride=None, reference=None,
-            kl=True, **options):
+            kl=True, progress=None, **options):
     """Measure a copy of ``model`` (a decoder model: params, config, step) compressed by ``method`` against
     ``reference`` (default: ``model`` itself, uncompressed); the model itself is left as it is.  kl=False:
-    perplexity alone (one pass instead of two).
+    perplexity alone (one pass instead of two).  progress(1) after each evaluation window.
     Returns {method, options…, perplexity, perplexity_se, kl_mean, kl_mean_se, kl_p99, kl_p99_se, top1, top1_se,
     tokens, weight_bytes, bits_per_weight, eval_seconds, decode_tok_s}."""
     keys = options.pop("keys", "token") if method == "kv-int8" else None  # the int8 cache's key quantization
@@ -248,7 +254,8 @@ def measure(model, method, ids, recorders=None, decode_tokens=32, window=512, st
     reference = model if reference is None else reference
     t0 = time.perf_counter()
     same = method == "float32" and reference is model  # the reference itself: one pass, KL exactly 0
-    scores = token_scores(runner, ids, window, stride, reference=(runner if same else reference) if kl else None)
+    scores = token_scores(runner, ids, window, stride, reference=(runner if same else reference) if kl else None,
+                          progress=progress)
     seconds = time.perf_counter() - t0
     speed = decode_speed(small, ids[:16], decode_tokens, make_cache) if decode_tokens else None
     return {"method": method, **options, **({"keys": keys} if keys else {}), **summarize(scores),

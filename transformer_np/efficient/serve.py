@@ -144,15 +144,19 @@ class Server:
         self.steps += 1
         self.occupancy.append((len(self.running), self.pool.used_blocks, sum(self.pool.lengths.values())))
 
-    def run(self, max_steps=100_000):
-        """Step until every submitted request is finished.  Returns the finished requests, in finishing order."""
+    def run(self, max_steps=100_000, progress=None):
+        """Step until every submitted request is finished.  Returns the finished requests, in finishing order.
+        progress(k) after each step that finished k requests, if given (a progress bar's update)."""
         while self.waiting or self.running:
             if self.steps >= max_steps:
                 raise RuntimeError(f"not finished after {max_steps} steps")
             if not self.running and self.waiting and self._blocks_needed(self.waiting[0]) > len(self.pool.free):
                 raise MemoryError(f"request {self.waiting[0].id} needs {self._blocks_needed(self.waiting[0])} "
                                   f"blocks; the pool has {len(self.pool.free)} free")
+            done = len(self.finished)
             self.step()
+            if progress is not None and len(self.finished) > done:
+                progress(len(self.finished) - done)
         return self.finished
 
 
@@ -162,14 +166,15 @@ def random_workload(rng, n_requests, vocab_size, prompt_range=(8, 64), output_ra
              int(rng.integers(output_range[0], output_range[1] + 1))) for _ in range(n_requests)]
 
 
-def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16):
+def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16, progress=None):
     """Serve a workload with continuous batching; returns what a serving engineer looks at: throughput, latency
-    percentiles (seconds and steps), peak KV blocks and batch occupancy, and the requests."""
+    percentiles (seconds and steps), peak KV blocks and batch occupancy, and the requests.  progress(k) as k more
+    requests finish."""
     pool = BlockPool.for_model(model, n_blocks, block_size)
     server = Server(model, pool, max_batch=max_batch)
     t0 = time.perf_counter()
     handles = [server.submit(p, n) for p, n in workload]
-    server.run()
+    server.run(progress=progress)
     seconds = time.perf_counter() - t0
     latency = np.array([h.finished_time - h.submitted_time for h in handles])
     steps = np.array([h.finished_step - h.submitted_step + 1 for h in handles])

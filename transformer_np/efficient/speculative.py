@@ -153,11 +153,13 @@ class _Chooser:
 
 
 def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temperature=None, top_k=None,
-                         top_p=None, rng=None, eos_id=None):
+                         top_p=None, rng=None, eos_id=None, on_token=None, until=None):
     """Generate up to max_new_tokens continuing prompt (a list of ids) with the target model, drafted by
     ``draft`` (a :class:`ModelDraft` or :class:`PromptLookup`).  Greedy by default (the output is then exactly
     plain greedy decoding's); with temperature/top_k/top_p, sampling with a np.random.Generator ``rng`` (the
-    output is then distributed exactly as plain sampling's).  Returns (new token ids, SpecStats)."""
+    output is then distributed exactly as plain sampling's).  on_token(id) is called with each token kept, in
+    order, as each target pass decides them (1 … γ + 1 at a time); until() after each pass, True ends the
+    generation (a stop string).  Returns (new token ids, SpecStats)."""
     check_positive_int("gamma", gamma)
     check_positive_int("max_new_tokens", max_new_tokens)
     choose = _Chooser(temperature, top_k, top_p, rng)
@@ -167,7 +169,7 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
     start = len(tokens)
     if start + max_new_tokens > target.config.max_len:
         raise ValueError(f"prompt ({start}) + max_new_tokens ({max_new_tokens}) exceed max_len={target.config.max_len}")
-    runner, stats = _Runner(target), SpecStats()
+    runner, stats, told = _Runner(target), SpecStats(), 0
     while len(tokens) - start < max_new_tokens and not (eos_id is not None and eos_id in tokens[start:]):
         room = max_new_tokens - (len(tokens) - start)
         drafts, qs = draft.propose(tokens, min(gamma, room), choose)
@@ -195,11 +197,22 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
         tokens += drafts[:n] + [new]
         runner.rollback(len(tokens) - 1)  # the target has seen everything but the new last token
         draft.accept(len(tokens) - 1)
-    out = tokens[start:start + max_new_tokens]
-    if eos_id is not None and eos_id in out:
-        out = out[: out.index(eos_id) + 1]
+        out = _kept(tokens[start:], max_new_tokens, eos_id)
+        if on_token is not None:
+            for t in out[told:]:
+                on_token(t)
+        told = len(out)
+        if until is not None and until():
+            break
+    out = _kept(tokens[start:], max_new_tokens, eos_id)
     stats.produced = len(out)
     return out, stats
+
+
+def _kept(new, max_new_tokens, eos_id):
+    """The generated tokens that count: at most max_new_tokens, ending at the first eos_id."""
+    out = new[:max_new_tokens]
+    return out[: out.index(eos_id) + 1] if eos_id is not None and eos_id in out else out
 
 
 def early_exit(model, n_layers):

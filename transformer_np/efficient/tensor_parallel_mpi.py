@@ -257,25 +257,34 @@ def seq2seq_allreduce_bytes(cfg, source_tokens, target_tokens, itemsize):
 
 
 # --- generation ----------------------------------------------------------------------------------------------
-def run_greedy(model, new_session, prompts, max_new_tokens, eos_id=None):
-    """(tokens per prompt, next-token logits at every step (steps, B, V), the session) of greedy decoding."""
+def run_greedy(model, new_session, prompts, max_new_tokens, eos_id=None, progress=None):
+    """(tokens per prompt, next-token logits at every step (steps, B, V), the session) of greedy decoding;
+    progress(1) after each step, if given (a progress bar's update)."""
     session = new_session(model, prompts)
     logits = []
-    out = greedy(session, max_new_tokens, eos_id=eos_id, on_step=lambda step, s, t: logits.append(s.next_logits))
+
+    def step(i, s, t):
+        logits.append(s.next_logits)
+        if progress is not None:
+            progress(1)
+
+    out = greedy(session, max_new_tokens, eos_id=eos_id, on_step=step)
     return out, np.stack(logits), session
 
 
-def tp_greedy(model, shard, new_session, prompts, max_new_tokens, comm, eos_id=None, check=False):
+def tp_greedy(model, shard, new_session, prompts, max_new_tokens, comm, eos_id=None, check=False, progress=None):
     """Greedy decoding of ``prompts`` (lists of ids) with ``model`` split over the ranks of ``comm``:
     shard(model, n, rank, comm, stats) gives the rank's model.  Returns, on every rank, a dict: tokens, this rank's
     CommStats, seconds, the session, the head partition; with check=True rank 0 also decodes with the whole
-    model and adds its tokens, its KV bytes and the largest |logit| gap over all steps."""
+    model and adds its tokens, its KV bytes and the largest |logit| gap over all steps.  progress(1) after each
+    split step on rank 0, if given."""
     n, rank = comm.Get_size(), comm.Get_rank()
     stats = CommStats()
     local = shard(model, n, rank, comm, stats)
     comm.Barrier()
     t0 = time.perf_counter()
-    tokens, logits, session = run_greedy(local, new_session, prompts, max_new_tokens, eos_id)
+    tokens, logits, session = run_greedy(local, new_session, prompts, max_new_tokens, eos_id,
+                                         progress if rank == 0 else None)
     seconds = time.perf_counter() - t0
     cfg = model.config
     result = dict(n=n, rank=rank, tokens=tokens, stats=stats, seconds=seconds, session=session,

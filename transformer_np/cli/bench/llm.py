@@ -3,6 +3,7 @@ against the memory-bandwidth roofline of the cost model (``--backend``: on anoth
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import tracemalloc
@@ -82,6 +83,31 @@ def _hf_times(prompt, long_prompt, lengths, quick):
             times[n] = time.perf_counter() - t0
         long_ids = torch.tensor([long_prompt])
         times["prefill"] = best_time(lambda: hf(long_ids, logits_to_keep=1, use_cache=True), 1 if quick else 3)
+    return times
+
+
+def _llama_cpp_times(prompt, long_prompt, lengths, quick):
+    """The same workloads in llama.cpp (llama-cpp-python, when it is importable: it compiles llama.cpp for minutes,
+    so it is never a dependency) on the same GGUF file — its own Q4_1/Q8_0 kernels, the anchor every row is read
+    against — with as many threads as NumPy's BLAS uses.  {} when it is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return {}
+    threads = os.cpu_count() or 1
+    llm = llama_cpp.Llama(model_path=str(smollm2_path()), n_ctx=2048, n_batch=512, n_threads=threads,
+                          n_threads_batch=threads, verbose=False)
+    times = {"version": getattr(llama_cpp, "__version__", "?"), "threads": threads}
+    for n in lengths:  # greedy: the prompt's prefill, then n tokens, as _times does
+        t0 = time.perf_counter()
+        out = list(itertools.islice(llm.generate(prompt, temp=0.0, reset=True), n))
+        times[n] = time.perf_counter() - t0
+        assert len(out) == n
+    def prefill():
+        llm.reset()
+        llm.eval(long_prompt)
+
+    times["prefill"] = best_time(prefill, 1 if quick else 3)
     return times
 
 
@@ -202,6 +228,7 @@ def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=Fals
     bandwidth = cm.measure_copy_bandwidth(2**24 if quick else 2**28)
     ours = _times(model, prompt, long_prompt, lengths, quick)
     theirs = _hf_times(prompt, long_prompt, lengths, quick) if with_torch and not random_weights else {}
+    anchor = {} if random_weights else _llama_cpp_times(prompt, long_prompt, lengths, quick)
     rows = []
     for n in lengths:
         roofline_s = decode_bytes(model, (len(prompt) + n) // 2) / bandwidth  # per token, mid-run context
@@ -212,12 +239,20 @@ def bench_llm(quick=False, with_torch=True, backend="numpy", random_weights=Fals
                   prompt_tokens=len(prompt), copy_bandwidth_gb_s=bandwidth / 1e9,
                   weight_bytes=decode_bytes(model, 0), decode=rows, prefill_tokens=len(long_prompt),
                   prefill_numpy_s=ours["prefill"], prefill_transformers_s=theirs.get("prefill"))
+    if anchor:
+        result["llama_cpp"] = dict(version=anchor["version"], threads=anchor["threads"], prefill_s=anchor["prefill"],
+                                   decode=[dict(new_tokens=n, seconds=anchor[n], tokens_per_s=n / anchor[n])
+                                           for n in lengths])
     how = "made (random weights)" if random_weights else "loaded (read + dequantize)"
     print_fn(f"{model!r}: {how} in {load_s:.2f} s; weights {result['weight_bytes'] / 1e6:.0f} "
              f"MB float32; copy bandwidth {bandwidth / 1e9:.1f} GB/s   ({result['machine']['summary']})")
     print_table(rows, COLUMNS, print_fn)
     them = f"{result['prefill_transformers_s']:.3f} s" if result["prefill_transformers_s"] else "-"
     print_fn(f"prefill of {len(long_prompt)} tokens: numpy {ours['prefill']:.3f} s, transformers {them}")
+    if anchor:
+        print_fn(f"llama.cpp {anchor['version']} on the same file ({anchor['threads']} threads): decode "
+                 + ", ".join(f"{n / anchor[n]:.1f} tok/s ({n} new)" for n in lengths)
+                 + f"; prefill of {len(long_prompt)} tokens {anchor['prefill']:.3f} s")
     if formats:
         result["formats"] = bench_formats(model, load_s, ours, prompt, long_prompt, lengths, quick, bandwidth,
                                           ("float32", *(f for f in formats if f != "float32")), random_weights,

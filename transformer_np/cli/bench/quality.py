@@ -31,6 +31,7 @@ from ...pretrained.sentences import SEARCH_SENTENCES
 from ...training.loop import evaluate
 from ...training.shipped import load_trained
 from ...viz import plots
+from ..options import progress_bar
 from .table import Column, header_line, print_table, row_line
 
 SMOLLM2_ROWS = [("float32", {}), ("bfloat16", {}), ("float16", {}), ("float8_e4m3fn", {}), ("float8_e5m2", {}),
@@ -74,18 +75,23 @@ MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 30, ali
 def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print, text=None, stride=None):
     model = load("smollm2")
     ids = model.tokenize(quality.eval_text() if text is None else text)[:tokens]
-    recorders = quality.record_activations(model, model.tokenize(quality.calibration_text())[:calibration_tokens],
-                                           hessian=any(m == "gptq" for m, _ in rows),
-                                           keep_rows=512 if any(m == "awq" for m, _ in rows) else 0)
+    calibration = model.tokenize(quality.calibration_text())[:calibration_tokens]
+    with progress_bar(len(quality.windows(len(calibration))), "calibration", "window") as progress:
+        recorders = quality.record_activations(model, calibration, hessian=any(m == "gptq" for m, _ in rows),
+                                               keep_rows=512 if any(m == "awq" for m, _ in rows) else 0,
+                                               progress=progress)
+    n_windows = len(quality.windows(len(ids), stride=stride))
     out, base = [], None
     print_fn(header_line(SMOLLM2_COLUMNS))
     for method, options in rows:
         t0 = time.perf_counter()
-        if method == "gguf":
-            kept = load("smollm2", keep_quantized=True)
-            row = quality.measure(kept, "float32", ids, stride=stride, reference=model) | {"method": "gguf"}
-        else:
-            row = quality.measure(model, method, ids, recorders, stride=stride, **options)
+        with progress_bar(n_windows, C.method_label({"method": method, **options}), "window") as progress:
+            if method == "gguf":
+                kept = load("smollm2", keep_quantized=True)
+                row = quality.measure(kept, "float32", ids, stride=stride, reference=model, progress=progress) | {
+                    "method": "gguf"}
+            else:
+                row = quality.measure(model, method, ids, recorders, stride=stride, progress=progress, **options)
         if method in MEASURES and (method != "int4" or options.get("bits", 4) == 4):
             row["measures"] = MEASURES[method]
         base = base or row

@@ -103,12 +103,12 @@ def stored_weights(d):
         return []
     rows = [[r["weights"], f"{r['weight_bytes'] / 1e6:.0f}", f"{r['load_s']:.1f}", f"{r['tokens_per_s_long']:.1f}",
              f"{r['speedup']:.2f}x", f"{r['roofline_tokens_per_s']:.0f}", f"{100 * r['fraction_of_roofline']:.0f}%",
-             ms(r["prefill_s"]), f"{r['prefill_ratio']:.2f}x"] for r in d["formats"]]
+             num(r.get("widen_ns_per_value")), ms(r["prefill_s"]), f"{r['prefill_ratio']:.2f}x"] for r in d["formats"]]
     n = d["decode"][-1]["new_tokens"]
     return [f"\nStored weights, each product dequantizing tile by tile (`core.tiled`); decode of {n} new tokens, "
             f"prefill of {d['prefill_tokens']}:\n",
             table(["weights", "MB", "load s", "tokens/s", "vs float32", "roofline tokens/s", "of roofline",
-                   "prefill ms", "vs float32"], rows)]
+                   "widen ns/value", "prefill ms", "vs float32"], rows)]
 
 
 def embed(d):

@@ -122,3 +122,31 @@ def test_pack_halves_puts_value_i_and_i_plus_half_in_one_byte():
 def test_row_codes_refuse_inconsistent_parts_by_name(bad, match):
     with pytest.raises(ValueError, match=match):
         RowCodes(**bad)
+
+
+def test_widen_cost_is_measured_for_every_format_and_an_unknown_format_is_named():
+    for fmt in tiled.FORMATS:
+        ns = tiled.widen_ns_per_value(fmt, shape=(16, 64), repeat=1)
+        assert np.isfinite(ns) and ns > 0, fmt
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        tiled.widen_ns_per_value("int3")
+
+
+@pytest.mark.parametrize("fmt", sorted(tiled.REBIASED))
+def test_rebiasing_the_exponent_widens_every_finite_code_bit_for_bit_as_the_table(fmt):
+    n = tiled.REBIASED[fmt][0]
+    table = code_table(fmt)
+    codes = np.arange(2**n, dtype=f"u{n // 8}")[np.isfinite(table)]  # ±0, subnormals, normals, the largest
+    out = np.empty((1, codes.size), np.float32)
+    tiled._rebias(codes.reshape(1, -1), fmt, out)
+    np.testing.assert_array_equal(out.view(np.uint32), table[codes][None].view(np.uint32))
+
+
+def test_a_matrix_holding_an_inf_or_a_nan_widens_through_the_table():
+    q = np.array([[1.0, -2.5, np.inf, 3.0], [0.0, np.nan, -0.0, 6e-8]], np.float16)  # 6e-8: a subnormal
+    finite = RowCodes(np.ascontiguousarray(np.nan_to_num(q, posinf=7.0, nan=5.0)), "float16")
+    special = RowCodes(q, "float16")
+    assert finite.rebiased and not special.rebiased
+    for w in (finite, special):
+        out = np.empty(w.shape, np.float32)
+        np.testing.assert_array_equal(w.widen(0, 2, out), w.codes.astype(np.float32))

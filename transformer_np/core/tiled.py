@@ -21,8 +21,10 @@ tile.  llama.cpp fuses the same steps in registers; here they are fused in cache
     format      value(q)                                   bytes a weight (codes)     tile step
     float32     q                                          4                          none: BLAS on the rows
     bfloat16    the float whose top 16 bits are q          2                          q → 32 bits, shifted up 16
-    float16     table[q] (the format's 65,536 values)      2                          gather from the table
-    float8_*    table[q] (the format's 256 values)         1                          gather from the table
+    float16,    sign, exponent, mantissa of q moved to     2, 1                       shift up, arithmetic
+    float8_e5m2 float32's places, times 2^(127 − bias)                                shift down, mask,
+                (table[q] if q holds an inf or NaN)                                   multiply
+    float8_e4m3fn  table[q] (the format's 256 values)      1                          gather from the table
     int8/uint8  q                                          1                          cast
     int4/uint4/ two values a byte: value i of a row in the  ½                          each half: the nibbles
     offset4     low nibble of byte i, value i + C/2 in the                            (shift, mask), cast —
@@ -41,6 +43,7 @@ import dataclasses
 import functools
 import os
 import threading
+import time
 
 import ml_dtypes
 import numpy as np
@@ -58,6 +61,13 @@ NIBBLE_VALUES = {  # value of nibble n = 0…15 for each 4-bit format
     "offset4": lambda n: n - 8,  # GGUF's Q4_0: q − 8
 }
 FORMATS = ("float32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "int8", "uint8", *NIBBLE_VALUES)
+# (total bits N, exponent bits E) of the narrow floats widened by re-biasing (see RowCodes.widen): code bits moved
+# to float32's places — the sign to bit 31, exponent and mantissa to the top of theirs — then one multiply by
+# 2^(127 − bias) turns the exponent's bias into float32's (exact, subnormals included); codes with the exponent all
+# ones (inf, NaN) have no such image, so a matrix holding one is gathered from the code table instead.
+# float8_e4m3fn stays with the table: its subnormals (below 2^-6, a quarter of a weight matrix's values) make the
+# multiply take the CPU's slow path for subnormal operands — 7.8 ns a value against the table's 1.5–2
+REBIASED = {"float16": (16, 5), "float8_e5m2": (8, 5)}
 CODE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16, "float16": np.float16, "float8_e4m3fn": np.uint8,
                "float8_e5m2": np.uint8, "int8": np.int8, "uint8": np.uint8,
                **{k: np.uint8 for k in NIBBLE_VALUES}}
@@ -98,8 +108,8 @@ def storage_dtype(name):
 def code_table(name):
     """The float32 value of every bit pattern of format ``name`` (NumPy, 2^bits entries): code c holds
     code_table(name)[c].  The finite non-negative values are codes 0 … n−1, in increasing order.  The tile
-    product gathers float16 and float8 values from it (faster here than NumPy's float16 cast: measured 1.5 µs
-    against 2.1 per 1,000 values)."""
+    product gathers float8_e4m3fn values from it, and float16/float8_e5m2 values of a matrix holding an inf or
+    a NaN (a gather: 1.5–2 ns a value here, NumPy's own float16 cast 2.4; re-biasing the exponent: 0.8)."""
     dt = storage_dtype(name)
     return np.arange(2 ** (8 * dt.itemsize), dtype=f"u{dt.itemsize}").view(dt).astype(np.float32)
 
@@ -146,6 +156,15 @@ class RowCodes:
         """Bytes held: codes, scales, offsets."""
         return sum(a.nbytes for a in (self.codes, self.scale, self.offset) if a is not None)
 
+    @functools.cached_property
+    def rebiased(self):
+        """Whether a narrow float's codes widen by re-biasing the exponent (none is an inf or a NaN)."""
+        if self.fmt not in REBIASED:
+            return False
+        n, e = REBIASED[self.fmt]
+        exponent = ((1 << e) - 1) << (n - 1 - e)
+        return not np.any((self.codes.view(f"u{n // 8}") & exponent) == exponent)
+
     def widen(self, r0, r1, out, scaled=True):
         """out[: r1 - r0] = value(q[r0:r1]) · scale (the offsets are left to the product; ``scaled=False``: the
         scales of groups too); returns that view."""
@@ -160,8 +179,10 @@ class RowCodes:
             h, nib = q.shape[1], _nibble_buffer(q.shape)
             for half, nibble in ((t[:, :h], _low_nibbles), (t[:, h:], _high_nibbles)):
                 np.copyto(half, nibble(q, self.fmt, nib), casting="unsafe")
-        elif self.fmt != "int8" and self.fmt != "uint8":  # float16, float8: a gather from the table of all codes
-            np.take(code_table(self.fmt), q.view(f"u{q.itemsize}"), out=t, mode="clip")
+        elif self.fmt in REBIASED and self.rebiased:
+            _rebias(q, self.fmt, t)
+        elif self.fmt != "int8" and self.fmt != "uint8":  # a float16/float8 matrix holding inf or NaN: a gather
+            np.take(code_table(self.fmt), q.view(f"u{q.itemsize}"), out=t, mode="wrap")  # every code is in the table
         else:
             np.copyto(t, q, casting="unsafe")
         if scaled and self.scale is not None and self.n_groups > 1:
@@ -185,6 +206,25 @@ class RowCodes:
         if self.offset is not None:
             w += np.repeat(self.offset, C // self.n_groups, axis=1)
         return w
+
+
+def _rebias(q, fmt, out):
+    r"""out = the float32 values of narrow-float codes q (no inf or NaN among them), in five passes in cache:
+
+        b = q << (32 − N)                sign at bit 31, exponent and mantissa just below it (int32)
+        b = b >> (8 − E)  (arithmetic)   exponent and mantissa at float32's places; bits 30 … 31 − (8 − E) copy the sign
+        b = b & mask                     … and are cleared
+        out = float(b) · 2^(127 − bias)  float32's exponent bias (bias = 2^(E−1) − 1), exact for every finite code"""
+    n, e = REBIASED[fmt]
+    down = 8 - e
+    mask = np.int32(np.uint32(~(((1 << down) - 1) << (31 - down)) & 0xFFFFFFFF).view(np.int32))
+    bits = out.view(np.int32)
+    np.copyto(bits, q.view(f"u{n // 8}"))
+    np.left_shift(bits, 32 - n, out=bits)
+    np.right_shift(bits, down, out=bits)
+    np.bitwise_and(bits, mask, out=bits)
+    np.multiply(out, np.float32(2.0 ** (127 - (2 ** (e - 1) - 1))), out=out)
+    return out
 
 
 # --- the product --------------------------------------------------------------------------------------------
@@ -296,3 +336,33 @@ def _pool(n):
     """n worker threads, made once per process (the main thread works beside them; core.fast's pool of
     os.cpu_count() workers measured 57 → 60–71 ms for a decode step's int8 products, scripts/tiles_ab.py)."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=n, thread_name_prefix="tiles")
+
+
+def widen_ns_per_value(fmt, shape=(1536, 576), repeat=5, seed=0):
+    """Nanoseconds one thread takes per value for a product's step before BLAS — widening the codes of ``fmt`` to
+    float32, a tile at a time into a buffer that stays in cache — best of ``repeat`` passes over a (R, C) matrix
+    of random codes — a float format's from values N(0, 0.05²) — (a measurement, for chapter 11 and ``bench
+    llm``; float32 is timed copying its rows, what reading 4 bytes a value costs).  The scales of groups are left
+    out: they multiply the group products."""
+    check_choice("fmt", fmt, FORMATS)
+    R, C = shape
+    rng = np.random.default_rng(seed)
+    width = C // 2 if fmt in NIBBLE_VALUES else C
+    if fmt in FLOAT_FORMATS:  # a weight's values: N(0, 0.05²), subnormals of the narrow formats included
+        values = (0.05 * rng.standard_normal((R, C))).astype(storage_dtype(fmt))
+        codes = RowCodes(values.view(CODE_DTYPES[fmt]), fmt)
+    else:
+        codes = RowCodes(rng.integers(0, 256, (R, width), dtype=np.uint8).view(CODE_DTYPES[fmt]), fmt)
+    rows = max(8, TILE_ELEMENTS // C // 8 * 8)
+    buf = np.empty((rows, C), np.float32)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for r0 in range(0, R, rows):
+            r1 = min(r0 + rows, R)
+            if fmt == "float32":
+                np.copyto(buf[: r1 - r0], codes.codes[r0:r1])
+            else:
+                codes.widen(r0, r1, buf, scaled=False)
+        best = min(best, time.perf_counter() - t0)
+    return 1e9 * best / (R * C)

@@ -10,6 +10,7 @@ import tracemalloc
 
 import numpy as np
 
+from ...core import tiled
 from ...core.backend import to_backend
 from ...core.tree import params_nbytes
 from ...decoding.sessions import LMSession
@@ -131,10 +132,12 @@ FORMAT_COLUMNS = [Column("weights", "weights", 14, align="<"), Column("load s", 
                   Column("vs float32", lambda r: f"{r['speedup']:.2f}x", 11),
                   Column("roofline tok/s", "roofline_tokens_per_s", 15, ".1f"),
                   Column("% roofline", lambda r: f"{100 * r['fraction_of_roofline']:.0f}%", 11),
+                  Column("widen ns", "widen_ns_per_value", 9, ".2f"),
                   Column("prefill s", "prefill_s", 10, ".3f"),
                   Column("vs float32", lambda r: f"{r['prefill_ratio']:.2f}x", 11)]
 # the stored forms `bench llm --weights` compares (q4: SmolLM2's own Q4_1/Q8_0 blocks, kept)
 FORMATS = ("float32", "bfloat16", "float16", "float8_e4m3fn", "int8", "q4")
+TILE_FORMATS = {"q4": "uint4"}  # the tile format each row's matrices use (q4: the file's Q4_1, nibbles and offsets)
 RANDOM_FORMATS = {"bfloat16": "bfloat16", "float16": "float16", "float8_e4m3fn": "float8_e4m3fn", "int8": "int8",
                   "q4": "q4_1"}  # with random weights: the same stored forms made by compress
 
@@ -155,8 +158,9 @@ def bench_formats(base, base_load_s, float32_times, prompt, long_prompt, lengths
                   random_weights, print_fn=print):
     """One row per stored form of the weights (``formats``): load seconds, resident weight bytes, greedy decoding
     tokens/s at both ``lengths`` and against float32 (the first row), that format's roofline — the bytes a step
-    reads (every stored weight once, the KV cache) at the measured copy bandwidth — and the fraction reached, and
-    the prefill of ``long_prompt`` against float32's."""
+    reads (every stored weight once, the KV cache) at the measured copy bandwidth — and the fraction reached, the
+    nanoseconds one thread takes to widen a value of the format to float32 (float32: to copy one), and the prefill
+    of ``long_prompt`` against float32's."""
     rows = []
     for fmt in formats:
         model, load_s = _format_model(fmt, base, random_weights)
@@ -166,7 +170,8 @@ def bench_formats(base, base_load_s, float32_times, prompt, long_prompt, lengths
         step = nbytes + cm.kv_cache_bytes(cm.ModelShape.from_config(model.config), 1, len(prompt) + n // 2)
         row = dict(weights=fmt, load_s=base_load_s if load_s is None else load_s, weight_bytes=nbytes,
                    tokens_per_s_short=lengths[0] / t[lengths[0]], tokens_per_s_long=n / t[n],
-                   roofline_tokens_per_s=bandwidth / step, prefill_s=t["prefill"])
+                   roofline_tokens_per_s=bandwidth / step, prefill_s=t["prefill"],
+                   widen_ns_per_value=tiled.widen_ns_per_value(TILE_FORMATS.get(fmt, fmt)))
         row["fraction_of_roofline"] = row["tokens_per_s_long"] / row["roofline_tokens_per_s"]
         rows.append(row)
         del model

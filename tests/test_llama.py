@@ -268,11 +268,11 @@ def test_llama_generate_names_a_negative_seed(rng):
         LlamaModel(params, cfg, tokenizer=None).generate([1, 2], 2, temperature=1.0, seed=-1)
 
 
-# --- attention by tiles in the model's forward (efficient.blockwise.attention) -------------------------------
+# --- attention by tiles in the model's forward (core.blockwise.attention) -----------------------------------
 @pytest.fixture
 def small_tiles(monkeypatch):
     """Tiles of 4 × 4, so the tiny model's inputs span several of them."""
-    from transformer_np.efficient import blockwise
+    from transformer_np.core import blockwise
 
     monkeypatch.setattr(blockwise, "BLOCK", 4)
 
@@ -302,7 +302,7 @@ def test_a_blockwise_prefill_in_chunks_then_decoding_equals_the_plain_forward(rn
 
 
 def test_auto_attention_tiles_exactly_when_the_scores_pass_the_threshold(rng, monkeypatch):
-    from transformer_np.efficient import blockwise
+    from transformer_np.core import blockwise
 
     q, k, v = randn(rng, 1, 4, 8, 6), randn(rng, 1, 2, 8, 6), randn(rng, 1, 2, 8, 6)
     scores_bytes = 4 * 8 * 8 * 8  # (1, 4, 8, 8) float64

@@ -92,3 +92,20 @@ def test_the_benchmark_tables_are_what_the_script_generates_from_the_json_files(
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8") == module.render()
+
+
+def test_the_readmes_speed_claims_are_the_committed_benchmark_run():
+    """The README quotes bench llm's ratios; they must be the ones docs/bench_llm.json holds (a new run changes
+    both, or this fails)."""
+    import json
+
+    run = json.loads((ROOT / "docs" / "bench_llm.json").read_text(encoding="utf-8"))
+    text = " ".join(README.read_text(encoding="utf-8").split())  # claims may wrap across lines
+    speed = {r["weights"]: f"{r['speedup']:.2f}" for r in run["formats"]}
+    claim = re.search(r"int8 decodes at ([\d.]+)× float32, q4 at ([\d.]+)×", text)
+    assert claim and claim.groups() == (speed["int8"], speed["q4"])
+    plain, tiled = run["long_prompt"]
+    claim = re.search(r"a ([\d,]+)-token prefill by tiles peaks at ([\d.]+)× the plain path's memory in ([\d.]+)× "
+                      r"its time", text)
+    assert claim and claim.groups() == (f"{tiled['tokens']:,}", f"{tiled['memory_ratio']:.2f}",
+                                        f"{tiled['time_ratio']:.2f}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..efficient import compress as C
 from ..efficient import quality
-from ..pretrained.registry import load
+from .llm import load_llm
 from .options import positive_int, probability, progress_bar, read_text_file
 
 HELP = "compress SmolLM2 one way: perplexity, bytes and speed against float32"
@@ -78,7 +78,7 @@ def check_options(args):
 def run(args, print_fn=print):
     check_options(args)
     text = quality.eval_text() if args.text is None else read_text_file("--text", args.text)
-    model = load("smollm2")
+    model = load_llm("smollm2")
     ids = model.tokenize(text)[:args.tokens]
     if len(ids) < 2:
         raise ValueError(f"--text {args.text}: {len(ids)} token, at least 2 are needed to predict one")
@@ -87,7 +87,7 @@ def run(args, print_fn=print):
         base = quality.measure(model, "float32", ids, stride=args.stride, progress=progress)
     if args.method == "gguf":
         with progress_bar(n_windows, "gguf", "window") as progress:
-            row = quality.measure(load("smollm2", keep_quantized=True), "float32", ids, stride=args.stride,
+            row = quality.measure(load_llm("smollm2", "q4"), "float32", ids, stride=args.stride,
                                   reference=model, progress=progress) | {"method": "gguf"}
     else:
         calibration = len(quality.windows(args.calibration_tokens)) if args.method in C.NEEDS_CALIBRATION else 0

@@ -19,6 +19,7 @@ from ..model.models import Transformer
 from ..pretrained import registry
 from ..pretrained.llama import LlamaConfig, LlamaModel, init_llama_params
 from ..training.tasks import BOS, EOS
+from .llm import load_llm
 from .options import CommandError, positive_int, progress_bar
 
 MODELS = ("smollm2", "reverse", "dates", "tiny-llama")
@@ -44,7 +45,7 @@ def load(name, dtype="float32"):
     SmolLM2's head layout (9 query heads over 3 K/V heads) and an untied output layer, small enough for tests."""
     cast = lambda p: tree_map(lambda a: a.astype(dtype, copy=False), p)  # noqa: E731 - no copy if already dtype
     if name == "smollm2":
-        m = registry.load(name)
+        m = load_llm(name)
         model = LlamaModel(cast(m.params), m.config, m.tokenizer, eos_id=m.eos_id, name=m.name)
         return model, m.tokenizer, LMSession, None
     if name == "tiny-llama":

@@ -26,6 +26,8 @@ import numpy as np
 
 from ..core.attention import merge_heads, split_heads
 from ..core.backend import array_namespace, device
+from ..core.blockwise import ATTENTION_PATHS
+from ..core.blockwise import attention as attend
 from ..core.checks import check_choice, check_int, check_positive_int, check_real
 from ..core.embeddings import ROPE_LAYOUTS, rope, rope_angles, token_embedding
 from ..core.masks import causal_mask, combine_masks
@@ -34,8 +36,6 @@ from ..core.tree import count_params
 from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, as_prompts
-from ..efficient.blockwise import ATTENTION_PATHS
-from ..efficient.blockwise import attention as attend
 from ..model.protocol import DecoderModel
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
@@ -116,7 +116,7 @@ def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None, at
     r"""softmax(RoPE(q) RoPE(k)ᵀ / √D + causal) v, H query heads over H_kv shared K/V heads, then W_O.
     h: (B, T, C); positions: (T,) or (B, T); angles: their rope_angles, if already computed; attention: "plain",
     "blockwise" (tiles with the online softmax, never the T×S scores) or "auto" (tiles for long inputs:
-    efficient.blockwise.attention).  Returns (out (B, T, C), weights (B, H, T, S) or None when tiled)."""
+    core.blockwise.attention).  Returns (out (B, T, C), weights (B, H, T, S) or None when tiled)."""
     if angles is None:  # the same for q and k
         angles = rope_angles(positions, cfg.d_head, cfg.rope_base)
     q = rope(split_heads(linear(h, p["w_q"]), cfg.n_heads), positions, cfg.rope_base, cfg.rope_layout, angles=angles)
@@ -147,7 +147,7 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
     block, ids then being the new tokens only; last_only: the last position's logits only, (B, 1, V) — the
     T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row; attention:
-    "auto" (tiles once the scores would pass efficient.blockwise.AUTO_SCORES_BYTES: a long prompt's prefill),
+    "auto" (tiles once the scores would pass core.blockwise.AUTO_SCORES_BYTES: a long prompt's prefill),
     "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights.
     Returns (logits (B, T, V), [weights per block] if need_weights)."""
     check_choice("attention", attention, ATTENTION_PATHS)

@@ -23,8 +23,8 @@ from ...model.config import TransformerConfig
 from ...model.params import init_params
 from ...model.stacks import encoder
 from ...pretrained.llama import LlamaConfig, init_llama_params, llama_logits, smollm2_path
-from ...pretrained.registry import load
 from ...viz import plots
+from ..llm import load_llm
 from .table import Column, print_table
 
 
@@ -32,7 +32,7 @@ def _smollm2():
     """SmolLM2's weights when installed; else random weights of its shape (the cost is the same)."""
     try:
         smollm2_path()
-        m = load("smollm2")
+        m = load_llm("smollm2")
         return m.params, m.config, "SmolLM2-135M"
     except ImportError:
         cfg = LlamaConfig()

@@ -10,11 +10,10 @@ import tracemalloc
 
 import numpy as np
 
-from ...core import tiled
+from ...core import blockwise, tiled
 from ...core.backend import to_backend
 from ...core.tree import params_nbytes
 from ...decoding.sessions import LMSession
-from ...efficient import blockwise
 from ...efficient import cost_model as cm
 from ...efficient.compress import compress
 from ...efficient.cost_model import best_time

@@ -31,6 +31,7 @@ from ...pretrained.sentences import SEARCH_SENTENCES
 from ...training.loop import evaluate
 from ...training.shipped import load_trained
 from ...viz import plots
+from ..llm import load_llm
 from ..options import progress_bar
 from .table import Column, header_line, print_table, row_line
 
@@ -73,7 +74,7 @@ MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 30, ali
 
 
 def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print_fn=print, text=None, stride=None):
-    model = load("smollm2")
+    model = load_llm("smollm2")
     ids = model.tokenize(quality.eval_text() if text is None else text)[:tokens]
     calibration = model.tokenize(quality.calibration_text())[:calibration_tokens]
     with progress_bar(len(quality.windows(len(calibration))), "calibration", "window") as progress:
@@ -87,7 +88,7 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
         t0 = time.perf_counter()
         with progress_bar(n_windows, C.method_label({"method": method, **options}), "window") as progress:
             if method == "gguf":
-                kept = load("smollm2", keep_quantized=True)
+                kept = load_llm("smollm2", "q4")
                 row = quality.measure(kept, "float32", ids, stride=stride, reference=model, progress=progress) | {
                     "method": "gguf"}
             else:

@@ -18,7 +18,7 @@ from ...efficient.blockwise import blockwise_attention
 from ...efficient.cost_model import best_time
 from ...efficient.serve import random_workload, simulate
 from ...efficient.speculative import ModelDraft, PromptLookup, early_exit, expected_speedup, speculative_generate
-from ...pretrained.registry import load
+from ..llm import load_llm
 from .table import Column, machine, peak_traced_bytes, print_table
 
 MiB = 2**20
@@ -132,7 +132,7 @@ def bench_serve(quick=False, print_fn=print):
     result = dict(machine=machine())
     result["attention"] = attention_memory(quick, np.random.default_rng(0))
     print_table(result["attention"], ATTENTION_COLUMNS, print_fn)
-    model = load("smollm2")
+    model = load_llm("smollm2")
     result["model"] = repr(model)
     # a ragged workload: prompts of 8-64 tokens, answers of 4-48 tokens
     work = random_workload(np.random.default_rng(1), 6 if quick else 16, model.config.vocab_size,

@@ -16,10 +16,14 @@
 # measures every method on the whole text (its table is at the end).
 
 # %%
+import json
+from pathlib import Path
+
 import numpy as np
 
 import transformer_np as tn
 from transformer_np import viz
+from transformer_np.core import tiled
 from transformer_np.efficient import compress as C
 from transformer_np.efficient import precision, prune, quality
 from transformer_np.efficient import quantize as Q
@@ -93,17 +97,80 @@ print("q:", q, " bytes:", [f"{b:08b}" for b in packed], " back:", Q.unpack_int4(
 # a 16-bit scale and a 16-bit minimum) and its embedding Q8_0; `load_smollm2(keep_quantized=True)` keeps those
 # blocks (re-laid so that a product can read them) and dequantizes at use — tile by tile: `core.tiled` widens a
 # few hundred rows into a buffer that stays in the cache, multiplies them with BLAS, and moves on, so no matrix
-# is ever float32 whole. The same values (the logits agree to float32 rounding), a fifth of the memory — and
-# the speed, measured: on this two-core machine, widening a 4-bit value costs more than reading float32's four
-# bytes, so decoding is still slower than float32 (`python -m transformer_np bench llm` has every format).
+# is ever float32 whole. The same values (the logits agree to float32 rounding), a fifth of the memory:
 
 # %%
 kept = load_smollm2(keep_quantized=True)
 np.testing.assert_allclose(kept.logits(ids[:32]), model.logits(ids[:32]), atol=1e-3)  # sums in another order
-rows = [("float32 (dequantized once at load)", model, None), ("the file's Q4_1/Q8_0 blocks, kept", kept, None)]
-for name, m, _ in rows:
-    speed = quality.decode_speed(m, ids[:16], 8)
-    print(f"{name:36s} weights {tn.core.tree.params_nbytes(m.params) / 1e6:6.1f} MB   greedy decoding {speed:5.1f} tokens/s")
+for name, m in (("float32 (dequantized once at load)", model), ("the file's Q4_1/Q8_0 blocks, kept", kept)):
+    print(f"{name:36s} weights {tn.core.tree.params_nbytes(m.params) / 1e6:6.1f} MB")
+
+# %% [markdown]
+# ### Fewer bytes should decode faster — the roofline
+#
+# Decoding one token reads every weight once and does two FLOPs per weight: about 0.5 FLOP per byte in float32,
+# far below the ~10 FLOPs per byte where this machine's products become compute-bound (chapter 12). So a decode
+# step is **memory-bound**, and the roofline of chapter 12 predicts its speed from the bytes alone:
+#
+# $$\text{tokens/s} \le \frac{\text{bandwidth}}{\text{bytes read per token}} = \frac{\text{bandwidth}}{\text{weight bytes} + \text{KV cache bytes}}$$
+#
+# Halve the bytes (bfloat16), quarter them (int8), or take a sixth (4-bit) and the bound rises by as much — which
+# is what llama.cpp, gpt-fast's int8 and every GPU engine get. `python -m transformer_np bench llm` measures each
+# stored form of SmolLM2's weights against its own roofline; its committed run (`docs/bench_llm.json`, on the
+# project's 2-core machine) is read here:
+
+# %%
+root = Path.cwd() if (Path.cwd() / "docs").exists() else Path.cwd().parent
+run = json.loads((root / "docs/bench_llm.json").read_text())
+print(f"copy bandwidth {run['copy_bandwidth_gb_s']:.1f} GB/s;  decode of {run['decode'][-1]['new_tokens']} tokens")
+print(f"{'weights':14s} {'MB':>5s} {'roofline tok/s':>14s} {'measured':>9s} {'of roofline':>11s} {'vs float32':>10s}")
+for r in run["formats"]:
+    print(f"{r['weights']:14s} {r['weight_bytes'] / 1e6:5.0f} {r['roofline_tokens_per_s']:14.1f} "
+          f"{r['tokens_per_s_long']:9.1f} {r['fraction_of_roofline']:11.0%} {r['speedup']:9.2f}x")
+assert max(r["speedup"] for r in run["formats"][1:]) < 1.1  # what the text below says of this run
+if run.get("llama_cpp"):
+    a = run["llama_cpp"]
+    print(f"llama.cpp on the same file (its own kernels): {a['decode'][-1]['tokens_per_s']:.1f} tok/s")
+
+# %% [markdown]
+# ### …but here they do not, yet: where the time goes
+#
+# The table is the honest result: on this machine no narrow format decodes clearly faster than float32 — the best,
+# int8, is within about 10% of it, the others are slower — although each reads a half to a sixth of the bytes. The roofline is not wrong; it counts the bytes read from memory, and a NumPy product cannot read
+# narrow values: BLAS multiplies float32 only. So each tile is first *widened* — read as codes, written as float32
+# into a cache-sized buffer — and then read again by BLAS. The widening is extra work the roofline does not
+# count, and it is measured here per value, on one thread, beside what it costs to simply copy a float32 value:
+
+# %%
+widen = {fmt: tiled.widen_ns_per_value(fmt) for fmt in ("float32", "bfloat16", "int8", "uint4", "float16",
+                                                       "float8_e4m3fn")}
+for fmt, ns in widen.items():
+    what = "copy a float32 value" if fmt == "float32" else f"widen a {fmt} value to float32"
+    print(f"{what:40s} {ns:5.2f} ns   ({ns / widen['float32']:4.1f}x the copy)")
+
+# %% [markdown]
+# Three things follow, each visible in the numbers above:
+#
+# * **The cheapest widenings — int8's cast, bfloat16's shift, 4-bit's mask and shift — each cost about what
+#   copying a float32 value costs**; then BLAS reads the widened tile again, and a format with a scale per group of
+#   32 (the file's Q4_1) adds a small product per group. The bytes saved from memory are spent again in cache, so
+#   the best, int8, only about matches float32 and the others fall behind (`docs/performance.md` breaks a decode
+#   step down). The win needs the widened values never to be written at all.
+# * **float16 and float8 widen three to four times more slowly.** NumPy's own float16 → float32 cast handles one
+#   value at a time (2.4 ns here: it does not use the CPU's F16C conversion instructions), and so does ml_dtypes'
+#   float8 cast. The product instead moves float16's sign, exponent and mantissa bits to float32's places and
+#   multiplies once by $2^{112}$ to re-bias the exponent — five passes in cache, exact for every finite value
+#   (`core.tiled`); float8_e4m3fn gathers from the table of its 256 values, because a quarter of a weight
+#   matrix's e4m3 values are subnormal and a multiply on them takes the CPU's slow path. So float16 decodes at
+#   under half of float32's speed although its bytes are half.
+# * **What a real kernel does differently.** llama.cpp's CPU kernels and every GPU kernel (Marlin, bitsandbytes,
+#   the FP8 GEMMs of an H100) dequantize *in registers*, inside the multiply loop: a few integer instructions per
+#   value, hidden under the memory reads, and no float32 copy ever exists. A GPU's tensor cores also take
+#   bfloat16, float16 and float8 directly. Then decoding runs at the speed of its bytes — the roofline column —
+#   as the llama.cpp line above shows on this very machine and file: several times the NumPy rows.
+#
+# So the lesson of the table is not "quantization slows decoding" — it is "fewer bytes decode faster *when
+# dequantization is fused into the product*", and NumPy can fuse it only as far as the cache.
 
 # %% [markdown]
 # ## 3. Mixed precision

@@ -258,3 +258,36 @@ def test_long_generations_sum_positions_in_blocks_whose_rows_still_sum_to_one(rn
         np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-6)
         np.testing.assert_allclose(got[..., 0], st["weights"][..., :4].sum(-1), rtol=1e-6)
     assert X.generation_data(["a"] * 10, steps)["block"] == 1  # small: one position each
+
+
+def test_smollm2_attention_is_grouped_layer_by_layer_as_grouping_it_whole_would():
+    """Issue #34 finding 7: each layer's (H, T, T) weights are grouped as soon as they are computed (memory of one
+    layer, not of 30), with the same numbers as grouping the whole stack; past one layer's 512 MiB, a named error."""
+    import tracemalloc
+
+    from transformer_np.cli.llm import load_llm
+
+    skip_without_smollm2()
+    model = load_llm("smollm2")
+    text = "The quick brown fox jumps over the lazy dog. " * 4
+    T = len(model.tokenize(text))
+    _, (att,) = X.attentions("smollm2", text, model, max_weights=30 * 9 * T * T // 9)  # blocks of 3
+    ids = model.tokenize(text)
+    labels = X._token_labels(model, ids)
+    _, whole = model.logits(ids, need_weights=True)
+    want = X.group(X.Attention("self", labels, labels, np.stack(whole).astype(np.float32)), 3)
+    assert att.queries == want.queries
+    assert att.block == 3 and att.weights.shape == want.weights.shape
+    np.testing.assert_allclose(att.weights, want.weights, atol=1e-6)
+
+    long_text = "Every layer keeps only its grouped weights. " * 60  # ~540 tokens: 30 layers of weights 315 MB
+    n = len(model.tokenize(long_text))
+    tracemalloc.start()
+    try:
+        X.attentions("smollm2", long_text, model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 30 * 9 * n * n * 4 / 4, f"{peak / 1e6:.0f} MB for {n} tokens"
+    with pytest.raises(ValueError, match=r"text: [\d,]+ tokens; the explorer draws at most 3,861 tokens of SmolLM2"):
+        X.attentions("smollm2", "word " * 4000, model)

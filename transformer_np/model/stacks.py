@@ -9,16 +9,19 @@ from ..core.nn import layer_norm_backward, layer_norm_forward
 from .layers import decoder_layer_backward, decoder_layer_forward, encoder_layer_backward, encoder_layer_forward
 
 
-def stack_forward(layer_forward, x, p, cfg, *inputs, cache=None, rng=None, keep=True, **kwargs):
+def stack_forward(layer_forward, x, p, cfg, *inputs, cache=None, rng=None, keep=True, reduce_weights=None,
+                  **kwargs):
     """x through ``layer_forward(x, *inputs, p_layer, cfg, **kwargs, cache=, rng=)`` for each of p["layers"],
     then LN with p["norm"] if the stack has one.  ``cache``: one LayerCache per layer (incremental decoding).
     keep=False (inference) drops each layer's weights and backward cache as soon as the next layer runs, so
-    memory stays that of one layer.  Returns (x, [weights per layer], backward cache)."""
+    memory stays that of one layer; reduce_weights (with keep): what is kept of each layer's weights, applied as
+    soon as they are computed (a picture of T × T weights grouped in blocks).  Returns (x, [weights per layer],
+    backward cache)."""
     weights, caches = [], []
     for i, lp in enumerate(p["layers"]):
         x, w, c = layer_forward(x, *inputs, lp, cfg, **kwargs, cache=None if cache is None else cache[i], rng=rng)
         if keep:
-            weights.append(w)
+            weights.append(w if reduce_weights is None else reduce_weights(w))
             caches.append(c)
     ln = None
     if "norm" in p:

@@ -142,13 +142,14 @@ def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None, angl
 
 
 def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
-                 attention="auto"):
+                 attention="auto", reduce_weights=None):
     r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
     past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
     block, ids then being the new tokens only; last_only: the last position's logits only, (B, 1, V) — the
     T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row; attention:
     "auto" (tiles once the scores would pass core.blockwise.AUTO_SCORES_BYTES: a long prompt's prefill),
-    "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights.
+    "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights, and keeps
+    ``reduce_weights(w)`` of each block's weights if given (applied as each block runs: memory of one block's).
     Returns (logits (B, T, V), [weights per block] if need_weights)."""
     check_choice("attention", attention, ATTENTION_PATHS)
     if need_weights:
@@ -167,7 +168,8 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
     angles = rope_angles(positions, cfg.d_head, cfg.rope_base)  # once, for every block's q and k
     x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
-                                  cache=cache, keep=need_weights, angles=angles, attention=attention)
+                                  cache=cache, keep=need_weights, angles=angles, attention=attention,
+                                  reduce_weights=reduce_weights)
     x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
     return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
 

@@ -39,22 +39,26 @@ from ..decoding.search import greedy
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
+from ..pretrained.llama import llama_logits
 from ..pretrained.registry import load, load_shipped
 from ..training.loop import predict
 from ..training.tasks import BOS, EOS
 
 MODELS = ("dates", "reverse", "sentiment", "minilm", "smollm2")
 MAX_WEIGHTS = 2_000_000  # float32 weights per page (8 MB before base64); beyond it, tokens are grouped in blocks
+MAX_LAYER_BYTES = 2**29  # one layer's (H, T, T) float32 weights, formed whole before they are grouped: 512 MiB
 
 
 @dataclasses.dataclass
 class Attention:
-    """One kind of attention of a model: weights (L, H, T_q, T_k) float32 and the labels of both sides."""
+    """One kind of attention of a model: weights (L, H, T_q, T_k) float32 and the labels of both sides; block > 1:
+    already grouped in blocks of that many tokens (:func:`group`)."""
 
     name: str
     queries: list
     keys: list
     weights: np.ndarray
+    block: int = 1
 
 
 # --- running the models ------------------------------------------------------------------------------------
@@ -98,14 +102,28 @@ def _token_labels(model, ids):
     return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
-def _smollm2_attention(text, model=None):
+def _smollm2_attention(text, model=None, max_weights=MAX_WEIGHTS):
+    """SmolLM2's attention on ``text``, each layer's weights grouped in blocks as soon as they are computed (the
+    page's block, from the layers × heads × T² numbers and ``max_weights``), so memory is one layer's weights and
+    the grouped ones; a text whose one layer of weights would pass MAX_LAYER_BYTES is refused."""
     model = model or load("smollm2")
     ids = model.tokenize(text)
-    _check_length(len(ids), model.config.max_len, "SmolLM2-135M")
-    _, weights = model.logits(ids, need_weights=True)
+    cfg = model.config
+    _check_length(len(ids), cfg.max_len, "SmolLM2-135M")
+    T = len(ids)
+    layer_bytes = cfg.n_heads * T * T * 4
+    if layer_bytes > MAX_LAYER_BYTES:
+        most = math.isqrt(MAX_LAYER_BYTES // (4 * cfg.n_heads))
+        raise ValueError(f"text: {T:,} tokens; the explorer draws at most {most:,} tokens of SmolLM2 (one layer's "
+                         f"{cfg.n_heads} × T × T weights, {layer_bytes / 2**30:.1f} GiB at {T:,}, are formed whole)")
+    total = cfg.n_layers * cfg.n_heads * T * T
+    block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
     labels = _token_labels(model, ids)
-    att = Attention("causal self-attention", labels, labels, np.stack(weights).astype(np.float32))
-    return f"SmolLM2-135M-Instruct: {_quote(text)} ({len(ids)} tokens)", [att]
+    _, weights = llama_logits(model.params, np.asarray(ids)[None], cfg, need_weights=True, last_only=True,
+                              reduce_weights=lambda w: group_weights(np.asarray(w)[0], block))
+    unfilled = Attention("causal self-attention", labels, labels, np.empty((0, 0, T, T), np.float32))  # its labels
+    att = group(unfilled, block, weights=np.stack(weights))
+    return f"SmolLM2-135M-Instruct: {_quote(text)} ({T} tokens)", [att]
 
 
 # the compressed variants the compare view can set beside float32: (efficient.compress method, its options)
@@ -233,14 +251,15 @@ def _check_length(n, limit, what):
         raise ValueError(f"text: {n} tokens, longer than {what}'s context of {limit}")
 
 
-def attentions(model, text, smollm2=None):
-    """(title, [Attention]) of ``model`` (one of MODELS) on ``text`` (``smollm2``: that model already loaded)."""
+def attentions(model, text, smollm2=None, max_weights=MAX_WEIGHTS):
+    """(title, [Attention]) of ``model`` (one of MODELS) on ``text`` (``smollm2``: that model already loaded;
+    max_weights: the page's budget, which SmolLM2's layers are grouped to as they run)."""
     check_choice("model", model, MODELS)
     _check_text(text)
     if model == "minilm":
         return _minilm_attention(text)
     if model == "smollm2":
-        return _smollm2_attention(text, smollm2)
+        return _smollm2_attention(text, smollm2, max_weights)
     return _task_attention(model, text)
 
 
@@ -253,17 +272,26 @@ def _block_sums(a, block, axis):
     return np.add.reduceat(np.asarray(a, np.float64), starts, axis=axis)
 
 
-def group(att, block):
-    """``att`` with queries and keys grouped in blocks of ``block`` tokens: a block's row is the mean of its
-    queries' rows, its column the sum of its keys' columns (rows keep summing to one)."""
+def group_weights(w, block):
+    """Weights (..., T_q, T_k) with queries and keys grouped in blocks of ``block`` tokens: a block's row is the mean
+    of its queries' rows, its column the sum of its keys' columns (rows keep summing to one); float32."""
     if block == 1:
-        return att
-    summed = _block_sums(_block_sums(att.weights, block, -1), block, -2)  # (L, H, nq, nk)
-    Tq = att.weights.shape[-2]
+        return np.asarray(w, np.float32)
+    summed = _block_sums(_block_sums(w, block, -1), block, -2)  # (..., nq, nk)
+    Tq = w.shape[-2]
     rows = np.minimum(block, Tq - np.arange(0, Tq, block))[:, None]  # real queries in each block
+    return (summed / rows).astype(np.float32)
+
+
+def group(att, block, weights=None):
+    """``att`` with queries and keys grouped in blocks of ``block`` tokens (:func:`group_weights`), labelled by
+    their first token and span; ``weights``: its weights already grouped so (computed layer by layer)."""
+    if block == 1:
+        return att if weights is None else dataclasses.replace(att, weights=weights)
+    grouped = group_weights(att.weights, block) if weights is None else weights
     label = lambda toks, i: f"{toks[i * block]}…[{i * block}:{min((i + 1) * block, len(toks))}]"  # noqa: E731
-    return Attention(att.name, [label(att.queries, i) for i in range(summed.shape[-2])],
-                     [label(att.keys, i) for i in range(summed.shape[-1])], (summed / rows).astype(np.float32))
+    return Attention(att.name, [label(att.queries, i) for i in range(grouped.shape[-2])],
+                     [label(att.keys, i) for i in range(grouped.shape[-1])], grouped, att.block * block)
 
 
 def _b64(a):
@@ -302,11 +330,12 @@ def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
     total = sum(a.weights.size for a in atts)
     block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
     out = []
-    for a in (group(a, block) for a in atts):
+    grouped = [group(a, block) for a in atts]
+    for a in grouped:
         L, H, Tq, Tk = a.weights.shape
         out.append({"name": a.name, "layers": L, "heads": H, "queries": list(map(str, a.queries)),
                     "keys": list(map(str, a.keys)), "weights": _b64(a.weights)})
-    data = {"title": title, "block": block, "attentions": out}
+    data = {"title": title, "block": max((a.block for a in grouped), default=block), "attentions": out}
     if generation is not None:
         data["generation"] = generation_data(**generation, max_weights=max_weights)
     return data
@@ -364,7 +393,7 @@ def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
     if generate and model not in GENERATES:
         raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
     lm = load("smollm2") if model == "smollm2" else None  # loaded once for both views
-    title, atts = attentions(model, text, lm)
+    title, atts = attentions(model, text, lm, max_weights)
     generation = None
     if generate and model == "smollm2":
         prompt, steps = smollm2_generation(text, generate, compare=compare, model=lm)

@@ -595,6 +595,41 @@ def test_a_write_that_fails_names_the_users_path_and_leaves_no_temp_file(tmp_pat
         atomic_write(tmp_path / "absent-folder" / "x.npz", lambda f: None)
 
 
+def test_a_write_that_fails_at_write_time_names_the_option_and_the_users_path(tmp_path, capsys, monkeypatch):
+    """#34 finding 16: the option too — a full disk during explore's --out is one line naming --out."""
+    import errno
+
+    from transformer_np.cli.main import main
+    from transformer_np.viz import explorer
+
+    def full_disk(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(explorer.Page, "save", full_disk)
+    out = tmp_path / "page.html"
+    assert main(["explore", "--model", "dates", "--text", "the 3rd of March, 2021", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --out {out}: No space left on device\n"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("argv", [["explore", "--model", "dates", "--text", "x", "--out", "/proc/x.html"],
+                                  ["bench", "forward", "--quick", "--json", "/proc/b.json"],
+                                  ["train", "--task", "reverse", "--steps", "1", "--export", "/proc/x.npz"]])
+def test_a_folder_that_says_it_is_writable_but_is_not_is_refused_before_any_work(argv, capsys, tmp_path):
+    """#34 finding 16: `train --export /proc/x.npz` failed only after training (os.access says /proc is writable
+    for root); a file is now tried in the folder first."""
+    from transformer_np.cli.main import main
+
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    option = argv[[i for i, a in enumerate(argv) if a.startswith("/proc/")][0] - 1]
+    assert err.startswith(f"error: {option} /proc/") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # no training ran
+
+
 # --- 9 and 13. malformed tokenizer metadata and configuration keys are named GGUFErrors -------------------------
 def _vocab_file(**changes):
     """A stand-in for a GGUF file's parsed header: a three-token byte-level BPE vocabulary, then ``changes``."""

@@ -5,7 +5,7 @@ one self-contained HTML file that opens offline (viz.explorer)."""
 from __future__ import annotations
 
 from ..viz.explorer import GENERATES, MODELS, VARIANTS, explore
-from .options import check_output_file, non_negative_int
+from .options import check_output_file, non_negative_int, writing
 
 HELP = "write an interactive page of a model's attention (one self-contained HTML file)"
 ERRORS = (ValueError, ImportError)
@@ -26,6 +26,7 @@ def add_arguments(p):
 def run(args, print_fn=print):
     check_output_file("--out", args.out)
     page = explore(args.model, args.text, generate=args.generate, compare=args.compare)
-    page.save(args.out)
+    with writing("--out", args.out):
+        page.save(args.out)
     print_fn(f"wrote {args.out} ({len(page.html.encode()):,} bytes): open it in a browser, no network needed")
     return 0

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import math
 import os
+import tempfile
 
 try:
     import resource
@@ -68,7 +69,8 @@ def _fail(option, path, code):
 
 
 def check_output_file(option, path):
-    """path can be written as a file: its folder exists and is writable, and path is not a folder."""
+    """path can be written as a file: its folder exists and a file can be made in it (tried: a folder that says it
+    is writable may not be — /proc, a read-only mount), and path is not a folder."""
     if path is None:
         return
     folder = os.path.dirname(os.path.abspath(path))
@@ -80,6 +82,27 @@ def check_output_file(option, path):
         _fail(option, path, errno.ENOTDIR)
     if not os.access(folder, os.W_OK):
         _fail(option, path, errno.EACCES)
+    _try_a_file(option, path, folder)
+
+
+def _try_a_file(option, path, folder):
+    """Make and remove an empty file in ``folder``; an error names the option and the user's path."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".transformer_np-probe-")
+    except OSError as e:
+        _fail(option, path, e.errno or errno.EACCES)
+    os.close(fd)
+    os.unlink(probe)
+
+
+@contextlib.contextmanager
+def writing(option, path):
+    """Errors while writing ``path`` (a full disk, a file too large, a folder gone since the check) as one line
+    naming the option and the user's path: ``--out page.html: No space left on device``."""
+    try:
+        yield
+    except OSError as e:
+        raise CommandError(f"{option} {path}: {e.strerror or e}") from None
 
 
 def check_output_dir(option, path):
@@ -92,6 +115,7 @@ def check_output_dir(option, path):
         _fail(option, path, errno.ENOTDIR)
     if not os.access(existing, os.W_OK):
         _fail(option, path, errno.EACCES)
+    _try_a_file(option, path, existing)
 
 
 def _nearest(path):

@@ -19,7 +19,7 @@ from ..efficient import hyperparams as hp
 from ..model.checkpoint import write_json
 from ..pretrained.llama import LlamaConfig
 from ..training.tasks import TASKS
-from .options import CommandError, check_output_file, non_negative_int, positive_int
+from .options import CommandError, check_output_file, non_negative_int, positive_int, writing
 
 HELP = "choosing d_model / heads / layers / d_ff: the cost model's table, then a small training sweep"
 ERRORS = (ValueError,)
@@ -94,7 +94,8 @@ def run(args, print_fn=print):
             rows = hp.merge_rows(hp.load_sweep(args.json)["rows"], rows)
         command = "python -m transformer_np sweep --json PATH" + ("" if args.steps == hp.STEPS
                                                                   else f" --steps {args.steps}")
-        write_json(dict(command=command, machine=f"{platform.machine()}, {platform.python_version()}",
-                        rows=rows), args.json)
+        with writing("--json", args.json):
+            write_json(dict(command=command, machine=f"{platform.machine()}, {platform.python_version()}",
+                            rows=rows), args.json)
         print_fn(f"wrote {args.json}")
     return 0

@@ -13,7 +13,7 @@ from ..training.loop import NonFiniteLoss, train
 from ..training.shipped import export_trained
 from ..training.tasks import TASKS
 from ..viz import plots
-from .options import check_output_dir, check_output_file, non_negative_int, positive_int
+from .options import check_output_dir, check_output_file, non_negative_int, positive_int, writing
 
 HELP = "train a task's model in NumPy (reverse, dates, sentiment)"
 ERRORS = (ValueError, NonFiniteLoss)
@@ -61,7 +61,8 @@ def run(args, print_fn=print):
     matplotlib.use("Agg")
     plots.save(plots.training_run(result["history"], args.task), os.path.join(out_dir, "loss.png"))
     if args.export:
-        export_trained(os.path.join(out_dir, "model.npz"), args.export, args.task)
+        with writing("--export", args.export):
+            export_trained(os.path.join(out_dir, "model.npz"), args.export, args.task)
         print_fn(f"wrote {args.export}")
     print_fn(json.dumps(result["test"]))
     return 0

@@ -12,7 +12,7 @@ least 20) after one warm-up run, so that first-call costs (allocation, thread st
 from __future__ import annotations
 
 from ...model.checkpoint import write_json
-from ..options import check_output_dir, check_output_file, non_negative_int, positive_int, read_text_file
+from ..options import check_output_dir, check_output_file, non_negative_int, positive_int, read_text_file, writing
 from .cost import bench_cost
 from .decode import bench_decode
 from .embed import bench_embed
@@ -109,6 +109,7 @@ def run(args, print_fn=print):
         (check_output_dir if args.what == "quality" else check_output_file)("--plot", args.plot)
     result = BENCHMARKS[args.what](args, print_fn)
     if args.json:
-        write_json(result, args.json)
+        with writing("--json", args.json):
+            write_json(result, args.json)
         print_fn(f"wrote {args.json}")
     return 0

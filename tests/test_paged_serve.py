@@ -145,3 +145,62 @@ def test_submit_refuses_ids_it_would_have_to_coerce(prompt, eos_id, message):
     with pytest.raises(ValueError, match=message):
         server.submit(prompt, 3, eos_id=eos_id)
     assert not server.waiting
+
+
+class _FailsOnce:
+    """A model whose ``fail_at``-th step raises after the real step ran (its K/V already in the cache)."""
+
+    def __init__(self, model, fail_at):
+        self.model, self.config, self.calls, self.fail_at = model, model.config, 0, fail_at
+
+    def step(self, ids, **kw):
+        self.calls += 1
+        out = self.model.step(ids, **kw)
+        if self.calls == self.fail_at:
+            raise RuntimeError("injected failure")
+        return out
+
+
+def _workload(model, n=5):
+    rng = np.random.default_rng(3)
+    V = model.config.vocab_size
+    return [([int(t) for t in rng.integers(0, V, rng.integers(2, 9))], int(rng.integers(2, 8))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("fail_at", range(1, 13))
+def test_a_step_that_raises_leaves_the_server_as_before_it_and_resuming_gives_the_same_tokens(fail_at):
+    """#34 finding 14: a failed prefill lost its request and leaked its blocks; a failure after the last layer's
+    K/V write committed the cache without a token, and the row diverged on resume."""
+    model = models()[1]
+    work = _workload(model)
+    alone = [g.greedy(g.LMSession(model, [p]), n)[0] for p, n in work]
+    pool = BlockPool.for_model(model, 24, block_size=4)
+    faulty = _FailsOnce(model, fail_at)
+    server = Server(faulty, pool, max_batch=2)
+    handles = [server.submit(p, n) for p, n in work]
+    try:
+        server.run()
+    except RuntimeError as e:
+        assert "injected" in str(e)
+        assert sum(len(pool.tables[r.seq]) for r in server.running) == pool.used_blocks  # no block leaked
+        assert all(r.seq is None for r in server.waiting)  # a failed prefill left its request waiting, first
+        assert all(pool.lengths[r.seq] == len(r.prompt) + len(r.output) - 1 for r in server.running)
+    server.run()  # the fault is spent: resume
+    assert [h.output for h in handles] == alone
+    assert pool.used_blocks == 0
+
+
+def test_cancel_frees_a_requests_blocks_and_leaves_the_others_tokens_unchanged():
+    model = models()[1]
+    work = [(p, 6) for p, _ in _workload(model, 4)]  # six tokens each: still running after one step
+    alone = [g.greedy(g.LMSession(model, [p]), n)[0] for p, n in work]
+    pool = BlockPool.for_model(model, 24, block_size=4)
+    server = Server(model, pool, max_batch=2)
+    handles = [server.submit(p, n) for p, n in work]
+    server.step()  # the first two are running, the others waiting
+    running, waiting = handles[0], handles[3]
+    assert server.cancel(running) and server.cancel(waiting) and not server.cancel(waiting)
+    assert running.cancelled and running.done and running.output == alone[0][: len(running.output)]
+    assert waiting.cancelled and waiting.output == []
+    server.run()
+    assert [h.output for h in handles[1:3]] == alone[1:3] and pool.used_blocks == 0

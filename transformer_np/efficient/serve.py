@@ -10,6 +10,12 @@ running request by one token — each row at its own position, with a key mask o
     handle = server.submit(prompt_ids, max_new_tokens=32)
     server.run()                      # or server.step() in your own loop
     handle.output                     # the new token ids, exactly what greedy decoding of it alone gives
+    server.cancel(handle)             # or stop it early: its blocks go back to the pool
+
+An error inside a step (a model that raises, logits that are NaN) leaves the server as it was before that step:
+a request whose prefill failed is still first in the queue and holds no block, and the running requests' caches
+are rolled back to the lengths they had — so after the cause is fixed, ``run()`` resumes with exactly the tokens an
+uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Request:
     finished_step: int | None = None
     submitted_time: float = 0.0
     finished_time: float | None = None
+    cancelled: bool = False  # stopped by Server.cancel before it was done
 
     @property
     def done(self):
@@ -94,13 +101,18 @@ class Server:
             reserved = sum(self._blocks_needed(r) - len(self.pool.tables[r.seq]) for r in self.running)
             if self._blocks_needed(req) > len(self.pool.free) - reserved:
                 break  # admitted requests never run out of blocks mid-way: this one waits
-            self.waiting.pop(0)
             source, shared = self._shared_prefix(req)
-            req.seq, req.admitted_step = self.pool.new_sequence(source, shared), self.steps
-            req.shared_tokens = shared
-            logits = self.model.step(np.asarray([req.prompt[shared:]], np.int64),
-                                     cache=PagedKVCache(self.pool, [req.seq]), last_only=True)
-            self._emit(req, int(np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps)[0])))
+            seq = self.pool.new_sequence(source, shared)
+            try:  # admitted only once its prefill has succeeded: else it stays first in line, holding no block
+                logits = self.model.step(np.asarray([req.prompt[shared:]], np.int64),
+                                         cache=PagedKVCache(self.pool, [seq]), last_only=True)
+                token = int(np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps)[0]))
+            except BaseException:
+                self.pool.release(seq)
+                raise
+            self.waiting.pop(0)
+            req.seq, req.admitted_step, req.shared_tokens = seq, self.steps, shared
+            self._emit(req, token)
             if not req.done:
                 self.running.append(req)
 
@@ -135,14 +147,33 @@ class Server:
             ids = np.array([[r.output[-1]] for r in batch], np.int64)  # (B, 1): each row's last token
             S = int(lengths.max()) + 1
             key_mask = (np.arange(S)[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
-            logits = self.model.step(ids, positions=lengths[:, None], key_mask=key_mask,
-                                     cache=PagedKVCache(self.pool, [r.seq for r in batch]), last_only=True)
-            tokens = np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps), axis=-1)
+            try:
+                logits = self.model.step(ids, positions=lengths[:, None], key_mask=key_mask,
+                                         cache=PagedKVCache(self.pool, [r.seq for r in batch]), last_only=True)
+                tokens = np.argmax(check_logits(to_numpy(logits)[:, -1], self.steps), axis=-1)
+            except BaseException:  # the cache may have committed this step's K/V: the step never happened
+                for r, n in zip(batch, lengths):
+                    self.pool.lengths[r.seq] = int(n)
+                raise
             for req, token in zip(batch, tokens):
                 self._emit(req, int(token))
         self.running = [r for r in self.running if not r.done]
         self.steps += 1
         self.occupancy.append((len(self.running), self.pool.used_blocks, sum(self.pool.lengths.values())))
+
+    def cancel(self, req):
+        """Stop ``req`` (a waiting or running request): it leaves its queue, its blocks go back to the pool, and
+        it is finished with ``cancelled`` set and the tokens it had.  Returns False if it was already done."""
+        if req.done:
+            return False
+        if req in self.waiting:
+            self.waiting.remove(req)
+        else:
+            self.running.remove(req)
+            self.pool.release(req.seq)
+        req.cancelled, req.finished_step, req.finished_time = True, self.steps, time.perf_counter()
+        self.finished.append(req)
+        return True
 
     def run(self, max_steps=100_000, progress=None):
         """Step until every submitted request is finished.  Returns the finished requests, in finishing order.

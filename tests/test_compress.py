@@ -196,7 +196,7 @@ def test_compress_command_checks_bits_and_group_size_before_loading_the_model(ca
     from transformer_np.__main__ import main
     from transformer_np.cli import compress as command
 
-    monkeypatch.setattr(command, "load", lambda *a, **k: pytest.fail("the model was loaded before the check"))
+    monkeypatch.setattr(command, "load_llm", lambda *a, **k: pytest.fail("the model was loaded before the check"))
     assert main(["compress", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and message in err

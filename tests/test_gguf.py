@@ -271,3 +271,111 @@ def test_a_llama_file_whose_tensors_disagree_with_its_configuration_is_refused_b
     path = tiny_llama_file(tmp_path / "m.gguf", **options)
     with pytest.raises(GGUFError, match=message):
         load_llama_gguf(path)
+
+
+# --- a corpus of malformed files: every count, length, type, offset and shape field set to hostile values --------
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes
+
+
+def header_fields(blob):
+    """[(offset, width, what)] of every integer field of a GGUF v3 header that says a count, a length, a type, a
+    shape or an offset — walked here independently of the reader under test."""
+    fields, pos = [(4, 4, "version"), (8, 8, "tensor count"), (16, 8, "metadata count")], 24
+    n_tensors, n_kv = struct.unpack_from("<QQ", blob, 8)
+
+    def string(what):
+        nonlocal pos
+        fields.append((pos, 8, f"{what} length"))
+        n = struct.unpack_from("<Q", blob, pos)[0]
+        pos += 8 + n
+
+    def value(kind, what):
+        nonlocal pos
+        if kind == 8:
+            string(what)
+        elif kind == 9:
+            fields.append((pos, 4, f"{what} element type"))
+            fields.append((pos + 4, 8, f"{what} count"))
+            inner, count = struct.unpack_from("<IQ", blob, pos)
+            pos += 12
+            for i in range(count):
+                value(inner, f"{what}[{i}]")
+        else:
+            pos += _SCALAR[kind]
+
+    for k in range(n_kv):
+        string(f"key {k}")
+        fields.append((pos, 4, f"key {k} value type"))
+        kind = struct.unpack_from("<I", blob, pos)[0]
+        pos += 4
+        value(kind, f"key {k} value")
+    for t in range(n_tensors):
+        string(f"tensor {t} name")
+        fields.append((pos, 4, f"tensor {t} dims"))
+        n_dims = struct.unpack_from("<I", blob, pos)[0]
+        pos += 4
+        fields += [(pos + 8 * d, 8, f"tensor {t} dim {d}") for d in range(n_dims)]
+        pos += 8 * n_dims
+        fields += [(pos, 4, f"tensor {t} type"), (pos + 4, 8, f"tensor {t} offset")]
+        pos += 12
+    return fields
+
+
+def hostile(width, old):
+    """Values a hostile file puts in a field: zero, one, off by one, its type's largest, a sign bit, huge."""
+    top = 2 ** (8 * width) - 1
+    return sorted({0, 1, max(old - 1, 0), min(old + 1, top), top, top // 2 + 1, min(2**31, top), min(2**40, top)}
+                  - {old})
+
+
+def test_every_hostile_header_field_gives_a_named_error_or_a_file_that_lies_inside_itself(tmp_path):
+    """#34: the fuzz test extended to a corpus — every count, length, type, shape and offset field of a small file
+    (metadata strings, arrays of strings and numbers, F32, F16 and Q4_1 tensors) set to each hostile value, and
+    each truncation at a field's start: GGUFError or a load whose tensors lie inside the file, with at most 8 MB
+    allocated for a 2 KB file (tracemalloc)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    path = write_file(tmp_path / "f.gguf",
+                      {"w": (rng.standard_normal((2, 32)).astype(np.float32), "Q4_1"),
+                       "v": (rng.standard_normal(8).astype(np.float32), "F32"),
+                       "h": (rng.standard_normal((3, 4)).astype(np.float32), "F16")},
+                      {"general.name": "corpus", "x.words": ["ab", "c", ""], "x.numbers": [1, 2, 3],
+                       "x.count": 7})
+    blob = path.read_bytes()
+    fields = header_fields(blob)
+    assert len(fields) > 30 and fields[-1][2] == "tensor 2 offset"
+    cases = [(f"{what} = {v}", blob[:off] + v.to_bytes(width, "little") + blob[off + width:])
+             for off, width, what in fields for v in hostile(width, int.from_bytes(blob[off:off + width], "little"))]
+    cases += [(f"cut before {what}", blob[:off]) for off, _, what in fields]
+    refused = 0
+    for label, data in cases:
+        path.write_bytes(data)
+        tracemalloc.start()
+        try:
+            f = read_gguf(path)
+            arrays = [f.tensor(n) for n in f.tensors]
+            assert all(t.offset + t.nbytes <= len(data) for t in f.tensors.values()), label
+            assert all(a.dtype == np.float32 for a in arrays), label
+        except GGUFError:
+            refused += 1
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 8 * 2**20, f"{label}: {peak / 2**20:.0f} MB allocated"
+    assert refused > len(cases) // 2, (refused, len(cases))  # most hostile values are refused, not loaded
+
+
+@pytest.mark.parametrize("tail, message", [(b"1234567", r"'x\.words'\[1\] length needs 8 bytes, 7 are left"),
+                                           (struct.pack("<Q", 99) + b"ab", r"'x\.words'\[1\] claims 99 bytes"),
+                                           (struct.pack("<Q", 2) + b"\xff\xfe", r"'x\.words'\[1\] is not UTF-8")])
+def test_an_array_of_strings_names_the_element_that_breaks(tmp_path, tail, message):
+    """A metadata array's strings are read in one loop (#34 finding 2: a million empty strings took 15 s, then 5.3);
+    each element keeps its checks and is named when it fails."""
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1)
+    key = struct.pack("<Q", 7) + b"x.words" + struct.pack("<IIQ", 9, 8, 2)  # an array of 2 strings
+    first = struct.pack("<Q", 1) + b"a"
+    path = tmp_path / "s.gguf"
+    path.write_bytes(head + key + first + tail)
+    with pytest.raises(GGUFError, match=message):
+        read_gguf(path)

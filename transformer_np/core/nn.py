@@ -73,6 +73,25 @@ def gelu(x):
     return phi  # x/2 (1 + erf(x / sqrt 2))
 
 
+def gelu_tanh(x):
+    r"""GELU(x) \approx \tfrac{x}{2} \big(1 + \tanh(\sqrt{2/\pi}\,(x + 0.044715\,x^3))\big)   (the tanh form: GPT-2's,
+    and Gemma's gated feed-forward's, torch's ``gelu(x, approximate="tanh")``)
+
+    Computed as x σ(2z), z = √(2/π)(x + 0.044715 x³) — the same function, since 1 + tanh z = 2σ(2z) — with
+    σ(2z) = 1/(1 + e) for z ≥ 0 and e/(1 + e) below, e = e^{-2|z|}: 1 + tanh z itself loses every digit to
+    cancellation where tanh z is near −1 (x ≈ −4 in float32: 1e-4 relative error), and e never overflows."""
+    check_float("x", x)
+    xp = array_namespace(x)
+    z = x * x
+    z *= 0.044715
+    z += 1.0
+    z *= x
+    z *= 2.0 * math.sqrt(2.0 / math.pi)  # 2z
+    e = xp.exp(-xp.abs(z))
+    sigma = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # σ(2z)
+    return x * sigma
+
+
 def relu_backward(dy, x):
     r"""d ReLU(x)/dx = 1 where x > 0, else 0 (the subgradient 0 at x = 0, as torch)."""
     xp = array_namespace(dy)
@@ -274,6 +293,15 @@ def swiglu(x, w_gate, w_up, w_down):
 
     x: (..., C)  w_gate, w_up: (C, F)  w_down: (F, C).  Returns (..., C)."""
     return swiglu_forward(x, w_gate, w_up, w_down)[0]
+
+
+def geglu(x, w_gate, w_up, w_down):
+    r"""FFN_GeGLU(x) = (GELU_tanh(x W_g) \odot x W_u) W_d   (Shazeer 2020; Gemma's feed-forward network, no biases)
+
+    x: (..., C)  w_gate, w_up: (C, F)  w_down: (F, C).  Returns (..., C)."""
+    h = gelu_tanh(linear(x, w_gate))  # (..., F)
+    h *= linear(x, w_up)
+    return linear(h, w_down)
 
 
 def swiglu_forward(x, w_gate, w_up, w_down):

@@ -165,6 +165,19 @@ def loop_swiglu(x, w_gate, w_up, w_down):
     return loop_linear(h, w_down)
 
 
+def loop_geglu(x, w_gate, w_up, w_down):
+    """(gelu_tanh(x W_g) * x W_u) W_d, with gelu_tanh(a) = a/2 (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3)))"""
+    a, u = loop_linear(x, w_gate), loop_linear(x, w_up)
+    c = math.sqrt(2.0 / math.pi)
+    h = np.vectorize(lambda g, v: 0.5 * g * (1.0 + math.tanh(c * (g + 0.044715 * g ** 3))) * v, otypes=[float])(a, u)
+    return loop_linear(h, w_down)
+
+
+def loop_sliding_window_mask(T, S, window):
+    """m[t][s] = True where key s is at or before query t's position t + S - T and fewer than window back"""
+    return np.array([[t + S - T - window < s <= t + S - T for s in range(S)] for t in range(T)])
+
+
 def loop_rope(x, positions, base, layout="pairs"):
     """Rotate each pair of features of x[t] (T, D) by the angle positions[t] * base^(-2i/D), one pair at a time.
     layout "pairs": (x[2i], x[2i+1]); "half": (x[i], x[i + D/2])."""

@@ -82,6 +82,25 @@ def gguf_llama(n_layers, tied=True):
     return table if tied else table | {"output.weight": ("out/w", True)}
 
 
+GGUF_GEMMA3_LAYER = {
+    "attn_norm.weight": ("attn_norm/gamma", False), "post_attention_norm.weight": ("post_attn_norm/gamma", False),
+    "attn_q.weight": ("attn/w_q", True), "attn_k.weight": ("attn/w_k", True),
+    "attn_v.weight": ("attn/w_v", True), "attn_output.weight": ("attn/w_o", True),
+    "attn_q_norm.weight": ("attn/q_norm/gamma", False), "attn_k_norm.weight": ("attn/k_norm/gamma", False),
+    "ffn_norm.weight": ("ffn_norm/gamma", False), "post_ffw_norm.weight": ("post_ffn_norm/gamma", False),
+    "ffn_gate.weight": ("ffn/w_gate", True), "ffn_up.weight": ("ffn/w_up", True),
+    "ffn_down.weight": ("ffn/w_down", True),
+}
+
+
+def gguf_gemma3(n_layers):
+    """The table of a Gemma 3 GGUF file with n_layers blocks (the output layer is the embedding table)."""
+    table = {"token_embd.weight": ("embed/table", False), "output_norm.weight": ("norm/gamma", False)}
+    for i in range(n_layers):
+        table |= prefixed(GGUF_GEMMA3_LAYER, f"blk.{i}.", f"decoder/layers/{i}/")
+    return table
+
+
 def torch_stack(kind, n_layers, final_norm, theirs="", ours=""):
     """The table of an nn.TransformerEncoder / Decoder (kind "encoder" / "decoder") under ``theirs``."""
     layer = TORCH_ENCODER_LAYER if kind == "encoder" else TORCH_DECODER_LAYER

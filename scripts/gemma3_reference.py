@@ -6,7 +6,8 @@ loaded from the same Q4_K_M GGUF file in float32 — so the tests compare agains
 
 For each text: its token ids (transformers' tokenizer for the file), and at every position the argmax, the
 log-sum-exp of the logits over the whole vocabulary and the 16 largest logits with their ids; for each prompt, the
-32-token greedy continuation.  The file's sha256 is stored beside them."""
+32-token greedy continuation; for each of the tokenizer's texts, its ids without special tokens.  The file's sha256
+is stored beside them."""
 
 import os
 from pathlib import Path
@@ -25,6 +26,13 @@ TEXTS = ["The capital of France is", "def fibonacci(n):\n    if n < 2:\n        
 PROMPTS = ["The capital of France is", "Once upon a time, in a small village,", "import numpy as np\n",
            "The three primary colors are", "Water boils at"]
 TOP = 16
+TOKENIZER_TEXTS = ["Hello world", " leading space", "two  spaces and   three", "tabs\tand\t\tdouble tabs",
+                   "new\nline\n\nand\n\n\nmore", "<table><tr><td>cell</td></tr></table>", "<b>bold</b> <i>x</i>",
+                   "<start_of_turn>user\nHi<end_of_turn>", "<bos>not at the start", "[multimodal] marker",
+                   "naïve café — “quotes” ‘single’ … ellipsis", "emoji 🤖🧪 and flags 🇫🇷", "𝔹𝕠𝕝𝕕 and ⅷ ½",
+                   "ZWJ family 👨‍👩‍👧 and combining é", "控制字符\x01\x02 and \x7f", "日本語のテキスト、中文、한국어",
+                   "   ", "\n", "", "trailing space ", "a" * 50, "1234567890 3.14159 1e-10 0xFF",
+                   "def f(x):\n    return x ** 2  # comment\n", "URL https://example.com/a?b=c&d=e#f"]
 
 
 def main():
@@ -48,6 +56,9 @@ def main():
             out[f"text{i}_top_ids"] = top.indices.numpy().astype(np.int32)
             out[f"text{i}_top_logits"] = top.values.numpy()
             print(f"text {i}: {ids.shape[1]} tokens")
+        for i, text in enumerate(TOKENIZER_TEXTS):
+            out[f"tok{i}_text"] = np.array(text)
+            out[f"tok{i}_ids"] = np.array(tok(text, add_special_tokens=False).input_ids, np.int32)
         for i, prompt in enumerate(PROMPTS):
             ids = tok(prompt, return_tensors="pt").input_ids
             new = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, min_new_tokens=32,

@@ -163,3 +163,56 @@ def test_one_tensor_of_each_type_in_the_file_dequantizes_as_the_gguf_package_doe
                                       err_msg=name)
         seen[info.type] = name
     assert set(seen) == {"F32", "Q8_0", "Q5_0", "Q4_K", "Q6_K"}
+
+
+# --- the SentencePiece tokenizer -----------------------------------------------------------------------------------
+def test_the_tokenizer_gives_transformers_ids_on_every_reference_text(gemma, reference):
+    """24 texts chosen to break a tokenizer (runs of spaces, tabs and newlines — user-defined tokens —, HTML tags,
+    control tokens written in the text, emoji and flags, combining marks, control characters, CJK, an empty text)
+    and the five model texts: the ids equal transformers' for this file, and decode gives each text back."""
+    texts = [(str(reference[f"tok{i}_text"]), reference[f"tok{i}_ids"].tolist()) for i in range(24)]
+    texts += [(gemma.detokenize(reference[f"text{i}_ids"][1:]), reference[f"text{i}_ids"][1:].tolist())
+              for i in range(5)]
+    for text, want in texts:
+        assert gemma.tokenize(text) == want, repr(text)
+        assert gemma.detokenize(want) == text, repr(text)
+    assert gemma.prompt_ids("Hi") == [gemma.bos_id, *gemma.tokenize("Hi")]
+
+
+@given(st.text(max_size=40))
+def test_the_tokenizer_round_trips_any_text(text):
+    tok = _small_tokenizer()
+    assert tok.decode(tok.encode(text)) == text
+
+
+def _small_tokenizer():
+    """A SentencePiece vocabulary of a few pieces, every byte token and one control token: each text round trips
+    through merges and byte fallback."""
+    from transformer_np.pretrained.sentencepiece import BYTE, CONTROL, NORMAL, SentencePieceTokenizer
+
+    pieces = ["▁", "a", "b", "ab", "▁a", "▁ab", "é", "  "]
+    tokens = ["<bos>", *pieces, *[f"<0x{b:02X}>" for b in range(256)]]
+    types = [CONTROL, *[NORMAL] * len(pieces), *[BYTE] * 256]
+    scores = [0.0, *[-float(i) for i in range(len(pieces))], *[0.0] * 256]
+    return SentencePieceTokenizer(tokens, scores, types)
+
+
+def test_merges_take_the_highest_scoring_pair_and_unknown_characters_fall_back_to_bytes():
+    tok = _small_tokenizer()
+    pieces = lambda text: [tok.tokens[i] for i in tok.encode(text)]  # noqa: E731
+    assert pieces("ab ab") == ["ab", "▁ab"]  # "a"+"b" (score -2) beats nothing; "▁"+"ab" → "▁ab"
+    assert pieces("€") == ["<0xE2>", "<0x82>", "<0xAC>"]  # no token for €: its three UTF-8 bytes
+    assert pieces("<bos>a") == ["<bos>", "a"]  # a control token written in the text is that token
+    assert tok.decode(tok.encode("<bos>a"), skip_special=True) == "a"
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.decode([10_000])
+
+
+def test_generate_continues_text_with_gemma3(gemma, capsys):
+    from transformer_np.cli.main import main
+
+    assert main(["generate", "--model", "gemma3", "--prompt", "The capital of France is", "--max-new-tokens",
+                 "4"]) == 0
+    assert "-> ' the capital of the'" in capsys.readouterr().out  # transformers' greedy continuation's start
+    assert main(["generate", "--model", "gemma3", "--prompt", "x", "--weights", "int8"]) == 2
+    assert "--weights int8: applies to SmolLM2's file" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def test_minilm_loads_by_name_and_from_its_folder():
 def test_an_unknown_name_is_an_error_listing_the_names(bad, error, message):
     with pytest.raises(error, match=message):
         tn.load(bad)
-    assert set(registry.NAMES) == {"dates", "reverse", "sentiment", "minilm", "smollm2"}
+    assert set(registry.NAMES) == {"dates", "reverse", "sentiment", "minilm", "smollm2", "gemma3"}
 
 
 def test_generate_task_takes_only_a_shipped_task_name(capsys):

@@ -15,7 +15,7 @@ from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..efficient.paged import BLOCK_SIZE, BlockPool, paged_cache
 from ..model.config import TransformerConfig
 from ..model.models import Classifier, DecoderLM, Transformer
-from ..model.protocol import DecoderModel
+from ..model.protocol import DecoderModel, TextLLM
 from ..pretrained.registry import load, load_shipped
 from ..training.tasks import BOS, EOS
 from .llm import add_technique_options, check_technique_options, generate_one, load_llm, logprob_lines, top_logprobs
@@ -37,7 +37,8 @@ HELP = "generate tokens with a checkpoint (or a seeded random tiny LM)"
 
 def add_arguments(gen):
     gen.add_argument("--checkpoint", help=".npz from save(); default: a random decoder-only LM (vocab 11)")
-    gen.add_argument("--model", choices=["smollm2"], help="a pretrained LLM: the prompts are text it continues")
+    gen.add_argument("--model", choices=["smollm2", "gemma3"],
+                     help="a pretrained LLM: the prompts are text it continues (gemma3: Gemma 3 270M, float32 only)")
     gen.add_argument("--task", help="use the shipped trained model of a task (reverse, dates): text prompts")
     gen.add_argument("--prompt", action="append", required=True,
                      help="token ids separated by spaces, e.g. '1 2 3'; repeat for a batch")
@@ -69,8 +70,8 @@ def run(args, print_fn=print):
     tokenizer = None
     if args.model and (args.task or args.checkpoint):
         raise CommandError("--model excludes --task and --checkpoint")
-    if args.weights != "float32" and not args.model:
-        raise CommandError(f"--weights {args.weights}: applies to a pretrained LLM (--model smollm2)")
+    if args.weights != "float32" and args.model != "smollm2":
+        raise CommandError(f"--weights {args.weights}: applies to SmolLM2's file (--model smollm2)")
     check_technique_options(args)
     if (args.speculative or args.paged) and (args.beam is not None or args.no_cache):
         raise CommandError("--speculative and --paged: greedy or sampling with the KV cache, not --beam or --no-cache")
@@ -104,7 +105,7 @@ def run(args, print_fn=print):
     prompts = []
     for i, text in enumerate(args.prompt):
         if tokenizer is not None:
-            prompts.append(tokenizer.encode(text))
+            prompts.append(model.prompt_ids(text) if isinstance(model, TextLLM) else tokenizer.encode(text))
             continue
         try:
             prompts.append([int(t) for t in text.replace(",", " ").split()])

@@ -37,3 +37,21 @@ class DecoderModel(HoldsParams, ABC):
     @abstractmethod
     def attention(self, ids):
         """Every block's self-attention weights for ids (B, T): a list of L arrays (B, H, T, T)."""
+
+
+class TextLLM(DecoderModel):
+    """A pretrained LLM with its tokenizer (SmolLM2, Gemma 3): text in and out, for the commands and the server.
+    Also ``eos_id`` (the token that ends its turn or text, or None) and ``name``."""
+
+    @abstractmethod
+    def tokenize(self, text):
+        """The ids of ``text``, no special token added."""
+
+    @abstractmethod
+    def detokenize(self, ids, skip_special=False):
+        """The text of ``ids``."""
+
+    @abstractmethod
+    def prompt_ids(self, text):
+        """The ids a generation continuing ``text`` starts from: tokenize(text), after the BOS token where the
+        model's file says to add one (Gemma's)."""

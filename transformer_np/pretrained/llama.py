@@ -36,7 +36,7 @@ from ..core.tree import count_params
 from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, as_prompts
-from ..model.protocol import DecoderModel
+from ..model.protocol import TextLLM
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
 from .bpe import BPETokenizer, StreamDecoder, gguf_strings, render_chat
@@ -196,7 +196,7 @@ def init_llama_params(cfg, seed=0, dtype="float32"):
 
 
 # --- SmolLM2: weights, tokenizer and chat template from one GGUF file ----------------------------------------
-class LlamaModel(DecoderModel):
+class LlamaModel(TextLLM):
     """A Llama-architecture chat model: config, params tree, tokenizer and chat template.
 
     ``tokenize``/``detokenize`` (text ⇄ ids, no special tokens added), ``chat_ids`` (messages → the prompt's
@@ -233,6 +233,10 @@ class LlamaModel(DecoderModel):
 
     def detokenize(self, ids, skip_special=False):
         return self.tokenizer.decode(ids, skip_special=skip_special)
+
+    def prompt_ids(self, text):
+        """tokenize(text): SmolLM2's file adds no BOS token."""
+        return self.tokenize(text)
 
     def chat_ids(self, messages, add_generation_prompt=True):
         """The ids of the chat template rendered for messages, ready for the assistant's answer."""

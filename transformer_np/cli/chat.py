@@ -22,8 +22,6 @@ from .options import (
 HELP = "ask SmolLM2-135M-Instruct (a real LLM, in NumPy) a question; the answer streams as it is generated"
 ERRORS = (ImportError, FileNotFoundError, ValueError)
 
-
-
 def add_arguments(parser):
     parser.add_argument("question", nargs="?", help="the user's message (default: a conversation, a turn a line; "
                                                     "/reset forgets it, /quit ends it)")

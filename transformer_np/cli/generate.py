@@ -3,7 +3,6 @@ random tiny LM — greedy, sampled or beam search, with or without the KV cache.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -12,13 +11,23 @@ import numpy as np
 from ..decoding.cache import contiguous_cache
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, Seq2SeqSession
-from ..efficient.paged import BLOCK_SIZE, BlockPool, paged_cache
+from ..efficient.paged import paged_cache
 from ..model.config import TransformerConfig
 from ..model.models import Classifier, DecoderLM, Transformer
 from ..model.protocol import DecoderModel, TextLLM
 from ..pretrained.registry import load, load_shipped
 from ..training.tasks import BOS, EOS
-from .llm import add_technique_options, check_technique_options, generate_one, load_llm, logprob_lines, top_logprobs
+from .llm import (
+    add_technique_options,
+    check_technique_options,
+    generate_one,
+    load_llm,
+    logprob_lines,
+    paged_pool,
+    paged_report,
+    sampling,
+    top_logprobs,
+)
 from .options import (
     CommandError,
     GenerationClock,
@@ -116,17 +125,14 @@ def run(args, print_fn=print):
     show = (lambda ids: repr(tokenizer.decode(ids))) if tokenizer is not None else str
     if args.speculative:
         return _speculative(model, prompts, args, tokenizer, show, print_fn)
-    if args.temperature == 0:  # temperature 0: the most likely token, always
-        args.temperature = args.top_k = args.top_p = None
-    sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
-    if args.beam is not None and sampling:
+    temperature, top_k, top_p = sampling(args)  # temperature 0: greedy
+    sampled = any(v is not None for v in (temperature, top_k, top_p))
+    if args.beam is not None and sampled:
         raise ValueError("--beam and sampling options (--temperature/--top-k/--top-p) exclude each other")
     if args.beam is not None and (args.logprobs or args.stop):
         raise CommandError("--logprobs and --stop: greedy or sampling only, not --beam")
 
-    pool = None
-    if args.paged:  # room for every row's prompt and new tokens, in blocks
-        pool = BlockPool.for_model(model, sum(math.ceil((len(p) + args.max_new_tokens) / BLOCK_SIZE) for p in prompts))
+    pool = paged_pool(model, prompts, args.max_new_tokens) if args.paged else None
 
     def new_session(batch):
         if isinstance(model, DecoderModel):
@@ -157,10 +163,10 @@ def run(args, print_fn=print):
         def until():  # every row's text holds a stop string
             return bool(args.stop) and all(cut_at_stop(tokenizer.decode(r), args.stop)[1] for r in so_far)
 
-        if sampling:
+        if sampled:
             out = sample(session, args.max_new_tokens, rng=np.random.default_rng(args.seed),
-                         temperature=args.temperature if args.temperature is not None else 1.0,
-                         top_k=args.top_k, top_p=args.top_p, eos_id=args.eos, on_step=step, until=until)
+                         temperature=temperature if temperature is not None else 1.0,
+                         top_k=top_k, top_p=top_p, eos_id=args.eos, on_step=step, until=until)
         else:
             out = greedy(session, args.max_new_tokens, eos_id=args.eos, on_step=step, until=until)
         for b, (prompt, tokens) in enumerate(zip(prompts, out)):
@@ -170,8 +176,7 @@ def run(args, print_fn=print):
                 print_fn(line)
         n = sum(len(t) for t in out)
         if pool is not None:
-            print_fn(f"KV cache: paged, {pool.peak_blocks} blocks of {pool.block_size} tokens at most "
-                     f"({pool.peak_blocks * pool.block_bytes():,} bytes)")
+            print_fn(paged_report(pool))
         else:
             print_fn(f"KV cache: {session.cache_bytes():,} bytes" if not args.no_cache else "KV cache: off")
     dt = time.perf_counter() - clock.t0

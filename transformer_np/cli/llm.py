@@ -68,6 +68,17 @@ def sampling(args):
     return args.temperature, args.top_k, args.top_p
 
 
+def paged_pool(model, prompts, max_new_tokens):
+    """A block pool with room for every prompt and its new tokens (``--paged``)."""
+    return BlockPool.for_model(model, sum(math.ceil((len(p) + max_new_tokens) / BLOCK_SIZE) for p in prompts))
+
+
+def paged_report(pool):
+    """'paged KV cache: 3 blocks of 16 tokens at most (0.52 MB)'."""
+    return (f"paged KV cache: {pool.peak_blocks} blocks of {pool.block_size} tokens at most "
+            f"({pool.peak_blocks * pool.block_bytes() / 1e6:.2f} MB)")
+
+
 def generate_one(model, prompt, args, eos_id, on_token=None, until=None):
     """Continue ``prompt`` (ids) with ``model`` under the command's options: greedy or sampled (seeded), plainly,
     speculatively or on the paged cache.  on_token(id) as each token is kept; until() ends it early.
@@ -84,9 +95,7 @@ def generate_one(model, prompt, args, eos_id, on_token=None, until=None):
                                           eos_id=eos_id, on_token=on_token, until=until)
         return out, [], (f"speculative {args.speculative}: {stats.accepted} of {stats.drafted} drafts accepted "
                          f"({stats.acceptance_rate:.2f}), {stats.tokens_per_call:.2f} tokens per target pass")
-    pool = None
-    if args.paged:
-        pool = BlockPool.for_model(model, math.ceil((len(prompt) + args.max_new_tokens) / BLOCK_SIZE))
+    pool = paged_pool(model, [prompt], args.max_new_tokens) if args.paged else None
     session = LMSession(model, [list(prompt)], make_cache=contiguous_cache if pool is None else paged_cache(pool))
     logprobs = []
 
@@ -101,11 +110,7 @@ def generate_one(model, prompt, args, eos_id, on_token=None, until=None):
                      top_k=top_k, top_p=top_p, eos_id=eos_id, on_step=step, until=until)[0]
     else:
         out = greedy(session, args.max_new_tokens, eos_id=eos_id, on_step=step, until=until)[0]
-    said = None
-    if pool is not None:
-        said = (f"paged KV cache: {pool.peak_blocks} blocks of {pool.block_size} tokens at most "
-                f"({pool.peak_blocks * pool.block_bytes() / 1e6:.2f} MB)")
-    return out, logprobs, said
+    return out, logprobs, None if pool is None else paged_report(pool)
 
 
 def logprob_lines(tokens, logprobs, show):

@@ -39,6 +39,7 @@ from ..core.embeddings import rope, rope_angles, token_embedding
 from ..core.masks import combine_masks, sliding_window_mask
 from ..core.nn import geglu, linear, residual, rms_norm
 from ..core.tree import count_params
+from ..decoding.cache import kv_cache_bytes
 from ..decoding.sessions import as_prompts
 from ..model.weight_names import gguf_gemma3, import_weights
 from .gguf import GGUFError, GGUFMatrix, read_gguf
@@ -116,7 +117,7 @@ class Gemma3Config:
 
     def kv_cache_bytes_per_token(self, itemsize=4):
         """2 (K and V) · L · H_kv · D · bytes, with every layer keeping every position (a full cache)."""
-        return 2 * self.n_layers * self.n_kv_heads * self.d_head * itemsize
+        return kv_cache_bytes(self.n_layers, self.n_kv_heads, self.d_head, 1, itemsize)
 
 
 # --- the block, from the core formulas ----------------------------------------------------------------------

@@ -116,13 +116,11 @@ def _smollm2_attention(text, model=None, max_weights=MAX_WEIGHTS):
         most = math.isqrt(MAX_LAYER_BYTES // (4 * cfg.n_heads))
         raise ValueError(f"text: {T:,} tokens; the explorer draws at most {most:,} tokens of SmolLM2 (one layer's "
                          f"{cfg.n_heads} × T × T weights, {layer_bytes / 2**30:.1f} GiB at {T:,}, are formed whole)")
-    total = cfg.n_layers * cfg.n_heads * T * T
-    block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
-    labels = _token_labels(model, ids)
+    block = page_block(cfg.n_layers * cfg.n_heads * T * T, max_weights)
+    labels = block_labels(_token_labels(model, ids), block)
     _, weights = llama_logits(model.params, np.asarray(ids)[None], cfg, need_weights=True, last_only=True,
                               reduce_weights=lambda w: group_weights(np.asarray(w)[0], block))
-    unfilled = Attention("causal self-attention", labels, labels, np.empty((0, 0, T, T), np.float32))  # its labels
-    att = group(unfilled, block, weights=np.stack(weights))
+    att = Attention("causal self-attention", labels, labels, np.stack(weights), block)
     return f"SmolLM2-135M-Instruct: {_quote(text)} ({T} tokens)", [att]
 
 
@@ -283,15 +281,25 @@ def group_weights(w, block):
     return (summed / rows).astype(np.float32)
 
 
-def group(att, block, weights=None):
-    """``att`` with queries and keys grouped in blocks of ``block`` tokens (:func:`group_weights`), labelled by
-    their first token and span; ``weights``: its weights already grouped so (computed layer by layer)."""
+def page_block(total, max_weights):
+    """The block b that brings ``total`` attention weights (queries × keys, both grouped) within ``max_weights``."""
+    return 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
+
+
+def block_labels(tokens, block):
+    """A label per block of ``block`` tokens: its first token and span, "the…[8:16]" (the tokens when block = 1)."""
     if block == 1:
-        return att if weights is None else dataclasses.replace(att, weights=weights)
-    grouped = group_weights(att.weights, block) if weights is None else weights
-    label = lambda toks, i: f"{toks[i * block]}…[{i * block}:{min((i + 1) * block, len(toks))}]"  # noqa: E731
-    return Attention(att.name, [label(att.queries, i) for i in range(grouped.shape[-2])],
-                     [label(att.keys, i) for i in range(grouped.shape[-1])], grouped, att.block * block)
+        return list(tokens)
+    return [f"{tokens[i]}…[{i}:{min(i + block, len(tokens))}]" for i in range(0, len(tokens), block)]
+
+
+def group(att, block):
+    """``att`` with queries and keys grouped in blocks of ``block`` tokens (:func:`group_weights`), labelled by
+    their first token and span."""
+    if block == 1:
+        return att
+    return Attention(att.name, block_labels(att.queries, block), block_labels(att.keys, block),
+                     group_weights(att.weights, block), att.block * block)
 
 
 def _b64(a):
@@ -327,8 +335,7 @@ def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
     """The JSON-able content of a page: each attention's labels and weights (base64 of little-endian float32,
     L × H × T_q × T_k), grouped in blocks when the page would hold more than ``max_weights`` numbers; with
     ``generation`` (the keyword arguments of :func:`generation_data`) the generation view's steps too."""
-    total = sum(a.weights.size for a in atts)
-    block = 1 if total <= max_weights else math.ceil(math.sqrt(total / max_weights))
+    block = page_block(sum(a.weights.size for a in atts), max_weights)
     out = []
     grouped = [group(a, block) for a in atts]
     for a in grouped:

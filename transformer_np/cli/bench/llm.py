@@ -103,6 +103,7 @@ def _llama_cpp_times(prompt, long_prompt, lengths, quick):
         out = list(itertools.islice(llm.generate(prompt, temp=0.0, reset=True), n))
         times[n] = time.perf_counter() - t0
         assert len(out) == n
+
     def prefill():
         llm.reset()
         llm.eval(long_prompt)

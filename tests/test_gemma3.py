@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from transformer_np.core import masks, nn
 from transformer_np.core import reference as ref
+from transformer_np.core.tree import tree_map
 from transformer_np.decoding.cache import new_cache
 from transformer_np.pretrained.gemma3 import INSTALL, Gemma3Config, Gemma3Model, gemma3_logits, init_gemma3_params
 
@@ -90,6 +91,28 @@ def test_gemma3_kv_cache_decoding_and_tiles_equal_the_full_forward_past_the_wind
     assert_close(gemma3_logits(params, ids, cfg, attention="blockwise")[0], full, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_decoding_with_window_caches_equals_a_full_cache_bit_for_bit_past_the_window(rng, dtype):
+    """A left-padded batch decoded 3·W steps past its prompts: the sliding layers' caches (W − 1 positions) give
+    the logits of full caches with the band mask exactly, and those of the plain forward to rounding."""
+    from transformer_np.decoding import LMSession, WindowCache, contiguous_cache
+
+    params, cfg = tiny_gemma3(rng, n_layers=6, window=4)
+    model = Gemma3Model(tree_map(lambda a: a.astype(dtype), params), cfg)
+    prompts = [rng.integers(0, 23, 3), rng.integers(0, 23, 7)]
+    windowed, full = LMSession(model, prompts), LMSession(model, prompts, make_cache=contiguous_cache)
+    plain = LMSession(model, prompts, use_cache=False)
+    assert sum(isinstance(layer, WindowCache) for layer in windowed.cache) == 4
+    for _ in range(12):
+        np.testing.assert_array_equal(windowed.next_logits, full.next_logits)
+        assert_close(windowed.next_logits, plain.next_logits, atol=1e-12 if dtype == "float64" else 2e-5)
+        token = windowed.next_logits.argmax(-1)
+        for session in (windowed, full, plain):
+            session.append(token)
+    assert windowed.cache_bytes() < full.cache_bytes()
+    assert all(layer.held <= cfg.window for layer in windowed.cache if isinstance(layer, WindowCache))
+
+
 def test_bad_gemma3_config_and_attention_path_are_named(rng):
     with pytest.raises(ValueError, match="window"):
         Gemma3Config(window=0)
@@ -141,6 +164,22 @@ def test_gemma3_greedy_continuations_equal_transformers(gemma, reference):
     out = greedy(LMSession(gemma, prompts), 32)
     for i in range(5):
         assert out[i] == reference[f"prompt{i}_greedy"].tolist(), f"prompt {i}"
+
+
+def test_gemma3_decodes_past_its_window_with_window_caches_as_with_full_ones(gemma, reference):
+    """Text 4 fed token by token from position 500 to 540 (past W = 512): the sliding layers' caches give the
+    logits of full caches bit for bit, and transformers' argmax at every position."""
+    from transformer_np.decoding import LMSession, WindowCache, contiguous_cache
+
+    ids = reference["text4_ids"].astype(np.int64)
+    windowed, full = LMSession(gemma, [ids[:500]]), LMSession(gemma, [ids[:500]], make_cache=contiguous_cache)
+    for t in range(500, 540):
+        np.testing.assert_array_equal(windowed.next_logits, full.next_logits)
+        assert windowed.next_logits[0].argmax() == reference["text4_argmax"][t - 1]
+        for session in (windowed, full):
+            session.append(ids[t:t + 1])
+    held = [layer.held for layer in windowed.cache if isinstance(layer, WindowCache)]
+    assert len(held) == 15 and max(held) == 512 and full.cache.length == 540
 
 
 def test_one_tensor_of_each_type_in_the_file_dequantizes_as_the_gguf_package_does(gemma):

@@ -132,8 +132,11 @@ def _paged_layer_cache(n_blocks=16):
     return paged.PagedKVCache(pool, [pool.new_sequence() for _ in range(2)])
 
 
+WINDOW = 6
+
 CACHES = {  # every KVCache a session can be given, with what it supports and its exactness
     "contiguous": (lambda: new_cache(1), {"truncate", "select"}, 0.0),
+    "sliding window": (lambda: new_cache(1, [WINDOW]), {"truncate", "select", "window"}, 0.0),
     "int8 per token": (lambda: kv_int8.int8_cache(1), {"truncate"}, 2e-2),
     "int8 keys per channel": (lambda: kv_int8.int8_cache(1, keys="channel", group=4), set(), 5e-2),
     "paged": (_paged_layer_cache, {"select"}, 0.0),
@@ -157,17 +160,20 @@ def test_cache_extend_truncate_select_equal_a_plain_list_of_arrays(rng, name):
         k, v = rng.standard_normal((2, 2, T, 4)), rng.standard_normal((2, 2, T, 4))
         ks.extend(np.split(k, T, axis=2)), vs.extend(np.split(v, T, axis=2))
         got_k, got_v = cache[0].extend(k, v)
-        assert cache.length == len(ks) and got_k.shape == (2, 2, len(ks), 4)
-        np.testing.assert_allclose(got_k, np.concatenate(ks, axis=2), atol=tol * 4)
-        np.testing.assert_allclose(got_v, np.concatenate(vs, axis=2), atol=tol * 4)
+        # a window's cache returns the last W − 1 + T positions (all the T queries can see), the others all
+        n = min(len(ks), WINDOW - 1 + T) if "window" in supports else len(ks)
+        assert cache.length == len(ks) and got_k.shape == (2, 2, n, 4)
+        np.testing.assert_allclose(got_k, np.concatenate(ks[-n:], axis=2), atol=tol * 4)
+        np.testing.assert_allclose(got_v, np.concatenate(vs[-n:], axis=2), atol=tol * 4)
 
-    for T in (3, 1, 1, 6, 1):
+    for T in (3, 1, 1, 6, 1, 2):
         extend(T)
     assert cache.nbytes() > 0
     if "truncate" in supports:
-        cache.truncate(9)
-        del ks[9:], vs[9:]
-        assert cache.length == 9
+        back = 1 if "window" in supports else 4  # a window's cache rolls back only its last extend
+        cache.truncate(len(ks) - back)
+        del ks[len(ks) - back:], vs[len(vs) - back:]
+        assert cache.length == len(ks)
         extend(2)
     else:
         with pytest.raises(NotImplementedError):
@@ -189,6 +195,39 @@ def test_contiguous_cache_grows_its_capacity_geometrically(rng):
         capacities.add(layer.capacity_bytes())
     assert layer.length == 1000 and len(capacities) <= 11  # 1, 2, 4, …, 1024 positions: log2 reallocations
     assert layer.nbytes() == 2 * 1000 * 2 * 8 < layer.capacity_bytes()
+
+
+def test_a_window_cache_holds_at_most_w_minus_1_plus_t_positions_whatever_the_context(rng):
+    layer = new_cache(1, [WINDOW])[0]
+    capacities = set()
+    for t in range(300):
+        T = 1 + t % 3
+        layer.extend(*rng.standard_normal((2, 1, 1, T, 2)))
+        assert layer.held == min(layer.length, WINDOW - 1 + T)
+        capacities.add(layer.capacity_bytes())
+    assert layer.nbytes() == 2 * layer.held * 2 * 8 and len(capacities) <= 3  # its buffers stop growing
+
+
+def test_a_window_cache_refuses_a_roll_back_past_what_it_holds(rng):
+    layer = new_cache(1, [WINDOW])[0]
+    for T in (5, 1, 1):
+        layer.extend(*rng.standard_normal((2, 1, 1, T, 2)))  # holds positions 2…6: 0 and 1 are forgotten
+    layer.truncate(6)  # the last extend's position: still fine
+    with pytest.raises(ValueError, match=r"W=6.*cannot roll back to length=4"):
+        layer.truncate(4)  # a query at 4 would need keys 0…3
+    assert layer.length == 6
+
+
+def test_model_caches_follow_each_layers_window():
+    from transformer_np.decoding.cache import WindowCache, model_cache
+    from transformer_np.pretrained.gemma3 import Gemma3Config
+
+    cfg = Gemma3Config(n_layers=7)
+    cache = model_cache(cfg)(cfg.n_layers, 1)
+    assert [type(layer) for layer in cache] == [WindowCache] * 5 + [LayerCache] + [WindowCache]
+    assert {layer.window for layer in cache if isinstance(layer, WindowCache)} == {512}
+    with pytest.raises(ValueError, match="one window .* per layer: 3, got 2"):
+        new_cache(3, [4, None])
 
 
 def test_contiguous_cache_views_stay_valid_for_the_positions_they_show(rng):
@@ -213,6 +252,7 @@ def test_both_model_families_give_the_protocol_names(rng):
         assert cfg.kv_heads == 2 and cfg.d_head * cfg.n_heads == cfg.d_model
         assert isinstance(cfg.tied_embeddings, bool) and cfg.vocab_size > 0 and cfg.max_len > 0
         assert cfg.with_layers(1).n_layers == 1 and cfg.n_layers == 2
+        assert cfg.windows == (None, None) and cfg.with_layers(1).windows == (None,)
 
 
 def test_attention_gives_each_blocks_weights_and_with_params_leaves_the_model_alone(rng):

@@ -86,6 +86,16 @@ def combine_masks(*masks):
     return out
 
 
+def last_keys(mask, S):
+    r"""The mask's last S key columns, M[..., -S:]: the mask of a cache that returns only the latest S positions
+    (a sliding window's — decoding.cache.WindowCache); every earlier key must be masked already."""
+    if mask is None or mask.shape[-1] == S:
+        return mask
+    if mask.shape[-1] < S:
+        raise ValueError(f"the mask covers {mask.shape[-1]} keys, fewer than the {S} attended")
+    return mask[..., -S:]
+
+
 def _xp_dev(like):
     """(namespace, device) of ``like``, or NumPy's when like is None."""
     return (array_namespace(np.empty(0)), None) if like is None else (array_namespace(like), device(like))

@@ -3,9 +3,10 @@ the search that turns logits into tokens — greedy, sampled, beam (``search``).
 and ``model``.
 """
 
-from .cache import KVCache, LayerCache, LayerKVCache, contiguous_cache, new_cache
+from .cache import KVCache, LayerCache, LayerKVCache, WindowCache, contiguous_cache, model_cache, new_cache
 from .search import beam_search, check_sampling, greedy, length_penalty, next_token_probs, sample
 from .sessions import LMSession, Seq2SeqSession
 
-__all__ = ["KVCache", "LMSession", "LayerCache", "LayerKVCache", "Seq2SeqSession", "beam_search", "check_sampling",
-           "contiguous_cache", "greedy", "length_penalty", "new_cache", "next_token_probs", "sample"]
+__all__ = ["KVCache", "LMSession", "LayerCache", "LayerKVCache", "Seq2SeqSession", "WindowCache", "beam_search",
+           "check_sampling", "contiguous_cache", "greedy", "length_penalty", "model_cache", "new_cache",
+           "next_token_probs", "sample"]

@@ -13,9 +13,15 @@ The interface, declared once here (tiny-llm's ``TinyKvCache`` is the model):
 * :class:`KVCache` — a model's cache, one layer cache per layer (a list: ``cache[i]`` is layer i's), with the
   same operations over every layer and ``release()`` (a paged cache returns its blocks to the pool).
 
-Implementations: :class:`LayerCache` (contiguous, preallocated: here), the int8 caches
-(``efficient.kv_int8``) and the paged cache (``efficient.paged``).  A decoding session takes a ``make_cache``
-factory ``(n_layers, batch) -> KVCache``; :func:`contiguous_cache` is the default one.
+Implementations: :class:`LayerCache` (contiguous, preallocated: here), :class:`WindowCache` (a sliding-window
+layer's: only the last W − 1 positions, here), the int8 caches (``efficient.kv_int8``) and the paged cache
+(``efficient.paged``).  A decoding session takes a ``make_cache`` factory ``(n_layers, batch) -> KVCache``;
+by default :func:`model_cache` — each layer's cache as its window says (``config.windows``, the model protocol).
+
+A layer whose queries see only the last W keys (Mistral's, Gemma 3's local layers) needs only the last W − 1
+positions before a new token: its cache stops growing at W positions, whatever the context.  ``extend`` then
+returns the *last* positions, not all of them; the layer keeps the last columns of its mask to match
+(:func:`~transformer_np.core.masks.last_keys`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import math
 from abc import ABC, abstractmethod
 
 from ..core.backend import array_namespace, device
+from ..core.checks import check_positive_int
 
 
 class LayerKVCache(ABC):
@@ -130,6 +137,92 @@ class LayerCache(LayerKVCache):
         return _nbytes(self._k) + _nbytes(self._v) + sum(_nbytes(a) for a in self.cross or ())
 
 
+class WindowCache(LayerKVCache):
+    r"""The cache of a sliding-window layer (window W: a query at position p sees keys p − W + 1 … p): it holds
+    only positions a later query can see.  ``extend`` first forgets every position before the last W − 1, then
+    appends the new ones and returns what it holds — keys and values of positions S − n … S − 1 (n ≤ W − 1 + T_new),
+    so attention takes the last n columns of its mask.  Forgetting is lazy (at the next extend), so the positions of
+    the last extend can be rolled back (``truncate``, speculative decoding's verify pass); before that, the cache
+    holds what the next query needs and no more.  Memory: at most W − 1 + T_new positions, whatever the context
+    (a full cache of a 4,096-token context holds 4,096).  ``length`` counts every position seen, as
+    :class:`LayerCache`'s does (the model's positions and masks are counted from it)."""
+
+    def __init__(self, window, k=None, v=None, cross=None):
+        self.window = check_positive_int("window", window)
+        self.cross = cross
+        self._k = self._v = None
+        self._first = self._held = self._length = 0  # buffer slot of the oldest position held; held; seen
+        if k is not None:
+            self.extend(k, v)
+
+    @property
+    def length(self):
+        return self._length
+
+    @property
+    def held(self):
+        """Positions held: the last ``held`` of the ``length`` seen."""
+        return self._held
+
+    @property
+    def k(self):
+        return None if self._k is None else self._k[:, :, self._first:self._first + self._held, :]
+
+    @property
+    def v(self):
+        return None if self._v is None else self._v[:, :, self._first:self._first + self._held, :]
+
+    def extend(self, k_new, v_new):
+        keep = min(self._held, self.window - 1)  # what a query after them can still see
+        self._first, self._held = self._first + self._held - keep, keep
+        T = k_new.shape[2]
+        if self._k is None or self._first + keep + T > self._k.shape[2]:  # out of room: copy the kept to a new start
+            xp = array_namespace(k_new)
+            B, H, _, D = k_new.shape
+            capacity = 2 * (self.window + T)  # a copy of W − 1 positions every ~W + T steps
+            k = xp.empty((B, H, capacity, D), dtype=k_new.dtype, device=device(k_new))
+            v = xp.empty((B, H, capacity, D), dtype=k_new.dtype, device=device(k_new))
+            if keep:
+                k[:, :, :keep, :], v[:, :, :keep, :] = self.k, self.v
+            self._k, self._v, self._first = k, v, 0
+        end = self._first + keep + T
+        self._k[:, :, end - T:end, :], self._v[:, :, end - T:end, :] = k_new, v_new
+        self._held, self._length = keep + T, self._length + T
+        return self.k, self.v
+
+    def truncate(self, length):
+        drop = self._length - min(self._length, length)
+        if drop == 0:
+            return
+        # positions the next query (at ``length``) sees: from length − W + 1 on; they must all still be held
+        first_held = self._length - self._held
+        if drop > self._held or first_held > max(0, length - self.window + 1):
+            raise ValueError(f"a window cache (W={self.window}) holding positions {first_held}…{self._length - 1} "
+                             f"cannot roll back to length={length}: it no longer holds the positions that query needs "
+                             f"(it keeps W − 1 plus the last extend's)")
+        self._held -= drop
+        self._length -= drop
+
+    def select(self, rows):
+        xp = array_namespace(rows)
+
+        def take(a):
+            return None if a is None else xp.take(a, rows, axis=0)
+
+        out = WindowCache(self.window, cross=None if self.cross is None else tuple(map(take, self.cross)))
+        if self._k is not None:
+            out.extend(take(self.k), take(self.v))
+            out._length = self._length
+        return out
+
+    def nbytes(self):
+        return sum(_nbytes(a) for a in (self.k, self.v, *(self.cross or ())))
+
+    def capacity_bytes(self):
+        """Bytes of the buffers, spare room included."""
+        return _nbytes(self._k) + _nbytes(self._v) + sum(_nbytes(a) for a in self.cross or ())
+
+
 class KVCache(list):
     """A model's cache: one :class:`LayerKVCache` per layer (``cache[i]``), and the operations over all of them."""
 
@@ -153,11 +246,22 @@ class KVCache(list):
         """Return whatever the cache holds to its owner (nothing to do for a cache of its own arrays)."""
 
 
-def new_cache(n_layers):
-    """An empty contiguous cache for a stack of n_layers layers."""
-    return KVCache(LayerCache() for _ in range(n_layers))
+def new_cache(n_layers, windows=None):
+    """An empty contiguous cache for a stack of n_layers layers; windows: each layer's window W (a
+    :class:`WindowCache`) or None (a :class:`LayerCache`, every position kept) — by default every layer keeps all."""
+    windows = (None,) * n_layers if windows is None else tuple(windows)
+    if len(windows) != n_layers:
+        raise ValueError(f"windows must give one window (or None) per layer: {n_layers}, got {len(windows)}")
+    return KVCache(LayerCache() if w is None else WindowCache(w) for w in windows)
 
 
 def contiguous_cache(n_layers, batch):
-    """The default ``make_cache`` factory of the decoding sessions: :func:`new_cache`."""
+    """A ``make_cache`` factory: every layer keeps every position (:func:`new_cache`), whatever its window."""
     return new_cache(n_layers)
+
+
+def model_cache(config):
+    """The ``make_cache`` factory a model's config asks for: a :class:`WindowCache` for each layer with a window
+    (``config.windows``, the model protocol), a contiguous one for the others — the decoding sessions' default."""
+    windows = tuple(config.windows)
+    return lambda n_layers, batch: new_cache(n_layers, windows)

@@ -22,7 +22,7 @@ from ..core.backend import array_namespace, device, to_numpy
 from ..core.tree import flatten
 from ..core.weights import StoredWeight
 from ..model.models import decode, encode
-from .cache import contiguous_cache, new_cache
+from .cache import model_cache, new_cache
 
 
 def _converter(params):
@@ -57,11 +57,12 @@ class LMSession:
     """Decoding state of a decoder-only LM for a batch of prompts (left-padded to a common length).  The model
     implements the decoder-model protocol (:class:`~transformer_np.model.protocol.DecoderModel`):
     :class:`~transformer_np.DecoderLM` or a pretrained LLM (:class:`~transformer_np.pretrained.llama.LlamaModel`).
-    ``make_cache``: the KV cache's factory ``(n_layers, batch) -> KVCache`` (contiguous by default; an int8 or a
-    paged one from :mod:`transformer_np.efficient`).  ``need_weights``: every forward also keeps its blocks'
+    ``make_cache``: the KV cache's factory ``(n_layers, batch) -> KVCache`` (None: :func:`~.cache.model_cache`,
+    contiguous with a window's cache where a layer has one; an int8 or a paged one from
+    :mod:`transformer_np.efficient`).  ``need_weights``: every forward also keeps its blocks'
     attention weights in ``self.weights`` ([(B, H, T, S) per block]: the prompt's, then each new token's)."""
 
-    def __init__(self, model, prompts, use_cache=True, make_cache=contiguous_cache, need_weights=False):
+    def __init__(self, model, prompts, use_cache=True, make_cache=None, need_weights=False):
         self.model, self.cfg, self.use_cache, self.need_weights = model, model.config, use_cache, need_weights
         prompts = as_prompts(prompts, self.cfg)
         B, L = len(prompts), max(len(p) for p in prompts)
@@ -72,6 +73,7 @@ class LMSession:
         self.tokens, self.real = ids, real  # (B, t): all tokens so far, and which are not padding
         self.positions = np.maximum(np.cumsum(real, axis=1) - 1, 0)  # (B, t): each row counts its own
         self._arr = _converter(model.params)
+        make_cache = model_cache(self.cfg) if make_cache is None else make_cache
         self.cache = make_cache(self.cfg.n_layers, B) if use_cache else None
         self._forward(ids, self.positions)
 

@@ -87,6 +87,11 @@ class TransformerConfig:
         classifier, which has no decoder."""
         return self.n_encoder_layers if self.architecture == "encoder-classifier" else self.n_decoder_layers
 
+    @property
+    def windows(self):
+        """Each decoder layer's attention window (model protocol): None, every layer sees every earlier key."""
+        return (None,) * self.n_layers
+
     gated_ffn = False  # the FFN is the paper's max(0, x W1 + b1) W2 + b2 (or GELU), not a gated (SwiGLU) one
 
     @property

@@ -9,6 +9,7 @@ and never asks a model which family it belongs to.
     model.config.vocab_size        V
     model.config.max_len           the longest context
     model.config.tied_embeddings   whether the output layer is the embedding table
+    model.config.windows           per layer: the keys its queries see back, W (a sliding window), or None (all)
     model.config.with_layers(n)    the same config with n decoder blocks
     model.params                   the params tree: "embed"/"table", "decoder"/"layers"/i/…, …
     model.step(ids, positions=None, key_mask=None, cache=None, last_only=False, need_weights=False)

@@ -36,7 +36,7 @@ from ..core.blockwise import ATTENTION_PATHS
 from ..core.blockwise import attention as attend
 from ..core.checks import check_choice, check_positive_int, check_real
 from ..core.embeddings import rope, rope_angles, token_embedding
-from ..core.masks import combine_masks, sliding_window_mask
+from ..core.masks import combine_masks, last_keys, sliding_window_mask
 from ..core.nn import geglu, linear, residual, rms_norm
 from ..core.tree import count_params
 from ..decoding.cache import kv_cache_bytes
@@ -90,6 +90,12 @@ class Gemma3Config:
         """"sliding" or "full" for each layer: every ``full_every``-th is full."""
         return tuple("full" if (i + 1) % self.full_every == 0 else "sliding" for i in range(self.n_layers))
 
+    @property
+    def windows(self):
+        """Each layer's attention window (model protocol): W for a sliding layer, None for a full one — what its KV
+        cache must keep (decoding.cache.model_cache)."""
+        return tuple(self.window if t == "sliding" else None for t in self.layer_types)
+
     def with_layers(self, n):
         return dataclasses.replace(self, n_layers=n)
 
@@ -121,25 +127,30 @@ class Gemma3Config:
 
 
 # --- the block, from the core formulas ----------------------------------------------------------------------
-def gemma3_attention(h, p, cfg, positions, angles, mask, cache=None, attention="auto"):
+def gemma3_attention(h, p, cfg, positions, angles, mask, cache=None, attention="auto", window=None):
     r"""softmax(RoPE(RMSNorm(q)) RoPE(RMSNorm(k))ᵀ / √D, mask) v W_O over H_kv shared K/V heads.  h: (B, T, C);
-    angles: the layer type's rope_angles of positions; mask: causal, or the sliding window's band.
-    Returns (out (B, T, C), weights (B, H, T, S) or None when tiled)."""
+    angles: the layer type's rope_angles of positions; mask: causal, or the sliding window's band; window: W of a
+    sliding layer — its T queries see only the last W − 1 + T keys, so attention reads only those, whatever the
+    cache holds (a full cache's and a window cache's attention are then the same computation, bit for bit).
+    Returns (out (B, T, C), weights (B, H, T, S) or None when tiled; S the keys read)."""
     q = rms_norm(split_heads(linear(h, p["w_q"]), cfg.n_heads), **p["q_norm"], eps=cfg.norm_eps)  # (B, H, T, D)
     k = rms_norm(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), **p["k_norm"], eps=cfg.norm_eps)
     q = rope(q, positions, layout=cfg.rope_layout, angles=angles)
     k = rope(k, positions, layout=cfg.rope_layout, angles=angles)
     v = split_heads(linear(h, p["w_v"]), cfg.n_kv_heads)
     if cache is not None:
-        k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D)
+        k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D), or the last positions only (a window's cache)
+    if window is not None and k.shape[-2] > window - 1 + h.shape[1]:  # keys no query of the band can see
+        k, v = k[..., -(window - 1 + h.shape[1]):, :], v[..., -(window - 1 + h.shape[1]):, :]
+    mask = last_keys(mask, k.shape[-2])
     out, weights = attend(q, k, v, mask, attention)  # 1/√D: Gemma 3's query_pre_attn_scalar is D = 256
     return linear(merge_heads(out), p["w_o"]), weights
 
 
-def gemma3_block(x, p, cfg, positions, angles, mask, cache=None, attention="auto"):
+def gemma3_block(x, p, cfg, positions, angles, mask, cache=None, attention="auto", window=None):
     r"""x -> x + RMSNorm(Attn(RMSNorm(x))) -> · + RMSNorm(GeGLU(RMSNorm(·))).  Returns (x, attention weights)."""
     a, weights = gemma3_attention(rms_norm(x, **p["attn_norm"], eps=cfg.norm_eps), p["attn"], cfg, positions, angles,
-                                  mask, cache, attention)
+                                  mask, cache, attention, window)
     x = residual(x, rms_norm(a, **p["post_attn_norm"], eps=cfg.norm_eps))
     f = geglu(rms_norm(x, **p["ffn_norm"], eps=cfg.norm_eps), **p["ffn"])
     return residual(x, rms_norm(f, **p["post_ffn_norm"], eps=cfg.norm_eps)), weights
@@ -160,9 +171,9 @@ def gemma3_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, n
     angles = {"full": rope_angles(positions, cfg.d_head, cfg.rope_base),
               "sliding": rope_angles(positions, cfg.d_head, cfg.rope_local_base)}
     weights = []
-    for i, (lp, kind) in enumerate(zip(params["decoder"]["layers"], cfg.layer_types)):
+    for i, (lp, kind, window) in enumerate(zip(params["decoder"]["layers"], cfg.layer_types, cfg.windows)):
         x, w = gemma3_block(x, lp, cfg, positions, angles[kind], masks[kind], None if cache is None else cache[i],
-                            attention)
+                            attention, window)
         if need_weights:
             weights.append(w)
     x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)

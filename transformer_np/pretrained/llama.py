@@ -81,6 +81,11 @@ class LlamaConfig:
         """H_kv, under the model protocol's name (model/protocol.py)."""
         return self.n_kv_heads
 
+    @property
+    def windows(self):
+        """Each layer's attention window (model protocol): None, Llama's layers all see every earlier key."""
+        return (None,) * self.n_layers
+
     def with_layers(self, n):
         """The same config with n blocks."""
         return dataclasses.replace(self, n_layers=n)

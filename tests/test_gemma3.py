@@ -4,6 +4,7 @@ its Q4_K_M file against what Hugging Face transformers computes from the same fi
 written by scripts/gemma3_reference.py: transformers takes two minutes to load the file)."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,41 @@ def test_decoding_with_window_caches_equals_a_full_cache_bit_for_bit_past_the_wi
             session.append(token)
     assert windowed.cache_bytes() < full.cache_bytes()
     assert all(layer.held <= cfg.window for layer in windowed.cache if isinstance(layer, WindowCache))
+
+
+def test_paged_window_pools_cycle_a_ring_of_blocks_and_give_the_contiguous_logits(rng):
+    """Gemma's sliding layers on a window pool (blocks of 4, W = 6): each sequence holds at most ⌈(W − 1)/4⌉ + 1
+    blocks there however long it grows, the global layers' pool grows with it, and greedy decoding and beam search
+    give the contiguous cache's logits bit for bit."""
+    from transformer_np.decoding import LMSession, beam_search, contiguous_cache
+    from transformer_np.efficient.paged import LayerPools, paged_cache
+
+    params, cfg = tiny_gemma3(rng, n_layers=6, window=6)
+    model = Gemma3Model(tree_map(lambda a: a.astype("float32"), params), cfg)
+    prompts = [rng.integers(0, 23, 9), rng.integers(0, 23, 2)]
+    pools = LayerPools.for_model(model, n_blocks=64, block_size=4)
+    paged, full = LMSession(model, prompts, make_cache=paged_cache(pools)), LMSession(model, prompts,
+                                                                                      make_cache=contiguous_cache)
+    (global_pool, _), (window_pool, sliding) = pools.groups
+    assert window_pool.window == 6 and global_pool.window is None and len(sliding) == 4
+    for _ in range(20):
+        np.testing.assert_array_equal(paged.next_logits, full.next_logits)
+        token = full.next_logits.argmax(-1)
+        paged.append(token), full.append(token)
+    assert window_pool.used_blocks <= 2 * 3 < global_pool.used_blocks == 2 * 8  # 29 positions: 8 blocks of 4
+    assert window_pool.peak_blocks <= 2 * 3
+    got = beam_search(LMSession(model, prompts[:1], make_cache=paged_cache(pools)), 3, 12)
+    assert got == beam_search(LMSession(model, prompts[:1], make_cache=contiguous_cache), 3, 12)
+
+
+def test_the_server_refuses_a_model_with_windows_rather_than_misplace_its_band(rng):
+    from transformer_np.efficient.paged import BlockPool
+    from transformer_np.efficient.serve import Server
+
+    params, cfg = tiny_gemma3(rng)
+    model = Gemma3Model(params, cfg)
+    with pytest.raises(NotImplementedError, match="sliding-window layers"):
+        Server(model, BlockPool.for_model(model, 8))
 
 
 def test_bad_gemma3_config_and_attention_path_are_named(rng):
@@ -254,6 +290,12 @@ def test_generate_continues_text_with_gemma3(gemma, capsys):
     assert main(["generate", "--model", "gemma3", "--prompt", "The capital of France is", "--max-new-tokens",
                  "4"]) == 0
     assert "-> ' the capital of the'" in capsys.readouterr().out  # transformers' greedy continuation's start
+    assert main(["generate", "--model", "gemma3", "--prompt", "The capital of France is", "--max-new-tokens",
+                 "4", "--paged"]) == 0
+    out = capsys.readouterr().out
+    assert "-> ' the capital of the'" in out
+    assert re.search(r"paged KV cache: 1 block of 16 tokens at most \(0\.10 MB\); 1 block of 16 tokens at most "
+                     r"\(0\.49 MB\) for the 15 layers of window 512", out)  # 6 + 4 positions: one block each
     assert main(["generate", "--model", "gemma3", "--prompt", "x", "--weights", "int8"]) == 2
     assert "--weights int8: applies to SmolLM2's file" in capsys.readouterr().err
 

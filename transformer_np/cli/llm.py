@@ -13,7 +13,7 @@ from ..core.nn import log_softmax
 from ..decoding.cache import contiguous_cache
 from ..decoding.search import greedy, sample
 from ..decoding.sessions import LMSession
-from ..efficient.paged import BLOCK_SIZE, BlockPool, paged_cache
+from ..efficient.paged import BLOCK_SIZE, LayerPools, paged_cache
 from ..efficient.speculative import ModelDraft, PromptLookup, early_exit, speculative_generate
 from ..pretrained.registry import load
 from .options import CommandError, positive_int, weight_options
@@ -69,14 +69,21 @@ def sampling(args):
 
 
 def paged_pool(model, prompts, max_new_tokens):
-    """A block pool with room for every prompt and its new tokens (``--paged``)."""
-    return BlockPool.for_model(model, sum(math.ceil((len(p) + max_new_tokens) / BLOCK_SIZE) for p in prompts))
+    """Block pools with room for every prompt and its new tokens (``--paged``; the prompts are left-padded into one
+    batch, so each row holds the longest one's positions), one per window among the model's layers: a window's
+    layers need at most two runs of ⌈(W − 1)/16⌉ + 1 blocks per sequence (the kept positions and a step's new ones)."""
+    full = len(prompts) * math.ceil((max(map(len, prompts)) + max_new_tokens) / BLOCK_SIZE)
+    windows = [w for w in model.config.windows if w is not None]
+    ring = 2 * (math.ceil((max(windows, default=1) - 1) / BLOCK_SIZE) + 1) * len(prompts)
+    return LayerPools.for_model(model, full, window_blocks=min(full, ring))
 
 
-def paged_report(pool):
-    """'paged KV cache: 3 blocks of 16 tokens at most (0.52 MB)'."""
-    return (f"paged KV cache: {pool.peak_blocks} blocks of {pool.block_size} tokens at most "
-            f"({pool.peak_blocks * pool.block_bytes() / 1e6:.2f} MB)")
+def paged_report(pools):
+    """'paged KV cache: 3 blocks of 16 tokens at most (0.52 MB)', and a window pool's after it."""
+    parts = [f"{peak} block{'s' * (peak != 1)} of {pools.block_size} tokens at most ({peak * nbytes / 1e6:.2f} MB)"
+             + ("" if window is None else f" for the {layers} layers of window {window}")
+             for window, layers, peak, nbytes in pools.report()]
+    return "paged KV cache: " + "; ".join(parts)
 
 
 def generate_one(model, prompt, args, eos_id, on_token=None, until=None):

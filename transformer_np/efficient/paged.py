@@ -8,6 +8,11 @@ order, so its cache grows a block at a time and never needs a contiguous region 
   so no owner ever sees another's tokens.
 * **Attention** gathers a sequence's keys and values through its table (here by NumPy fancy indexing; on a GPU a
   kernel reads the blocks in place), so a step's result is bit for bit the contiguous cache's.
+* **Sliding windows** (Gemma 3's local layers): a pool made for layers of window W (``window=W``) keeps only the
+  blocks holding a sequence's last W − 1 positions — as a sequence grows, the block that slides out of reach goes
+  back to the free list and the next one is drawn from it, so each sequence cycles through a ring of about
+  ⌈(W − 1)/16⌉ + 1 blocks, whatever its length.  :class:`LayerPools` keeps one pool per window among a model's
+  layers (vLLM's KV-cache groups): Gemma 3's 15 sliding layers in a window pool, its 3 global ones in a plain one.
 
 :class:`PagedKVCache` is a drop-in for the contiguous cache of :mod:`transformer_np.decoding`: pass
 ``make_cache=paged_cache(pool)`` to :class:`~transformer_np.decoding.LMSession`.
@@ -23,16 +28,20 @@ from ..core.checks import check_positive_int
 from ..decoding.cache import KVCache, LayerKVCache
 
 BLOCK_SIZE = 16
+FORGOTTEN = -1  # a window pool's table entry for a block given back: its positions are out of every query's reach
 
 
 class BlockPool:
     """Blocks of ``block_size`` positions for every layer's K and V: arrays (L, n_blocks, H_kv, block, D), a free
-    list, owner counts, and the sequences' block tables and lengths."""
+    list, owner counts, and the sequences' block tables and lengths.  window: the layers' attention window W — the
+    pool then keeps only the blocks of each sequence's last W − 1 positions (:meth:`forget`)."""
 
-    def __init__(self, n_layers, n_blocks, n_kv_heads, d_head, block_size=BLOCK_SIZE, dtype=np.float32):
+    def __init__(self, n_layers, n_blocks, n_kv_heads, d_head, block_size=BLOCK_SIZE, dtype=np.float32,
+                 window=None):
         for name, value in (("n_layers", n_layers), ("n_blocks", n_blocks), ("n_kv_heads", n_kv_heads),
                             ("d_head", d_head), ("block_size", block_size)):
             check_positive_int(name, value)
+        self.window = None if window is None else check_positive_int("window", window)
         self.block_size, self.n_blocks = block_size, n_blocks
         self.k = np.zeros((n_layers, n_blocks, n_kv_heads, block_size, d_head), dtype=dtype)
         self.v = np.zeros_like(self.k)
@@ -44,9 +53,13 @@ class BlockPool:
 
     @classmethod
     def for_model(cls, model, n_blocks, block_size=BLOCK_SIZE):
-        """A pool shaped for a model's layers and K/V heads (a DecoderLM or a Llama model)."""
+        """A pool shaped for all of a model's layers and K/V heads, every position kept (windows or not)."""
         cfg = model.config
         return cls(cfg.n_layers, n_blocks, cfg.kv_heads, cfg.d_head, block_size, model.params["embed"]["table"].dtype)
+
+    @property
+    def n_layers(self):
+        return self.k.shape[0]
 
     # --- blocks ---
     @property
@@ -66,6 +79,8 @@ class BlockPool:
         return block
 
     def _release_block(self, block):
+        if block == FORGOTTEN:
+            return
         self.refs[block] -= 1
         if self.refs[block] == 0:
             self.free.append(block)
@@ -82,7 +97,8 @@ class BlockPool:
                 raise ValueError(f"n_tokens must lie in [0, {self.lengths[share_from]}], got {n_tokens}")
             table = self.tables[share_from][: math.ceil(n_tokens / self.block_size)]
             for block in table:
-                self.refs[block] += 1
+                if block != FORGOTTEN:
+                    self.refs[block] += 1
         self.tables[seq], self.lengths[seq] = list(table), n_tokens
         return seq
 
@@ -96,37 +112,90 @@ class BlockPool:
             self._release_block(block)
         del self.lengths[seq]
 
-    def reserve(self, seq, n_new):
+    def reserve(self, seq, n_new, skip=0):
         """Make room for n_new positions after seq's length: allocate blocks, copy the shared last block on
-        write.  Returns (block ids (n_new,), offsets (n_new,)) of the new positions."""
+        write.  skip: the first ``skip`` new positions are not stored (a window pool's, out of reach already): their
+        whole blocks stay FORGOTTEN.  Returns (block ids, offsets) of the stored new positions (n_new − skip,)."""
         table, start, bs = self.tables[seq], self.lengths[seq], self.block_size
-        first = start // bs
-        if start % bs and first < len(table) and self.refs[table[first]] > 1:  # copy on write
-            private = self._allocate()
+        first, stored = start // bs, start + skip
+        if start % bs and first < len(table) and table[first] != FORGOTTEN and self.refs[table[first]] > 1:
+            private = self._allocate()  # copy on write
             self.k[:, private], self.v[:, private] = self.k[:, table[first]], self.v[:, table[first]]
             self._release_block(table[first])
             table[first] = private
         while len(table) * bs < start + n_new:
-            table.append(self._allocate())
-        pos = np.arange(start, start + n_new)
-        return np.asarray(table, np.int64)[pos // bs], pos % bs
+            table.append(FORGOTTEN if (len(table) + 1) * bs <= stored else self._allocate())
+        pos = np.arange(stored, start + n_new)
+        blocks = np.asarray(table, np.int64)[pos // bs]
+        if (blocks == FORGOTTEN).any():
+            raise AssertionError("a stored position fell in a forgotten block")
+        return blocks, pos % bs
 
-    def gather(self, layer, seqs, lengths):
-        """Keys and values of sequences seqs (holding lengths[b] positions each) for layer, (B, H_kv, S, D) each
-        with S = max(lengths); positions past a sequence's own length are zeros (the key mask hides them)."""
+    def forget(self, seq):
+        """A window pool: give back seq's blocks whose positions all lie before its last W − 1 (no later query
+        sees them); a plain pool keeps everything."""
+        if self.window is None:
+            return
+        table = self.tables[seq]
+        for i in range(max(0, self.lengths[seq] - (self.window - 1)) // self.block_size):
+            self._release_block(table[i])
+            table[i] = FORGOTTEN
+
+    def gather(self, layer, seqs, lengths, start=0):
+        """Keys and values of sequences seqs (holding lengths[b] positions each) for layer, (B, H_kv, S, D) each:
+        positions start … max(lengths) − 1; positions past a sequence's own length are zeros (the key mask hides
+        them)."""
         bs, length = self.block_size, max(lengths)
-        pos = np.arange(length)
-        blocks = np.zeros((len(seqs), length), np.int64)
-        valid = np.zeros((len(seqs), length), bool)
+        pos = np.arange(start, length)
+        blocks = np.zeros((len(seqs), len(pos)), np.int64)
+        valid = np.zeros((len(seqs), len(pos)), bool)
         for b, (seq, n) in enumerate(zip(seqs, lengths)):
             table = np.asarray(self.tables[seq], np.int64)
-            blocks[b, :n] = table[pos[:n] // bs]
-            valid[b, :n] = True
+            blocks[b, :n - start] = table[pos[:n - start] // bs]
+            valid[b, :n - start] = True
+        if (blocks[valid] == FORGOTTEN).any():
+            raise AssertionError("gathering a position from a forgotten block")
         k = self.k[layer][blocks, :, pos % bs]  # (B, length, H_kv, D)
         v = self.v[layer][blocks, :, pos % bs]
         if not valid.all():
             k, v = np.where(valid[..., None, None], k, 0), np.where(valid[..., None, None], v, 0)
         return np.ascontiguousarray(k.transpose(0, 2, 1, 3)), np.ascontiguousarray(v.transpose(0, 2, 1, 3))
+
+
+class LayerPools:
+    """One :class:`BlockPool` per attention window among a model's layers (vLLM's KV-cache groups): ``groups``, a
+    list of (pool, the model's layer indices it holds).  A sequence is one id per pool (a tuple)."""
+
+    def __init__(self, groups):
+        self.groups = [(pool, list(layers)) for pool, layers in groups]
+        held = sorted(i for _, layers in self.groups for i in layers)
+        if held != list(range(len(held))) or any(p.n_layers != len(ls) for p, ls in self.groups):
+            raise ValueError(f"the pools must hold layers 0 … L − 1 once each, one pool layer per model layer, got "
+                             f"{[(p.n_layers, ls) for p, ls in self.groups]}")
+
+    @classmethod
+    def for_model(cls, model, n_blocks, window_blocks=None, block_size=BLOCK_SIZE):
+        """Pools for a model's layers grouped by ``config.windows``: n_blocks for the layers that keep every
+        position, window_blocks (default n_blocks) for each window's."""
+        cfg = model.config
+        by_window = {}
+        for i, w in enumerate(cfg.windows):
+            by_window.setdefault(w, []).append(i)
+        dtype = model.params["embed"]["table"].dtype
+        order = sorted(by_window, key=lambda w: -1 if w is None else w)  # the plain pool first, then by window
+        return cls((BlockPool(len(by_window[w]), n_blocks if w is None else window_blocks or n_blocks, cfg.kv_heads,
+                              cfg.d_head, block_size, dtype, window=w), by_window[w]) for w in order)
+
+    @property
+    def block_size(self):
+        return self.groups[0][0].block_size
+
+    def new_sequence(self):
+        return tuple(pool.new_sequence() for pool, _ in self.groups)
+
+    def report(self):
+        """(window or None, layers, peak blocks, bytes of one block) per pool."""
+        return [(pool.window, len(layers), pool.peak_blocks, pool.block_bytes()) for pool, layers in self.groups]
 
 
 class _PagedLayer(LayerKVCache):
@@ -156,55 +225,87 @@ class _PagedLayer(LayerKVCache):
 
 class PagedKVCache(KVCache):
     """The paged cache of a batch of sequences (one per row): a list of per-layer views over a shared
-    :class:`BlockPool`, usable wherever the contiguous cache (a list of LayerCache) is."""
+    :class:`BlockPool` (seqs: one id per row), or over a model's :class:`LayerPools` (seqs: one tuple of ids per
+    row), usable wherever the contiguous cache (a list of LayerCache) is.  A window pool's layers return the last
+    W − 1 + T positions, as :class:`~transformer_np.decoding.cache.WindowCache` does; their rows must then all hold
+    the same number of positions (a decoding session's left-padded batch)."""
 
     def __init__(self, pool, seqs):
-        super().__init__(_PagedLayer(self, i) for i in range(pool.k.shape[0]))
-        self.pool, self.seqs = pool, list(seqs)
-        self._slots = None
+        pools = pool if isinstance(pool, LayerPools) else LayerPools([(pool, range(pool.n_layers))])
+        seqs = list(seqs)
+        self.pools = pools
+        self.parts = [(p, layers, [s[g] if isinstance(pool, LayerPools) else s for s in seqs])
+                      for g, (p, layers) in enumerate(pools.groups)]
+        self._where = {i: (part, j) for part in self.parts for j, i in enumerate(part[1])}  # layer -> its pool's
+        super().__init__(_PagedLayer(self, i) for i in range(len(self._where)))
+        self.pool, self.seqs = pool, seqs
+        self._slots = {}
 
     @property
     def length(self):
         """Positions cached: the longest row's (rows of a decoding session all have the same)."""
-        return max(self.pool.lengths[s] for s in self.seqs)
+        pool, _, seqs = self.parts[0]
+        return max(pool.lengths[s] for s in seqs)
 
     def write(self, layer, k_new, v_new):
-        pool = self.pool
+        (pool, layers, seqs), j = self._where[layer]
         T_new = k_new.shape[2]
-        if layer == 0:  # the first layer of a step allocates (and copies on write) for every layer
-            self._slots = [pool.reserve(s, T_new) for s in self.seqs]
-        blocks = np.concatenate([b for b, _ in self._slots])
-        offsets = np.concatenate([o for _, o in self._slots])
+        past = [pool.lengths[s] for s in seqs]
+        lengths = [n + T_new for n in past]
+        skip = 0
+        if pool.window is not None:
+            if len(set(past)) > 1:
+                raise NotImplementedError(f"a window pool's rows must hold equal numbers of positions, got {past}")
+            skip = max(0, min(T_new, lengths[0] - (pool.window - 1) - past[0]))  # new positions out of reach already
+        if j == 0:  # the pool's first layer of a step allocates (and copies on write) for its layers
+            self._slots[id(pool)] = [pool.reserve(s, T_new, skip) for s in seqs]
+        slots = self._slots[id(pool)]
+        blocks = np.concatenate([b for b, _ in slots])
+        offsets = np.concatenate([o for _, o in slots])
         H, D = k_new.shape[1], k_new.shape[3]
-        pool.k[layer][blocks, :, offsets] = np.asarray(k_new).transpose(0, 2, 1, 3).reshape(-1, H, D)
-        pool.v[layer][blocks, :, offsets] = np.asarray(v_new).transpose(0, 2, 1, 3).reshape(-1, H, D)
-        lengths = [pool.lengths[s] + T_new for s in self.seqs]
-        if layer == len(self) - 1:  # the last layer commits the new lengths
-            for s in self.seqs:
+        kept = (slice(None), slice(None), slice(skip, None))
+        pool.k[j][blocks, :, offsets] = np.asarray(k_new[kept]).transpose(0, 2, 1, 3).reshape(-1, H, D)
+        pool.v[j][blocks, :, offsets] = np.asarray(v_new[kept]).transpose(0, 2, 1, 3).reshape(-1, H, D)
+        if pool.window is None:
+            k, v = pool.gather(j, seqs, lengths)
+        else:  # the last W − 1 cached positions the new queries can see, then the new ones as computed
+            k, v = pool.gather(j, seqs, past, start=max(0, past[0] - (pool.window - 1)))
+            k, v = np.concatenate([k, np.asarray(k_new)], axis=2), np.concatenate([v, np.asarray(v_new)], axis=2)
+        if j == len(layers) - 1:  # the pool's last layer commits the new lengths
+            for s in seqs:
                 pool.lengths[s] += T_new
-        return pool.gather(layer, self.seqs, lengths)
+                pool.forget(s)
+        return k, v
 
     def select(self, rows):
         """Keep (and repeat) rows, as beam search does: each new row shares its parent's blocks."""
-        new = [self.pool.fork(self.seqs[int(r)]) for r in np.asarray(rows).reshape(-1)]
-        for s in self.seqs:
-            self.pool.release(s)
-        return PagedKVCache(self.pool, new)
+        rows = [int(r) for r in np.asarray(rows).reshape(-1)]
+        new = [[pool.fork(seqs[r]) for r in rows] for pool, _, seqs in self.parts]
+        self.release()
+        if isinstance(self.pool, LayerPools):
+            return PagedKVCache(self.pool, list(zip(*new)))
+        return PagedKVCache(self.pool, new[0])
 
     def truncate(self, length):
         raise NotImplementedError("rolling back a paged cache is not supported")
 
     def nbytes(self):
         """Bytes of the distinct blocks these sequences hold (a shared block counts once)."""
-        blocks = {b for s in self.seqs for b in self.pool.tables[s]}
-        return len(blocks) * self.pool.block_bytes()
+        total = 0
+        for pool, _, seqs in self.parts:
+            blocks = {b for s in seqs for b in pool.tables[s] if b != FORGOTTEN}
+            total += len(blocks) * pool.block_bytes()
+        return total
 
     def release(self):
-        for s in self.seqs:
-            self.pool.release(s)
+        for pool, _, seqs in self.parts:
+            for s in seqs:
+                pool.release(s)
+            seqs.clear()
         self.seqs = []
 
 
 def paged_cache(pool):
-    """A cache factory for :class:`~transformer_np.decoding.LMSession`: each row of the batch a new sequence."""
+    """A cache factory for :class:`~transformer_np.decoding.LMSession` over a :class:`BlockPool` or a model's
+    :class:`LayerPools`: each row of the batch a new sequence."""
     return lambda n_layers, batch: PagedKVCache(pool, [pool.new_sequence() for _ in range(batch)])

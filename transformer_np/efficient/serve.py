@@ -58,6 +58,10 @@ class Server:
     """Greedy decoding of many requests with continuous batching over a :class:`~.paged.BlockPool`."""
 
     def __init__(self, model, pool, max_batch=8):
+        if any(w is not None for w in model.config.windows):
+            raise NotImplementedError("the server cannot run a model with sliding-window layers yet: its rows hold "
+                                      "different numbers of positions, and such a model draws its window's band by "
+                                      "key column, which then is not the key's position")
         self.model, self.pool = model, pool
         self.max_batch = check_positive_int("max_batch", max_batch)
         self.waiting, self.running, self.finished = [], [], []

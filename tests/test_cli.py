@@ -105,6 +105,8 @@ def test_bench_llm_with_random_weights_needs_no_model_file_and_runs_on_another_l
     (["bench", "forward", "--random-weights"], "only bench llm has weights to replace"),
     (["bench", "decode", "--weights", "int8"], "only bench llm compares stored weights"),
     (["bench", "forward", "--long-prompt", "64"], "only bench llm prefills a long prompt"),
+    (["bench", "forward", "--model", "gemma3"], "only bench llm runs another model"),
+    (["bench", "llm", "--model", "gemma3", "--weights", "int8"], "--model gemma3: its file's weights on NumPy only"),
     (["bench", "forward", "--text", "x.txt"], "only bench quality evaluates on a text"),
     (["bench", "quality", "--stride", "600"], "--stride 600: at most the window, 512 tokens"),
     (["bench", "quality", "--text", "absent.txt"], "--text absent.txt: No such file or directory")])

@@ -139,7 +139,7 @@ def test_generation_view_steps_through_what_generate_produces():
 
     skip_without_smollm2()
     model = load_smollm2()
-    prompt, steps = X.smollm2_generation("The capital of France is", 6)
+    prompt, steps = X.llm_generation("The capital of France is", 6)
     ids = model.tokenize("The capital of France is")
     want = model.generate(ids, 6, eos_id=None)  # greedy with the cache
     assert [st["id"] for st in steps] == list(want)
@@ -150,7 +150,7 @@ def test_generation_view_steps_through_what_generate_produces():
         np.testing.assert_allclose(st["weights"].sum(-1), 1.0, rtol=1e-5)
         assert st["kv_bytes"] == 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * S * 4
         assert st["top"][0][0] == st["token"] and st["top"][0][1] >= st["top"][1][1]
-    with pytest.raises(ValueError, match="only dates, reverse, smollm2 can be stepped through here, not 'sentiment'"):
+    with pytest.raises(ValueError, match="only dates, reverse, smollm2, gemma3 can be stepped through here, not 'sentiment'"):
         X.explore("sentiment", "a fine film", generate=3)
 
 
@@ -170,8 +170,8 @@ def test_compare_view_sets_the_compressed_models_distribution_beside_float32s():
 
     skip_without_smollm2()
     text = "The capital of France is"
-    plain = X.smollm2_generation(text, 3)[1]
-    _, steps = X.smollm2_generation(text, 3, compare="int8")
+    plain = X.llm_generation(text, 3)[1]
+    _, steps = X.llm_generation(text, 3, compare="int8")
     assert [s["id"] for s in steps] == [s["id"] for s in plain]  # float32 still chooses the tokens
     model = load_smollm2()
     ids = np.array([model.tokenize(text)])
@@ -183,7 +183,7 @@ def test_compare_view_sets_the_compressed_models_distribution_beside_float32s():
     with pytest.raises(ValueError, match="give generate N > 0"):
         X.explore("smollm2", text, compare="int8")
     with pytest.raises(ValueError, match="compare must be one of"):
-        X.smollm2_generation(text, 1, compare="int3")
+        X.llm_generation(text, 1, compare="int3")
 
 
 @pytest.mark.parametrize("name,text", [("dates", "the 3rd of March, 2021"), ("reverse", "31415")])

@@ -129,7 +129,7 @@ def test_a_long_input_stays_usable_in_blocks(browser, tmp_path):
 def test_generation_view_shows_the_generated_tokens_and_the_cache_growing(browser, tmp_path):
     skip_without_smollm2()
     text = "The capital of France is"
-    prompt, steps = X.smollm2_generation(text, 6)
+    prompt, steps = X.llm_generation(text, 6)
     path = X.explore("smollm2", text, generate=6).save(tmp_path / "gen.html")
     page, log = open_page(browser, Path(path))
     page.select_option("#layer", "7")
@@ -150,7 +150,7 @@ def test_generation_view_shows_the_generated_tokens_and_the_cache_growing(browse
 def test_compare_view_shows_each_steps_kl(browser, tmp_path):
     skip_without_smollm2()
     text = "The capital of France is"
-    _, steps = X.smollm2_generation(text, 4, compare="bf16")
+    _, steps = X.llm_generation(text, 4, compare="bf16")
     path = X.explore("smollm2", text, generate=4, compare="bf16").save(tmp_path / "cmp.html")
     page, log = open_page(browser, Path(path))
     assert [float(k) for k in page.eval_on_selector_all(".kl-bar", "bs => bs.map(b => b.dataset.kl)")] == \

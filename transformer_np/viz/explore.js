@@ -44,8 +44,7 @@
       state.att = v; state.layer = Math.min(state.layer, atts[v].layers - 1);
       state.head = Math.min(state.head, atts[v].heads - 1); state.focus = null; draw();
     }));
-    c.appendChild(select("layer", "layer", Array.from({ length: a.layers }, (_, i) => String(i)), state.layer,
-      (v) => { state.layer = v; draw(); }));
+    c.appendChild(select("layer", "layer", a.layer_names, state.layer, (v) => { state.layer = v; draw(); }));
     c.appendChild(select("head", "head", Array.from({ length: a.heads }, (_, i) => String(i)), state.head,
       (v) => { state.head = v; draw(); }));
   }
@@ -66,7 +65,7 @@
     const box = document.getElementById("head-view");
     const rowH = 18, width = 420, nq = a.queries.length, nk = a.keys.length;
     const height = Math.max(nq, nk) * rowH + 10, xq = 130, xk = width - 130;
-    const parts = [`<h2>head view: layer ${state.layer}, head ${state.head}</h2>`,
+    const parts = [`<h2>head view: layer ${esc(a.layer_names[state.layer])}, head ${state.head}</h2>`,
       `<svg id="head-svg" width="${width}" height="${height}">`];
     for (let q = 0; q < nq; q++) {
       for (let k = 0; k < nk; k++) {
@@ -109,7 +108,7 @@
     for (let l = 0; l < a.layers; l++) {
       for (let h = 0; h < a.heads; h++) {
         const cv = el("canvas", { width: String(size), height: String(size), class: "thumb",
-          "data-layer": String(l), "data-head": String(h), title: `layer ${l}, head ${h}` });
+          "data-layer": String(l), "data-head": String(h), title: `layer ${a.layer_names[l]}, head ${h}` });
         if (l === state.layer && h === state.head) cv.classList.add("selected");
         const ctx = cv.getContext("2d");
         const img = ctx.createImageData(size, size);

@@ -9,12 +9,16 @@ that needs nothing else: the weights are embedded (float32, base64) beside a sma
   weight as its opacity; choose the attention (encoder self-, decoder masked self-, cross-), the layer and the
   head; hover a token to keep only its lines;
 * **model view** — every layer × head as a thumbnail of its weight matrix; click one to open it in the head view;
-* **generation view** (``generate=N``: SmolLM2, or the encoder-decoders ``dates`` and ``reverse``) — N greedy
+* **generation view** (``generate=N``: SmolLM2, Gemma 3, or the encoder-decoders ``dates`` and ``reverse``) — N greedy
   steps with the KV cache: each token, the attention of the position that predicted it (an encoder-decoder's
   masked self-attention over its output so far and its cross-attention over the source), the top-k next tokens,
   the cache's size;
 * **compare view** (``compare=`` a VARIANTS name, with generate) — a compressed model's next-token distribution
   beside float32's at each step, with the KL divergence.
+
+Gemma 3's layers are named by kind ("0 · sliding W=512", "5 · global"): a sliding layer's weights are zero beyond
+its window, in the model view's thumbnails and in the generation view (whose window caches no longer hold those
+positions: their weights are drawn as the zeros they are).
 
 Long inputs stay usable: past ``MAX_WEIGHTS`` numbers per page, queries and keys are grouped into blocks of b
 tokens (a block's row is the mean of its queries' rows, a block's column the sum of its keys' weights, so rows
@@ -39,12 +43,12 @@ from ..decoding.search import greedy
 from ..decoding.sessions import LMSession, Seq2SeqSession
 from ..efficient.compress import compress
 from ..model.checkpoint import atomic_write
-from ..pretrained.llama import llama_logits
 from ..pretrained.registry import load, load_shipped
 from ..training.loop import predict
 from ..training.tasks import BOS, EOS
 
-MODELS = ("dates", "reverse", "sentiment", "minilm", "smollm2")
+MODELS = ("dates", "reverse", "sentiment", "minilm", "smollm2", "gemma3")
+LLMS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma 3 270M"}  # the pretrained LLMs, read from their files
 MAX_WEIGHTS = 2_000_000  # float32 weights per page (8 MB before base64); beyond it, tokens are grouped in blocks
 MAX_LAYER_BYTES = 2**29  # one layer's (H, T, T) float32 weights, formed whole before they are grouped: 512 MiB
 
@@ -59,6 +63,7 @@ class Attention:
     keys: list
     weights: np.ndarray
     block: int = 1
+    layer_names: list = None  # a label per layer (default its index): Gemma 3's say which are sliding
 
 
 # --- running the models ------------------------------------------------------------------------------------
@@ -102,26 +107,35 @@ def _token_labels(model, ids):
     return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
-def _smollm2_attention(text, model=None, max_weights=MAX_WEIGHTS):
-    """SmolLM2's attention on ``text``, each layer's weights grouped in blocks as soon as they are computed (the
-    page's block, from the layers × heads × T² numbers and ``max_weights``), so memory is one layer's weights and
-    the grouped ones; a text whose one layer of weights would pass MAX_LAYER_BYTES is refused."""
-    model = model or load("smollm2")
-    ids = model.tokenize(text)
+def layer_names(cfg):
+    """A label per layer: its index, and for a model with windows its kind ("0 · sliding W=512", "5 · global")."""
+    if all(w is None for w in cfg.windows):
+        return [str(i) for i in range(cfg.n_layers)]
+    return [f"{i} · global" if w is None else f"{i} · sliding W={w}" for i, w in enumerate(cfg.windows)]
+
+
+def _llm_attention(name, text, model=None, max_weights=MAX_WEIGHTS):
+    """A pretrained LLM's (``name``, one of LLMS) attention on its prompt ids for ``text``, each layer's weights
+    grouped in blocks as soon as they are computed (the page's block, from the layers × heads × T² numbers and
+    ``max_weights``), so memory is one layer's weights and the grouped ones; a text whose one layer of weights
+    would pass MAX_LAYER_BYTES is refused."""
+    model = model or load(name)
+    ids = model.prompt_ids(text)
     cfg = model.config
-    _check_length(len(ids), cfg.max_len, "SmolLM2-135M")
+    _check_length(len(ids), cfg.max_len, LLMS[name])
     T = len(ids)
     layer_bytes = cfg.n_heads * T * T * 4
     if layer_bytes > MAX_LAYER_BYTES:
         most = math.isqrt(MAX_LAYER_BYTES // (4 * cfg.n_heads))
-        raise ValueError(f"text: {T:,} tokens; the explorer draws at most {most:,} tokens of SmolLM2 (one layer's "
-                         f"{cfg.n_heads} × T × T weights, {layer_bytes / 2**30:.1f} GiB at {T:,}, are formed whole)")
+        raise ValueError(f"text: {T:,} tokens; the explorer draws at most {most:,} tokens of {LLMS[name]} (one "
+                         f"layer's {cfg.n_heads} × T × T weights, {layer_bytes / 2**30:.1f} GiB at {T:,}, are formed "
+                         "whole)")
     block = page_block(cfg.n_layers * cfg.n_heads * T * T, max_weights)
     labels = block_labels(_token_labels(model, ids), block)
-    _, weights = llama_logits(model.params, np.asarray(ids)[None], cfg, need_weights=True, last_only=True,
-                              reduce_weights=lambda w: group_weights(np.asarray(w)[0], block))
-    att = Attention("causal self-attention", labels, labels, np.stack(weights), block)
-    return f"SmolLM2-135M-Instruct: {_quote(text)} ({T} tokens)", [att]
+    _, weights = model.forward(model.params, np.asarray(ids)[None], cfg, need_weights=True, last_only=True,
+                               reduce_weights=lambda w: group_weights(np.asarray(w)[0], block))
+    att = Attention("causal self-attention", labels, labels, np.stack(weights), block, layer_names(cfg))
+    return f"{LLMS[name]}: {_quote(text)} ({T} tokens)", [att]
 
 
 # the compressed variants the compare view can set beside float32: (efficient.compress method, its options)
@@ -162,29 +176,32 @@ def _steps(session, new_tokens, label, top_k, views, compare=None, eos=None):
     return steps
 
 
-def _last_query(weights):
-    """[(1, H, T, S) per layer] -> the last query's weights (L, H, S), float32."""
-    return np.stack([np.asarray(w)[0, :, -1, :] for w in weights]).astype(np.float32)
+def _last_query(weights, S=None):
+    """[(1, H, T, S_l) per layer] -> the last query's weights (L, H, S), float32: a layer whose cache returned only
+    its window's last S_l < S keys is padded with the zeros its earlier keys get."""
+    S = max(np.asarray(w).shape[-1] for w in weights) if S is None else S
+    rows = [np.asarray(w)[0, :, -1, :] for w in weights]
+    return np.stack([np.pad(r, ((0, 0), (S - r.shape[-1], 0))) for r in rows]).astype(np.float32)
 
 
-def smollm2_generation(text, new_tokens, top_k=5, compare=None, model=None):
-    """Greedy generation of ``new_tokens`` tokens after ``text`` with SmolLM2 and its KV cache, step by step: each
-    step's token, its top-k next-token probabilities, the new token's attention over every position so far in
-    every layer and head (``weights`` (L, H, S)), and the cache's bytes after the step.  ``compare`` (a VARIANTS
-    name): the compressed model, fed the same tokens with a cache of its own, gives its top-k and
-    KL(float32 ‖ variant).  ``model``: SmolLM2 already loaded (else it is loaded here).
+def llm_generation(text, new_tokens, top_k=5, compare=None, model=None, name="smollm2"):
+    """Greedy generation of ``new_tokens`` tokens after ``text`` with a pretrained LLM (``name``, one of LLMS) and
+    its KV cache, step by step: each step's token, its top-k next-token probabilities, the new token's attention
+    over every position so far in every layer and head (``weights`` (L, H, S)), and the cache's bytes after the
+    step.  ``compare`` (a VARIANTS name): the compressed model, fed the same tokens with a cache of its own, gives
+    its top-k and KL(float32 ‖ variant).  ``model``: that LLM already loaded (else it is loaded here).
     Returns (the prompt's token labels, steps)."""
     _check_generation(new_tokens, compare)
-    model = model or load("smollm2")
-    ids = model.tokenize(text)
+    model = model or load(name)
+    ids = model.prompt_ids(text)
     if len(ids) + new_tokens - 1 > model.config.max_len:  # the last token chosen is never fed
-        raise ValueError(f"generate: {len(ids)} prompt tokens and {new_tokens} new ones exceed SmolLM2-135M's "
+        raise ValueError(f"generate: {len(ids)} prompt tokens and {new_tokens} new ones exceed {LLMS[name]}'s "
                          f"context of {model.config.max_len}")
     session = LMSession(model, [ids], need_weights=True)
     variant = _variant(model.params, compare)
     compare_session = None if variant is None else LMSession(model.with_params(variant), [ids])
     label = lambda i: _token_labels(model, [i])[0]  # noqa: E731
-    views = lambda weights: {"weights": _last_query(weights)}  # noqa: E731
+    views = lambda weights: {"weights": _last_query(weights, session.cache.length)}  # noqa: E731
     return _token_labels(model, ids), _steps(session, new_tokens, label, top_k, views, compare_session)
 
 
@@ -249,15 +266,15 @@ def _check_length(n, limit, what):
         raise ValueError(f"text: {n} tokens, longer than {what}'s context of {limit}")
 
 
-def attentions(model, text, smollm2=None, max_weights=MAX_WEIGHTS):
-    """(title, [Attention]) of ``model`` (one of MODELS) on ``text`` (``smollm2``: that model already loaded;
-    max_weights: the page's budget, which SmolLM2's layers are grouped to as they run)."""
+def attentions(model, text, llm=None, max_weights=MAX_WEIGHTS):
+    """(title, [Attention]) of ``model`` (one of MODELS) on ``text`` (``llm``: that pretrained LLM already loaded;
+    max_weights: the page's budget, which an LLM's layers are grouped to as they run)."""
     check_choice("model", model, MODELS)
     _check_text(text)
     if model == "minilm":
         return _minilm_attention(text)
-    if model == "smollm2":
-        return _smollm2_attention(text, smollm2, max_weights)
+    if model in LLMS:
+        return _llm_attention(model, text, llm, max_weights)
     return _task_attention(model, text)
 
 
@@ -299,7 +316,7 @@ def group(att, block):
     if block == 1:
         return att
     return Attention(att.name, block_labels(att.queries, block), block_labels(att.keys, block),
-                     group_weights(att.weights, block), att.block * block)
+                     group_weights(att.weights, block), att.block * block, att.layer_names)
 
 
 def _b64(a):
@@ -341,7 +358,8 @@ def page_data(title, atts, max_weights=MAX_WEIGHTS, generation=None):
     for a in grouped:
         L, H, Tq, Tk = a.weights.shape
         out.append({"name": a.name, "layers": L, "heads": H, "queries": list(map(str, a.queries)),
-                    "keys": list(map(str, a.keys)), "weights": _b64(a.weights)})
+                    "keys": list(map(str, a.keys)), "weights": _b64(a.weights),
+                    "layer_names": list(a.layer_names or map(str, range(L)))})
     data = {"title": title, "block": max((a.block for a in grouped), default=block), "attentions": out}
     if generation is not None:
         data["generation"] = generation_data(**generation, max_weights=max_weights)
@@ -382,7 +400,7 @@ class Page:
                 "style=\"width:100%;height:720px;border:1px solid #ccc\"></iframe>")
 
 
-GENERATES = ("dates", "reverse", "smollm2")  # the models whose generation the page can step through
+GENERATES = ("dates", "reverse", "smollm2", "gemma3")  # the models whose generation the page can step through
 
 
 def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
@@ -399,11 +417,11 @@ def explore(model, text, generate=0, compare=None, max_weights=MAX_WEIGHTS):
             raise ValueError("compare: the comparison is made at each generated token; give generate N > 0 too")
     if generate and model not in GENERATES:
         raise ValueError(f"generate: only {', '.join(GENERATES)} can be stepped through here, not {model!r}")
-    lm = load("smollm2") if model == "smollm2" else None  # loaded once for both views
+    lm = load(model) if model in LLMS else None  # loaded once for both views
     title, atts = attentions(model, text, lm, max_weights)
     generation = None
-    if generate and model == "smollm2":
-        prompt, steps = smollm2_generation(text, generate, compare=compare, model=lm)
+    if generate and model in LLMS:
+        prompt, steps = llm_generation(text, generate, compare=compare, model=lm, name=model)
         generation = {"prompt": prompt, "steps": steps, "compare": compare}
     elif generate:
         prompt, source, steps = task_generation(model, text, generate, compare=compare)

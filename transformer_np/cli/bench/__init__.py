@@ -17,6 +17,7 @@ from .cost import bench_cost
 from .decode import bench_decode
 from .embed import bench_embed
 from .forward import bench_breakdown, bench_erf, bench_forward
+from .gemma3 import bench_gemma3
 from .llm import FORMATS as LLM_FORMATS
 from .llm import bench_llm
 from .quality import bench_quality
@@ -43,10 +44,12 @@ BENCHMARKS = {
     "decode": lambda args, print_fn: bench_decode(quick=args.quick, backend=args.backend, plot=args.plot,
                                                   no_cache_up_to=args.no_cache_up_to, print_fn=print_fn),
     "embed": lambda args, print_fn: bench_embed(print_fn=print_fn),
-    "llm": lambda args, print_fn: bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
-                                            random_weights=args.random_weights, print_fn=print_fn,
-                                            formats=LLM_FORMATS if args.weights is None else args.weights,
-                                            long_prompt_tokens=args.long_prompt),
+    "llm": lambda args, print_fn: (
+        bench_gemma3(quick=args.quick, with_torch=not args.no_torch, context=args.long_prompt, print_fn=print_fn)
+        if args.model == "gemma3" else
+        bench_llm(quick=args.quick, with_torch=not args.no_torch, backend=args.backend,
+                  random_weights=args.random_weights, print_fn=print_fn,
+                  formats=LLM_FORMATS if args.weights is None else args.weights, long_prompt_tokens=args.long_prompt)),
     "serve": lambda args, print_fn: bench_serve(quick=args.quick, print_fn=print_fn),
     "quality": lambda args, print_fn: bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot,
                                                     text=None if args.text is None else read_text_file("--text",
@@ -73,6 +76,9 @@ def add_arguments(bench):
     bench.add_argument("--backend", choices=["numpy", "torch", "cupy"], default="numpy",
                        help="also run transformer_np's functions on this library's arrays (cupy: GPU)")
     bench.add_argument("--breakdown", action="store_true", help="forward: also time the parts of one encoder layer")
+    bench.add_argument("--model", choices=["smollm2", "gemma3"], default="smollm2",
+                       help="llm: the model (gemma3: also the KV cache's bytes and decoding at a long context with "
+                            "its sliding-window layers; --long-prompt N sets that context)")
     bench.add_argument("--random-weights", action="store_true",
                        help="llm: SmolLM2-135M's shape with random weights (the same timings, no GGUF file needed)")
     bench.add_argument("--weights", nargs="+", choices=list(LLM_FORMATS), default=None, metavar="FORMAT",
@@ -101,6 +107,11 @@ def run(args, print_fn=print):
         raise ValueError(f"--weights: only bench llm compares stored weights, not bench {args.what}")
     if args.long_prompt is not None and args.what != "llm":
         raise ValueError(f"--long-prompt: only bench llm prefills a long prompt, not bench {args.what}")
+    if args.model != "smollm2" and args.what != "llm":
+        raise ValueError(f"--model: only bench llm runs another model, not bench {args.what}")
+    if args.model == "gemma3" and (args.weights is not None or args.random_weights or args.backend != "numpy"):
+        raise ValueError("--model gemma3: its file's weights on NumPy only (no --weights, --random-weights, "
+                         "--backend)")
     if args.random_weights and args.what != "llm":
         raise ValueError(f"--random-weights: only bench llm has weights to replace, not bench {args.what}")
     if args.plot is not None:

@@ -25,10 +25,12 @@ from .modern_llm import (
     attention_sink,
     bpe_steps,
     gqa_sharing,
+    kv_by_layer,
     next_token_bar,
     norms_compared,
     quant_block,
     rope_rotation,
+    window_vs_global,
 )
 from .positions import positional_encoding_heatmap, positional_encoding_waves, positional_similarity
 from .pretrained import layer_head_scores, similarity_matrix
@@ -72,6 +74,8 @@ __all__ = [
     "bpe_steps",
     "attention_sink",
     "next_token_bar",
+    "kv_by_layer",
+    "window_vs_global",
     "online_softmax",
     "memory_vs_length",
     "block_tables",

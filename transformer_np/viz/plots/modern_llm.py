@@ -118,3 +118,46 @@ def next_token_bar(probs, labels, title="Next-token distribution"):
     ax.set_xlabel("probability")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def kv_by_layer(layer_bytes, kinds, context, contexts, windowed, every_global):
+    """Left: each layer's KV cache at a ``context``-token context (``layer_bytes``, one per layer; ``kinds``:
+    "sliding" or "full" each).  Right: the whole cache against context length, window caches (``windowed``) against
+    every layer keeping every position (``every_global``), in MB."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    colors = ["C0" if k == "sliding" else "C3" for k in kinds]
+    ax1.bar(range(len(layer_bytes)), np.asarray(layer_bytes) / 1e6, color=colors)
+    ax1.bar([], [], color="C0", label="sliding (window caches)")
+    ax1.bar([], [], color="C3", label="global")
+    ax1.set_xlabel("layer")
+    ax1.set_ylabel("KV cache, MB")
+    ax1.set_title(f"each layer's KV cache at {context:,} tokens", fontsize=10)
+    ax1.legend(fontsize=8)
+    ax2.plot(contexts, np.asarray(every_global) / 1e6, "o-", color="C3", label="every layer global")
+    ax2.plot(contexts, np.asarray(windowed) / 1e6, "o-", color="C0", label="5 of 6 layers sliding")
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("context (tokens)")
+    ax2.set_ylabel("KV cache, MB")
+    ax2.set_title("the whole cache against context", fontsize=10)
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def window_vs_global(sliding, full, window, titles=("a sliding layer", "a global layer")):
+    """Two layers' attention weights (T, T) on the same long text, log colour scale: a sliding layer's are zero
+    outside the band of its last ``window`` keys (the lines), a global layer's reach back to the first token."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
+    for ax, w, title in zip(axes, (sliding, full), titles):
+        w = to_numpy(w)
+        T = w.shape[-1]
+        im = ax.imshow(np.log10(np.maximum(w, 1e-6)), cmap="viridis", vmin=-6, vmax=0, interpolation="nearest")
+        t = np.arange(T)
+        ax.plot(t - window + 1, t, color="w", lw=0.8, ls="--")  # the band's lower edge: key t − W + 1
+        ax.set_xlim(-0.5, T - 0.5)
+        ax.set_ylim(T - 0.5, -0.5)
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=axes, label="log10 weight", shrink=0.8)
+    return fig

@@ -248,6 +248,7 @@ import dataclasses
 
 from transformer_np.decoding import LMSession, greedy
 from transformer_np.decoding.cache import kv_cache_bytes
+from transformer_np.efficient.quality import eval_text
 from transformer_np.pretrained.gemma3 import gemma3_logits, load_gemma3
 
 gemma = load_gemma3()
@@ -278,11 +279,11 @@ print(f"at {N:,} tokens: Gemma 3 {g.kv_cache_bytes(N) / 1e6:.1f} MB (every layer
       f"{every_global.kv_cache_bytes(N) / 1e6:.1f} MB); SmolLM2 {cfg.kv_cache_bytes_per_token() * N / 1e6:.1f} MB")
 
 # %%
-text = tn.efficient.quality.eval_text()[:4000]
+text = eval_text()[:4000]
 ids = gemma.prompt_ids(text)[:700]
 session = LMSession(gemma, [ids])  # window caches: the model's default (config.windows)
 greedy(session, 2)
-held = [layer.held for layer in session.cache]
+held = [layer.k.shape[2] for layer in session.cache]  # positions each layer's cache holds
 print(f"after {session.length} positions the layers hold {held}")
 assert session.cache_bytes() == g.kv_cache_bytes(session.length)  # the measured cache is the formula's
 assert set(held) == {g.window, session.length}  # sliding: W; global: everything
@@ -302,7 +303,8 @@ viz.window_vs_global(maps[4], maps[5], g.window, (f"layer 4 (sliding, W = {g.win
                                                    f"layer 5 (global), head {head}"))
 far = np.tril(np.ones((len(ids), len(ids)), bool), k=-g.window)  # key s ≤ t − W: outside every window
 for layer in (4, 5, 11, 17):
-    print(f"layer {layer:2} ({g.layer_types[layer]:7}): weight on keys ≥ W back, mean over queries "
+    kind = "sliding" if g.layer_types[layer] == "sliding" else "global"
+    print(f"layer {layer:2} ({kind:7}): weight on keys ≥ W back, mean over queries "
           f"{maps[layer][far].sum() / far.any(axis=1).sum():.3f}")
 assert all(maps[i][far].max() == 0 for i, t in enumerate(g.layer_types) if t == "sliding")
 
@@ -319,7 +321,7 @@ sentences = ["The quick brown fox jumps over the lazy dog.", "naïve café faça
              "def square(x):\n    return x ** 2", "I ❤ NumPy 🚀", "𓀀 hieroglyph"]
 for s in sentences:
     smol = [model.tokenizer.tokens[i] for i in model.tokenize(s)]
-    gem = [gemma.tokenizer.tokens[i] for i in gemma.tokenize(s)]
+    gem = [gemma.tokenizer.tokens[i].replace("\n", "\\n") for i in gemma.tokenize(s)]  # a newline is a token
     print(f"{s!r}\n  SmolLM2 {len(smol):2}: {' '.join(smol)}\n  Gemma 3 {len(gem):2}: {' '.join(gem)}")
     assert gemma.detokenize(gemma.tokenize(s)) == s and model.detokenize(model.tokenize(s)) == s
 

@@ -150,7 +150,8 @@ def test_generation_view_steps_through_what_generate_produces():
         np.testing.assert_allclose(st["weights"].sum(-1), 1.0, rtol=1e-5)
         assert st["kv_bytes"] == 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * S * 4
         assert st["top"][0][0] == st["token"] and st["top"][0][1] >= st["top"][1][1]
-    with pytest.raises(ValueError, match="only dates, reverse, smollm2, gemma3 can be stepped through here, not 'sentiment'"):
+    with pytest.raises(ValueError, match="only dates, reverse, smollm2, gemma3 can be stepped through here, not "
+                                         "'sentiment'"):
         X.explore("sentiment", "a fine film", generate=3)
 
 

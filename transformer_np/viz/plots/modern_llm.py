@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
 
 from ...core.backend import to_numpy
 from .base import heatmap
@@ -127,12 +128,12 @@ def kv_by_layer(layer_bytes, kinds, context, contexts, windowed, every_global):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     colors = ["C0" if k == "sliding" else "C3" for k in kinds]
     ax1.bar(range(len(layer_bytes)), np.asarray(layer_bytes) / 1e6, color=colors)
-    ax1.bar([], [], color="C0", label="sliding (window caches)")
-    ax1.bar([], [], color="C3", label="global")
+    ax1.set_xticks(range(len(layer_bytes)))
     ax1.set_xlabel("layer")
     ax1.set_ylabel("KV cache, MB")
     ax1.set_title(f"each layer's KV cache at {context:,} tokens", fontsize=10)
-    ax1.legend(fontsize=8)
+    ax1.legend(handles=[Patch(color="C0", label="sliding (window caches)"), Patch(color="C3", label="global")],
+               fontsize=8, loc="upper center")
     ax2.plot(contexts, np.asarray(every_global) / 1e6, "o-", color="C3", label="every layer global")
     ax2.plot(contexts, np.asarray(windowed) / 1e6, "o-", color="C0", label="5 of 6 layers sliding")
     ax2.set_xscale("log", base=2)

@@ -206,6 +206,11 @@ def test_a_window_cache_holds_at_most_w_minus_1_plus_t_positions_whatever_the_co
         assert layer.held == min(layer.length, WINDOW - 1 + T)
         capacities.add(layer.capacity_bytes())
     assert layer.nbytes() == 2 * layer.held * 2 * 8 and len(capacities) <= 3  # its buffers stop growing
+    k, v = rng.standard_normal((2, 1, 1, 50, 2))  # a chunk longer than W: all returned, its last W − 1 stored
+    got_k, _ = layer.extend(k, v)
+    assert got_k.shape[2] == WINDOW - 1 + 50 and layer.held == WINDOW - 1 and layer.length == 300 * 2 + 50
+    np.testing.assert_array_equal(layer.k[0, 0], k[0, 0, -(WINDOW - 1):])
+    assert layer.capacity_bytes() <= 2 * (4 * WINDOW) * 2 * 8  # k and v: at most 4W positions, not 50 + W
 
 
 def test_a_window_cache_refuses_a_roll_back_past_what_it_holds(rng):

@@ -143,8 +143,10 @@ class WindowCache(LayerKVCache):
     appends the new ones and returns what it holds — keys and values of positions S − n … S − 1 (n ≤ W − 1 + T_new),
     so attention takes the last n columns of its mask.  Forgetting is lazy (at the next extend), so the positions of
     the last extend can be rolled back (``truncate``, speculative decoding's verify pass); before that, the cache
-    holds what the next query needs and no more.  Memory: at most W − 1 + T_new positions, whatever the context
-    (a full cache of a 4,096-token context holds 4,096).  ``length`` counts every position seen, as
+    holds what the next query needs and no more.  A chunk of more than W new positions (a long prompt's prefill)
+    is returned with the kept ones as one new array, and only its last W − 1 positions are stored.  Memory: at most
+    W − 1 + T_new positions (T_new ≤ W), buffers of 2(W + T_new), whatever the context (a full cache of a
+    4,096-token context holds 4,096).  ``length`` counts every position seen, as
     :class:`LayerCache`'s does (the model's positions and masks are counted from it)."""
 
     def __init__(self, window, k=None, v=None, cross=None):
@@ -176,6 +178,15 @@ class WindowCache(LayerKVCache):
         keep = min(self._held, self.window - 1)  # what a query after them can still see
         self._first, self._held = self._first + self._held - keep, keep
         T = k_new.shape[2]
+        if T > self.window:  # a long chunk: returned whole, stored as its last W − 1 positions only
+            xp = array_namespace(k_new)
+            k_all = xp.concat([self.k, k_new], axis=2) if keep else k_new
+            v_all = xp.concat([self.v, v_new], axis=2) if keep else v_new
+            self._k = self._v = None
+            self._held = 0
+            self.extend(k_all[:, :, -(self.window - 1):, :], v_all[:, :, -(self.window - 1):, :])
+            self._length += T - (self.window - 1)
+            return k_all, v_all
         if self._k is None or self._first + keep + T > self._k.shape[2]:  # out of room: copy the kept to a new start
             xp = array_namespace(k_new)
             B, H, _, D = k_new.shape

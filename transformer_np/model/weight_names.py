@@ -145,16 +145,20 @@ def fuse_in_proj(named, wanted):
     return out
 
 
-def import_weights(named, table, template=None):
+def import_weights(named, table, template=None, consume=False):
     """Our params tree from ``named`` ({their name: array}), through ``table``.  Names the table lacks are an
     error; entries the table has but ``named`` lacks become layer-norm defaults (gamma 1, beta 0, for norms
-    stored without them) or None (absent biases).  ``template`` (a tree) fixes the tree's structure."""
+    stored without them) or None (absent biases).  ``template`` (a tree) fixes the tree's structure.  consume:
+    each entry is removed from ``named`` as it is converted, so a loader's arrays and their transposed copies are
+    never all alive at once (a file's float32 matrices: one copy of the model, not two)."""
     unknown = sorted(set(named) - set(table))
     if unknown:
         raise ValueError(f"weights with no place in the params tree: {unknown[:5]}")
-    flat = {path: _leaf(named[name], transposed) for name, (path, transposed) in table.items() if name in named}
+    present = set(named)
+    take = named.pop if consume else named.__getitem__
+    flat = {path: _leaf(take(name), transposed) for name, (path, transposed) in table.items() if name in present}
     for name, (path, _) in table.items():
-        if name not in named:
+        if name not in present:
             flat[path] = _default(path, flat)
     return unflatten(flat, template)
 

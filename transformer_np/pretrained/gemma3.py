@@ -298,6 +298,6 @@ def load_gemma3(path=None, attention="auto", embedding="q8_0"):
         else:
             named[n] = gguf.tensor(n)
     m = gguf.metadata
-    return Gemma3Model(import_weights(named, table), cfg, SentencePieceTokenizer.from_gguf(gguf),
+    return Gemma3Model(import_weights(named, table, consume=True), cfg, SentencePieceTokenizer.from_gguf(gguf),
                        m.get("general.name", "gemma3"), m.get("tokenizer.ggml.bos_token_id", 2),
                        m.get("tokenizer.ggml.eos_token_id", 1), attention)

@@ -362,7 +362,7 @@ def load_llama_gguf(path, name=None, keep_quantized=False, convert=None, attenti
         named[n] = tensor(n)
         if keep_quantized or convert is not None:
             gguf.release(n)  # the file's pages need not stay resident beside the stored form
-    params = import_weights(named, gguf_llama(cfg.n_layers, cfg.tied_embeddings))
+    params = import_weights(named, gguf_llama(cfg.n_layers, cfg.tied_embeddings), consume=True)
     m = gguf.metadata
     return LlamaModel(params, cfg, BPETokenizer.from_gguf(gguf), m.get("tokenizer.chat_template"),
                       _end_of_turn(m), name or m.get("general.name", Path(path).stem), attention)

@@ -409,3 +409,23 @@ def test_the_explorer_names_gemmas_sliding_layers_and_draws_zeros_beyond_their_w
         assert w.shape[-1] == step["positions"]
         np.testing.assert_allclose(w.sum(-1), 1, rtol=1e-5)
         assert np.all(w[..., :-3] == 0)  # beyond W = 3 keys back: nothing
+
+
+def test_chat_refuses_a_base_model_naming_what_to_do_instead(tmp_path, rng, capsys):
+    from transformer_np.cli.main import main
+
+    path = tmp_path / "tiny.gguf"
+    _write_tiny_gemma3(path, rng)
+    assert main(["chat", "--model-path", str(path), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "is a base model with no chat template" in err and "generate --model" in err
+
+
+def test_load_reads_a_gguf_files_architecture_and_names_options_its_loader_lacks(tmp_path, rng):
+    import transformer_np as tn
+
+    path = tmp_path / "tiny.gguf"
+    _write_tiny_gemma3(path, rng)
+    assert isinstance(tn.load(path), Gemma3Model) and isinstance(tn.load(str(path), embedding="float32"), Gemma3Model)
+    with pytest.raises(ValueError, match=r"a gemma3 file\) takes no option keep_quantized"):
+        tn.load(path, keep_quantized=True)

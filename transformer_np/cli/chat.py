@@ -46,6 +46,9 @@ def run(args, print_fn=print, write=None, read=input):
     write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     check_technique_options(args)
     model = load_llm(args.model_path or "smollm2", args.weights)
+    if model.chat_template is None:
+        raise ValueError(f"--model-path {args.model_path}: {model.name} is a base model with no chat template; "
+                         f"continue a text with: generate --model {args.model_path} --prompt …")
     check_technique_options(args, model)
     system = [{"role": "system", "content": args.system}] if args.system else []
     if args.question is not None:

@@ -42,7 +42,10 @@ class DecoderModel(HoldsParams, ABC):
 
 class TextLLM(DecoderModel):
     """A pretrained LLM with its tokenizer (SmolLM2, Gemma 3): text in and out, for the commands and the server.
-    Also ``eos_id`` (the token that ends its turn or text, or None) and ``name``."""
+    Also ``eos_id`` (the token that ends its turn or text, or None), ``name`` and ``chat_template`` (the file's
+    Jinja chat template; None for a base model, which continues text and cannot chat)."""
+
+    chat_template = None
 
     @abstractmethod
     def tokenize(self, text):

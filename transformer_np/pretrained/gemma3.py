@@ -234,6 +234,8 @@ class Gemma3Model(FileLLM):
 
     forward = staticmethod(gemma3_logits)
 
+    chat_template = None  # the base model: no chat template in its file
+
     def prompt_ids(self, text):
         """[BOS] + tokenize(text): Gemma was trained with BOS first (its file says add_bos_token)."""
         return [self.bos_id, *self.tokenize(text)]

@@ -109,17 +109,23 @@ def test_serve_sim_command_prints_throughput_latency_and_occupancy(capsys):
 
 
 @pytest.mark.parametrize("model", models(), ids=["decoder-lm", "llama-gqa"])
-def test_requests_with_a_common_prompt_prefix_share_its_blocks_and_get_what_they_get_alone(model):
+def test_requests_with_a_common_prompt_prefix_reuse_its_cached_blocks_and_get_what_they_get_alone(model):
     system = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # a shared "system prompt" of 10 tokens: two whole blocks of 4
     work = [(system + [11 % model.config.vocab_size, 3], 6), (system + [4, 4, 4], 5), (system + [9], 7)]
     pool = BlockPool.for_model(model, 40, block_size=4)
     server = Server(model, pool, max_batch=3)
-    handles = [server.submit(p, n) for p, n in work]
+    first = server.submit(*work[0])
+    server.step()  # its prompt's blocks are computed, and cached
+    handles = [first] + [server.submit(p, n) for p, n in work[1:]]
     server.run()
-    assert [h.shared_tokens for h in handles] == [0, 8, 8]  # the later two reuse the first one's two blocks
+    assert [h.cached_tokens for h in handles] == [0, 8, 8]  # the later two reuse the first one's two blocks
     for (prompt, n), h in zip(work, handles):
         assert h.output == g.greedy(g.LMSession(model, [prompt]), n)[0]
-    assert pool.used_blocks == 0
+    assert pool.used_blocks == 0  # nothing held; the blocks stay cached for later requests
+    again = server.submit(system + [5], 4)  # after every request finished: the cache still holds the prefix
+    server.run()
+    assert again.cached_tokens == 8 and again.output == g.greedy(g.LMSession(model, [system + [5]]), 4)[0]
+    assert server.cache_hits == 24 and server.prompt_tokens == sum(len(p) for p, _ in work) + 11
 
 
 def test_a_request_the_whole_pool_cannot_hold_is_refused_at_submit_and_the_rest_are_served():

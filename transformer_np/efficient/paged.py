@@ -8,6 +8,12 @@ order, so its cache grows a block at a time and never needs a contiguous region 
   so no owner ever sees another's tokens.
 * **Attention** gathers a sequence's keys and values through its table (here by NumPy fancy indexing; on a GPU a
   kernel reads the blocks in place), so a step's result is bit for bit the contiguous cache's.
+* **Prefix caching** (vLLM's automatic prefix caching): a full block is registered under a key — its tokens and
+  the key of the block before it — so a later sequence whose prompt starts with the same tokens takes those
+  blocks instead of recomputing them (:meth:`BlockPool.match`, :meth:`BlockPool.register`).  A registered block
+  whose last owner finishes is not freed but kept, least recently used first in line for eviction when the free
+  list runs out; a block in use is never evicted, and a registered block is never written (sequences only
+  append after it).
 * **Sliding windows** (Gemma 3's local layers): a pool made for layers of window W (``window=W``) keeps only the
   blocks holding a sequence's last W − 1 positions — as a sequence grows, the block that slides out of reach goes
   back to the free list and the next one is drawn from it, so each sequence cycles through a ring of about
@@ -20,6 +26,7 @@ order, so its cache grows a block at a time and never needs a contiguous region 
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -50,6 +57,12 @@ class BlockPool:
         self.tables, self.lengths = {}, {}
         self._next_id = 0
         self.peak_blocks = 0
+        # prefix caching: key (parent's uid, the block's tokens) -> block, and back; each key's uid (never reused,
+        # so a key made under an evicted parent can never match again); registered blocks no sequence owns, least
+        # recently used first; each sequence's registered blocks so far and the uid of the last
+        self.cached, self.key_of, self.uid, self.evictable = {}, {}, {}, collections.OrderedDict()
+        self._registered, self._next_uid = {}, 0
+        self.evictions = 0
 
     @classmethod
     def for_model(cls, model, n_blocks, block_size=BLOCK_SIZE):
@@ -64,16 +77,28 @@ class BlockPool:
     # --- blocks ---
     @property
     def used_blocks(self):
-        return len(self.refs) - len(self.free)
+        """Blocks some sequence owns (a registered block kept for later is not counted)."""
+        return len(self.refs) - len(self.free) - len(self.evictable)
+
+    @property
+    def available_blocks(self):
+        """Blocks an allocation can take: the free ones, then the kept registered ones (evicted, oldest first)."""
+        return len(self.free) + len(self.evictable)
 
     def block_bytes(self):
         """Bytes of one block across every layer's K and V."""
         return 2 * self.k[:, 0].nbytes
 
     def _allocate(self):
-        if not self.free:
+        if self.free:
+            block = self.free.pop()
+        elif self.evictable:  # the least recently used kept block: its key is forgotten
+            block, _ = self.evictable.popitem(last=False)
+            key = self.key_of.pop(block)
+            del self.cached[key], self.uid[key]
+            self.evictions += 1
+        else:
             raise MemoryError(f"the KV block pool is full ({len(self.refs)} blocks of {self.block_size} tokens)")
-        block = self.free.pop()
         self.refs[block] = 1
         self.peak_blocks = max(self.peak_blocks, self.used_blocks)
         return block
@@ -83,7 +108,51 @@ class BlockPool:
             return
         self.refs[block] -= 1
         if self.refs[block] == 0:
-            self.free.append(block)
+            if block in self.key_of:  # registered: kept for a later prompt with the same prefix
+                self.evictable[block] = None
+            else:
+                self.free.append(block)
+
+    def _take(self, block):
+        """One more owner for ``block`` (a kept registered block leaves the eviction line)."""
+        self.refs[block] += 1
+        self.evictable.pop(block, None)
+        self.peak_blocks = max(self.peak_blocks, self.used_blocks)
+
+    # --- prefix caching ---
+    def match(self, tokens):
+        """The registered blocks that hold ``tokens``'s first whole blocks, in order (the longest cached prefix)."""
+        bs, parent, blocks = self.block_size, -1, []
+        for j in range(len(tokens) // bs):
+            key = (parent, tuple(tokens[j * bs:(j + 1) * bs]))
+            if key not in self.cached:
+                break
+            blocks.append(self.cached[key])
+            parent = self.uid[key]
+        return blocks
+
+    def sequence_from_cache(self, blocks):
+        """A new sequence that starts as the registered ``blocks`` (each taken: one more owner)."""
+        seq = self.new_sequence()
+        for block in blocks:
+            self._take(block)
+        self.tables[seq], self.lengths[seq] = list(blocks), len(blocks) * self.block_size
+        self._registered[seq] = (len(blocks), self.uid[self.key_of[blocks[-1]]] if blocks else -1)
+        return seq
+
+    def register(self, seq, tokens):
+        """Register seq's whole blocks not registered yet, ``tokens`` being (at least) the tokens of its cached
+        positions.  A block whose key another block already has stays unregistered (its twin is the cached one)."""
+        bs, table = self.block_size, self.tables[seq]
+        done, parent = self._registered.get(seq, (0, -1))
+        for j in range(done, self.lengths[seq] // bs):
+            key = (parent, tuple(tokens[j * bs:(j + 1) * bs]))
+            if key not in self.cached:
+                self.cached[key], self.key_of[table[j]], self.uid[key] = table[j], key, self._next_uid
+                self._next_uid += 1
+            parent = self.uid[key]
+            done = j + 1
+        self._registered[seq] = (done, parent)
 
     # --- sequences ---
     def new_sequence(self, share_from=None, n_tokens=0):
@@ -107,10 +176,12 @@ class BlockPool:
         return self.new_sequence(seq, self.lengths[seq])
 
     def release(self, seq):
-        """The sequence is finished: its blocks go back to the free list once no other sequence owns them."""
+        """The sequence is finished: its blocks go back to the free list once no other sequence owns them (a
+        registered one is kept for later prompts, evicted only when the free list runs out)."""
         for block in self.tables.pop(seq):
             self._release_block(block)
         del self.lengths[seq]
+        self._registered.pop(seq, None)
 
     def reserve(self, seq, n_new, skip=0):
         """Make room for n_new positions after seq's length: allocate blocks, copy the shared last block on

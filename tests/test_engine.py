@@ -148,3 +148,29 @@ def test_bad_sampling_settings_and_stop_strings_without_a_tokenizer_are_refused(
     with pytest.raises(ValueError, match="chunk=4 must exceed max_batch=8"):
         Server(model, BlockPool.for_model(model, 8, block_size=4), chunk=4)
     assert not server.waiting
+
+
+def test_a_poisson_workload_arrives_in_order_and_conversations_grow_turn_by_turn():
+    from transformer_np.efficient.serve import poisson_workload, simulate, simulate_static
+
+    rng = np.random.default_rng(0)
+    work = poisson_workload(rng, 9, rate=100.0, vocab_size=19, prompt_mean=5, output_mean=4, max_prompt=8,
+                            max_output=6, system_prompt=8, turns=3)
+    firsts = [a for a in work if a.follows is None]
+    assert len(firsts) == 3 and all(a.prompt[:8] == firsts[0].prompt[:8] for a in firsts)
+    assert [a.time for a in firsts] == sorted(a.time for a in firsts)
+    assert [a.follows for a in work] == [None, 0, 1, None, 3, 4, None, 6, 7]
+    model = MODELS[1]
+    sim = simulate(model, work, max_batch=2, n_blocks=64, block_size=4)
+    h = sim["handles"]
+    for i, a in enumerate(work):
+        if a.follows is not None:  # the whole conversation so far, then the new message
+            before = h[a.follows]
+            assert h[i].prompt == before.prompt + before.output + a.prompt
+            assert h[i].submitted_time >= before.finished_time
+        assert h[i].output == alone(model, h[i].prompt, a.max_new_tokens)
+        assert h[i].ttft > 0 and h[i].first_token_time <= h[i].finished_time
+    assert 0 < sim["prefix_hit_rate"] < 1 and sim["tokens"] == sum(len(x.output) for x in h)
+    assert sim["ttft_s"][50] <= sim["ttft_s"][99] and sim["tbt_s"][99] >= 0
+    with pytest.raises(ValueError, match="needs continuous batching"):
+        simulate_static(model, work)

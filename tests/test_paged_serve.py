@@ -1,6 +1,8 @@
 """The paged KV cache equals the contiguous one (tokens and logits bit for bit), shares blocks safely, returns
 them all; continuous batching gives every request exactly what it gets alone."""
 
+import re
+
 import numpy as np
 import pytest
 from helpers import tiny_llama
@@ -103,9 +105,14 @@ def test_requests_stop_at_their_eos():
 def test_serve_sim_command_prints_throughput_latency_and_occupancy(capsys):
     from transformer_np.cli.main import main
 
-    assert main(["serve-sim", "--requests", "6", "--max-batch", "3"]) == 0
+    assert main(["serve-sim", "--requests", "6", "--max-batch", "3", "--rate", "200", "--system-prompt", "20",
+                 "--turns", "2", "--chunk", "16"]) == 0
     out = capsys.readouterr().out
-    assert "tokens/s" in out and "latency p50 / p90 / p99" in out and "KV cache: peak" in out
+    assert "tokens/s" in out and "time to first token" in out and "between tokens" in out and "KV cache: peak" in out
+    hit = float(re.search(r"prefix cache hit rate (\d+)%", out).group(1))
+    assert hit > 0  # the system prompt and the first turn of each conversation are reused
+    assert main(["serve-sim", "--requests", "4", "--static", "--turns", "2"]) == 2
+    assert "--static and --turns exclude each other" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model", models(), ids=["decoder-lm", "llama-gqa"])

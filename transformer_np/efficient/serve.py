@@ -44,7 +44,8 @@ import numpy as np
 
 from ..core.backend import to_numpy
 from ..core.checks import check_int, check_positive_int
-from ..decoding.search import check_logits, check_sampling, draw, next_token_probs
+from ..decoding.search import check_logits, check_sampling, draw, greedy, next_token_probs
+from ..decoding.sessions import LMSession
 from ..model.protocol import TextLLM
 from .paged import BlockPool, PagedKVCache
 
@@ -353,21 +354,128 @@ def random_workload(rng, n_requests, vocab_size, prompt_range=(8, 64), output_ra
              int(rng.integers(output_range[0], output_range[1] + 1))) for _ in range(n_requests)]
 
 
-def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16, progress=None):
-    """Serve a workload with continuous batching; returns what a serving engineer looks at: throughput, latency
-    percentiles (seconds and steps), peak KV blocks and batch occupancy, and the requests.  progress(k) as k more
-    requests finish."""
+@dataclasses.dataclass
+class Arrival:
+    """A request of a workload: when it arrives (seconds after the start; for a turn that ``follows`` another, after
+    that request finished), its prompt tokens (a follower's prompt is the earlier request's prompt and output, then
+    these), its token limit and sampling settings (Server.submit's keywords)."""
+
+    time: float
+    prompt: list
+    max_new_tokens: int
+    sampling: dict = dataclasses.field(default_factory=dict)
+    follows: int | None = None
+
+
+def _lengths(rng, n, mean, low, high):
+    """n lengths drawn from a log-normal of this mean (σ = 0.6: a long right tail, as real prompts and answers
+    have), clipped to [low, high]."""
+    sigma = 0.6
+    x = rng.lognormal(np.log(mean) - sigma**2 / 2, sigma, n)
+    return np.clip(np.rint(x), low, high).astype(int)
+
+
+def poisson_workload(rng, n_requests, rate, vocab_size, prompt_mean=48, output_mean=24, max_prompt=256,
+                     max_output=128, system_prompt=0, turns=1, think_s=0.0, sampling=None):
+    r"""A workload of ``n_requests`` requests arriving as a Poisson process of ``rate`` a second (gaps ~ Exp(rate)),
+    prompt and output lengths log-normal with these means; ``system_prompt``: that many tokens every prompt starts
+    with; ``turns``: conversations of that many turns, each later turn arriving ``think_s`` after the previous
+    answer, its prompt the whole conversation so far plus a new message; ``sampling``: Server.submit's keywords
+    for every request (each sampled request gets its own seed).  Returns [:class:`Arrival`]."""
+    check_positive_int("n_requests", n_requests)
+    check_positive_int("turns", turns)
+    system = [int(t) for t in rng.integers(0, vocab_size, system_prompt)]
+    prompts = _lengths(rng, n_requests, prompt_mean, 1, max_prompt)
+    outputs = _lengths(rng, n_requests, output_mean, 1, max_output)
+    t, work = 0.0, []
+    for i in range(n_requests):
+        turn = i % turns
+        message = [int(x) for x in rng.integers(0, vocab_size, prompts[i])]
+        settings = dict(sampling or {})
+        if settings:
+            settings["seed"] = i
+        if turn == 0:
+            t += rng.exponential(1 / rate)
+            work.append(Arrival(t, system + message, int(outputs[i]), settings))
+        else:
+            work.append(Arrival(think_s, message, int(outputs[i]), settings, follows=i - 1))
+    return work
+
+
+def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16, progress=None, prefix_cache=True,
+             chunk=None):
+    """Serve a workload in real time with continuous batching: each request submitted when it arrives (a
+    workload of (prompt, max_new_tokens) pairs all arrive at once; :class:`Arrival` s at their times, a follower
+    after the request it follows), the server stepping while it has work.  Returns what a serving engineer looks
+    at: throughput; time to first token, time per output token after the first, end-to-end latency and the time
+    between tokens (p50, p90, p99, seconds; end-to-end in steps too); KV blocks in use (peak, mean) and occupancy;
+    prefix-cache hit rate; preemptions; mean batch; and the requests.  progress(k) as k more requests finish."""
+    work = [w if isinstance(w, Arrival) else Arrival(0.0, list(w[0]), int(w[1])) for w in workload]
     pool = BlockPool.for_model(model, n_blocks, block_size)
-    server = Server(model, pool, max_batch=max_batch)
+    server = Server(model, pool, max_batch=max_batch, prefix_cache=prefix_cache, chunk=chunk)
+    followers = {}
+    for i, a in enumerate(work):
+        if a.follows is not None:
+            followers.setdefault(a.follows, []).append(i)
+    due = sorted((a.time, i) for i, a in enumerate(work) if a.follows is None)  # (seconds after start, index)
+    handles, owner = {}, {}
     t0 = time.perf_counter()
-    handles = [server.submit(p, n) for p, n in workload]
-    server.run(progress=progress)
+    done = 0
+    while due or server.waiting or server.running:
+        now = time.perf_counter() - t0
+        while due and due[0][0] <= now:
+            at, i = due.pop(0)
+            a = work[i]
+            before = handles[a.follows] if a.follows is not None else None
+            prompt = (before.prompt + before.output if before else []) + a.prompt
+            handles[i] = server.submit(prompt, a.max_new_tokens, arrival=t0 + at, **a.sampling)
+            owner[handles[i].id] = i
+        if not (server.waiting or server.running):
+            time.sleep(max(0.0, due[0][0] - (time.perf_counter() - t0)))
+            continue
+        server.step()
+        for req in server.finished[done:]:
+            for j in followers.get(owner[req.id], ()):
+                due.append((req.finished_time - t0 + work[j].time, j))
+            due.sort()
+        if progress is not None and len(server.finished) > done:
+            progress(len(server.finished) - done)
+        done = len(server.finished)
     seconds = time.perf_counter() - t0
-    latency = np.array([h.finished_time - h.submitted_time for h in handles])
-    steps = np.array([h.finished_step - h.submitted_step + 1 for h in handles])
-    tokens = sum(len(h.output) for h in handles)
-    return dict(requests=len(handles), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
-                steps=server.steps, latency_s={p: float(np.percentile(latency, p)) for p in (50, 90, 99)},
-                latency_steps={p: float(np.percentile(steps, p)) for p in (50, 90, 99)},
-                peak_blocks=pool.peak_blocks, block_bytes=pool.block_bytes(),
-                mean_batch=float(np.mean([o[0] for o in server.occupancy])), handles=handles, server=server)
+    reqs = [handles[i] for i in range(len(work))]
+    tokens = sum(len(h.output) for h in reqs)
+
+    def pct(values):
+        values = np.asarray(values, float)
+        return {p: float(np.percentile(values, p)) if values.size else None for p in (50, 90, 99)}
+
+    tpot = [(h.finished_time - h.first_token_time) / (len(h.output) - 1) for h in reqs if len(h.output) > 1]
+    used = np.array([o[1] for o in server.occupancy])
+    return dict(requests=len(reqs), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
+                steps=server.steps, ttft_s=pct([h.ttft for h in reqs]), tpot_s=pct(tpot),
+                latency_s=pct([h.finished_time - h.submitted_time for h in reqs]),
+                latency_steps=pct([h.finished_step - h.submitted_step + 1 for h in reqs]),
+                tbt_s=pct(np.concatenate([h.gaps for h in reqs])), peak_blocks=pool.peak_blocks,
+                mean_blocks=float(used.mean()) if used.size else 0.0, n_blocks=n_blocks,
+                block_bytes=pool.block_bytes(), prefix_hit_rate=server.cache_hits / max(1, server.prompt_tokens),
+                preemptions=server.preemptions, mean_batch=float(np.mean([o[0] for o in server.occupancy])),
+                handles=reqs, server=server)
+
+
+def simulate_static(model, workload, max_batch=8):
+    """The same workload served by static batching: requests taken in arrival order, max_batch at a time, each
+    batch starting once its last request has arrived and the previous batch has finished, and decoding (greedy,
+    left-padded, with the KV cache) until its longest request is done.  Followers are not supported (a static
+    batch cannot take a turn that depends on another's answer).  Returns tokens, seconds and tokens/s."""
+    work = [w if isinstance(w, Arrival) else Arrival(0.0, list(w[0]), int(w[1])) for w in workload]
+    if any(a.follows is not None for a in work):
+        raise ValueError("simulate_static: a workload of conversations (follows) needs continuous batching")
+    order = sorted(range(len(work)), key=lambda i: work[i].time)
+    t0, tokens = time.perf_counter(), 0
+    for b in range(0, len(order), max_batch):
+        batch = [work[i] for i in order[b:b + max_batch]]
+        time.sleep(max(0.0, max(a.time for a in batch) - (time.perf_counter() - t0)))
+        out = greedy(LMSession(model, [a.prompt for a in batch]), max(a.max_new_tokens for a in batch))
+        tokens += sum(min(len(o), a.max_new_tokens) for o, a in zip(out, batch))
+    seconds = time.perf_counter() - t0
+    return dict(tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds)

@@ -1,5 +1,5 @@
-"""Command line: ``python -m transformer_np COMMAND ...`` — tour, bench, generate, chat, serve-sim, train,
-compress, embed, search, tp-generate, sweep, explore, figures.
+"""Command line: ``python -m transformer_np COMMAND ...`` — tour, bench, generate, chat, serve, serve-sim,
+train, compress, embed, search, tp-generate, sweep, explore, figures.
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
 can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
@@ -12,7 +12,21 @@ import argparse
 import sys
 from importlib import metadata
 
-from . import bench, chat, compress, embed, explore, figures, generate, serve_sim, sweep, tour, tp_generate, train
+from . import (
+    bench,
+    chat,
+    compress,
+    embed,
+    explore,
+    figures,
+    generate,
+    serve,
+    serve_sim,
+    sweep,
+    tour,
+    tp_generate,
+    train,
+)
 from .options import CommandError
 
 # name: (help, add_arguments, run, the exceptions that mean a user error)
@@ -21,6 +35,7 @@ COMMANDS = {
     "bench": (bench.HELP, bench.add_arguments, bench.run, bench.ERRORS),
     "generate": (generate.HELP, generate.add_arguments, generate.run, generate.ERRORS),
     "chat": (chat.HELP, chat.add_arguments, chat.run, chat.ERRORS),
+    "serve": (serve.HELP, serve.add_arguments, serve.run, serve.ERRORS),
     "serve-sim": (serve_sim.HELP, serve_sim.add_arguments, serve_sim.run, serve_sim.ERRORS),
     "embed": (embed.EMBED_HELP, embed.add_embed_arguments, embed.run_embed, embed.ERRORS),
     "search": (embed.SEARCH_HELP, embed.add_search_arguments, embed.run_search, embed.ERRORS),

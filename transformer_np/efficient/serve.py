@@ -312,7 +312,7 @@ class Server:
             self._finish(req, "length")
 
     def _stop_at(self, req):
-        text = self.model.detokenize(req.output)
+        text = self.model.detokenize(req.output, skip_special=True)
         found = [i for i in (text.find(s) for s in req.stop) if i >= 0]
         req.stop_at = min(found) if found else None
         return req.stop_at

@@ -174,3 +174,39 @@ def test_a_poisson_workload_arrives_in_order_and_conversations_grow_turn_by_turn
     assert sim["ttft_s"][50] <= sim["ttft_s"][99] and sim["tbt_s"][99] >= 0
     with pytest.raises(ValueError, match="needs continuous batching"):
         simulate_static(model, work)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_attention_over_the_blocks_in_place_equals_the_gather_path(data):
+    """Random block tables (the pool's blocks handed out shuffled), ragged lengths, grouped-query heads, a mask:
+    paged_attention, a tile of blocks at a time, equals attention over the gathered copy (float64, 1e-12)."""
+    from transformer_np.core.attention import scaled_dot_product_attention
+    from transformer_np.efficient.paged import PagedKVCache, paged_attention
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    H_kv, G, D, bs = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([1, 3])), 4, data.draw(st.integers(1, 4))
+    pool = BlockPool(1, 128, H_kv, D, block_size=bs, dtype=np.float64)  # room for 3 × 40 positions
+    rng.shuffle(pool.free)
+    B = data.draw(st.integers(1, 3))
+    seqs = [pool.new_sequence() for _ in range(B)]
+    lengths = [data.draw(st.integers(1, 40)) for _ in range(B)]
+    for s, n in zip(seqs, lengths):
+        k, v = rng.standard_normal((2, 1, H_kv, n, D))
+        PagedKVCache(pool, [s])[0].extend(k, v)
+    T, S = data.draw(st.integers(1, 3)), max(lengths)
+    q = rng.standard_normal((B, H_kv * G, T, D))
+    mask = rng.random((B, 1, T, S)) < 0.8 if data.draw(st.booleans()) else None
+    k, v = pool.gather(0, seqs, lengths)
+    own = (np.arange(S)[None, :] < np.array(lengths)[:, None])[:, None, None, :]
+    want = scaled_dot_product_attention(q, k, v, mask=own if mask is None else own & mask)[0]
+    got = paged_attention(q, pool, 0, seqs, lengths, mask, tile_blocks=data.draw(st.integers(1, 5)))
+    np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_the_llama_server_attends_in_place_or_by_gathering_with_the_same_tokens(in_place):
+    model = MODELS[1]
+    work = shared_prefix_work(np.random.default_rng(8), model.config.vocab_size, n=6)
+    _, handles = serve(model, work, max_batch=3, chunk=8, in_place=in_place)
+    assert [h.output for h in handles] == [alone(model, p, n, **s) for p, n, s in work]

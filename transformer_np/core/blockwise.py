@@ -106,40 +106,86 @@ def blockwise_attention_forward(q, k, v, mask=None, block_q=128, block_k=128, tr
     for t0 in range(0, T, block_q):
         qt = qg[..., t0:t0 + block_q, :] * scale  # (..., bq, D)
         mq = _tile(mg, 2, t0, t0 + block_q)
-        m = ell = o = None
-        for s0 in range(0, S, block_k):
-            mt = _tile(mq, 1, s0, s0 + block_k)
-            if mt is not None and not bool(xp.any(mt)):
-                continue  # a tile the mask hides entirely: nothing to add
-            scores = qt @ kg[..., s0:s0 + block_k, :].mT  # (..., bq, bk)
-            if mt is not None:
-                scores = xp.where(mt, scores, -xp.inf)
-            tile_max = xp.max(scores, axis=-1, keepdims=True)
-            m_new = tile_max if m is None else xp.maximum(m, tile_max)
-            shift = xp.where(m_new == -xp.inf, xp.zeros_like(m_new), m_new)  # rows still without a visible key
-            p = xp.exp(scores - shift)  # (..., bq, bk)
-            pv = p @ vg[..., s0:s0 + block_k, :]
-            if m is None:
-                ell, o = xp.sum(p, axis=-1, keepdims=True), pv
-            else:
-                alpha = xp.exp(m - shift)  # e^{m - m'}: rescales what the earlier tiles added
-                ell = alpha * ell + xp.sum(p, axis=-1, keepdims=True)
-                o = alpha * o + pv
-            m = m_new
-            if trace is not None:
-                trace.append((t0, min(s0 + block_k, S), m, ell))
-        if m is None:  # every key of these queries masked
-            shape = (*qt.shape[:-1], vg.shape[-1])
-            o, ell = xp.zeros(shape, dtype=q.dtype), xp.zeros((*qt.shape[:-1], 1), dtype=q.dtype)
-            m = xp.full((*qt.shape[:-1], 1), -xp.inf, dtype=q.dtype)
-        empty = ell == 0
-        outs.append(o / xp.where(empty, xp.ones_like(ell), ell))  # a row with no visible key: 0, not NaN
-        lses.append(xp.where(empty, xp.full_like(ell, xp.inf), m + xp.log(xp.where(empty, xp.ones_like(ell), ell))))
+        tiles = ((min(s0 + block_k, S), kg[..., s0:s0 + block_k, :], vg[..., s0:s0 + block_k, :],
+                  _tile(mq, 1, s0, s0 + block_k)) for s0 in range(0, S, block_k))
+        o, lse = online_softmax(qt, tiles, vg.shape[-1], trace, t0)
+        outs.append(o)
+        lses.append(lse)
     out = xp.concat(outs, axis=-2)  # grouped layout (..., H_kv, G, T, Dv) when G > 1
     lse = xp.concat(lses, axis=-2)
     if G > 1:
         out = xp.reshape(out, (*q.shape[:-1], v.shape[-1]))
     return out, (q, k, v, mask, out, lse, block_q, block_k)
+
+
+def online_softmax(qt, tiles, dv, trace=None, t0=0):
+    r"""The online softmax over key tiles for queries qt (..., bq, D), already scaled by 1/√D: ``tiles`` yields
+    (end position, k tile (..., s, D), v tile (..., s, Dv), mask tile or None) in key order; a tile the mask hides
+    entirely is skipped.  Returns (out (..., bq, Dv), L = m + log l (..., bq, 1)); a query with no visible key
+    gets out 0 and L = inf, not NaN.  ``trace`` as in :func:`blockwise_attention` (t0: the queries' first row)."""
+    xp = array_namespace(qt)
+    m = ell = o = None
+    for end, kt, vt, mt in tiles:
+        if mt is not None and not bool(xp.any(mt)):
+            continue  # a tile the mask hides entirely: nothing to add
+        scores = qt @ kt.mT  # (..., bq, bk)
+        if mt is not None:
+            scores = xp.where(mt, scores, -xp.inf)
+        tile_max = xp.max(scores, axis=-1, keepdims=True)
+        m_new = tile_max if m is None else xp.maximum(m, tile_max)
+        shift = xp.where(m_new == -xp.inf, xp.zeros_like(m_new), m_new)  # rows still without a visible key
+        p = xp.exp(scores - shift)  # (..., bq, bk)
+        pv = p @ vt
+        if m is None:
+            ell, o = xp.sum(p, axis=-1, keepdims=True), pv
+        else:
+            alpha = xp.exp(m - shift)  # e^{m - m'}: rescales what the earlier tiles added
+            ell = alpha * ell + xp.sum(p, axis=-1, keepdims=True)
+            o = alpha * o + pv
+        m = m_new
+        if trace is not None:
+            trace.append((t0, end, m, ell))
+    if m is None:  # every key of these queries masked
+        o = xp.zeros((*qt.shape[:-1], dv), dtype=qt.dtype)
+        ell = xp.zeros((*qt.shape[:-1], 1), dtype=qt.dtype)
+        m = xp.full((*qt.shape[:-1], 1), -xp.inf, dtype=qt.dtype)
+    empty = ell == 0
+    out = o / xp.where(empty, xp.ones_like(ell), ell)  # a row with no visible key: 0, not NaN
+    return out, xp.where(empty, xp.full_like(ell, xp.inf), m + xp.log(xp.where(empty, xp.ones_like(ell), ell)))
+
+
+def attention_over_tiles(q, tiles):
+    r"""softmax(Q Kᵀ / √D, mask) V with the keys and values arriving tile by tile — from wherever they live (a
+    paged cache's blocks, read in place: efficient.paged) — by the online softmax.  q (..., H, T, D); ``tiles``
+    yields (end position, k (..., H_kv, s, D), v (..., H_kv, s, Dv), mask (..., 1 or H, T, s) or None), grouped-query
+    heads as in :func:`~transformer_np.core.attention.scaled_dot_product_attention`.  Returns (..., H, T, Dv)."""
+    xp = array_namespace(q)
+    H, T, D = q.shape[-3:]
+    scale = 1.0 / math.sqrt(D)
+
+    def grouped(tile):
+        end, kt, vt, mt = tile
+        G = H // kt.shape[-3]
+        if G == 1:
+            return end, kt, vt, mt
+        if mt is not None:
+            mt = xp.expand_dims(mt, axis=-3) if mt.shape[-3] == 1 else _mask_view(mt, G, q.shape)
+        return end, xp.expand_dims(kt, axis=-3), xp.expand_dims(vt, axis=-3), mt
+
+    first = next(tiles := iter(tiles), None)
+    if first is None:
+        raise ValueError("attention_over_tiles needs at least one key tile")
+    G = H // first[1].shape[-3]
+    qg = xp.reshape(q, (*q.shape[:-3], H // G, G, T, D)) if G > 1 else q
+    dv = first[2].shape[-1]
+
+    def all_tiles():
+        yield grouped(first)
+        for tile in tiles:
+            yield grouped(tile)
+
+    out, _ = online_softmax(qg * scale, all_tiles(), dv)
+    return xp.reshape(out, (*q.shape[:-1], dv)) if G > 1 else out
 
 
 def blockwise_attention_backward(dout, cache):

@@ -7,9 +7,10 @@ from the encoder memory, which is fixed: they are computed once.
 The interface, declared once here (tiny-llm's ``TinyKvCache`` is the model):
 
 * :class:`LayerKVCache` — one layer's cache, what an attention layer calls: ``length``, ``extend(k, v)``
-  (append, return every position's keys and values), ``truncate(length)`` (speculative decoding's roll-back),
-  ``select(rows)`` (beam search following its beams), ``nbytes()``.  A cache that cannot do one of them raises
-  ``NotImplementedError`` saying why.
+  (append, return every position's keys and values), ``attend(q, k, v, mask, path)`` (append, then attention
+  over every position: by default ``extend`` and the core attention; a paged cache reads its blocks in place),
+  ``truncate(length)`` (speculative decoding's roll-back), ``select(rows)`` (beam search following its beams),
+  ``nbytes()``.  A cache that cannot do one of them raises ``NotImplementedError`` saying why.
 * :class:`KVCache` — a model's cache, one layer cache per layer (a list: ``cache[i]`` is layer i's), with the
   same operations over every layer and ``release()`` (a paged cache returns its blocks to the pool).
 
@@ -30,7 +31,9 @@ import math
 from abc import ABC, abstractmethod
 
 from ..core.backend import array_namespace, device
+from ..core.blockwise import attention
 from ..core.checks import check_positive_int
+from ..core.masks import last_keys
 
 
 class LayerKVCache(ABC):
@@ -47,6 +50,12 @@ class LayerKVCache(ABC):
     @abstractmethod
     def extend(self, k_new, v_new):
         """Append (B, H_kv, T_new, D) keys and values; returns all of them, (B, H_kv, S_past + T_new, D) each."""
+
+    def attend(self, q, k_new, v_new, mask=None, path="auto"):
+        """Append (k_new, v_new), then softmax(Q Kᵀ/√D, mask) V over the positions returned: (out (B, H, T, D),
+        weights or None) as :func:`~transformer_np.core.blockwise.attention` (path "auto", "plain", "blockwise")."""
+        k, v = self.extend(k_new, v_new)
+        return attention(q, k, v, last_keys(mask, k.shape[-2]), path)
 
     @abstractmethod
     def truncate(self, length):

@@ -6,8 +6,11 @@ order, so its cache grows a block at a time and never needs a contiguous region 
 * **Sharing**: a sequence may start from another's blocks (a common prompt prefix, or the beams of a beam search);
   each block counts its owners, and a shared block is **copied on write** — before a sequence appends into it —
   so no owner ever sees another's tokens.
-* **Attention** gathers a sequence's keys and values through its table (here by NumPy fancy indexing; on a GPU a
-  kernel reads the blocks in place), so a step's result is bit for bit the contiguous cache's.
+* **Attention** either gathers a sequence's keys and values through its table into one contiguous copy (NumPy
+  fancy indexing), so a step's result is bit for bit the contiguous cache's; or, with ``in_place=True``, walks
+  the block table a tile of blocks at a time with the online softmax (:func:`paged_attention`: PagedAttention's
+  kernel, in NumPy), so attention's working set is one tile, not the whole sequence — equal to the gather path
+  to rounding.
 * **Prefix caching** (vLLM's automatic prefix caching): a full block is registered under a key — its tokens and
   the key of the block before it — so a later sequence whose prompt starts with the same tokens takes those
   blocks instead of recomputing them (:meth:`BlockPool.match`, :meth:`BlockPool.register`).  A registered block
@@ -31,6 +34,7 @@ import math
 
 import numpy as np
 
+from ..core.blockwise import attention_over_tiles
 from ..core.checks import check_positive_int
 from ..decoding.cache import KVCache, LayerKVCache
 
@@ -284,6 +288,13 @@ class _PagedLayer(LayerKVCache):
         """Write the new positions' (B, H_kv, T_new, D) keys and values into the blocks; return every position's."""
         return self.owner.write(self.index, k_new, v_new)
 
+    def attend(self, q, k_new, v_new, mask=None, path="auto"):
+        """Write the new positions, then attend: over the blocks in place when the cache says so (and no weights
+        are asked for: path "plain"), else over the gathered copy."""
+        if self.owner.in_place and path != "plain":
+            return self.owner.attend_in_place(self.index, q, k_new, v_new, mask), None
+        return super().attend(q, k_new, v_new, mask, path)
+
     def truncate(self, length):
         raise NotImplementedError("a paged cache is rolled back as a whole (PagedKVCache.truncate), not by layer")
 
@@ -301,8 +312,11 @@ class PagedKVCache(KVCache):
     W − 1 + T positions, as :class:`~transformer_np.decoding.cache.WindowCache` does; their rows must then all hold
     the same number of positions (a decoding session's left-padded batch)."""
 
-    def __init__(self, pool, seqs):
+    def __init__(self, pool, seqs, in_place=False):
         pools = pool if isinstance(pool, LayerPools) else LayerPools([(pool, range(pool.n_layers))])
+        if in_place and any(p.window is not None for p, _ in pools.groups):
+            raise NotImplementedError("in-place attention reads whole sequences' blocks; a window pool forgets them")
+        self.in_place = in_place
         seqs = list(seqs)
         self.pools = pools
         self.parts = [(p, layers, [s[g] if isinstance(pool, LayerPools) else s for s in seqs])
@@ -317,6 +331,29 @@ class PagedKVCache(KVCache):
         """Positions cached: the longest row's (rows of a decoding session all have the same)."""
         pool, _, seqs = self.parts[0]
         return max(pool.lengths[s] for s in seqs)
+
+    def attend_in_place(self, layer, q, k_new, v_new, mask):
+        """Write the new positions into the blocks, then :func:`paged_attention` over them."""
+        (pool, layers, seqs), j = self._where[layer]
+        self._store(layer, k_new, v_new)
+        lengths = [pool.lengths[s] + (k_new.shape[2] if j < len(layers) - 1 else 0) for s in seqs]
+        return paged_attention(q, pool, j, seqs, lengths, mask)
+
+    def _store(self, layer, k_new, v_new):
+        """write without the gather: the new positions stored, lengths committed at the pool's last layer."""
+        (pool, layers, seqs), j = self._where[layer]
+        T_new = k_new.shape[2]
+        if j == 0:
+            self._slots[id(pool)] = [pool.reserve(s, T_new) for s in seqs]
+        slots = self._slots[id(pool)]
+        blocks = np.concatenate([b for b, _ in slots])
+        offsets = np.concatenate([o for _, o in slots])
+        H, D = k_new.shape[1], k_new.shape[3]
+        pool.k[j][blocks, :, offsets] = np.asarray(k_new).transpose(0, 2, 1, 3).reshape(-1, H, D)
+        pool.v[j][blocks, :, offsets] = np.asarray(v_new).transpose(0, 2, 1, 3).reshape(-1, H, D)
+        if j == len(layers) - 1:
+            for s in seqs:
+                pool.lengths[s] += T_new
 
     def write(self, layer, k_new, v_new):
         (pool, layers, seqs), j = self._where[layer]
@@ -354,8 +391,8 @@ class PagedKVCache(KVCache):
         new = [[pool.fork(seqs[r]) for r in rows] for pool, _, seqs in self.parts]
         self.release()
         if isinstance(self.pool, LayerPools):
-            return PagedKVCache(self.pool, list(zip(*new)))
-        return PagedKVCache(self.pool, new[0])
+            return PagedKVCache(self.pool, list(zip(*new)), self.in_place)
+        return PagedKVCache(self.pool, new[0], self.in_place)
 
     def truncate(self, length):
         raise NotImplementedError("rolling back a paged cache is not supported")
@@ -376,7 +413,38 @@ class PagedKVCache(KVCache):
         self.seqs = []
 
 
-def paged_cache(pool):
+def paged_cache(pool, in_place=False):
     """A cache factory for :class:`~transformer_np.decoding.LMSession` over a :class:`BlockPool` or a model's
-    :class:`LayerPools`: each row of the batch a new sequence."""
-    return lambda n_layers, batch: PagedKVCache(pool, [pool.new_sequence() for _ in range(batch)])
+    :class:`LayerPools`: each row of the batch a new sequence (in_place: attention over the blocks in place)."""
+    return lambda n_layers, batch: PagedKVCache(pool, [pool.new_sequence() for _ in range(batch)], in_place)
+
+
+TILE_BLOCKS = 16  # blocks a tile of paged_attention reads at once: 256 positions, core.blockwise's tile
+
+
+def paged_attention(q, pool, layer, seqs, lengths, mask=None, tile_blocks=TILE_BLOCKS):
+    r"""softmax(Q Kᵀ / √D, mask) V of each row b over sequence seqs[b]'s keys and values, read from its blocks in
+    place — PagedAttention (Kwon et al. 2023): the block table is walked ``tile_blocks`` blocks at a time, each tile
+    of keys and values read from the pool (a copy of that tile only) and folded in by the online softmax
+    (core.blockwise.online_softmax), so no row's whole sequence is ever copied.  q (B, H, T, D); lengths: each row's
+    positions; mask (B, 1 or H, T, S) with S = max(lengths), or None — positions past a row's own length are
+    masked here.  Returns (B, H, T, D)."""
+    B, S, bs = len(seqs), max(lengths), pool.block_size
+    tables = np.zeros((B, -(-S // bs)), np.int64)  # past a row's table: block 0, its positions masked below
+    for b, s in enumerate(seqs):
+        table = pool.tables[s][: tables.shape[1]]
+        tables[b, :len(table)] = table
+    own = np.arange(S)[None, :] < np.asarray(lengths)[:, None]  # (B, S)
+    keys = own[:, None, None, :] if mask is None else own[:, None, None, :] & np.asarray(mask, bool)
+    k_layer, v_layer = pool.k[layer], pool.v[layer]
+    span = tile_blocks * bs
+
+    def tiles():
+        for s0 in range(0, S, span):
+            ids = tables[:, s0 // bs: (s0 + span + bs - 1) // bs]  # (B, n) blocks of this tile
+            n = min(span, S - s0)
+            kt = k_layer[ids].transpose(0, 2, 1, 3, 4).reshape(B, k_layer.shape[1], -1, k_layer.shape[-1])[..., :n, :]
+            vt = v_layer[ids].transpose(0, 2, 1, 3, 4).reshape(B, v_layer.shape[1], -1, v_layer.shape[-1])[..., :n, :]
+            yield s0 + n, kt, vt, keys[..., s0:s0 + n]
+
+    return attention_over_tiles(np.asarray(q), tiles())

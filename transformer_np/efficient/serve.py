@@ -117,16 +117,18 @@ class Server:
     """The engine: continuous batching over a :class:`~.paged.BlockPool` (the module docstring says how).
     max_batch: requests running at once; prefix_cache: keep and reuse whole blocks of tokens seen before; chunk:
     tokens a step may compute — one per decoding request, the rest for prefill chunks (None: no limit, each
-    admitted prompt prefilled whole)."""
+    admitted prompt prefilled whole); in_place: attention reads the blocks in place, a tile at a time
+    (paged.paged_attention), instead of gathering each row's whole sequence (a model whose layers call
+    ``cache.attend``: the Llama family)."""
 
-    def __init__(self, model, pool, max_batch=8, prefix_cache=True, chunk=None):
+    def __init__(self, model, pool, max_batch=8, prefix_cache=True, chunk=None, in_place=True):
         if any(w is not None for w in model.config.windows):
             raise NotImplementedError("the server cannot run a model with sliding-window layers yet: its rows hold "
                                       "different numbers of positions, and such a model draws its window's band by "
                                       "key column, which then is not the key's position")
         self.model, self.pool = model, pool
         self.max_batch = check_positive_int("max_batch", max_batch)
-        self.prefix_cache = bool(prefix_cache)
+        self.prefix_cache, self.in_place = bool(prefix_cache), bool(in_place)
         self.chunk = None if chunk is None else check_positive_int("chunk", chunk)
         if self.chunk is not None and self.chunk <= self.max_batch:
             raise ValueError(f"chunk={chunk} must exceed max_batch={max_batch}: a step's budget first gives every "
@@ -257,12 +259,13 @@ class Server:
                 S = int(lengths.max()) + 1
                 key_mask = (np.arange(S)[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
                 logits = self.model.step(ids, positions=lengths[:, None], key_mask=key_mask,
-                                         cache=PagedKVCache(self.pool, [r.seq for r in decodes]), last_only=True)
+                                         cache=PagedKVCache(self.pool, [r.seq for r in decodes], self.in_place),
+                                         last_only=True)
                 logits = check_logits(to_numpy(logits)[:, -1], self.steps)
                 chosen += [(r, self._choose(r, row)) for r, row in zip(decodes, logits)]
             for req, n in prefills:
                 ids = np.asarray([req.pending[req.computed:req.computed + n]], np.int64)
-                logits = self.model.step(ids, cache=PagedKVCache(self.pool, [req.seq]), last_only=True)
+                logits = self.model.step(ids, cache=PagedKVCache(self.pool, [req.seq], self.in_place), last_only=True)
                 if req.computed + n == len(req.pending) and not req.output:  # the prompt's last chunk
                     chosen.append((req, self._choose(req, check_logits(to_numpy(logits)[:, -1], self.steps)[0])))
         except BaseException:  # the cache may hold this step's K/V: the step never happened

@@ -128,9 +128,10 @@ def llama_attention(h, p, cfg, positions, mask=None, cache=None, angles=None, at
     k = rope(split_heads(linear(h, p["w_k"]), cfg.n_kv_heads), positions, cfg.rope_base, cfg.rope_layout,
              angles=angles)
     v = split_heads(linear(h, p["w_v"]), cfg.n_kv_heads)  # (B, H_kv, T, D)
-    if cache is not None:
-        k, v = cache.extend(k, v)  # (B, H_kv, S_past + T, D): only H_kv heads are kept
-    out, weights = attend(q, k, v, mask, attention)  # (B, H, T, D)
+    if cache is not None:  # the cache appends k, v (H_kv heads are kept) and attends over all S_past + T positions
+        out, weights = cache.attend(q, k, v, mask, attention)  # (B, H, T, D)
+    else:
+        out, weights = attend(q, k, v, mask, attention)
     return linear(merge_heads(out), p["w_o"]), weights
 
 

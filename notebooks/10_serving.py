@@ -105,6 +105,139 @@ viz.batching_timeline(server.timeline, len(work))
 print(f"{sum(n for _, n in work)} tokens in {server.steps} steps; every block free again: {pool.used_blocks == 0}")
 
 # %% [markdown]
+# ## Prefix caching: a conversation's blocks, kept
+#
+# Every turn of a chat sends the whole conversation again, and every request of an assistant starts with the same
+# system prompt. The engine keeps each **whole block** it has computed under a key — the block's tokens and the key
+# of the block before it — so a later prompt that starts the same way takes those blocks instead of recomputing
+# them (vLLM's automatic prefix caching; SGLang keeps the same information as a radix tree of token runs). A block
+# no request holds stays cached until the pool needs room, least recently used first. Two conversations that share
+# a system prompt, three turns each, on the small model with blocks of 4 tokens:
+
+# %%
+server = Server(lm, BlockPool.for_model(lm, n_blocks=64, block_size=4), max_batch=4)
+system = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+chats = {"A": system, "B": system}
+for turn, messages in enumerate([{"A": [3, 1], "B": [7, 7]}, {"A": [2, 2, 5], "B": [4]}, {"A": [8], "B": [6, 1]}]):
+    asked = {name: server.submit(chats[name] + msg, 5) for name, msg in messages.items()}
+    server.run()
+    for name, h in asked.items():
+        assert h.output == g.greedy(g.LMSession(lm, [h.prompt]), 5)[0]  # what it gets alone, cache or not
+        chats[name] = h.prompt + h.output  # the next turn sends the whole conversation
+    print(f"turn {turn + 1}: " + ", ".join(f"{n} reused {h.cached_tokens} of {len(h.prompt)} prompt tokens"
+                                           for n, h in asked.items()))
+viz.prefix_tree(server.pool.cache_tree())
+print(f"hit rate {server.cache_hits / server.prompt_tokens:.0%} of the prompt tokens")
+
+# %% [markdown]
+# The tree branches where the conversations part (after the system prompt's two whole blocks). Its ninth token and
+# a turn's last partial block are recomputed: only whole blocks are keyed. On SmolLM2 with a 300-token system
+# prompt, `bench serve` measures the time to first token with and without the cache.
+#
+# ## Chunked prefill
+#
+# A long prompt's prefill is one big step; every running request waits for it, and its next token comes late.
+# With a **token budget** per step (Sarathi-Serve, vLLM v1), each step first gives every decoding request its one
+# token, then fills the rest with a chunk of a waiting prompt: a long prompt is prefilled over several steps, and
+# the others keep decoding. Three requests decode while a 40-token prompt arrives, with a budget of 12:
+
+# %%
+def long_prompt_arrives(chunk):  # noqa: E302
+    server = Server(lm, BlockPool.for_model(lm, n_blocks=64, block_size=4), max_batch=4, chunk=chunk)
+    running = [server.submit([1, 2, 3], 16), server.submit([4, 5], 16), server.submit([6], 16)]
+    for _ in range(3):
+        server.step()
+    late = server.submit([int(t) for t in rng.integers(0, 11, 40)], 4)
+    server.run()
+    for h in [*running, late]:
+        assert h.output == g.greedy(g.LMSession(lm, [h.prompt]), len(h.output))[0]
+    return server
+
+
+chunked, whole = long_prompt_arrives(12), long_prompt_arrives(None)
+viz.prefill_timeline(chunked.decode_counts, chunked.prefill_timeline, budget=12);
+
+
+def largest_step(server):  # noqa: E302
+    return max(d + sum(n for _, n in p) for d, p in zip(server.decode_counts, server.prefill_timeline))
+
+
+print(f"largest step: {largest_step(whole)} tokens with the prompt prefilled whole, {largest_step(chunked)} in "
+      f"chunks (the budget: 12)")
+assert largest_step(chunked) <= 12 < largest_step(whole)
+
+# %% [markdown]
+# ## Arrivals, and what users feel
+#
+# A server is judged by percentiles: the **time to first token** (TTFT: waiting, then the prefill), the **time
+# per output token** after it (TPOT: the decode steps, slower in a fuller batch) and the whole request, at the
+# median and the tail (p90, p99). `poisson_workload` draws requests arriving as a Poisson process, with
+# log-normal prompt and answer lengths, here every prompt starting with a 24-token system prompt; `simulate`
+# serves them in real time. With the prefix cache, the time to first token falls:
+
+# %%
+from transformer_np.efficient.serve import poisson_workload, simulate  # noqa: E402
+
+work = poisson_workload(np.random.default_rng(1), 24, rate=200.0, vocab_size=11, prompt_mean=8, output_mean=8,
+                        max_prompt=16, max_output=24, system_prompt=24)
+sims = {f"prefix cache {'on' if on else 'off'}": simulate(lm, work, max_batch=4, n_blocks=128, block_size=4,
+                                                          prefix_cache=on) for on in (False, True)}
+viz.latency_percentiles(sims, "24 requests, 200 a second, a 24-token system prompt (the small model)");
+for name, sim in sims.items():
+    print(f"{name}: {sim['tokens_per_s']:.0f} tokens/s, hit rate {sim['prefix_hit_rate']:.0%}, "
+          f"TTFT p50 {1e3 * sim['ttft_s'][50]:.1f} ms")
+
+# %% [markdown]
+# The small model's steps are microseconds of arithmetic and mostly Python, so its times say little;
+# `python -m transformer_np bench serve` measures SmolLM2 (docs/benchmarks.md#serving-bench-serve), and
+# `python -m transformer_np serve-sim --model smollm2 --rate 4 --system-prompt 300 --turns 3` replays any such
+# workload.
+#
+# ## Talking to the server
+#
+# `python -m transformer_np serve --model smollm2 --port 8000` puts the engine behind an OpenAI-compatible HTTP
+# API, so any program that speaks to LLM services can use it. Here it runs in this notebook's process, on a free
+# port, and the official `openai` client talks to it (streaming too); every concurrent request is batched by the
+# engine, step by step.
+
+# %%
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+from transformer_np.cli.openai_api import make_app, uvicorn_server  # noqa: E402
+
+model = load_smollm2()
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+http = uvicorn_server(make_app(model, n_blocks=256), log_level="warning")
+thread = threading.Thread(target=http.run, kwargs={"sockets": [sock]}, daemon=True)
+thread.start()
+while not http.started:
+    time.sleep(0.05)
+base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+try:
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="none")
+    answer = client.chat.completions.create(model=model.name, max_tokens=24, temperature=0,
+                                            messages=[{"role": "user", "content": "What is the capital of France?"}])
+    print(answer.choices[0].message.content, "|", answer.usage)
+    for chunk in client.chat.completions.create(model=model.name, max_tokens=16, stream=True, temperature=0,
+                                                messages=[{"role": "user", "content": "Name three colors."}]):
+        print(chunk.choices[0].delta.content or "", end="|")
+except ImportError:  # the client is a test dependency: the same request with the standard library
+    import json
+    import urllib.request
+
+    body = {"model": model.name, "max_tokens": 24, "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    request = urllib.request.Request(f"{base_url}/chat/completions", json.dumps(body).encode(),
+                                     {"content-type": "application/json"})
+    print(json.load(urllib.request.urlopen(request))["choices"][0]["message"]["content"])
+http.should_exit = True
+thread.join()
+
+# %% [markdown]
 # ## Speculative decoding on SmolLM2
 #
 # A draft proposes γ tokens; the target model scores all of them in one pass; drafts are kept while they agree
@@ -113,7 +246,6 @@ print(f"{sum(n for _, n in work)} tokens in {server.steps} steps; every block fr
 # input. Green tokens were proposed by the draft and accepted; red ones come from the target's pass.
 
 # %%
-model = load_smollm2()
 text = "The cat sat on the mat. The dog sat on the log. The cat and the dog sat together on the mat and the log."
 ids = model.chat_ids([{"role": "user", "content": f"Repeat this text exactly: {text}"}])
 t0 = time.perf_counter()

@@ -1,8 +1,9 @@
-"""Write docs/benchmarks.md from the committed benchmark results docs/bench_*.json — the tables are generated,
-never copied by hand (tests/test_readme.py checks that the file equals what this script writes).
+"""Write docs/benchmarks.md, and the README's serving table, from the committed benchmark results docs/bench_*.json
+— the tables are generated, never copied by hand (tests/test_readme.py checks that both equal what this script
+writes).
 
-    python scripts/benchmarks_doc.py            # rewrite docs/benchmarks.md
-    python scripts/benchmarks_doc.py --check    # exit 1 if docs/benchmarks.md is not what the JSON gives
+    python scripts/benchmarks_doc.py            # rewrite docs/benchmarks.md and the README's table
+    python scripts/benchmarks_doc.py --check    # exit 1 if either is not what the JSON gives
 """
 
 import argparse
@@ -13,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 OUT = DOCS / "benchmarks.md"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- serving table: scripts/benchmarks_doc.py writes it from docs/bench_serve.json -->", "<!-- end -->"
 
 HEADER = """# Benchmarks
 
@@ -146,16 +149,42 @@ def serve(d):
            table(["T", "plain peak MB", "blockwise peak MB"],
                  [[r["T"], f"{r['naive_peak_bytes'] / 1e6:.1f}", f"{r['blockwise_peak_bytes'] / 1e6:.1f}"]
                   for r in d["attention"]]),
-           f"\nContinuous batching of {b['requests']} requests ({b['tokens']} tokens): "
+           f"\nContinuous batching of {b['requests']} requests ({b['tokens']} tokens"
+           f"{', Poisson arrivals' if 'ttft_s' in b else ''}): "
            f"{b['continuous_tokens_per_s']:.1f} tokens/s against static batching's {b['static_tokens_per_s']:.1f} "
            f"({b['continuous_tokens_per_s'] / b['static_tokens_per_s']:.2f}×).\n",
            table(["batch", "tokens/s", "step ms"],
                  [[r["batch"], f"{r['tokens_per_s']:.1f}", f"{r['step_ms']:.1f}"] for r in d["batch_sizes"]])]
+    if "ttft_s" in b:
+        out += ["\nThat workload's latencies (continuous batching, seconds):\n",
+                table(["", "p50", "p90", "p99"],
+                      [[name, *(num(b[key][p], ".3f") for p in ("50", "90", "99"))]
+                       for name, key in (("time to first token", "ttft_s"), ("time per output token", "tpot_s"),
+                                         ("between tokens", "tbt_s"))])]
     if d.get("speculative"):
         out += ["\nSpeculative decoding (greedy, same output as plain decoding):\n",
                 table(["prompt", "draft", "acceptance", "tokens per target pass", "speed-up", "predicted"],
                       [[r["prompt"][:40], r["draft"], f"{r['acceptance']:.2f}", f"{r['tokens_per_call']:.2f}",
                         f"{r['speedup']:.2f}×", f"{r['predicted_speedup']:.2f}×"] for r in d["speculative"]])]
+    if d.get("prefix_cache"):
+        out += ["\nTime to first token with and without the prefix cache:\n",
+                table(["workload", "prefix cache", "TTFT p50 s", "TTFT p90 s", "hit rate", "p50 ratio"],
+                      [[r["workload"], "on" if r["prefix_cache"] else "off", f"{r['ttft_s']['50']:.3f}",
+                        f"{r['ttft_s']['90']:.3f}", f"{r['hit_rate']:.0%}",
+                        f"{r['ttft_ratio']:.1f}×" if "ttft_ratio" in r else "—"] for r in d["prefix_cache"]])]
+    if d.get("chunked_prefill"):
+        c = d["chunked_prefill"]
+        out += [f"\nFour requests decoding while a {c[0]['long_prompt']:,}-token prompt is prefilled — the time "
+                "between their tokens:\n",
+                table(["prefill", "gap p50 s", "gap p99 s", "gap max s", "long prompt's TTFT s"],
+                      [["whole" if r["chunk"] is None else f"chunks of {r['chunk']}", f"{r['tbt_p50_s']:.3f}",
+                        f"{r['tbt_p99_s']:.3f}", f"{r['tbt_max_s']:.3f}", f"{r['long_ttft_s']:.2f}"] for r in c])]
+    if d.get("in_place"):
+        out += ["\nOne layer's decode attention, 8 sequences of S positions (SmolLM2's heads): the gathered copy "
+                "against the blocks read in place:\n",
+                table(["S", "gather ms", "in place ms", "gather peak MB", "in place peak MB"],
+                      [[r["S"], ms(r["gather_s"]), ms(r["in_place_s"]), f"{r['gather_peak_bytes'] / 1e6:.1f}",
+                        f"{r['in_place_peak_bytes'] / 1e6:.1f}"] for r in d["in_place"]])]
     return "\n".join(out)
 
 
@@ -202,6 +231,31 @@ SECTIONS = [("bench_forward.json", forward), ("bench_decode.json", decode), ("be
             ("bench_cost.json", cost)]
 
 
+def readme_serving(d):
+    """The README's table of what each serving technique buys on SmolLM2 (bench serve's committed run)."""
+    off, on = (next(r for r in d["prefix_cache"] if r["workload"].startswith("shared") and r["prefix_cache"] is c)
+               for c in (False, True))
+    whole, chunked = d["chunked_prefill"]
+    b, big = d["batching"], d["in_place"][-1]
+    rows = [["prefix cache: time to first token (p50), a shared 300-token system prompt",
+             f"{off['ttft_s']['50']:.2f} s", f"{on['ttft_s']['50']:.2f} s ({on['ttft_ratio']:.1f}× lower)"],
+            [f"chunked prefill: time between running requests' tokens (p99), a {whole['long_prompt']:,}-token prompt "
+             "arriving", f"{whole['tbt_p99_s']:.2f} s", f"{chunked['tbt_p99_s']:.2f} s (chunks of {chunked['chunk']})"],
+            [f"continuous batching: tokens/s, {b['requests']} requests arriving 4 a second",
+             f"{b['static_tokens_per_s']:.1f} (static)",
+             f"{b['continuous_tokens_per_s']:.1f} ({b['continuous_tokens_per_s'] / b['static_tokens_per_s']:.2f}×)"],
+            [f"decode attention over 8 × {big['S']:,} positions in blocks: time, peak memory",
+             f"{ms(big['gather_s'])} ms, {big['gather_peak_bytes'] / 1e6:.0f} MB (gathered)",
+             f"{ms(big['in_place_s'])} ms, {big['in_place_peak_bytes'] / 1e6:.0f} MB (in place)"]]
+    return "\n".join([BEGIN, table(["SmolLM2, `bench serve`", "without", "with"], rows), END])
+
+
+def with_readme_table(text, d):
+    """``text`` (the README) with its serving table regenerated."""
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + readme_serving(d) + text[end:]
+
+
 def render(docs=DOCS):
     parts = [HEADER]
     for name, section in SECTIONS:
@@ -216,15 +270,18 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/benchmarks.md differs")
     args = parser.parse_args(argv)
     text = render()
+    readme = README.read_text(encoding="utf-8")
+    new_readme = with_readme_table(readme, json.loads((DOCS / "bench_serve.json").read_text()))
     if args.check:
-        same = OUT.is_file() and OUT.read_text() == text
-        print("docs/benchmarks.md is up to date" if same else
-              "docs/benchmarks.md differs: run python scripts/benchmarks_doc.py")
+        same = OUT.is_file() and OUT.read_text() == text and readme == new_readme
+        print("docs/benchmarks.md and the README's table are up to date" if same else
+              "docs/benchmarks.md or the README's table differs: run python scripts/benchmarks_doc.py")
         return 0 if same else 1
-    tmp = OUT.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(OUT)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    for path, content in ((OUT, text), (README, new_readme)):
+        tmp = path.with_suffix(".md.tmp")
+        tmp.write_text(content, encoding="utf-8")
+        tmp.replace(path)
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

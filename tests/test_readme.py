@@ -87,11 +87,15 @@ def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path):
 
 def test_the_benchmark_tables_are_what_the_script_generates_from_the_json_files():
     import importlib.util
+    import json
 
     spec = importlib.util.spec_from_file_location("benchmarks_doc", ROOT / "scripts" / "benchmarks_doc.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8") == module.render()
+    readme = README.read_text(encoding="utf-8")
+    serve = json.loads((ROOT / "docs" / "bench_serve.json").read_text(encoding="utf-8"))
+    assert readme == module.with_readme_table(readme, serve)  # the README's serving table too
 
 
 def test_the_readmes_speed_claims_are_the_committed_benchmark_run():

@@ -135,6 +135,10 @@ class BlockPool:
             parent = self.uid[key]
         return blocks
 
+    def cache_tree(self):
+        """{key (parent's uid, tokens): (its uid, its block)} of every cached block: the prefix cache's tree."""
+        return {key: (self.uid[key], block) for key, block in self.cached.items()}
+
     def sequence_from_cache(self, blocks):
         """A new sequence that starts as the registered ``blocks`` (each taken: one more owner)."""
         seq = self.new_sequence()

@@ -140,6 +140,7 @@ class Server:
         self.occupancy = []  # (running requests, blocks in use, tokens cached) after each step
         self.timeline = []  # the request ids that got a token at each step
         self.prefill_timeline = []  # (request id, tokens prefilled) of each step
+        self.decode_counts = []  # requests decoding (one token each) at each step
         self._next_id = 0
 
     # --- requests in ---
@@ -288,6 +289,7 @@ class Server:
                 self.pool.register(req.seq, req.prompt + req.output)
         self.timeline.append([r.id for r, _ in chosen])
         self.prefill_timeline.append([(r.id, n) for r, n in prefills])
+        self.decode_counts.append(len(decodes))
         for req, token in chosen:
             self._emit(req, token, now)
         self.running = [r for r in self.running if not r.done]
@@ -379,12 +381,13 @@ def _lengths(rng, n, mean, low, high):
 
 
 def poisson_workload(rng, n_requests, rate, vocab_size, prompt_mean=48, output_mean=24, max_prompt=256,
-                     max_output=128, system_prompt=0, turns=1, think_s=0.0, sampling=None):
+                     max_output=128, system_prompt=0, turns=1, think_s=0.0, sampling=None, shared_system=True):
     r"""A workload of ``n_requests`` requests arriving as a Poisson process of ``rate`` a second (gaps ~ Exp(rate)),
-    prompt and output lengths log-normal with these means; ``system_prompt``: that many tokens every prompt starts
-    with; ``turns``: conversations of that many turns, each later turn arriving ``think_s`` after the previous
-    answer, its prompt the whole conversation so far plus a new message; ``sampling``: Server.submit's keywords
-    for every request (each sampled request gets its own seed).  Returns [:class:`Arrival`]."""
+    prompt and output lengths log-normal with these means; ``system_prompt``: that many tokens every first turn
+    starts with (``shared_system`` False: each conversation its own — an opening document, say); ``turns``:
+    conversations of that many turns, each later turn arriving ``think_s`` after the previous answer, its prompt
+    the whole conversation so far plus a new message; ``sampling``: Server.submit's keywords for every request
+    (each sampled request gets its own seed).  Returns [:class:`Arrival`]."""
     check_positive_int("n_requests", n_requests)
     check_positive_int("turns", turns)
     system = [int(t) for t in rng.integers(0, vocab_size, system_prompt)]
@@ -399,6 +402,8 @@ def poisson_workload(rng, n_requests, rate, vocab_size, prompt_mean=48, output_m
             settings["seed"] = i
         if turn == 0:
             t += rng.exponential(1 / rate)
+            if not shared_system:
+                system = [int(x) for x in rng.integers(0, vocab_size, system_prompt)]
             work.append(Arrival(t, system + message, int(outputs[i]), settings))
         else:
             work.append(Arrival(think_s, message, int(outputs[i]), settings, follows=i - 1))

@@ -34,7 +34,16 @@ from .modern_llm import (
 )
 from .positions import positional_encoding_heatmap, positional_encoding_waves, positional_similarity
 from .pretrained import layer_head_scores, similarity_matrix
-from .serving import batching_timeline, block_tables, memory_vs_length, online_softmax, speculative_tokens
+from .serving import (
+    batching_timeline,
+    block_tables,
+    latency_percentiles,
+    memory_vs_length,
+    online_softmax,
+    prefill_timeline,
+    prefix_tree,
+    speculative_tokens,
+)
 from .training import label_smoothing_targets, learning_rate_schedule, sweep, training_curves, training_run
 
 __all__ = [
@@ -81,6 +90,9 @@ __all__ = [
     "block_tables",
     "batching_timeline",
     "speculative_tokens",
+    "prefix_tree",
+    "prefill_timeline",
+    "latency_percentiles",
     "rounding_grid",
     "quantization_errors",
     "activation_outliers",

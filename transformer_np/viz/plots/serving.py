@@ -114,3 +114,75 @@ def speculative_tokens(pieces, kinds, title="Speculative decoding"):
     ax.axis("off")
     ax.set_title(f"{title} — green: accepted draft tokens, red: tokens from the target's pass", fontsize=10)
     return fig
+
+
+def prefix_tree(cached, held=(), title="The prefix cache: whole blocks keyed by their tokens and the block before"):
+    """The prefix cache as a tree: ``cached`` — {(parent uid, tokens): (uid, block)} — each block a node under the
+    block before it (its parent: -1 is the root, a prompt's start), labelled with its block id and tokens;
+    ``held``: blocks a running request holds (drawn filled), the others only kept for later prompts."""
+    children = {}
+    for (parent, tokens), (uid, block) in cached.items():
+        children.setdefault(parent, []).append((uid, block, tokens))
+    pos, rows = {}, [0]
+
+    def place(parent, depth):
+        for uid, block, tokens in sorted(children.get(parent, []), key=lambda c: c[0]):
+            pos[uid] = (depth, rows[0], block, tokens, parent)
+            place(uid, depth + 1)
+            if not children.get(uid):
+                rows[0] += 1
+
+    place(-1, 0)
+    fig, ax = plt.subplots(figsize=(10, 0.6 * max(rows[0], 1) + 1.2), layout="constrained")
+    for x, y, block, tokens, parent in pos.values():
+        if parent in pos:
+            px, py = pos[parent][:2]
+            ax.plot([px + 0.35, x - 0.35], [py, y], color="0.5", lw=1)
+        kept = block not in held
+        ax.text(x, y, f"block {block}\n{' '.join(map(str, tokens))}", ha="center", va="center", fontsize=7,
+                bbox=dict(boxstyle="round", facecolor="white" if kept else "C0", alpha=0.9 if kept else 0.35,
+                          edgecolor="C0"))
+    ax.set_xlim(-0.6, max((p[0] for p in pos.values()), default=0) + 0.6)
+    ax.set_ylim(max(rows[0], 1) - 0.5, -0.5)
+    ax.axis("off")
+    ax.set_title(title + " (filled: held by a running request)", fontsize=10)
+    return fig
+
+
+def prefill_timeline(decode_counts, prefills, budget=None, title="A step's tokens: decodes, then prefill chunks"):
+    """Tokens computed at each engine step: ``decode_counts`` (decoding requests, one token each) and
+    ``prefills`` ([(request, tokens)] per step) stacked; ``budget``: the step's token budget (chunked prefill)."""
+    steps = np.arange(len(decode_counts))
+    fig, ax = plt.subplots(figsize=(10, 3), layout="constrained")
+    ax.bar(steps, decode_counts, color="C0", label="decode tokens (one per running request)")
+    bottom = np.asarray(decode_counts, float)
+    requests = sorted({r for step in prefills for r, _ in step})
+    for i, r in enumerate(requests):
+        n = np.array([sum(k for q, k in step if q == r) for step in prefills], float)
+        ax.bar(steps, n, bottom=bottom, color=plt.cm.tab10((i + 1) % 10), label=f"prefill of request {r}")
+        bottom += n
+    if budget is not None:
+        ax.axhline(budget, color="k", ls="--", lw=1, label=f"step budget ({budget} tokens)")
+    ax.set_xlabel("engine step")
+    ax.set_ylabel("tokens computed")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def latency_percentiles(named, title="Latency percentiles of an arrival workload"):
+    """One panel per latency — time to first token, time per output token, end to end — with the p50/p90/p99 of
+    each named simulation (``named``: {name: simulate's result})."""
+    keys = [("ttft_s", "time to first token"), ("tpot_s", "time per output token"), ("latency_s", "end to end")]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), layout="constrained")
+    width = 0.8 / max(len(named), 1)
+    for ax, (key, label) in zip(axes, keys):
+        for i, (name, sim) in enumerate(named.items()):
+            values = [1e3 * (sim[key][p] or 0.0) for p in (50, 90, 99)]
+            ax.bar(np.arange(3) + i * width, values, width, label=name)
+        ax.set_xticks(np.arange(3) + width * (len(named) - 1) / 2, ["p50", "p90", "p99"])
+        ax.set_ylabel("ms")
+        ax.set_title(label, fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -130,8 +130,10 @@ viz.prefix_tree(server.pool.cache_tree())
 print(f"hit rate {server.cache_hits / server.prompt_tokens:.0%} of the prompt tokens")
 
 # %% [markdown]
-# The tree branches where the conversations part (after the system prompt's two whole blocks). Its ninth token and
-# a turn's last partial block are recomputed: only whole blocks are keyed. On SmolLM2 with a 300-token system
+# The tree branches where the conversations part (after the system prompt's two whole blocks). In turn 1 the two
+# conversations arrive together, so neither finds the other's blocks yet (each computes the system prompt; the
+# second copy is not kept); from turn 2 on, each reuses its whole conversation so far, except the last partial
+# block: only whole blocks are keyed. On SmolLM2 with a 300-token system
 # prompt, `bench serve` measures the time to first token with and without the cache.
 #
 # ## Chunked prefill
@@ -173,7 +175,8 @@ assert largest_step(chunked) <= 12 < largest_step(whole)
 # per output token** after it (TPOT: the decode steps, slower in a fuller batch) and the whole request, at the
 # median and the tail (p90, p99). `poisson_workload` draws requests arriving as a Poisson process, with
 # log-normal prompt and answer lengths, here every prompt starting with a 24-token system prompt; `simulate`
-# serves them in real time. With the prefix cache, the time to first token falls:
+# serves them in real time and reports the percentiles. With the prefix cache, most of each prompt is not
+# computed again:
 
 # %%
 from transformer_np.efficient.serve import poisson_workload, simulate  # noqa: E402
@@ -183,13 +186,17 @@ work = poisson_workload(np.random.default_rng(1), 24, rate=200.0, vocab_size=11,
 sims = {f"prefix cache {'on' if on else 'off'}": simulate(lm, work, max_batch=4, n_blocks=128, block_size=4,
                                                           prefix_cache=on) for on in (False, True)}
 viz.latency_percentiles(sims, "24 requests, 200 a second, a 24-token system prompt (the small model)");
+prefilled = {name: sum(n for step in sim["server"].prefill_timeline for _, n in step) for name, sim in sims.items()}
 for name, sim in sims.items():
-    print(f"{name}: {sim['tokens_per_s']:.0f} tokens/s, hit rate {sim['prefix_hit_rate']:.0%}, "
-          f"TTFT p50 {1e3 * sim['ttft_s'][50]:.1f} ms")
+    print(f"{name}: {prefilled[name]} prompt tokens computed, hit rate {sim['prefix_hit_rate']:.0%}; "
+          f"{sim['tokens_per_s']:.0f} tokens/s, TTFT p50 {1e3 * sim['ttft_s'][50]:.1f} ms")
+assert prefilled["prefix cache on"] < prefilled["prefix cache off"] / 2
 
 # %% [markdown]
-# The small model's steps are microseconds of arithmetic and mostly Python, so its times say little;
-# `python -m transformer_np bench serve` measures SmolLM2 (docs/benchmarks.md#serving-bench-serve), and
+# The small model's steps are a few microseconds of arithmetic and mostly Python, so its times move from run to
+# run and say little about the cache: only the work saved is certain here. `python -m transformer_np bench serve`
+# measures SmolLM2, where the prefill is the cost (a 300-token system prompt: time to first token 3.4× lower;
+# [docs/benchmarks.md](../docs/benchmarks.md#serving-bench-serve)), and
 # `python -m transformer_np serve-sim --model smollm2 --rate 4 --system-prompt 300 --turns 3` replays any such
 # workload.
 #

@@ -6,7 +6,6 @@ context with window caches, full caches, and every layer made global."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ from ...decoding.sessions import LMSession
 from ...efficient.cost_model import best_time
 from ...pretrained.gemma3 import gemma3_path
 from ...pretrained.registry import load
+from .llm import hf_times
 from .table import Column, machine, print_table
 
 PROMPT = "The history of the sea begins"
@@ -45,27 +45,7 @@ def _times(model, prompt, long_prompt, lengths, quick):
 
 def _hf_times(prompt, long_prompt, lengths, quick):
     """The same workloads in transformers' Gemma3ForCausalLM loaded from the same GGUF file (float32, CPU)."""
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM
-    except ImportError:
-        return {}
-    path = gemma3_path()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    t0 = time.perf_counter()
-    hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
-    times = {"load": time.perf_counter() - t0}
-    ids = torch.tensor([prompt])
-    with torch.inference_mode():
-        hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False, pad_token_id=0)
-        for n in lengths:
-            t0 = time.perf_counter()
-            hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                        do_sample=False, pad_token_id=0)
-            times[n] = time.perf_counter() - t0
-        long_ids = torch.tensor([long_prompt])
-        times["prefill"] = best_time(lambda: hf(long_ids, logits_to_keep=1, use_cache=True), 1 if quick else 3)
-    return times
+    return hf_times(gemma3_path(), prompt, long_prompt, lengths, quick, pad_token_id=0, warm_up=True)
 
 
 def bench_context(model, ids, new_tokens, print_fn=print):

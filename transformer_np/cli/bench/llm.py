@@ -65,21 +65,31 @@ def _times(model, prompt, long_prompt, lengths, quick, backend="numpy"):
 
 def _hf_times(prompt, long_prompt, lengths, quick):
     """The same workloads in transformers' LlamaForCausalLM loaded from the same GGUF file (float32, CPU)."""
+    return hf_times(smollm2_path(), prompt, long_prompt, lengths, quick, pad_token_id=2)
+
+
+def hf_times(path, prompt, long_prompt, lengths, quick, pad_token_id, warm_up=False):
+    """Seconds of greedy decoding of each of ``lengths`` new tokens after ``prompt`` and of the prefill of
+    ``long_prompt`` (best of 3; quick 1) in transformers, the model loaded from the GGUF file ``path`` (float32,
+    CPU; its load seconds under "load"; warm_up: a 2-token generation first).  {} without torch and transformers."""
     try:
         import torch
         from transformers import AutoModelForCausalLM
     except ImportError:
         return {}
-    path = smollm2_path()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
     hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
-    times = {}
+    times = {"load": time.perf_counter() - t0}
     ids = torch.tensor([prompt])
     with torch.inference_mode():
+        if warm_up:
+            hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False,
+                        pad_token_id=pad_token_id)
         for n in lengths:
             t0 = time.perf_counter()
             hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                        do_sample=False, pad_token_id=2)
+                        do_sample=False, pad_token_id=pad_token_id)
             times[n] = time.perf_counter() - t0
         long_ids = torch.tensor([long_prompt])
         times["prefill"] = best_time(lambda: hf(long_ids, logits_to_keep=1, use_cache=True), 1 if quick else 3)

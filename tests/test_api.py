@@ -18,6 +18,16 @@ uvicorn = pytest.importorskip("uvicorn", reason="serve needs uvicorn, starlette:
 httpx = pytest.importorskip("httpx")
 
 
+def wait_for(condition, polls=3000):
+    """Poll ``condition`` every 20 ms until it holds (True) or ``polls`` polls have failed (False): a bound on the
+    waiting, not a measured time."""
+    for _ in range(polls):
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 class Running:
     """A server of ``app`` on a free port in a thread, until :meth:`close`."""
 
@@ -30,10 +40,8 @@ class Running:
         self.server = uvicorn_server(app, drain_s, log_level="warning", lifespan="on")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
+        assert wait_for(lambda: self.server.started or not self.thread.is_alive()) and self.server.started, \
+            "the server did not start"
         self.url = f"http://127.0.0.1:{self.port}"
 
     def client(self):
@@ -156,9 +164,7 @@ def test_a_client_that_disconnects_mid_stream_gives_every_block_back(served, mod
             if len(got) >= 4:
                 break
         assert pool.used_blocks > 0  # it is running
-    deadline = time.time() + 30  # the engine notices at its next step
-    while (pool.used_blocks or engine.server.running) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not (pool.used_blocks or engine.server.running))  # the engine notices at its next step
     assert pool.used_blocks == 0 and not engine.server.running
     cancelled = [r for r in engine.server.finished if r.finish_reason == "cancelled"]
     assert cancelled and len(cancelled[-1].output) < 400
@@ -180,9 +186,7 @@ def test_shutdown_finishes_or_cancels_running_requests_and_ends_their_streams(mo
     reader = threading.Thread(target=read)
     reader.start()
     engine = app.state.engine
-    deadline = time.time() + 30
-    while not engine.server.running and time.time() < deadline:
-        time.sleep(0.02)
+    assert wait_for(lambda: engine.server.running)
     running.close()  # as SIGINT / SIGTERM do: uvicorn's graceful shutdown, then the app's lifespan end
     reader.join(60)
     assert events[-1] == "data: [DONE]"

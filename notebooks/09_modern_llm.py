@@ -280,7 +280,7 @@ print(f"at {N:,} tokens: Gemma 3 {g.kv_cache_bytes(N) / 1e6:.1f} MB (every layer
 
 # %%
 text = eval_text()[:4000]
-ids = gemma.prompt_ids(text)[:700]
+ids = gemma.prompt_ids(text)[:600]
 session = LMSession(gemma, [ids])  # window caches: the model's default (config.windows)
 greedy(session, 2)
 held = [layer.k.shape[2] for layer in session.cache]  # positions each layer's cache holds
@@ -291,7 +291,7 @@ assert set(held) == {g.window, session.length}  # sliding: W; global: everything
 # %% [markdown]
 # ### What a sliding layer sees, and a global one
 #
-# Both maps are one head's weights on the same 700 tokens (log colour scale). Below the dashed line — keys more
+# Both maps are one head's weights on the same 600 tokens (log colour scale). Below the dashed line — keys more
 # than W − 1 positions back — the sliding layer's weights are exactly zero; the global layer, the sixth, is the
 # only way information from the start of a long text reaches the end.
 

@@ -114,12 +114,12 @@ def test_eight_concurrent_clients_each_get_what_they_get_alone(served, model):
                  "What is water made of?", "Name a planet.", "Count to three.", "What is a cat?"]
 
     def one(q):
-        return served.client().chat.completions.create(model=model.name, messages=ask(q), max_tokens=12,
+        return served.client().chat.completions.create(model=model.name, messages=ask(q), max_tokens=8,
                                                        temperature=0).choices[0].message.content
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         got = list(pool.map(one, questions))
-    assert got == [alone(model, q, 12)[0] for q in questions]
+    assert got == [alone(model, q, 8)[0] for q in questions]
     engine = served.server.config.app.state.engine
     assert max(o[0] for o in engine.server.occupancy) > 1  # they were batched, not served one by one
 

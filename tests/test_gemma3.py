@@ -217,19 +217,19 @@ def test_gemma3_greedy_continuations_equal_transformers(gemma, reference):
 
 
 def test_gemma3_decodes_past_its_window_with_window_caches_as_with_full_ones(gemma, reference):
-    """Text 4 fed token by token from position 500 to 540 (past W = 512): the sliding layers' caches give the
+    """Text 4 fed token by token from position 506 to 518 (past W = 512): the sliding layers' caches give the
     logits of full caches bit for bit, and transformers' argmax at every position."""
     from transformer_np.decoding import LMSession, WindowCache, contiguous_cache
 
     ids = reference["text4_ids"].astype(np.int64)
-    windowed, full = LMSession(gemma, [ids[:500]]), LMSession(gemma, [ids[:500]], make_cache=contiguous_cache)
-    for t in range(500, 540):
+    windowed, full = LMSession(gemma, [ids[:506]]), LMSession(gemma, [ids[:506]], make_cache=contiguous_cache)
+    for t in range(506, 518):
         np.testing.assert_array_equal(windowed.next_logits, full.next_logits)
         assert windowed.next_logits[0].argmax() == reference["text4_argmax"][t - 1]
         for session in (windowed, full):
             session.append(ids[t:t + 1])
     held = [layer.held for layer in windowed.cache if isinstance(layer, WindowCache)]
-    assert len(held) == 15 and max(held) == 512 and full.cache.length == 540
+    assert len(held) == 15 and max(held) == 512 and full.cache.length == 518
 
 
 def test_every_tensor_in_the_file_dequantizes_as_the_gguf_package_does(gemma):
@@ -313,19 +313,28 @@ def test_generate_continues_text_with_gemma3(gemma, capsys):
 
 
 @pytest.mark.slow
-def test_bench_llm_measures_gemma3s_window_caches_against_full_and_global_ones(gemma, tmp_path):
+def test_bench_llm_times_gemma3_and_tabulates_its_kv_cache_against_context(gemma, tmp_path):
     import json
 
     from transformer_np.cli.main import main
 
     path = tmp_path / "gemma3.json"
-    assert main(["bench", "llm", "--model", "gemma3", "--quick", "--no-torch", "--long-prompt", "530", "--json",
+    assert main(["bench", "llm", "--model", "gemma3", "--quick", "--no-torch", "--long-prompt", "0", "--json",
                  str(path)]) == 0
     result = json.loads(path.read_text())
-    assert [r["new_tokens"] for r in result["decode"]] == [8, 16]
+    assert [r["new_tokens"] for r in result["decode"]] == [2, 4] and "context" not in result
+    assert all(r["numpy_tokens_per_s"] > 0 and r["numpy_float32_embedding_tokens_per_s"] > 0 for r in result["decode"])
     kv = {r["context"]: r["window_bytes"] / r["global_bytes"] for r in result["kv_cache"]}
     assert kv[512] == 1 and kv[32768] == pytest.approx((3 * 32768 + 15 * 512) / (18 * 32768))
-    rows = {r["cache"]: r for r in result["context"]}
+
+
+def test_bench_context_measures_window_caches_against_full_and_global_ones(rng):
+    """bench llm --model gemma3's long-context part, on a tiny Gemma (W = 4) past its window."""
+    from transformer_np.cli.bench.gemma3 import bench_context
+
+    params, cfg = tiny_gemma3(rng, n_layers=6, window=4)
+    rows = {r["cache"]: r for r in bench_context(Gemma3Model(params, cfg), list(rng.integers(0, 23, 12)), 3,
+                                                 print_fn=lambda *a: None)}
     assert set(rows) == {"window caches", "full caches", "every layer global"}
     assert all(r["kv_bytes"] == r["kv_bytes_formula"] for r in rows.values() if r["cache"] != "full caches")
     assert rows["window caches"]["kv_bytes"] < rows["full caches"]["kv_bytes"] == rows["every layer global"]["kv_bytes"]

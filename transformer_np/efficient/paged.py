@@ -336,57 +336,52 @@ class PagedKVCache(KVCache):
         pool, _, seqs = self.parts[0]
         return max(pool.lengths[s] for s in seqs)
 
-    def attend_in_place(self, layer, q, k_new, v_new, mask):
-        """Write the new positions into the blocks, then :func:`paged_attention` over them."""
-        (pool, layers, seqs), j = self._where[layer]
-        self._store(layer, k_new, v_new)
-        lengths = [pool.lengths[s] + (k_new.shape[2] if j < len(layers) - 1 else 0) for s in seqs]
-        return paged_attention(q, pool, j, seqs, lengths, mask)
-
     def _store(self, layer, k_new, v_new):
-        """write without the gather: the new positions stored, lengths committed at the pool's last layer."""
-        (pool, layers, seqs), j = self._where[layer]
-        T_new = k_new.shape[2]
-        if j == 0:
-            self._slots[id(pool)] = [pool.reserve(s, T_new) for s in seqs]
-        slots = self._slots[id(pool)]
-        blocks = np.concatenate([b for b, _ in slots])
-        offsets = np.concatenate([o for _, o in slots])
-        H, D = k_new.shape[1], k_new.shape[3]
-        pool.k[j][blocks, :, offsets] = np.asarray(k_new).transpose(0, 2, 1, 3).reshape(-1, H, D)
-        pool.v[j][blocks, :, offsets] = np.asarray(v_new).transpose(0, 2, 1, 3).reshape(-1, H, D)
-        if j == len(layers) - 1:
-            for s in seqs:
-                pool.lengths[s] += T_new
-
-    def write(self, layer, k_new, v_new):
+        """Write the new positions' (B, H_kv, T_new, D) keys and values into ``layer``'s blocks (the pool's first
+        layer of a step reserves, and copies on write, for all its layers; a window pool stores only the positions
+        still in reach).  Returns (pool, seqs, its layer index, each row's past length)."""
         (pool, layers, seqs), j = self._where[layer]
         T_new = k_new.shape[2]
         past = [pool.lengths[s] for s in seqs]
-        lengths = [n + T_new for n in past]
         skip = 0
         if pool.window is not None:
             if len(set(past)) > 1:
                 raise NotImplementedError(f"a window pool's rows must hold equal numbers of positions, got {past}")
-            skip = max(0, min(T_new, lengths[0] - (pool.window - 1) - past[0]))  # new positions out of reach already
-        if j == 0:  # the pool's first layer of a step allocates (and copies on write) for its layers
+            skip = max(0, T_new - (pool.window - 1))  # new positions out of every later query's reach already
+        if j == 0:
             self._slots[id(pool)] = [pool.reserve(s, T_new, skip) for s in seqs]
         slots = self._slots[id(pool)]
         blocks = np.concatenate([b for b, _ in slots])
         offsets = np.concatenate([o for _, o in slots])
         H, D = k_new.shape[1], k_new.shape[3]
-        kept = (slice(None), slice(None), slice(skip, None))
-        pool.k[j][blocks, :, offsets] = np.asarray(k_new[kept]).transpose(0, 2, 1, 3).reshape(-1, H, D)
-        pool.v[j][blocks, :, offsets] = np.asarray(v_new[kept]).transpose(0, 2, 1, 3).reshape(-1, H, D)
-        if pool.window is None:
-            k, v = pool.gather(j, seqs, lengths)
-        else:  # the last W − 1 cached positions the new queries can see, then the new ones as computed
-            k, v = pool.gather(j, seqs, past, start=max(0, past[0] - (pool.window - 1)))
-            k, v = np.concatenate([k, np.asarray(k_new)], axis=2), np.concatenate([v, np.asarray(v_new)], axis=2)
-        if j == len(layers) - 1:  # the pool's last layer commits the new lengths
+        pool.k[j][blocks, :, offsets] = np.asarray(k_new[:, :, skip:]).transpose(0, 2, 1, 3).reshape(-1, H, D)
+        pool.v[j][blocks, :, offsets] = np.asarray(v_new[:, :, skip:]).transpose(0, 2, 1, 3).reshape(-1, H, D)
+        return pool, seqs, j, past
+
+    def _commit(self, layer, T_new):
+        """After the pool's last layer has read its keys: the new lengths, and a window pool's out-of-reach blocks
+        given back."""
+        (pool, layers, seqs), j = self._where[layer]
+        if j == len(layers) - 1:
             for s in seqs:
                 pool.lengths[s] += T_new
                 pool.forget(s)
+
+    def attend_in_place(self, layer, q, k_new, v_new, mask):
+        """Write the new positions into the blocks, then :func:`paged_attention` over them."""
+        pool, seqs, j, past = self._store(layer, k_new, v_new)
+        out = paged_attention(q, pool, j, seqs, [n + k_new.shape[2] for n in past], mask)
+        self._commit(layer, k_new.shape[2])
+        return out
+
+    def write(self, layer, k_new, v_new):
+        pool, seqs, j, past = self._store(layer, k_new, v_new)
+        if pool.window is None:
+            k, v = pool.gather(j, seqs, [n + k_new.shape[2] for n in past])
+        else:  # the last W − 1 cached positions the new queries can see, then the new ones as computed
+            k, v = pool.gather(j, seqs, past, start=max(0, past[0] - (pool.window - 1)))
+            k, v = np.concatenate([k, np.asarray(k_new)], axis=2), np.concatenate([v, np.asarray(v_new)], axis=2)
+        self._commit(layer, k_new.shape[2])
         return k, v
 
     def select(self, rows):

@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 
-from ..decoding.search import check_sampling
 from ..efficient.paged import BlockPool
 from ..efficient.serve import Server
 from .options import StopStrings
@@ -200,11 +199,7 @@ def sampling_options(body, model):
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, f"stream must be true or false, got {stream!r}", "stream")
-    greedy = temperature == 0
-    try:
-        check_sampling(temperature if not greedy else 1.0, None, None if top_p == 1 else top_p)
-    except ValueError as e:
-        raise ApiError(400, str(e)) from None
+    greedy = temperature == 0  # the ranges above are the engine's: Server.submit checks them again
     return dict(max_new_tokens=max_tokens, temperature=None if greedy else temperature,
                 top_p=None if greedy or top_p == 1 else top_p, seed=seed, stop=tuple(stop)), stream
 
@@ -282,7 +277,7 @@ def make_app(model, server=None, drain_s=5.0, n_blocks=512, max_batch=8, chunk=2
         created = int(time.time())
         pieces = _pieces(model, q, options["stop"])
         if stream:
-            return StreamingResponse(_sse(pieces, handle, rid, created, chat, len(ids)),
+            return StreamingResponse(_sse(pieces, handle, rid, created, chat),
                                      media_type="text/event-stream")
         try:
             got = [item async for item in pieces]  # (text, finish reason or None, tokens so far)
@@ -296,7 +291,7 @@ def make_app(model, server=None, drain_s=5.0, n_blocks=512, max_batch=8, chunk=2
                              "usage": {"prompt_tokens": len(ids), "completion_tokens": n,
                                        "total_tokens": len(ids) + n}})
 
-    async def _sse(pieces, handle, rid, created, chat, prompt_tokens):
+    async def _sse(pieces, handle, rid, created, chat):
         obj = "chat.completion.chunk" if chat else "text_completion"
         done = False
 

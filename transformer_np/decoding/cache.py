@@ -193,7 +193,8 @@ class WindowCache(LayerKVCache):
             v_all = xp.concat([self.v, v_new], axis=2) if keep else v_new
             self._k = self._v = None
             self._held = 0
-            self.extend(k_all[:, :, -(self.window - 1):, :], v_all[:, :, -(self.window - 1):, :])
+            tail = k_all.shape[2] - (self.window - 1)  # (a slice from -0 would keep everything when W = 1)
+            self.extend(k_all[:, :, tail:, :], v_all[:, :, tail:, :])
             self._length += T - (self.window - 1)
             return k_all, v_all
         if self._k is None or self._first + keep + T > self._k.shape[2]:  # out of room: copy the kept to a new start

@@ -353,12 +353,6 @@ class Server:
         return self.finished
 
 
-def random_workload(rng, n_requests, vocab_size, prompt_range=(8, 64), output_range=(4, 48)):
-    """n_requests (prompt ids, max_new_tokens) pairs with lengths drawn uniformly from the ranges."""
-    return [([int(t) for t in rng.integers(0, vocab_size, int(rng.integers(prompt_range[0], prompt_range[1] + 1)))],
-             int(rng.integers(output_range[0], output_range[1] + 1))) for _ in range(n_requests)]
-
-
 @dataclasses.dataclass
 class Arrival:
     """A request of a workload: when it arrives (seconds after the start; for a turn that ``follows`` another, after
@@ -370,6 +364,11 @@ class Arrival:
     max_new_tokens: int
     sampling: dict = dataclasses.field(default_factory=dict)
     follows: int | None = None
+
+
+def _arrivals(workload):
+    """A workload as :class:`Arrival` s: (prompt, max_new_tokens) pairs arrive at once, at time 0."""
+    return [w if isinstance(w, Arrival) else Arrival(0.0, list(w[0]), int(w[1])) for w in workload]
 
 
 def _lengths(rng, n, mean, low, high):
@@ -418,7 +417,7 @@ def simulate(model, workload, max_batch=8, n_blocks=256, block_size=16, progress
     at: throughput; time to first token, time per output token after the first, end-to-end latency and the time
     between tokens (p50, p90, p99, seconds; end-to-end in steps too); KV blocks in use (peak, mean) and occupancy;
     prefix-cache hit rate; preemptions; mean batch; and the requests.  progress(k) as k more requests finish."""
-    work = [w if isinstance(w, Arrival) else Arrival(0.0, list(w[0]), int(w[1])) for w in workload]
+    work = _arrivals(workload)
     pool = BlockPool.for_model(model, n_blocks, block_size)
     server = Server(model, pool, max_batch=max_batch, prefix_cache=prefix_cache, chunk=chunk)
     followers = {}
@@ -475,7 +474,7 @@ def simulate_static(model, workload, max_batch=8):
     batch starting once its last request has arrived and the previous batch has finished, and decoding (greedy,
     left-padded, with the KV cache) until its longest request is done.  Followers are not supported (a static
     batch cannot take a turn that depends on another's answer).  Returns tokens, seconds and tokens/s."""
-    work = [w if isinstance(w, Arrival) else Arrival(0.0, list(w[0]), int(w[1])) for w in workload]
+    work = _arrivals(workload)
     if any(a.follows is not None for a in work):
         raise ValueError("simulate_static: a workload of conversations (follows) needs continuous batching")
     order = sorted(range(len(work)), key=lambda i: work[i].time)

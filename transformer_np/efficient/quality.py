@@ -68,15 +68,41 @@ def _log_probs(model, chunk, rows):
     return log_softmax(np.asarray(model.step(chunk[None]))[0, rows].astype(np.float64))
 
 
+class ReferenceLogits:
+    """A reference model's logits at the scored rows of every evaluation window of ``ids``, computed once
+    (one pass) and read by :func:`token_scores` in place of running the reference again: every compressed model of
+    a table is compared with the same float32 model, so the table costs one pass a row instead of two.  The
+    scores are the same bit for bit (the log-softmax is taken at use, in float64, as for a model).  Memory: scored
+    tokens × V × 4 bytes (23,248 × 49,152: 4.6 GB for SmolLM2 on the whole evaluation text)."""
+
+    def __init__(self, model, ids, window=512, stride=None, progress=None):
+        self.ids, self.window, self.stride = np.asarray(ids, dtype=np.int64), window, stride
+        self.logits = []
+        for start, stop, first in windows(len(self.ids), window, stride):
+            rows = slice(first - start - 1, stop - start - 1)
+            self.logits.append(np.array(np.asarray(model.step(self.ids[start:stop][None]))[0, rows]))  # its dtype
+            if progress is not None:
+                progress(1)
+
+    def log_probs(self, i, ids, window, stride):
+        """float64 log-softmax of window i's stored logits; the windows must be the ones it was computed on."""
+        if (window, stride) != (self.window, self.stride) or not np.array_equal(ids, self.ids):
+            raise ValueError(f"reference: logits computed for window={self.window}, stride={self.stride} on "
+                             f"{len(self.ids)} tokens, asked for window={window}, stride={stride} on {len(ids)} "
+                             "tokens (or other token ids)")
+        return log_softmax(self.logits[i].astype(np.float64))
+
+
 def token_scores(model, ids, window=512, stride=None, reference=None, progress=None):
     r"""Per predicted token of ``ids`` (N,): ``nll`` = −log p(x_{t+1} | the window so far) under ``model`` and, with a
     ``reference`` model (e.g. float32), ``kl`` = KL(p_ref ‖ p) = Σ_v p_ref,v (log p_ref,v − log p_v) in nats, the
     reference's ``ref_nll`` and ``top1`` (whether both put the same token first) — llama.cpp's
-    ``--kl-divergence``.  ``model.step(ids (1, T))`` gives the logits (1, T, V).  progress(1) after each window
+    ``--kl-divergence``.  ``model.step(ids (1, T))`` gives the logits (1, T, V); ``reference`` is a model or a
+    :class:`ReferenceLogits` computed on the same ids and windows.  progress(1) after each window
     (``windows(len(ids), window, stride)`` of them), if given.  Returns {name: float64 (n,)}."""
     ids = np.asarray(ids, dtype=np.int64)
     out = {k: [] for k in (("nll", "ref_nll", "kl", "top1") if reference is not None else ("nll",))}
-    for start, stop, first in windows(len(ids), window, stride):
+    for i, (start, stop, first) in enumerate(windows(len(ids), window, stride)):
         chunk, targets = ids[start:stop], ids[first:stop]
         rows = slice(first - start - 1, stop - start - 1)  # the logits that predict tokens first … stop − 1
         logp = _log_probs(model, chunk, rows)  # (n, V)
@@ -85,7 +111,10 @@ def token_scores(model, ids, window=512, stride=None, reference=None, progress=N
             if progress is not None:
                 progress(1)
             continue
-        logr = logp if reference is model else _log_probs(reference, chunk, rows)
+        if isinstance(reference, ReferenceLogits):
+            logr = reference.log_probs(i, ids, window, stride)
+        else:
+            logr = logp if reference is model else _log_probs(reference, chunk, rows)
         out["ref_nll"].append(-logr[np.arange(len(targets)), targets])
         out["kl"].append(np.maximum(np.sum(np.exp(logr) * (logr - logp), axis=-1), 0.0))  # ≥ 0; rounding aside
         out["top1"].append((np.argmax(logr, axis=-1) == np.argmax(logp, axis=-1)).astype(np.float64))
@@ -190,6 +219,14 @@ def record_activations(model, ids, window=512, skip=("embed",), hessian=False, k
     The model itself is not changed (the recorders run on a copy holding them).  hessian: also XᵀX per weight
     (GPTQ; C_in² float64 each); keep_rows: also keep that many input rows per weight (AWQ); progress(1) after
     each window."""
+    return record_with(model.params, lambda params: token_nll(model.with_params(params), ids, window,
+                                                              progress=progress), skip, hessian, keep_rows)
+
+
+def record_with(params, run, skip=("embed",), hessian=False, keep_rows=0):
+    """{path: ActivationRecorder} of every matrix of ``params`` outside ``skip``, filled by ``run(wrapped)`` — a
+    callable that runs the model on calibration inputs with the wrapped tree (a decoder's windows, an encoder's
+    sentences).  ``params`` itself is not changed."""
     recorders = {}
 
     def wrap(path, w):
@@ -198,7 +235,7 @@ def record_activations(model, ids, window=512, skip=("embed",), hessian=False, k
         recorders[path] = ActivationRecorder(w, path, hessian, keep_rows)
         return recorders[path]
 
-    token_nll(model.with_params(map_weights(model.params, wrap)), ids, window, progress=progress)
+    run(map_weights(params, wrap))
     return recorders
 
 
@@ -243,7 +280,8 @@ def compressed_bits(params):
 def measure(model, method, ids, recorders=None, decode_tokens=32, window=512, stride=None, reference=None,
             kl=True, progress=None, **options):
     """Measure a copy of ``model`` (a decoder model: params, config, step) compressed by ``method`` against
-    ``reference`` (default: ``model`` itself, uncompressed); the model itself is left as it is.  kl=False:
+    ``reference`` (a model or a :class:`ReferenceLogits` of the same ids and windows; default: ``model`` itself,
+    uncompressed); the model itself is left as it is.  kl=False:
     perplexity alone (one pass instead of two).  progress(1) after each evaluation window.
     Returns {method, options…, perplexity, perplexity_se, kl_mean, kl_mean_se, kl_p99, kl_p99_se, top1, top1_se,
     tokens, weight_bytes, bits_per_weight, eval_seconds, decode_tok_s}."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import matplotlib
 import numpy as np
@@ -48,6 +49,8 @@ SMOLLM2_ROWS = [("float32", {}), ("bfloat16", {}), ("float16", {}), ("float8_e4m
                 ("2:4", {}), ("wanda-2:4", {})]
 SMALL_ROWS = [("float32", {}), ("bfloat16", {}), ("float8_e4m3fn", {}), ("int8", {}), ("int4", {"group_size": 32}),
               ("w8a8", {}), ("magnitude", {"sparsity": 0.5})]
+# MiniLM's C = 384 and 4C = 1,536 are multiples of 128: GPTQ and AWQ against RTN in the usual groups of 128
+MINILM_ROWS = SMALL_ROWS + [(m, {"bits": b, "group_size": 128}) for b in (4, 3) for m in ("int4", "gptq", "awq")]
 
 
 # what a 4-bit row measures on SmolLM2, whose float32 weights are the Q4_1 grid of its file, widened
@@ -55,6 +58,9 @@ MEASURES = {"q4_1": "the weights' own grid: no error", "gguf": "the file's own b
             "int4": "another 4-bit grid: grid mismatch as much as quantization",
             "q4_0": "another 4-bit grid: grid mismatch as much as quantization",
             "gptq": "another grid, rounding errors compensated", "awq": "another grid, salient channels scaled"}
+
+
+REFERENCE_BYTES = 6e9  # the most float32 reference logits kept in memory (the shipped text's: 4.6 GB)
 
 
 def _plus_minus(key, spec):
@@ -68,8 +74,9 @@ SMOLLM2_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 38, al
                    Column("top-1", "top1", 6, ".3f"), Column("bits/weight", "bits_per_weight", 11, ".2f"),
                    Column("weights MB", lambda r: r["weight_bytes"] / 1e6, 10, ".1f"),
                    Column("decode tok/s", "decode_tok_s", 12, ".1f"), Column("[s]", "seconds", 5, ".0f")]
-MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 30, align="<"),
-                  Column("cosine min", "cosine_min", 10, ".5f"), Column("cosine mean", "cosine_mean", 11, ".5f"),
+MINILM_COLUMNS = [Column("  method", lambda r: "  " + C.method_label(r), 32, align="<"),
+                  Column("cosine min", "cosine_min", 10, ".5f"),
+                  Column("cosine mean", _plus_minus("cosine_mean", ".5f"), 19),
                   Column("top-1 agreement", "top1_agreement", 15, ".3f")]
 
 
@@ -82,6 +89,10 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
                                                keep_rows=512 if any(m == "awq" for m, _ in rows) else 0,
                                                progress=progress)
     n_windows = len(quality.windows(len(ids), stride=stride))
+    reference = model  # float32's logits kept between rows when they fit: one pass a row instead of two
+    if len(ids) * model.config.vocab_size * 4 <= REFERENCE_BYTES:
+        with progress_bar(n_windows, "float32 reference", "window") as progress:
+            reference = quality.ReferenceLogits(model, ids, stride=stride, progress=progress)
     out, base = [], None
     print_fn(header_line(SMOLLM2_COLUMNS))
     for method, options in rows:
@@ -89,10 +100,11 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
         with progress_bar(n_windows, C.method_label({"method": method, **options}), "window") as progress:
             if method == "gguf":
                 kept = load_llm("smollm2", "q4")
-                row = quality.measure(kept, "float32", ids, stride=stride, reference=model, progress=progress) | {
+                row = quality.measure(kept, "float32", ids, stride=stride, reference=reference, progress=progress) | {
                     "method": "gguf"}
             else:
-                row = quality.measure(model, method, ids, recorders, stride=stride, progress=progress, **options)
+                row = quality.measure(model, method, ids, recorders, stride=stride, reference=reference,
+                                      progress=progress, **options)
         if method in MEASURES and (method != "int4" or options.get("bits", 4) == 4):
             row["measures"] = MEASURES[method]
         base = base or row
@@ -103,20 +115,41 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
     return out, model, recorders
 
 
-def bench_minilm(rows=SMALL_ROWS, print_fn=print):
+def minilm_recorders(model, paragraphs=256, hessian=True, keep_rows=512):
+    """MiniLM's activation recorders over the first ``paragraphs`` paragraphs of the calibration text (never the
+    search sentences it is measured on), one at a time so that no padding row is recorded."""
+    texts = [p.strip() for p in quality.calibration_text().split("\n\n") if len(p.strip()) >= 40][:paragraphs]
+
+    def run(wrapped):
+        kept, model.params = model.params, wrapped
+        try:
+            with warnings.catch_warnings():  # a long paragraph is cut to the model's 256 tokens: meant
+                warnings.simplefilter("ignore", UserWarning)
+                model.encode(texts, batch_size=1)
+        finally:
+            model.params = kept
+
+    return quality.record_with(model.params, run, hessian=hessian, keep_rows=keep_rows)
+
+
+def bench_minilm(rows=MINILM_ROWS, print_fn=print):
     model = load("minilm")
     params = model.params
     ref = model.encode(SEARCH_SENTENCES)
     nearest = lambda e: np.argmax(e @ e.T - 2 * np.eye(len(e)), axis=1)  # noqa: E731 - the closest other sentence
+    calibrated = {m for m, _ in rows} & set(C.NEEDS_CALIBRATION)
+    recorders = minilm_recorders(model, hessian="gptq" in calibrated, keep_rows=512 * ("awq" in calibrated)) \
+        if calibrated else None
     out = []
     for method, options in rows:
-        model.params = C.compress(params, method, **options)
+        model.params = C.compress(params, method, recorders=recorders, **options)
         try:
             e = model.encode(SEARCH_SENTENCES)
         finally:
             model.params = params
         cos = (e * ref).sum(-1) / np.linalg.norm(e, axis=-1) / np.linalg.norm(ref, axis=-1)
-        row = {"method": method, **options, "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+        row = {"method": method, **options, "cosine_min": float(cos.min()),
+               **dict(zip(("cosine_mean", "cosine_mean_se"), quality.mean_and_se(cos))),
                "top1_agreement": float(np.mean(nearest(e) == nearest(ref)))}
         out.append(row)
     print_table(out, MINILM_COLUMNS, print_fn)

@@ -92,6 +92,13 @@ def test_gptq_output_error_is_below_round_to_nearest(rng, bits, group_size):
     assert err(g, held_out) < err(r, held_out)
 
 
+def test_output_error_from_the_hessian_equals_the_error_on_the_inputs(rng):
+    w, x = rng.standard_normal((32, 8)), correlated_inputs(rng, 100, 32).astype(np.float64)
+    w_hat = w + 0.01 * rng.standard_normal(w.shape)
+    np.testing.assert_allclose(gptq.output_error(w, w_hat, x.T @ x), np.sum((x @ (w - w_hat)) ** 2, axis=0),
+                               rtol=1e-10)
+
+
 def test_gptq_leaves_out_an_input_that_never_fired(rng):
     w = rng.standard_normal((32, 8)).astype(np.float32)
     x = correlated_inputs(rng, 100, 32)

@@ -81,6 +81,18 @@ def test_e4m3fn_overflow_is_nan_and_e5m2_overflow_is_inf():
     assert np.isinf(P.round_trip(np.float32([70000.0]), "float8_e5m2")[0])
 
 
+def test_overflow_is_a_property_of_the_cast_mode_and_scaling_removes_it(rng):
+    x = np.float32([500.0, -1000.0, 3.0, 0.01])
+    assert np.isnan(P.round_trip(x, "float8_e4m3fn")[:2]).all()  # ml_dtypes' cast: NaN past 464
+    assert P.round_trip(P.saturate(x, "float8_e4m3fn"), "float8_e4m3fn")[:2].tolist() == [448.0, -448.0]
+    back, s = P.scaled_round_trip(x, "float8_e4m3fn")  # per tensor: max|x| lands on 448
+    assert s == 1000.0 / 448 and back[1] == -1000.0 and np.isfinite(back).all()
+    np.testing.assert_allclose(back[:3], x[:3], rtol=2.0**-4)  # 3 mantissa bits: half a step, relative
+    w = randn(rng, 64, 64, dtype=np.float32) * 1e-3  # small weights: unscaled, many fall to e4m3's subnormals
+    plain = np.abs(P.round_trip(w, "float8_e4m3fn") - w).max()
+    assert np.abs(P.scaled_round_trip(w, "float8_e4m3fn")[0] - w).max() < plain
+
+
 def test_float16_log_softmax_over_a_large_vocabulary_is_coarse(rng):
     z = randn(rng, 49152, dtype=np.float32) * 4
     exact = P.log_softmax_in(z.astype(np.float64), np.float64)

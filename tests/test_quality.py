@@ -111,3 +111,11 @@ def test_summary_gives_perplexity_with_its_error_by_the_delta_method():
     assert out["perplexity"] == pytest.approx(math.exp(2.0))
     assert out["perplexity_se"] == pytest.approx(math.exp(2.0) * nll.std(ddof=1) / 2)
     assert out["kl_mean"] == pytest.approx(0.1) and out["top1"] == 0.75 and out["tokens"] == 4
+
+
+def test_standard_errors_apart_reads_each_rows_error():
+    a, b = {"kl_mean": 0.5, "kl_mean_se": 0.03}, {"kl_mean": 0.3, "kl_mean_se": 0.04}
+    assert quality.standard_errors_apart(a, b) == pytest.approx(0.2 / 0.05)
+    assert quality.standard_errors_apart(b, a) == pytest.approx(-4.0)
+    assert quality.standard_errors_apart({"x": 1.0, "x_se": 0.0}, {"x": 0.0, "x_se": 0.0}, "x") == math.inf
+    assert quality.standard_errors_apart({"x": 1.0, "x_se": 0.0}, {"x": 1.0, "x_se": 0.0}, "x") == 0.0

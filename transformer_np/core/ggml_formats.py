@@ -237,13 +237,20 @@ def dequantize_q4_k(raw):
                4-15    s_j, m_j: 6 bits each, packed as :func:`_k_scales` draws
                16-143  q: bytes 16+32c+i hold value 64c + i (low nibble) and 64c + 32 + i (high nibble)
     """
+    p = q4_k_fields(raw)
+    dl, ml = p["d"] * p["scales"], p["dmin"] * p["mins"]  # (n, 8)
+    return _flat(dl[:, :, None] * _f32(p["q"]) - ml[:, :, None])
+
+
+def q4_k_fields(raw):
+    """The fields of Q4_K super-blocks, as :func:`dequantize_q4_k` reads them: {"d", "dmin": float32 (n, 1),
+    "scales", "mins": the 6-bit s_j, m_j as float32 (n, 8), "q": the 4-bit values (n, 8, 32) uint8}."""
     xp = array_namespace(raw)
     b = _blocks(raw, "Q4_K")
     sc, mn = _k_scales(b[:, 4:16])
     qs = xp.reshape(b[:, 16:144], (b.shape[0], 4, 32))
     q = xp.reshape(xp.stack([qs & 0x0F, qs >> 4], axis=2), (b.shape[0], 8, 32))
-    dl, ml = _half(b, 0) * sc, _half(b, 2) * mn  # (n, 8)
-    return _flat(dl[:, :, None] * _f32(q) - ml[:, :, None])
+    return {"d": _half(b, 0), "dmin": _half(b, 2), "scales": sc, "mins": mn, "q": q}
 
 
 def dequantize_q5_k(raw):

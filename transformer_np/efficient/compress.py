@@ -10,7 +10,7 @@ r"""Every compression method of this package as one recipe: a model's params tre
     w8a8                int8 weights per channel × int8 activations per token
     gptq                int4/int3/… by GPTQ: rounding errors spread with XᵀX     bits, group_size
     awq                 int4/… by AWQ: activation-aware scales, then RTN           bits, group_size
-    smoothquant         SmoothQuant's factors folded into the norms, then W8A8   alpha
+    smoothquant         SmoothQuant's factors folded (norms; W_up→W_down), then W8A8   alpha
     llm.int8            W8A8 with the outlier input columns in float             threshold
     kv-int8             the KV cache stored as int8 (weights untouched)
     magnitude / magnitude-global / wanda   unstructured pruning              sparsity
@@ -50,9 +50,15 @@ def method_label(row):
 
 
 def smoothquant_fold(params, recorders, alpha=0.5):
-    """The float params tree with each norm's γ divided by s and the rows of the linears it feeds multiplied by
-    s (quantize.smoothing_factors from the recorded max|X_j|): the same function, smoother activations."""
+    """The float params tree smoothed by SmoothQuant's factors s (quantize.smoothing_factors from the recorded
+    max|X_j|), the same function with smoother activations: the down projection's input through a gated FFN's
+    linear branch (W_up's columns ÷ s, W_down's rows × s), then each norm's γ ÷ s and the rows of the linears it
+    feeds × s (Q, K, V; gate, up).  Attention's output projection W_O is not smoothed (its input is a mix of the
+    value heads, which grouped-query attention shares between query heads)."""
     flat = dict(flatten(params))
+    for up, down in Q.gated_ffn_pairs(params):
+        s = Q.smoothing_factors(recorders[down].absmax, np.abs(flat[down]).max(axis=1), alpha)
+        flat[up], flat[down] = Q.smooth_fold_up_down(flat[up], flat[down], s.astype(flat[down].dtype))
     for norm, linears in Q.norm_fed_groups(params):
         x_absmax = recorders[linears[0]].absmax  # the linears of a group read the same normalised input
         w_absmax = np.max([np.abs(flat[p]).max(axis=1) for p in linears], axis=0)

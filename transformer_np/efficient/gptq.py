@@ -88,3 +88,11 @@ def gptq_quantize(w, hessian, bits=4, group_size=None, damp=0.01, block=128, dty
 def gptq_matrix(w, hessian, bits=4, group_size=None, damp=0.01, block=128):
     """gptq_quantize's result as a weight that does its own product (a WeightOnlyMatrix, as RTN's)."""
     return WeightOnlyMatrix.from_quantized(gptq_quantize(w, hessian, bits, group_size, damp, block))
+
+
+def output_error(w, w_hat, hessian):
+    r"""Each output channel's squared error on the calibration inputs, from H = XᵀX alone:
+    ‖X (w_j − ŵ_j)‖² = δ_jᵀ H δ_j with δ = w − ŵ (C_in, C_out) -> (C_out,) float64 — what GPTQ minimises and
+    round-to-nearest does not look at."""
+    d = np.asarray(w, np.float64) - np.asarray(w_hat, np.float64)
+    return np.sum(d * (np.asarray(hessian, np.float64) @ d), axis=0)

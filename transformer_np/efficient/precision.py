@@ -78,6 +78,25 @@ def round_trip(x, name):
     return widen(store(x, name), name)
 
 
+def saturate(x, name):
+    """x clipped to the format's largest finite value ±max: what a *saturating* cast stores (torch's float8_e4m3fn
+    cast and the FP8 matrix-product libraries saturate; ml_dtypes' cast, :func:`store`, gives NaN past 464)."""
+    largest, _ = format_limits(name)
+    xp = array_namespace(x)
+    return xp.clip(x, -largest, largest)
+
+
+def scaled_round_trip(x, name):
+    r"""Per-tensor scaling, as FP8 recipes store a tensor (Micikevicius et al. 2022): s = max|x| / max_format,
+    x ≈ s · widen(store(x / s)).  The largest value lands on the format's largest, so nothing overflows and the
+    format's relative precision is spent where the values are.  Returns (the values read back, s)."""
+    largest, _ = format_limits(name)
+    xp = array_namespace(x)
+    amax = float(xp.max(xp.abs(x)))
+    s = amax / largest if amax > 0 else 1.0
+    return round_trip(saturate(x / s, name), name) * s, s
+
+
 def format_limits(name):
     """(largest finite value, spacing of the numbers just above 1) of a format."""
     info = ml_dtypes.finfo(storage_dtype(name))

@@ -158,6 +158,14 @@ def summarize(scores):
     return out
 
 
+def standard_errors_apart(a, b, key="kl_mean"):
+    r"""How many standard errors two measurement rows differ by in ``key``: (a − b) / √(se_a² + se_b²), reading
+    ``key`` and ``key + "_se"``.  Rows measured on the same tokens are positively correlated, so this (which
+    treats them as independent) understates the significance: |z| > 2 is a safe ranking."""
+    se = math.hypot(a[key + "_se"], b[key + "_se"])
+    return (a[key] - b[key]) / se if se > 0 else math.copysign(math.inf, a[key] - b[key]) if a[key] != b[key] else 0.0
+
+
 def perplexity(model, ids, window=512, stride=None):
     """(perplexity, tokens predicted, seconds): exp of the mean token_nll, and how long the passes took."""
     t0 = time.perf_counter()

@@ -293,8 +293,10 @@ def llm_int8_matmul(x, w_q, w_scale, threshold=6.0, w=None):
 
 
 class LLMInt8Matrix(W8A8Matrix):
-    """LLM.int8(): W8A8 with the outlier input columns (|x| ≥ threshold) in float; the float rows of W are the
-    dequantized int8 rows (the paper keeps fp16 ones; here only the activations' treatment differs)."""
+    """LLM.int8(): W8A8 with the outlier input columns (|x| ≥ threshold) in float.  One difference from the paper:
+    the float rows of W that meet those columns are the int8 rows dequantized, where the paper keeps W in fp16 —
+    so only the activations' outliers escape rounding here, the weights' rows are rounded as in W8A8 (a weight
+    store of int8 alone; the paper's version keeps a 16-bit copy of W besides)."""
 
     def __init__(self, w, threshold=6.0):
         super().__init__(w)
@@ -335,6 +337,22 @@ def norm_fed_groups(params):
                 prefix = path[: -len(f"{norm}/gamma")]
                 groups.append((path, [f"{prefix}{block}/{n}" for n in names if f"{prefix}{block}/{n}" in flat]))
     return groups
+
+
+def gated_ffn_pairs(params):
+    """(w_up path, w_down path) of every gated FFN of a Llama-layout tree, h = act(x W_gate) ⊙ (x W_up), y = h W_down:
+    h is linear in W_up's columns, so a scale s_j can move from W_down's input channel j into W_up's column j."""
+    flat = flatten(params)
+    return [(p[: -len("w_down")] + "w_up", p) for p in flat if p.endswith("/ffn/w_down")
+            and p[: -len("w_down")] + "w_up" in flat and p[: -len("w_down")] + "w_gate" in flat]
+
+
+def smooth_fold_up_down(w_up, w_down, s):
+    r"""Fold s into a gated FFN's linear branch: W_up' = W_up diag(1/s), W_down' = diag(s) W_down.
+
+    (act(x W_gate) ⊙ (x W_up')) W_down' = (act(x W_gate) ⊙ (x W_up)) W_down exactly (up to rounding): W_down's
+    input channel j is divided by s_j, its row j multiplied by it.  Returns (W_up', W_down')."""
+    return w_up / s[None, :], w_down * s[:, None]
 
 
 def smooth_fold(norm_gamma, weights, s):

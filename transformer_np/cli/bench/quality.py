@@ -10,8 +10,9 @@
   nearest neighbour is still the same (top-1 retrieval agreement);
 - the three task models trained here: held-out accuracy.
 
-Figures (figures/bench_quality_*.png): perplexity against bits per weight, perplexity against sparsity, and the
-relative weight error of every layer under int8 and int4.  Numbers, not tests.
+Figures (with ``--plot FOLDER``: bench_quality_*.png): perplexity and the KL divergence (± 2 standard errors)
+against bits per weight, perplexity against sparsity, and the relative weight error of every layer under int8 and
+int4.  Numbers, not tests.
 """
 
 from __future__ import annotations
@@ -53,11 +54,15 @@ SMALL_ROWS = [("float32", {}), ("bfloat16", {}), ("float8_e4m3fn", {}), ("int8",
 MINILM_ROWS = SMALL_ROWS + [(m, {"bits": b, "group_size": 128}) for b in (4, 3) for m in ("int4", "gptq", "awq")]
 
 
-# what a 4-bit row measures on SmolLM2, whose float32 weights are the Q4_1 grid of its file, widened
+# what a 4-bit row measures on SmolLM2, whose float32 weights are the Q4_1 grid of its file, widened (and what a
+# 3-bit row measures needs no saying: no 3-bit grid holds them)
 MEASURES = {"q4_1": "the weights' own grid: no error", "gguf": "the file's own blocks: no error",
             "int4": "another 4-bit grid: grid mismatch as much as quantization",
             "q4_0": "another 4-bit grid: grid mismatch as much as quantization",
-            "gptq": "another grid, rounding errors compensated", "awq": "another grid, salient channels scaled"}
+            "gptq": "another grid, rounding errors compensated", "awq": "another grid, salient channels scaled",
+            # what two recipes do that their papers do otherwise, said in the table
+            "smoothquant": "smoothed: the inputs of Q/K/V, gate/up (into the norms) and down (into up); not W_O's",
+            "llm.int8": "outlier columns in float, with W's int8 rows dequantized (the paper keeps those rows fp16)"}
 
 
 REFERENCE_BYTES = 6e9  # the most float32 reference logits kept in memory (the shipped text's: 4.6 GB)
@@ -105,7 +110,7 @@ def bench_smollm2(tokens=None, calibration_tokens=2048, rows=SMOLLM2_ROWS, print
             else:
                 row = quality.measure(model, method, ids, recorders, stride=stride, reference=reference,
                                       progress=progress, **options)
-        if method in MEASURES and (method != "int4" or options.get("bits", 4) == 4):
+        if method in MEASURES and (method not in ("int4", "gptq", "awq") or options.get("bits", 4) == 4):
             row["measures"] = MEASURES[method]
         base = base or row
         row["perplexity_change"] = row["perplexity"] / base["perplexity"] - 1
@@ -199,5 +204,6 @@ def draw(rows, errors, names, figure_dir):
     matplotlib.use("Agg")
     os.makedirs(figure_dir, exist_ok=True)
     plots.save(plots.perplexity_vs_bits(rows), f"{figure_dir}/bench_quality_bits.png")
+    plots.save(plots.kl_vs_bits(rows), f"{figure_dir}/bench_quality_kl.png")
     plots.save(plots.perplexity_vs_sparsity(rows), f"{figure_dir}/bench_quality_sparsity.png")
     plots.save(plots.layer_errors(errors, names), f"{figure_dir}/bench_quality_layers.png")

@@ -12,10 +12,15 @@ from .base import heatmap, plain_log_ticks, save
 from .blocks import activations, encoder_decoder_attention, gradient_norms, layer_norm_statistics, residual_stream_norms
 from .compression import (
     activation_outliers,
+    awq_search,
+    gptq_vs_rtn,
+    kl_vs_bits,
     layer_errors,
     mask_patterns,
+    paired_token_scores,
     perplexity_vs_bits,
     perplexity_vs_sparsity,
+    q4_k_superblock,
     quantization_errors,
     rounding_grid,
 )
@@ -96,7 +101,12 @@ __all__ = [
     "rounding_grid",
     "quantization_errors",
     "activation_outliers",
+    "awq_search",
+    "gptq_vs_rtn",
+    "kl_vs_bits",
+    "q4_k_superblock",
     "mask_patterns",
+    "paired_token_scores",
     "perplexity_vs_bits",
     "perplexity_vs_sparsity",
     "layer_errors",

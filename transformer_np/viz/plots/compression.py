@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ...core.backend import to_numpy
 from ...efficient.compress import method_label
+from ...efficient.gptq import output_error
 from .base import plain_log_ticks
 
 
@@ -57,7 +58,8 @@ def quantization_errors(w, named):
 
 def activation_outliers(per_layer, channel_absmax, layer_name):
     """Left: for each layer, max and median over input channels of max|X_j| (``per_layer``: {name: (L, 2)});
-    right: max|X_j| of every channel j of one layer's input — the few outlier channels."""
+    right: max|X_j| of every channel j of one layer's input as stems, the three largest marked with their values —
+    the few outlier channels."""
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for i, (name, a) in enumerate(per_layer.items()):
         a = to_numpy(a)
@@ -70,7 +72,10 @@ def activation_outliers(per_layer, channel_absmax, layer_name):
     ax.set_title("Activation range of each layer's inputs", fontsize=10)
     ax.legend(fontsize=7)
     c = to_numpy(channel_absmax)
-    ax2.bar(np.arange(c.size), c, width=1.0, color="C0")
+    ax2.vlines(np.arange(c.size), 0, c, color="C0", lw=0.6)  # stems: one channel is one line, never lost
+    for j in np.argsort(c)[-3:]:  # the three largest channels, marked and named
+        ax2.plot(j, c[j], "o", color="C3", ms=4)
+        ax2.annotate(f"{c[j]:,.0f} (j={j})", (j, c[j]), xytext=(4, -3), textcoords="offset points", fontsize=7)
     ax2.set_yscale("log")
     plain_log_ticks(ax2.yaxis)
     ax2.set_xlabel("input channel j")
@@ -153,4 +158,138 @@ def layer_errors(errors, names):
     ax.set_ylabel("relative weight error")
     ax.set_title("Quantization error of every matrix of SmolLM2-135M", fontsize=10)
     ax.legend(fontsize=8)
+    return fig
+
+
+def kl_vs_bits(rows):
+    """The low-variance view of quantization: the mean KL divergence from float32 against bits per weight, each
+    point with ± 2 standard errors (rows from bench quality with ``kl_mean``; a row at KL 0 is drawn on the axis)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    quant = [r for r in rows if "kl_mean" in r and "sparsity" not in r and r["method"] not in ("2:4", "wanda-2:4")
+             and r["method"] != "float32"]
+    floor = min([r["kl_mean"] for r in quant if r["kl_mean"] > 0], default=1e-4) / 3
+    for r in sorted(quant, key=lambda r: r["kl_mean"]):
+        x, y = r["bits_per_weight"], r["kl_mean"]
+        if y > 0:
+            ax.errorbar(x, y, yerr=2 * r["kl_mean_se"], fmt="o", color="C0", ms=4, capsize=2)
+        else:
+            ax.plot(x, floor, "v", color="C2", ms=6)
+        ax.annotate(method_label(r) + ("" if y > 0 else ": KL = 0"), (x, max(y, floor)), fontsize=6.5,
+                    xytext=(5, 2), textcoords="offset points")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("bits per weight (compressed matrices, scales included)")
+    ax.set_ylabel("mean KL(float32 ‖ compressed) [nats per token]")
+    ax.set_title("SmolLM2-135M: KL divergence from float32 against bits (bars: ± 2 standard errors)", fontsize=10)
+    return fig
+
+
+def gptq_vs_rtn(w, named, hessian, title):
+    """GPTQ's trade on one matrix w (C_in, C_out), {name: dequantized ŵ} for RTN and GPTQ on the same grid.  Left:
+    each input row's RMS weight change (GPTQ moves the weights more, spreading each row's rounding error onto the
+    rows after it); right: each output channel's error on the calibration inputs δ_jᵀ H δ_j / w_jᵀ H w_j, sorted
+    (GPTQ's is lower: what it minimises)."""
+    w = np.asarray(to_numpy(w), np.float64)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    signal = output_error(w, np.zeros_like(w), hessian)
+    for i, (name, d) in enumerate(named.items()):
+        d = to_numpy(d)
+        ax.plot(np.sqrt(np.mean((d - w) ** 2, axis=1)), color=f"C{i}", lw=0.7, label=name)
+        rel = np.sort(output_error(w, d, hessian) / signal)
+        ax2.plot(rel, color=f"C{i}", label=f"{name}: total {output_error(w, d, hessian).sum() / signal.sum():.2e}")
+    ax.set_xlabel("input row i (the order GPTQ rounds them in)")
+    ax.set_ylabel("RMS |w − ŵ| over the row")
+    ax.set_title("Weight error: GPTQ moves the weights more", fontsize=10)
+    ax.legend(fontsize=8)
+    ax2.set_yscale("log")
+    plain_log_ticks(ax2.yaxis)
+    ax2.set_xlabel("output channel j (sorted)")
+    ax2.set_ylabel("‖X δ_j‖² / ‖X w_j‖²")
+    ax2.set_title("Output error on the calibration inputs: GPTQ's is lower", fontsize=10)
+    ax2.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def awq_search(absmean, s, errors, title):
+    """AWQ on one group of linears: left, each input channel's mean |X_j| on the calibration text (stems) and the
+    scale s_j AWQ multiplies its weights by (line, right axis); right, the search — output error against α,
+    α = 0 being round-to-nearest."""
+    a, s = to_numpy(absmean), to_numpy(s)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    ax.vlines(np.arange(a.size), 0, a, color="grey", lw=0.6)
+    ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("input channel j")
+    ax.set_ylabel("mean |X_j| (calibration)")
+    twin = ax.twinx()
+    twin.plot(s, color="C3", lw=0.8)
+    twin.set_ylabel("AWQ scale s_j", color="C3")
+    ax.set_title("Salient channels: large inputs get their weights scaled up", fontsize=10)
+    alphas = sorted(errors)
+    ax2.plot(alphas, [errors[x] for x in alphas], "o-", ms=3)
+    best = min(errors, key=errors.get)
+    ax2.plot(best, errors[best], "o", color="C3", ms=7,
+             label=f"best α = {best:.2f}: {errors[best] / errors[0]:.2f}× RTN's")
+    ax2.plot(0, errors[0], "s", color="C0", ms=7, label="α = 0: round-to-nearest")
+    ax2.set_xlabel("α  (s_j ∝ mean|X_j|^α)")
+    ax2.set_ylabel("Σ ‖X W − (X ⊘ s) RTN(diag(s) W)‖²")
+    ax2.set_title("The search on the calibration rows", fontsize=10)
+    ax2.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def q4_k_superblock(fields, title):
+    """One Q4_K super-block drawn (``ggml_formats.q4_k_fields`` of one block): top, its 144 bytes by field; bottom,
+    its 256 values x = d·s_j·q − dmin·m_j, each sub-block of 32 on its own grid of 16 levels (lines)."""
+    d, dmin = float(to_numpy(fields["d"])[0, 0]), float(to_numpy(fields["dmin"])[0, 0])
+    sc, mn, q = (to_numpy(fields[k])[0] for k in ("scales", "mins", "q"))
+    fig, (top, ax) = plt.subplots(2, 1, figsize=(11, 4.6), layout="constrained", height_ratios=[1, 4])
+    for (start, stop), name, color in (((0, 2), "d", "C3"), ((2, 4), "dmin", "C1"),
+                                       ((4, 16), "8 scales s_j + 8 mins m_j, 6 bits each", "C2"),
+                                       ((16, 144), "256 values q, 4 bits each (two a byte)", "C0")):
+        top.barh(0, stop - start, left=start, color=color, edgecolor="white", lw=0.5)
+        top.text((start + stop) / 2 if stop - start > 10 else stop + 0.5, 0, name, va="center",
+                 ha="center" if stop - start > 10 else "left", fontsize=7,
+                 color="white" if stop - start > 10 else "k")
+    top.set_xlim(0, 144)
+    top.set_yticks([])
+    top.set_xlabel("byte")
+    top.set_title(f"{title}: 144 bytes for 256 weights = 4.5 bits a weight (d = {d:.3g}, dmin = {dmin:.3g}, fp16)",
+                  fontsize=10)
+    for j in range(8):
+        lo, step = -dmin * mn[j], d * sc[j]
+        xs = np.arange(32 * j, 32 * j + 32)
+        for k in range(16):
+            ax.hlines(lo + step * k, xs[0] - 0.5, xs[-1] + 0.5, color="grey", lw=0.3)
+        ax.plot(xs, lo + step * q[j].astype(np.float64), ".", color=f"C{j % 2}", ms=4)
+        ax.text(xs[0] + 16, lo + step * 15, f"s={sc[j]:.0f}, m={mn[j]:.0f}", ha="center", va="bottom",
+                fontsize=6.5)
+        ax.axvline(xs[0] - 0.5, color="k", lw=0.4)
+    ax.set_xlim(-0.5, 255.5)
+    ax.set_xlabel("value in the super-block (8 sub-blocks of 32)")
+    ax.set_ylabel("x = d·s_j·q − dmin·m_j")
+    return fig
+
+
+def paired_token_scores(scores, name):
+    """Why the KL divergence is the low-variance signal (``scores``: quality.token_scores with a reference).  Left:
+    each token's −log p under the reference against under ``name`` — the spread along the diagonal is how hard the
+    text is (the same for both models, and what perplexity's standard error measures), the spread across it is
+    what compression changed; right: the per-token KL divergence, never negative."""
+    ref, nll, kl = (to_numpy(scores[k]) for k in ("ref_nll", "nll", "kl"))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    ax.plot(ref, nll, ".", ms=3, alpha=0.6)
+    top = max(ref.max(), nll.max())
+    ax.plot([0, top], [0, top], color="grey", lw=0.6)
+    ax.set_xlabel("−log p(next token), float32")
+    ax.set_ylabel(f"−log p(next token), {name}")
+    ax.set_title(f"{len(ref)} tokens: std of −log p {ref.std():.2f}, of the difference {(nll - ref).std():.3f}",
+                 fontsize=10)
+    ax2.hist(np.log10(np.maximum(kl, 1e-8)), bins=50, color="C2")
+    ax2.set_xlabel("log10 KL(float32 ‖ compressed) of one token [nats]")
+    ax2.set_ylabel("tokens")
+    ax2.set_title(f"Per-token KL: mean {kl.mean():.2e}, 99th percentile {np.percentile(kl, 99):.2e}", fontsize=10)
     return fig

@@ -227,7 +227,8 @@ exercises.check_causal_mask(my_causal_mask)
 
 # %% [markdown]
 # **2.** Write `my_attention(q, k, v, mask)` returning `(out, weights)` with NumPy only. Masked keys must get
-# exactly zero weight.
+# exactly zero weight, and a query whose keys are all masked gets zero weights and a zero output (this
+# package's rule; torch gives NaN). float32 inputs give float32 outputs.
 
 # %%
 my_attention = None  # replace with your function

@@ -78,9 +78,11 @@ print(f"token norms: post-LN {np.linalg.norm(y_post, axis=-1).round(2)}  pre-LN 
 # %% [markdown]
 # The gradients, measured: the norm of each layer's parameter gradient at initialisation in a 12-layer stack,
 # for one fixed random direction $g$ of the loss $L = \sum y \odot g$ on the stack's output. Post-LN's gradients
-# do not shrink with depth — in this run they are largest in the upper layers, as Xiong et al.'s analysis
-# predicts; pre-LN's shrink steadily (about 3× from the first layer to the last), because each layer adds to a
-# residual stream that keeps growing (the picture above), so each matters less. Both are one random
+# do not shrink with depth — in this run they are largest in the upper layers, as Xiong et al.'s analysis of
+# post-LN at initialisation predicts; pre-LN's shrink steadily (about 3× from the first layer to the last) — the
+# mismatch NormFormer (Shleifer et al. 2021) observed in pre-LN models, early layers getting larger gradients
+# than later ones — because each layer adds to a residual stream that keeps growing (the picture above), so each
+# matters less. Both are one random
 # initialisation of one small stack: a picture of the mechanism, not a measurement of training.
 
 # %%

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 5. The whole encoder-decoder forward pass
 #
-# *Attention Is All You Need*, §3.1 and Figure 1; and our source document's PyTorch model
+# *Attention Is All You Need*, §3.1 and Figure 1; and our [source document](../docs/source_model.md)'s PyTorch model
 # `Transformer(d_model, nhead, num_layers, num_classes)`. The encoder reads the source tokens into a memory
 # (S vectors); the decoder reads the target tokens so far, attends to itself under a causal mask and to the
 # memory (cross-attention), and a linear layer turns each position into logits over the vocabulary.
@@ -160,8 +160,10 @@ print(f"(both counts include the layer norms after each stack, {2 * 2 * C:,} par
 # **1.** Write `my_param_count(cfg)`: the number of parameters of a `TransformerConfig` model (embedding table
 # V×C; per encoder layer one attention block, two layer norms, an FFN; per decoder layer two attention blocks,
 # three layer norms, an FFN; a final norm after each stack when cfg.final_norm; the output layer C×V plus bias).
-# It is checked on random configurations too. Then evaluate it
-# on the paper's base model.
+# It is checked on random configurations too, with every option a `TransformerConfig` has: grouped-query heads
+# (`cfg.n_kv_heads` key/value heads, None for H: K and V are C × H_kv·D), tied embeddings (no output layer: the
+# logits reuse the table) and `architecture="decoder-only"` (no encoder, no cross-attention, two norms a layer).
+# Then evaluate it on the paper's base model.
 
 # %%
 from transformer_np.teaching import exercises

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 6. Decoding: greedy, sampling, beam search — and the KV cache
 #
-# Our source document's inference outline ends with step 4, "decode to generate the output sequence", and its
+# Our [source document](../docs/source_model.md)'s inference outline ends with step 4, "decode to generate the output sequence", and its
 # question is how to make that fast. A decoder generates one token at a time: at step $t$ it turns the logits
 # of the last position into a distribution $p(y_t \mid y_{<t}) = \mathrm{softmax}(\text{logits}_t)$ and
 # picks a token, which becomes the input of step $t+1$.
@@ -224,8 +224,9 @@ my_top_k = None  # replace with your function
 exercises.check_top_k(my_top_k)
 
 # %% [markdown]
-# **2.** Write `my_cache_bytes(cfg, batch, tokens, itemsize)` for a decoder-only model, and use it: how many
-# MiB does GPT-2 small (12 layers, C = 768) need for one 1024-token sequence in float32?
+# **2.** Write `my_cache_bytes(cfg, batch, tokens, itemsize)` for a decoder-only model — with `cfg.n_kv_heads`
+# key/value heads where it is set (grouped-query attention, chapter 9), `cfg.n_heads` where it is None — and use
+# it: how many MiB does GPT-2 small (12 layers, C = 768) need for one 1024-token sequence in float32?
 
 # %%
 my_cache_bytes = None  # replace with your function

@@ -26,15 +26,19 @@ exercises.check_causal_mask(my_causal_mask)
 
 # %% [markdown]
 # **2.** Write `my_attention(q, k, v, mask)` returning `(out, weights)` with NumPy only. Masked keys must get
-# exactly zero weight.
+# exactly zero weight, and a query whose keys are all masked gets zero weights and a zero output (this
+# package's rule; torch gives NaN). float32 inputs give float32 outputs.
 
 # %%
 # Reference solution
 def my_attention(q, k, v, mask):
-    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])   # (..., T, S)
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]).astype(q.dtype)   # (..., T, S)
     scores = np.where(mask, scores, -np.inf)
-    e = np.exp(scores - scores.max(-1, keepdims=True))         # masked: exp(-inf) = 0
-    w = e / e.sum(-1, keepdims=True)
+    m = scores.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)                           # a row with every key masked: nothing to subtract
+    e = np.exp(scores - m)                                      # masked: exp(-inf) = 0
+    total = e.sum(-1, keepdims=True)
+    w = e / np.where(total > 0, total, 1)                       # ... and its weights stay 0, not 0/0
     return w @ v, w
 
 

@@ -27,13 +27,15 @@ exercises.check_top_k(my_top_k)
 
 
 # %% [markdown]
-# **2.** Write `my_cache_bytes(cfg, batch, tokens, itemsize)` for a decoder-only model, and use it: how many
-# MiB does GPT-2 small (12 layers, C = 768) need for one 1024-token sequence in float32?
+# **2.** Write `my_cache_bytes(cfg, batch, tokens, itemsize)` for a decoder-only model — with `cfg.n_kv_heads`
+# key/value heads where it is set (grouped-query attention, chapter 9), `cfg.n_heads` where it is None — and use
+# it: how many MiB does GPT-2 small (12 layers, C = 768) need for one 1024-token sequence in float32?
 
 # %%
 # Reference solution: K and V, per layer, each (B, H, t, D)
 def my_cache_bytes(cfg, batch, tokens, itemsize):
-    return 2 * cfg.n_decoder_layers * batch * cfg.n_heads * tokens * cfg.d_head * itemsize
+    kv_heads = cfg.n_kv_heads or cfg.n_heads  # grouped-query attention keeps H_kv heads of K and V
+    return 2 * cfg.n_decoder_layers * batch * kv_heads * tokens * cfg.d_head * itemsize
 
 
 exercises.check_kv_cache_bytes(my_cache_bytes)

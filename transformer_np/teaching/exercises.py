@@ -1,10 +1,12 @@
 """Checkers for the notebooks' exercises.
 
-Each ``check_*`` takes the learner's answer (usually a function), compares it with the package on random
-inputs, several configurations and dtypes, and raises AssertionError with a hint when they differ — never with
-the expected value; when the answer is right it prints one line saying so (the learner's feedback in the
-notebook: this module's only output) and returns True.  Given None (not attempted) it prints where the
-reference solution is (``notebooks/solutions/``) and returns False.
+Each ``check_*`` takes the learner's answer (usually a function), compares it with the package on inputs drawn
+at random over every option its exercise allows (sizes, ε, bases, heads, padding sides, float32 and float64 where
+the function keeps its input's dtype), and raises AssertionError with a hint when they differ — never with the
+expected value, and no docstring states the formula asked for; when the answer is right it prints one line
+saying so (the learner's feedback in the notebook: this module's only output) and returns True.  Given None (not
+attempted) it prints where the reference solution is (``notebooks/solutions/``) and returns False.
+tests/test_exercises.py gives every checker at least three plausible wrong answers, each rejected.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ def _too(got, want):
     return "too high" if got > want else "too low"
 
 
+def _dtype_kept(got, dtype, what):
+    got, name = np.asarray(got), np.dtype(dtype).name
+    assert got.dtype == dtype, f"{what}: a {name} input must give {name}, got {got.dtype}"
+
+
+TOL = {np.float64: 1e-10, np.float32: 2e-5}  # what each dtype's rounding allows an answer written another way
+
+
 def _done(name):
     print(f"✓ {name}: correct")
     return True
@@ -76,7 +86,8 @@ def _done(name):
 @exercise("01_embeddings_and_positional_encoding")
 def check_positional_encoding(fn):
     """fn(max_len, d_model) -> the (max_len, d_model) sin-cos table, float64."""
-    for max_len, d in ((10, 4), (50, 16), (7, 6)):
+    rng = np.random.default_rng(25)
+    for max_len, d in ((10, 4), (50, 16), (7, 6), (int(rng.integers(2, 80)), 2 * int(rng.integers(1, 40)))):
         _close(fn(max_len, d), sinusoidal_positional_encoding(max_len, d, dtype=np.float64),
                f"PE for max_len={max_len}, d_model={d}")
     return _done("positional encoding")
@@ -85,11 +96,12 @@ def check_positional_encoding(fn):
 @exercise("01_embeddings_and_positional_encoding")
 def check_rotation(fn):
     """fn(k, d_model) -> the (d, d) matrix M_k with PE[pos + k] = M_k @ PE[pos] for every pos."""
-    pe = sinusoidal_positional_encoding(60, 8, dtype=np.float64)
-    for k in (1, 3, 10):
-        m = np.asarray(fn(k, 8))
-        assert m.shape == (8, 8), f"M_{k} must be (8, 8), got {m.shape}"
-        _close(pe[:-k] @ m.T, pe[k:], f"M_{k} @ PE[pos] vs PE[pos+{k}]")
+    rng = np.random.default_rng(26)
+    for k, d in ((1, 8), (3, 4), (10, 16), (int(rng.integers(2, 30)), 2 * int(rng.integers(3, 20)))):
+        pe = sinusoidal_positional_encoding(60, d, dtype=np.float64)
+        m = np.asarray(fn(k, d))
+        assert m.shape == (d, d), f"M_{k} for d_model={d} must be ({d}, {d}), got {m.shape}"
+        _close(pe[:-k] @ m.T, pe[k:], f"d_model={d}: M_{k} @ PE[pos] vs PE[pos+{k}]")
     return _done("rotation M_k")
 
 
@@ -105,41 +117,60 @@ def check_causal_mask(fn):
 
 @exercise("02_scaled_dot_product_attention")
 def check_attention(fn):
-    """fn(q, k, v, mask) -> (out, weights), as scaled_dot_product_attention."""
+    """fn(q (B, T, D), k (B, S, D), v (B, S, D_v), mask (T, S) bool) -> (out, weights), as
+    scaled_dot_product_attention: a masked key gets exactly zero weight, and a query whose keys are all masked
+    gets zero weights and a zero output; float32 in, float32 out."""
     rng = np.random.default_rng(1)
-    q, k, v = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 6, 3)), rng.standard_normal((2, 6, 5))
-    mask = rng.random((4, 6)) > 0.3
-    mask[:, 0] = True
-    out, w = fn(q, k, v, mask)
-    want_out, want_w = scaled_dot_product_attention(q, k, v, mask)
-    _close(w, want_w, "weights")
-    _close(out, want_out, "output")
+    for dtype in (np.float64, np.float32):
+        B, T, S, D, Dv = 2, int(rng.integers(3, 7)), int(rng.integers(4, 9)), int(rng.integers(2, 9)), 5
+        q, k, v = (rng.standard_normal(shape).astype(dtype) * 3 for shape in ((B, T, D), (B, S, D), (B, S, Dv)))
+        mask = rng.random((T, S)) > 0.4
+        mask[0, :] = False  # a query that may see no key at all
+        mask[1:, 0] = True
+        out, w = fn(q, k, v, mask)
+        want_out, want_w = scaled_dot_product_attention(q, k, v, mask)
+        _dtype_kept(out, dtype, "output")
+        _close(np.asarray(w)[:, 0], want_w[:, 0], f"{np.dtype(dtype).name}: the weights of the query with every key "
+               "masked (no key to attend to: zero weights, not a uniform spread nor NaN)", TOL[dtype])
+        _close(w, want_w, f"{np.dtype(dtype).name}, T={T}, S={S}, D={D}: weights", TOL[dtype])
+        _close(out, want_out, f"{np.dtype(dtype).name}, T={T}, S={S}, D={D}: output", TOL[dtype])
     return _done("scaled dot-product attention")
 
 
 @exercise("03_multi_head_attention")
 def check_split_heads(fn):
     """fn(x (B, T, C), H) -> (B, H, T, D)."""
-    x = np.random.default_rng(2).standard_normal((2, 3, 12))
-    for H in (1, 3, 4):
-        _close(fn(x, H), split_heads(x, H), f"split into {H} heads", atol=0)
+    rng = np.random.default_rng(2)
+    for B, T, H, D in ((2, 3, 1, 12), (2, 3, 3, 4), (1, 5, 4, 3), (int(rng.integers(1, 4)), int(rng.integers(2, 9)),
+                                                                 int(rng.integers(2, 7)), int(rng.integers(2, 6)))):
+        x = rng.standard_normal((B, T, H * D))
+        _close(fn(x, H), split_heads(x, H), f"({B}, {T}, {H * D}) split into {H} heads", atol=0)
     return _done("split heads")
 
 
 @exercise("03_multi_head_attention")
 def check_mha_param_count(fn):
     """fn(C) -> number of parameters of one multi-head attention block (W^Q, W^K, W^V, W^O and biases)."""
-    for C in (8, 512, 768):
-        assert fn(C) == 4 * C * C + 4 * C, f"for C={C} you gave {fn(C)}; count every W (C x C) and bias (C)"
+    rng = np.random.default_rng(27)
+    for C in (8, 512, 768, int(rng.integers(2, 2000))):
+        want, got = 4 * C * C + 4 * C, fn(C)
+        assert got == want, f"for C={C} your count is {_too(got, want)}; count every weight matrix and bias"
     return _done("multi-head attention parameter count")
 
 
 @exercise("04_residual_layernorm_ffn")
 def check_layer_norm(fn):
-    """fn(x, gamma, beta, eps) -> layer norm over the last axis."""
+    """fn(x (..., C), gamma, beta, eps) -> layer norm over the last axis, in x's dtype."""
     rng = np.random.default_rng(3)
-    x, g, b = rng.standard_normal((4, 7)) * 3 + 1, rng.standard_normal(7), rng.standard_normal(7)
-    _close(fn(x, g, b, 1e-5), layer_norm(x, g, b, 1e-5), "layer norm (biased variance, eps inside the root)")
+    for dtype, eps, spread in ((np.float64, 1e-5, 3.0), (np.float64, 1e-2, 0.05), (np.float32, 1e-3, 0.1),
+                               (np.float64, float(rng.uniform(1e-4, 0.5)), float(rng.uniform(0.01, 1)))):
+        C = int(rng.integers(3, 12))
+        x = (rng.standard_normal((4, C)) * spread + 1).astype(dtype)  # a small spread: eps matters
+        g, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+        got = fn(x, g, b, eps)
+        _dtype_kept(got, dtype, "layer norm")
+        _close(got, layer_norm(x, g, b, eps), f"layer norm of {np.dtype(dtype).name} rows of spread {spread:.2g}, "
+               f"eps={eps:.2g} (biased variance? eps inside the root?)", TOL[dtype])
     return _done("layer norm")
 
 
@@ -156,16 +187,21 @@ def check_parameter_count(fn, cfg):
     """fn(cfg) -> the model's parameter count, as count_params of its params tree; checked on cfg and on random
     other configurations (so that a number copied from somewhere does not pass)."""
     rng = np.random.default_rng(13)
-    configs = [cfg] + [TransformerConfig(d_model=int(H * rng.choice([4, 8])), n_heads=int(H),
-                                         n_encoder_layers=int(rng.integers(1, 4)),
-                                         n_decoder_layers=int(rng.integers(1, 4)), d_ff=int(rng.integers(8, 64)),
-                                         vocab_size=int(rng.integers(10, 100)), final_norm=bool(rng.integers(2)))
-                       for H in rng.choice([1, 2, 4], size=4)]
+    configs = [cfg]
+    for i in range(8):  # every option: grouped-query heads, tied embeddings, the decoder-only architecture
+        H = int(rng.choice([2, 4, 8]))
+        decoder_only = i % 2 == 1
+        configs.append(TransformerConfig(
+            d_model=H * int(rng.choice([2, 4, 8])), n_heads=H, n_kv_heads=int(rng.choice([1, H // 2, H])),
+            n_encoder_layers=0 if decoder_only else int(rng.integers(1, 4)), n_decoder_layers=int(rng.integers(1, 4)),
+            d_ff=int(rng.integers(8, 64)), vocab_size=int(rng.integers(10, 100)), final_norm=bool(rng.integers(2)),
+            tie_embeddings=i % 4 >= 2, architecture="decoder-only" if decoder_only else "encoder-decoder"))
     for i, c in enumerate(configs):
         want, got = count_params(param_shapes(c)), fn(c)
-        assert got == want, (f"configuration {i} (C={c.d_model}, layers {c.n_encoder_layers}+{c.n_decoder_layers}, "
-                             f"F={c.d_ff}, V={c.vocab_size}, final_norm={c.final_norm}): your count is "
-                             f"{_too(got, want)}")
+        assert got == want, (f"configuration {i} ({c.architecture}, C={c.d_model}, H={c.n_heads}, "
+                             f"H_kv={c.n_kv_heads}, layers {c.n_encoder_layers}+{c.n_decoder_layers}, F={c.d_ff}, "
+                             f"V={c.vocab_size}, final_norm={c.final_norm}, tie_embeddings={c.tie_embeddings}): "
+                             f"your count is {_too(got, want)}")
     return _done(f"parameter count ({count_params(param_shapes(cfg)):,} for the configuration asked)")
 
 
@@ -182,16 +218,24 @@ def check_top_k(fn):
 
 @exercise("06_decoding_and_kv_cache")
 def check_kv_cache_bytes(fn):
-    """fn(cfg, batch, tokens, itemsize) -> bytes of a decoder-only model's KV cache."""
-    cases = ((TransformerConfig.lm_tiny(), 3, 10, 4),
+    """fn(cfg, batch, tokens, itemsize) -> bytes of a decoder-only model's KV cache (cfg.n_kv_heads key/value
+    heads where it is set: grouped-query attention; cfg.n_heads where it is None)."""
+    rng = np.random.default_rng(28)
+    cases = [(TransformerConfig.lm_tiny(), 3, 10, 4),
              (TransformerConfig(d_model=768, n_heads=12, n_encoder_layers=0, n_decoder_layers=12,
                                 architecture="decoder-only"), 1, 1024, 2),
-             (TransformerConfig.lm_tiny(n_decoder_layers=3), 2, 7, 8))
+             (TransformerConfig.lm_tiny(n_decoder_layers=3), 2, 7, 8)]
+    for _ in range(4):
+        H = int(rng.choice([4, 8, 16]))
+        cases.append((TransformerConfig(d_model=H * int(rng.choice([8, 16])), n_heads=H,
+                                        n_kv_heads=int(rng.choice([1, 2, H // 2])), n_encoder_layers=0,
+                                        n_decoder_layers=int(rng.integers(1, 30)), architecture="decoder-only"),
+                      int(rng.integers(1, 9)), int(rng.integers(1, 5000)), int(rng.choice([1, 2, 4]))))
     for cfg, B, t, itemsize in cases:
-        want = 2 * cfg.n_decoder_layers * B * cfg.n_heads * t * cfg.d_head * itemsize
+        want = kv_cache_bytes(cfg.n_decoder_layers, cfg.n_kv_heads or cfg.n_heads, cfg.d_head, t, itemsize) * B
         got = fn(cfg, B, t, itemsize)
-        assert got == want, (f"for L={cfg.n_decoder_layers}, H={cfg.n_heads}, D={cfg.d_head}, {B} x {t} tokens of "
-                             f"{itemsize} bytes your count is {_too(got, want)}")
+        assert got == want, (f"for L={cfg.n_decoder_layers}, H={cfg.n_heads}, H_kv={cfg.n_kv_heads}, D={cfg.d_head}, "
+                             f"{B} x {t} tokens of {itemsize} bytes your count is {_too(got, want)}")
     return _done("KV cache size")
 
 
@@ -199,10 +243,15 @@ def check_kv_cache_bytes(fn):
 def check_mean_pooling(fn):
     """fn(x (B, T, C), mask (B, T) of 0/1) -> (B, C) mean of the unmasked token vectors."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 5, 4))
-    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
-    want = np.stack([x[b, : mask[b].sum()].mean(0) for b in range(3)])
-    _close(fn(x, mask), want, "mean pooling (padding must not count)")
+    for side in ("right", "left"):  # left padding is what a decoding session uses
+        B, T, C = int(rng.integers(3, 7)), int(rng.integers(4, 10)), int(rng.integers(2, 6))
+        x = rng.standard_normal((B, T, C))
+        lengths = rng.integers(1, T + 1, B)
+        lengths[0] = T
+        pos = np.arange(T)[None, :]
+        mask = (pos < lengths[:, None]) if side == "right" else (pos >= T - lengths[:, None])
+        want = np.stack([x[b][mask[b]].mean(0) for b in range(B)])
+        _close(fn(x, mask.astype(np.int64)), want, f"mean pooling, {side} padding (padding must not count)")
     return _done("mean pooling")
 
 
@@ -210,10 +259,11 @@ def check_mean_pooling(fn):
 def check_ranking(fn):
     """fn(query (C,), corpus (N, C)) -> indices of corpus, most cosine-similar first."""
     rng = np.random.default_rng(6)
-    corpus, query = rng.standard_normal((8, 5)) * rng.uniform(0.1, 10, (8, 1)), rng.standard_normal(5)
-    cos = corpus @ query / (np.linalg.norm(corpus, axis=1) * np.linalg.norm(query))
-    got = [int(i) for i in fn(query, corpus)]
-    assert got == list(np.argsort(-cos)), "the order is not by cosine similarity (normalise first?)"
+    for N, C in ((8, 5), (int(rng.integers(5, 30)), int(rng.integers(2, 20)))):
+        corpus, query = rng.standard_normal((N, C)) * rng.uniform(0.1, 10, (N, 1)), rng.standard_normal(C)
+        cos = corpus @ query / (np.linalg.norm(corpus, axis=1) * np.linalg.norm(query))
+        got = [int(i) for i in fn(query, corpus)]
+        assert got == list(np.argsort(-cos)), "the order is not by cosine similarity, best first (normalise first?)"
     return _done("cosine ranking")
 
 
@@ -221,26 +271,38 @@ def check_ranking(fn):
 def check_softmax_backward(fn):
     """fn(dy, y) -> dx for y = softmax(x)."""
     rng = np.random.default_rng(8)
-    x, dy = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
-    y = softmax(x)
-    _close(fn(dy, y), softmax_backward(dy, y), "softmax backward", atol=1e-12)
+    for dtype, shape in ((np.float64, (4, 6)), (np.float32, (3, 9)), (np.float64, (2, 3, int(rng.integers(2, 12))))):
+        x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+        y = softmax(x)
+        got = fn(dy, y)
+        _dtype_kept(got, dtype, "softmax backward")
+        _close(got, softmax_backward(dy, y), f"softmax backward of a {shape} {np.dtype(dtype).name} array",
+               atol=TOL[dtype])
     return _done("softmax backward")
 
 
 @exercise("08_training_in_numpy")
 def check_schedule(fn):
     """fn(step, d_model, warmup) -> the paper's learning rate."""
-    for step, d, w in ((1, 512, 4000), (4000, 512, 4000), (10000, 64, 400), (50, 128, 100)):
-        _close(fn(step, d, w), noam_lr(step, d, w), f"lrate at step {step}", atol=1e-15)
+    rng = np.random.default_rng(29)
+    for step, d, w in ((1, 512, 4000), (4000, 512, 4000), (10000, 64, 400), (50, 128, 100),
+                       (int(rng.integers(1, 500)), int(rng.integers(16, 1024)), int(rng.integers(500, 5000)))):
+        _close(fn(step, d, w), noam_lr(step, d, w), f"lrate at step {step}, d_model={d}, warmup={w}", atol=1e-15)
     return _done("learning-rate schedule")
 
 
 @exercise("09_modern_llm")
 def check_rms_norm(fn):
-    """fn(x (..., C), gamma (C,), eps) -> RMSNorm(x)."""
+    """fn(x (..., C), gamma (C,), eps) -> RMSNorm(x), in x's dtype."""
     rng = np.random.default_rng(9)
-    x, gamma = rng.standard_normal((3, 7)), rng.standard_normal(7)
-    _close(fn(x, gamma, 1e-5), rms_norm(x, gamma, 1e-5), "RMSNorm", atol=1e-12)
+    for dtype, eps, scale in ((np.float64, 1e-5, 1.0), (np.float64, 1e-2, 0.05), (np.float32, 1e-6, 0.01),
+                              (np.float64, float(rng.uniform(1e-4, 0.5)), float(rng.uniform(0.01, 1)))):
+        C = int(rng.integers(3, 12))
+        x, gamma = (rng.standard_normal((3, C)) * scale).astype(dtype), rng.standard_normal(C).astype(dtype)
+        got = fn(x, gamma, eps)
+        _dtype_kept(got, dtype, "RMSNorm")
+        _close(got, rms_norm(x, gamma, eps), f"RMSNorm of {np.dtype(dtype).name} values of scale {scale:.2g}, "
+               f"eps={eps:.2g}", TOL[dtype])
     return _done("RMSNorm")
 
 
@@ -248,28 +310,53 @@ def check_rms_norm(fn):
 def check_rope(fn):
     """fn(x (T, D), positions (T,), base) -> x with each pair (x_2i, x_2i+1) rotated by pos · base^(-2i/D)."""
     rng = np.random.default_rng(10)
-    x, pos = rng.standard_normal((5, 8)), np.array([0, 1, 4, 9, 30])
-    _close(fn(x, pos, 100.0), rope(x, pos, 100.0, "pairs"), "RoPE (pairs layout)", atol=1e-12)
+    for D, base, pos in ((8, 100.0, np.array([0, 1, 4, 9, 30])), (16, 10000.0, np.arange(6)),
+                         (2 * int(rng.integers(2, 12)), float(rng.uniform(10, 1e6)), rng.integers(0, 500, 7))):
+        x = rng.standard_normal((len(pos), D))
+        _close(fn(x, pos, base), rope(x, pos, base, "pairs"), f"RoPE, D={D}, base={base:.4g} (pairs layout)",
+               atol=1e-10)
     return _done("rotary position embedding")
 
 
 @exercise("09_modern_llm")
 def check_gqa_cache_bytes(fn):
     """fn(n_layers, n_kv_heads, d_head, tokens, itemsize) -> bytes of a grouped-query model's KV cache."""
-    for L, H_kv, D, t, itemsize in ((30, 3, 64, 1, 4), (30, 3, 64, 1000, 2), (32, 8, 128, 4096, 1)):
+    rng = np.random.default_rng(30)
+    for L, H_kv, D, t, itemsize in ((30, 3, 64, 1, 4), (30, 3, 64, 1000, 2), (32, 8, 128, 4096, 1),
+                                    tuple(int(n) for n in rng.integers(1, 100, 4)) + (int(rng.choice([1, 2, 4])),)):
         want, got = kv_cache_bytes(L, H_kv, D, t, itemsize), fn(L, H_kv, D, t, itemsize)
         assert got == want, (f"for L={L}, H_kv={H_kv}, D={D}, {t} tokens of {itemsize} bytes your count is "
                              f"{_too(got, want)}")
     return _done("grouped-query KV cache size")
 
 
+def _tiles(scores, block):
+    """The scores one tile at a time, each written over the last in one buffer — as in a GPU's on-chip memory: a
+    tile kept past its turn holds another tile's values by then."""
+    buffer = np.empty(block)
+    for start in range(0, len(scores), block):
+        n = min(block, len(scores) - start)
+        buffer[:n] = scores[start:start + n]
+        yield buffer[:n]
+
+
 @exercise("10_serving")
 def check_online_softmax(fn):
-    """fn(scores (N,), block) -> softmax(scores), computed one tile at a time."""
+    """fn(tiles) -> (m, l): the scores arrive as an iterator of tiles (1-D arrays); return the largest score m and
+    l = Σ exp(s − m) over all of them, keeping only m and l between tiles — then softmax(s) = exp(s − m) / l."""
     rng = np.random.default_rng(11)
-    for n, block in ((10, 3), (64, 16), (7, 7), (33, 50)):
-        scores = rng.standard_normal(n) * 5 + rng.uniform(-100, 100)
-        _close(fn(scores, block), softmax(scores), f"online softmax of {n} scores in tiles of {block}", atol=1e-12)
+    cases = [(10, 3, 0.0), (64, 16, 0.0), (7, 7, 0.0), (33, 50, 0.0), (40, 8, 300.0), (40, 8, -300.0),
+             (int(rng.integers(2, 200)), int(rng.integers(1, 30)), float(rng.uniform(-100, 100)))]
+    for n, block, climb in cases:  # climb: each tile's scores that much above the last's (exp overflows past 709)
+        scores = rng.standard_normal(n) * 5 + rng.uniform(-100, 100) + climb * (np.arange(n) // block)
+        got = fn(_tiles(scores, block))
+        assert len(got) == 2, "return (m, l)"
+        m, ell = (float(a) for a in got)
+        assert m == scores.max(), f"{n} scores in tiles of {block}: m must be the largest score seen"
+        assert np.isfinite(ell) and ell >= 1, (f"{n} scores in tiles of {block}, each tile higher than the last: l is "
+                                               f"{ell} (subtract the running maximum, and rescale l when it grows)")
+        _close(np.exp(scores - m) / ell, softmax(scores), f"exp(s - m) / l for {n} scores in tiles of {block}",
+               atol=1e-12)
     return _done("online softmax")
 
 
@@ -305,8 +392,8 @@ def check_score_std(fn):
         q, k = rng.standard_normal((200_000, d_k)), rng.standard_normal((200_000, d_k))
         measured, got = float(np.std((q * k).sum(-1))), float(fn(d_k))
         assert abs(got - measured) <= 0.03 * measured, (
-            f"for d_k={d_k} your standard deviation is {_too(got, measured)} (a sum of d_k independent terms of "
-            "variance 1 has variance d_k)")
+            f"for d_k={d_k} your standard deviation is {_too(got, measured)} (start from the variance of one "
+            "term q_i k_i, then of a sum of independent terms)")
     return _done("standard deviation of q·k")
 
 
@@ -370,7 +457,8 @@ def check_kv_cache_step(fn):
         K, V = np.zeros((H, 0, D)), np.zeros((H, 0, D))
         for t in range(T):
             out, K, V = fn(K, V, q[:, t:t + 1], k[:, t:t + 1], v[:, t:t + 1])
-            assert np.shape(K) == (H, t + 1, D), f"the key cache after token {t} must be {(H, t + 1, D)}"
+            _close(K, k[:, :t + 1], f"H={H}, D={D}: the key cache after token {t}", atol=0)
+            _close(V, v[:, :t + 1], f"H={H}, D={D}: the value cache after token {t}", atol=0)
             _close(out, want[:, t:t + 1], f"H={H}, D={D}: output for token {t}", atol=1e-12)
     return _done("one KV-cache decoding step")
 
@@ -425,9 +513,10 @@ def check_ablations(fn):
 @exercise("11_making_it_smaller")
 def check_absmax_quantize(fn):
     """fn(w (C_in, C_out), bits) -> (q (C_in, C_out) integers, s (C_out,)): symmetric absmax quantization with one
-    scale per output channel (column), s = max|w[:, j]| / (2^(bits-1) - 1), q = round(w / s)."""
+    scale per output channel (column), as the chapter derives it; checked on random shapes and bit widths."""
     rng = np.random.default_rng(21)
-    for C_in, C_out, bits in ((4, 3, 8), (16, 5, 4), (int(rng.integers(2, 40)), int(rng.integers(1, 9)), 6)):
+    for C_in, C_out, bits in ((4, 3, 8), (16, 5, 4), (int(rng.integers(2, 40)), int(rng.integers(1, 9)), 6),
+                              (int(rng.integers(2, 40)), int(rng.integers(2, 9)), int(rng.integers(2, 9)))):
         w = rng.standard_normal((C_in, C_out)) * rng.uniform(0.1, 5, C_out)
         q, s = (np.asarray(a) for a in fn(w, bits))
         want = quantize_symmetric(w, bits, axis=0)
@@ -451,8 +540,8 @@ def check_int4_pack(fn):
 
 @exercise("12_cost_at_scale")
 def check_decode_time(fn):
-    """fn(n_params, bytes_per_weight, batch, peak_flops, bandwidth) -> the roofline time of one decode step,
-    weights only: max(2·N·B / peak, N·bytes / bandwidth)."""
+    """fn(n_params, bytes_per_weight, batch, peak_flops, bandwidth) -> the roofline time of one decode step of a
+    batch, counting the weights only (the chapter's model); checked on two chips and random sizes."""
     rng = np.random.default_rng(23)
     for N, b, B in ((135e6, 4, 1), (7e9, 2, 64), (float(rng.integers(1, 100)) * 1e9, 1, int(rng.integers(1, 512)))):
         for hw in (cost_model.HARDWARE["h200"], cost_model.HARDWARE["tpu-v4"]):
@@ -465,10 +554,10 @@ def check_decode_time(fn):
 
 @exercise("12_cost_at_scale")
 def check_ring_all_reduce_bytes(fn):
-    """fn(nbytes, n) -> bytes each of n chips sends in a ring all-reduce of an nbytes array: 2·(n−1)/n·nbytes,
-    checked against a simulated mesh that counts them."""
+    """fn(nbytes, n) -> bytes each of n chips sends in a ring all-reduce of an nbytes array, checked against a
+    simulated mesh that counts them."""
     rng = np.random.default_rng(24)
-    for n in (1, 2, 3, 8):
+    for n in (1, 2, 3, 8, int(rng.integers(4, 33))):
         a = rng.standard_normal(int(rng.integers(4, 64)))
         mesh = Mesh(n)
         mesh.all_reduce([a] * n)

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 7. A real pretrained model in NumPy: all-MiniLM-L6-v2
 #
-# Our source document opens with BERT (2018), the pretrained Transformer *encoder*. all-MiniLM-L6-v2 is a
+# Our [source document](../docs/source_model.md) opens with BERT (2018), the pretrained Transformer *encoder*. all-MiniLM-L6-v2 is a
 # small BERT — 6 layers, C = 384, 12 heads, F = 1536, a 30,522-word WordPiece vocabulary — fine-tuned so
 # that the mean of its output vectors is a sentence embedding. It is itself a **distilled** model: MiniLM
 # (Wang et al. 2020) was trained to imitate the self-attention of a larger BERT teacher — its attention

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 12. The cost of inference at scale
 #
-# Our source document asks how to scale Transformer inference efficiently — the question of Pope et al. (2022),
+# Our [source document](../docs/source_model.md) asks how to scale Transformer inference efficiently — the question of Pope et al. (2022),
 # *Efficiently Scaling Transformer Inference*. Their answer is arithmetic you can do on paper:
 #
 # - **FLOPs per token**: every weight takes part in one multiply-add per token, so a forward costs about
@@ -278,7 +278,8 @@ for name, go in [("1D", lambda m: np.concatenate(P.ffn_1d_weight_stationary(np.a
 
 # %% [markdown]
 # The formulas of those counts, applied to PaLM 540B's feed-forward layer (E = 18,432, F = 73,728, bfloat16,
-# 270 GB/s per chip): 1D weight-stationary sends 2·N·E bytes whatever the chip count; 2D falls as $1/\sqrt{n}$;
+# 270 GB/s per chip): 1D weight-stationary sends $2\frac{n-1}{n}NE$ values per chip (× their bytes) — it grows
+# with the chip count towards $2NE$ and never falls; 2D falls as $1/\sqrt{n}$;
 # weight-gathered sends the weights, independent of the N tokens — the layout for big prefill batches.
 
 # %%
@@ -314,22 +315,32 @@ else:
 # %% [markdown]
 # ## What would change on an H200
 #
-# The same formulas with the H200's published figures (989 TFLOP/s bfloat16, 4.8 TB/s, 141 GB): its weights alone
-# would keep SmolLM2's decode memory-bound up to batch ≈ 206, and with 2,048 tokens of context each sequence's KV
-# cache keeps it memory-bound even at 512 (below); a step at batch 1 and 2,048 tokens of context could take 66 µs instead of the tens of milliseconds
-# measured here. A 70B Llama-shaped model (80 layers, C = 8,192, 64 query / 8 K/V heads, F = 28,672) has more
-# bfloat16 weights than one H200's 141 GB holds: it needs two chips before any KV cache.
+# The same formulas with the H200's published figures (989 TFLOP/s bfloat16, 4.8 TB/s, 141 GiB — the datasheet's
+# "141 GB" is what the chip reports as 141 GiB): its weights alone would keep SmolLM2's decode memory-bound up to
+# batch ≈ 206, and with 2,048 tokens of context each sequence's KV cache keeps it memory-bound even at 512
+# (below); a step at batch 1 and 2,048 tokens of context could take tens of microseconds instead of the tens of
+# milliseconds measured here. A 70B Llama-shaped model (80 layers, C = 8,192, 64 query / 8 K/V heads,
+# F = 28,672) has 141e9 bytes of bfloat16 weights — 131 GiB: one H200 holds them, with about 10 GiB left for the
+# KV cache. `decode_cost` checks the capacity: a batch whose cache does not fit is costed on the chips it needs
+# (`chips_needed`), each step's work shared perfectly between them.
 
 # %%
 h200 = cm.HARDWARE["h200"]
 llama70 = cm.ModelShape("Llama-70B shape", 80, 8192, 64, 8, 128, 28672, 128256, tied_embeddings=False)
+GiB = cm.GiB
 for shape in (smol, llama70):
     w = cm.weight_bytes(shape, "bfloat16")
-    print(f"{shape.name}: {w / 1e9:6.1f} GB of bfloat16 weights; critical batch {cm.critical_batch_size(h200, 'bfloat16'):.0f}")
+    print(f"{shape.name}: {w / GiB:6.1f} GiB of bfloat16 weights; critical batch {cm.critical_batch_size(h200, 'bfloat16'):.0f}")
     for B in (1, 64, 512):
-        f, b, t = cm.decode_cost(shape, B, 2048, h200, weights="bfloat16", kv="bfloat16")
-        print(f"  decode B={B:3d}, 2,048 tokens of context: {1e3 * t:7.3f} ms per step ({cm.bound_by(f, b, h200)}-bound), "
-              f"KV cache {cm.kv_cache_bytes(shape, B, 2048, 'bfloat16') / 1e9:6.2f} GB")
+        n = cm.chips_needed(shape, B, 2048, h200, "bfloat16", "bfloat16")
+        f, b, t = cm.decode_cost(shape, B, 2048, h200, weights="bfloat16", kv="bfloat16", n_chips=n)
+        print(f"  decode B={B:3d}, 2,048 tokens of context: KV cache {cm.kv_cache_bytes(shape, B, 2048, 'bfloat16') / GiB:6.2f} GiB "
+              f"-> {n} chip{'s' * (n > 1)}: {1e3 * t:7.3f} ms per step ({cm.bound_by(f, b, h200)}-bound)")
+assert cm.chips_needed(llama70, 1, 2048, h200, "bfloat16", "bfloat16") == 1  # what the text above says
+try:
+    cm.decode_cost(llama70, 64, 2048, h200, weights="bfloat16", kv="bfloat16")  # on one chip
+except ValueError as e:
+    print("one chip:", e)
 
 # %% [markdown]
 # ## Choosing d_model, heads and layers
@@ -386,9 +397,9 @@ viz.plots.sweep(sweep["rows"]);
 # - **The seed matters as much as most choices.** The (64, 2, 1) model scored 0.611, 0.968 and 0.873 from seeds
 #   0, 1 and 2; (32, 1, 4) 0.957, 0.924, 0.929. A difference of a few points between two rows of one seed is
 #   noise; only effects larger than that spread count.
-# - **More than one head helps**: 4 heads beat 1 head in 5 of the 6 (C, L) cells at seed 0 (by 6–27 points); the
-#   exception, (128, 2), is the run that had not converged (loss 0.65 against 0.33–0.45). Reversing a string
-#   is a lookup of one position by another: several heads give several chances to learn that alignment.
+# - **Whether more heads help is not settled by this sweep**: at seed 0, 4 heads beat 1 head in 5 of the 6 (C, L)
+#   cells, by 6–27 points — but the one 1-head configuration run from three seeds spans 0.611–0.968, a spread as
+#   large as those gaps, and the other cells were run once. It would take several seeds per cell to say.
 # - **Bigger did not pay at a fixed budget**: the smallest model with 4 heads, (32, 1, 4) with 22,414
 #   parameters, was the most accurate in 10.7 s; (128, 2, 4), 30× the parameters, trained 5× longer for less.
 #   Part of that is the paper's schedule, whose learning rate scales as C^{-1/2}: wider models take smaller

@@ -149,10 +149,28 @@ def test_pope_headline_numbers_beside_ours():
     assert context["ours"] == pytest.approx(context["published"], rel=0.05)
 
 
+LLAMA_70B = cm.ModelShape("Llama-70B shape", 80, 8192, 64, 8, 128, 28672, 128256, tied_embeddings=False)
+
+
 def test_decode_lower_bound_divides_the_roofline_over_chips():
-    hw = cm.HARDWARE["a100"]
-    one = cm.decode_cost(cm.PALM_540B, 8, 512, hw, "bfloat16", "bfloat16")[2]
-    assert cm.decode_lower_bound(cm.PALM_540B, 8, 512, hw, 16) == pytest.approx(one / 16)
+    hw = cm.HARDWARE["h200"]
+    one = cm.decode_cost(LLAMA_70B, 8, 512, hw, "bfloat16", "bfloat16")[2]
+    assert cm.decode_lower_bound(LLAMA_70B, 8, 512, hw, 16) == pytest.approx(one / 16)
+
+
+def test_a_70b_model_fits_one_h200_in_bfloat16_until_its_cache_does_not():
+    hw = cm.HARDWARE["h200"]
+    assert hw.memory == 141 * 2**30  # the datasheet's 141 GB is what nvidia-smi shows as 141 GiB
+    weights = cm.weight_bytes(LLAMA_70B, "bfloat16")
+    assert 130 * 2**30 < weights < hw.memory  # 141e9 bytes = 131 GiB: one chip holds them, with little room left
+    assert cm.chips_needed(LLAMA_70B, 1, 2048, hw, "bfloat16", "bfloat16") == 1
+    cm.decode_cost(LLAMA_70B, 1, 2048, hw, "bfloat16", "bfloat16")  # fits: no error
+    with pytest.raises(ValueError, match=r"needs 2 chips of 141 GiB \(H200 SXM\): weights 131 GiB \(bfloat16\) \+ "
+                                         r"KV cache 40\.0 GiB"):
+        cm.decode_cost(LLAMA_70B, 64, 2048, hw, "bfloat16", "bfloat16")
+    with pytest.raises(ValueError, match="needs 4 chips"):
+        cm.prefill_cost(LLAMA_70B, 512, 2048, hw, "bfloat16", "bfloat16", n_chips=3)
+    assert cm.prefill_cost(LLAMA_70B, 512, 2048, hw, "bfloat16", "bfloat16", n_chips=4)[2] > 0
 
 
 def test_kv_bytes_per_chip_replicates_a_single_head_and_splits_the_batch():

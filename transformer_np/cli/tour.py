@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..teaching.tour import TOLERANCE, run_tour
 from .options import non_negative_int
 
-HELP = "run the source document's model end to end, checking every formula"
+HELP = "run the source document's model (docs/source_model.md) end to end, checking every formula"
 
 
 def add_arguments(parser):

@@ -53,13 +53,14 @@ class Hardware:
 HARDWARE = {
     "tpu-v4": Hardware("TPU v4", 275e12, 1.2e12, 32 * GiB, 270e9, "bfloat16",
                        "Pope et al. 2022 §4 (275 TFLOP/s bfloat16, 32 GiB HBM at 1,200 GB/s, 270 GB/s interconnect)"),
-    "a100": Hardware("A100 SXM 80GB", 312e12, 2.039e12, 80e9, 600e9, "bfloat16",
+    # the GPUs' memory in GiB: "80 GB" and "141 GB" on the datasheets are the 80 and 141 GiB nvidia-smi shows
+    "a100": Hardware("A100 SXM 80GB", 312e12, 2.039e12, 80 * GiB, 600e9, "bfloat16",
                      "NVIDIA A100 datasheet (312 TFLOP/s bf16 dense, 2,039 GB/s HBM2e, NVLink 600 GB/s)"),
-    "h100": Hardware("H100 SXM", 989e12, 3.35e12, 80e9, 900e9, "bfloat16",
+    "h100": Hardware("H100 SXM", 989e12, 3.35e12, 80 * GiB, 900e9, "bfloat16",
                      "NVIDIA H100 datasheet (989 TFLOP/s bf16 dense, 3.35 TB/s HBM3, NVLink 900 GB/s)"),
-    "h200": Hardware("H200 SXM", 989e12, 4.8e12, 141e9, 900e9, "bfloat16",
+    "h200": Hardware("H200 SXM", 989e12, 4.8e12, 141 * GiB, 900e9, "bfloat16",
                      "NVIDIA H200 datasheet (989 TFLOP/s bf16 dense, 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s)"),
-    "h200-fp32": Hardware("H200 SXM, float32", 67e12, 4.8e12, 141e9, 900e9, "float32",
+    "h200-fp32": Hardware("H200 SXM, float32", 67e12, 4.8e12, 141 * GiB, 900e9, "float32",
                           "NVIDIA H200 datasheet (67 TFLOP/s float32 without tensor cores)"),
 }
 
@@ -300,18 +301,45 @@ def mbu(nbytes, seconds, hardware):
     return nbytes / (seconds * hardware.bandwidth)
 
 
-def prefill_cost(shape, batch, tokens, hardware, weights="float32", kv="float32"):
-    """(FLOPs, bytes, roofline seconds) of a prefill of ``tokens`` per sequence, last position's logits only."""
-    f = forward_flops(shape, batch, tokens, 0, logits="last")
-    b = step_bytes(shape, batch, tokens, 0, weights, kv)
-    return f, b, roofline_time(f, b, hardware)
+def chips_needed(shape, batch, context, hardware, weights="float32", kv="float32"):
+    r"""⌈(weight bytes + KV cache bytes of batch × context tokens) / memory per chip⌉: the fewest chips whose
+    memory holds the model and its cache (activations and fragmentation left out, so a lower bound)."""
+    return math.ceil((weight_bytes(shape, weights) + kv_cache_bytes(shape, batch, context, kv)) / hardware.memory)
 
 
-def decode_cost(shape, batch, context, hardware, weights="float32", kv="float32"):
-    """(FLOPs, bytes, roofline seconds) of one decode step: one new token per sequence after ``context`` − 1."""
-    f = forward_flops(shape, batch, 1, context - 1, logits="all")
-    b = step_bytes(shape, batch, 1, context - 1, weights, kv)
-    return f, b, roofline_time(f, b, hardware)
+def check_fits(shape, batch, context, hardware, n_chips, weights="float32", kv="float32"):
+    """ValueError when the weights and the KV cache of batch × context tokens do not fit in n chips' memory (a
+    hardware whose memory is unknown — NaN, a measured GPU — is not checked)."""
+    check_positive_int("n_chips", n_chips)
+    if not math.isfinite(hardware.memory):
+        return
+    need = chips_needed(shape, batch, context, hardware, weights, kv)
+    if need > n_chips:
+        raise ValueError(
+            f"{shape.name} with {batch} × {context:,} tokens needs {need} chips of {hardware.memory / GiB:.0f} GiB "
+            f"({hardware.name}): weights {weight_bytes(shape, weights) / GiB:.0f} GiB ({weights}) + KV cache "
+            f"{kv_cache_bytes(shape, batch, context, kv) / GiB:.1f} GiB ({kv}); n_chips={n_chips}")
+
+
+def _cost(f, b, hardware, n_chips):
+    """(FLOPs, bytes, roofline seconds) of work shared perfectly by n chips: max(F / (n·peak), B / (n·bandwidth))."""
+    return f, b, roofline_time(f / n_chips, b / n_chips, hardware)
+
+
+def prefill_cost(shape, batch, tokens, hardware, weights="float32", kv="float32", n_chips=1):
+    """(FLOPs, bytes, roofline seconds) of a prefill of ``tokens`` per sequence, last position's logits only, on
+    n_chips sharing it perfectly; ValueError if the model and its cache do not fit in their memory (check_fits)."""
+    check_fits(shape, batch, tokens, hardware, n_chips, weights, kv)
+    return _cost(forward_flops(shape, batch, tokens, 0, logits="last"), step_bytes(shape, batch, tokens, 0, weights, kv),
+                 hardware, n_chips)
+
+
+def decode_cost(shape, batch, context, hardware, weights="float32", kv="float32", n_chips=1):
+    """(FLOPs, bytes, roofline seconds) of one decode step — one new token per sequence after ``context`` − 1 —
+    on n_chips sharing it perfectly; ValueError if the model and its cache do not fit in their memory."""
+    check_fits(shape, batch, context, hardware, n_chips, weights, kv)
+    return _cost(forward_flops(shape, batch, 1, context - 1, logits="all"),
+                 step_bytes(shape, batch, 1, context - 1, weights, kv), hardware, n_chips)
 
 
 # --- memory per chip, and Pope et al.'s Table 1 ------------------------------------------------------------
@@ -357,11 +385,9 @@ def pope_table1(n_chips=64, kv_fraction=0.3):
 
 def decode_lower_bound(shape, batch, context, hardware, n_chips, weights="bfloat16", kv="bfloat16"):
     r"""The shortest a decode step can take on n chips that share the work perfectly and never wait for each
-    other: max(FLOPs / (n · peak), bytes / (n · bandwidth)) — communication and every overhead left out."""
-    check_positive_int("n_chips", n_chips)
-    f = forward_flops(shape, batch, 1, context - 1, logits="all")
-    b = step_bytes(shape, batch, 1, context - 1, weights, kv)
-    return max(f / (n_chips * hardware.peak_flops), b / (n_chips * hardware.bandwidth))
+    other: max(FLOPs / (n · peak), bytes / (n · bandwidth)) — communication and every overhead left out; the
+    model and its cache must fit in the n chips' memory."""
+    return decode_cost(shape, batch, context, hardware, weights, kv, n_chips)[2]
 
 
 def pope_published(n_chips=64, context=2048):

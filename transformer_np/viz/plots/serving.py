@@ -46,6 +46,8 @@ def memory_vs_length(rows):
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     ax.loglog(T, [r["naive_peak_bytes"] / 2**20 for r in rows], "o-", label="naive: T × T scores")
     ax.loglog(T, [r["blockwise_peak_bytes"] / 2**20 for r in rows], "s-", label="blockwise: tiles of 256 × 256")
+    plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.yaxis)
     ax.set_xticks(T, [str(t) for t in T])
     plain_log_ticks(ax.yaxis)
     ax.set_xlabel("sequence length T")

@@ -111,8 +111,10 @@ def sweep(rows, title="What each hyper-parameter buys"):
                 continue
             colour = f"C{widths.index(r['d_model'])}"
             marker = {1: "o"}.get(r["n_heads"], "s")
-            if r["n_kv_heads"] != r["n_heads"] or r["d_ff"] != 2 * r["d_model"]:
+            if r["n_kv_heads"] != r["n_heads"]:
                 marker = "*"
+            elif r["d_ff"] != 2 * r["d_model"]:
+                marker = "P"
             ax.plot(r[key], r["accuracy"], marker, color=colour, ms=8,
                     mfc=colour if r["n_layers"] == 1 else "none")
         ax.set_xscale("log")
@@ -127,7 +129,8 @@ def sweep(rows, title="What each hyper-parameter buys"):
     handles = [plt.Line2D([], [], color=f"C{i}", marker="o", ls="", label=f"d_model {c}") for i, c in enumerate(widths)]
     handles += [plt.Line2D([], [], color="k", marker="o", ls="", label="1 head"),
                 plt.Line2D([], [], color="k", marker="s", ls="", label="4 heads"),
-                plt.Line2D([], [], color="k", marker="*", ls="", label="H_kv = 1 or F = 4C"),
+                plt.Line2D([], [], color="k", marker="*", ls="", label="H_kv = 1"),
+                plt.Line2D([], [], color="k", marker="P", ls="", label="F = 4C"),
                 plt.Line2D([], [], color="k", marker="o", mfc="none", ls="", label="2 layers (open)"),
                 plt.Line2D([], [], color="grey", marker=".", ls="", label="other seeds")]
     fig.legend(handles=handles, fontsize=7, loc="outside right center")

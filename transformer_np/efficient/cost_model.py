@@ -330,8 +330,8 @@ def prefill_cost(shape, batch, tokens, hardware, weights="float32", kv="float32"
     """(FLOPs, bytes, roofline seconds) of a prefill of ``tokens`` per sequence, last position's logits only, on
     n_chips sharing it perfectly; ValueError if the model and its cache do not fit in their memory (check_fits)."""
     check_fits(shape, batch, tokens, hardware, n_chips, weights, kv)
-    return _cost(forward_flops(shape, batch, tokens, 0, logits="last"), step_bytes(shape, batch, tokens, 0, weights, kv),
-                 hardware, n_chips)
+    return _cost(forward_flops(shape, batch, tokens, 0, logits="last"),
+                 step_bytes(shape, batch, tokens, 0, weights, kv), hardware, n_chips)
 
 
 def decode_cost(shape, batch, context, hardware, weights="float32", kv="float32", n_chips=1):

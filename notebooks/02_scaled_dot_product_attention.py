@@ -97,6 +97,13 @@ np.testing.assert_allclose(dec_self.weights.sum(-1), 1.0, rtol=1e-5)
 viz.explore("reverse", "31415")
 
 # %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its head view (the dates model's cross-attention);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_head_view.png)
+
+# %% [markdown]
 # A masked key gets weight exactly 0 — as it would with a $-10^9$ constant too, since $e^{-10^9}$ underflows to
 # 0; the boolean mask differs only where *every* key of a query is masked (below) — and the output at
 # position $t$ cannot change when tokens after $t$ change:

@@ -77,6 +77,13 @@ print(f"{trained.weights.shape} (L, H, T, T) weights on the page, {len(page.html
 page
 
 # %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its head view (the dates model's cross-attention);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_head_view.png)
+
+# %% [markdown]
 # ## Concat, then $W^O$ — or a sum over heads
 #
 # Splitting $W^O$ into its $h$ row blocks $W^O_i$ (each $D\times C$) shows that concatenating and

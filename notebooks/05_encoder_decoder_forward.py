@@ -133,6 +133,13 @@ assert steps[-1]["token"] == "</s>"  # it stopped at its end token, before the 1
 viz.explore("dates", text, generate=12)
 
 # %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its generation view (the dates model, step by step);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_seq2seq_generation_view.png)
+
+# %% [markdown]
 # ## How many parameters has the paper's base model?
 #
 # The paper's Table 3 gives 65 M for the base model. `TransformerConfig.paper_base()` counts 82 M, because by

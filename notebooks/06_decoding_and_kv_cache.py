@@ -90,6 +90,13 @@ assert len(set(grow)) == 1                                   # one position's k 
 viz.explore("reverse", "271828", generate=10)
 
 # %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its generation view (the dates model, step by step);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_seq2seq_generation_view.png)
+
+# %% [markdown]
 # ## Sampling: temperature, top-k, top-p
 
 # %%

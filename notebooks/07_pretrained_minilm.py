@@ -116,6 +116,13 @@ print(f"the head found above: layer {layer}, head {head}")
 viz.explore("minilm", sentence)
 
 # %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its head view (the dates model's cross-attention);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_head_view.png)
+
+# %% [markdown]
 # ## Sentence similarity
 
 # %%

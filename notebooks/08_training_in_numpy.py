@@ -74,7 +74,7 @@ viz.learning_rate_schedule(8000, d_model=64);
 # ## Three tasks, generated offline, and the shipped models
 #
 # `python -m transformer_np train --task NAME` trains each on 2 CPU cores in a few minutes and writes a
-# checkpoint; the trained models ship in `transformer_np/checkpoints/`. Their held-out examples never appear
+# checkpoint; the trained models ship in `transformer_np/training/checkpoints/`. Their held-out examples never appear
 # in training (for dates, the held-out *dates* are unseen in every format).
 
 # %%
@@ -132,6 +132,13 @@ print(f"the queries that predict the year put {share:.0%} of their attention on 
 viz.explore("dates", text)
 
 # %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its head view (the dates model's cross-attention);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_head_view.png)
+
+# %% [markdown]
 # ## The classifier and negation
 #
 # The sentiment classifier pools its encoder's outputs; its self-attention lets "not" change what "bad" means.
@@ -169,7 +176,7 @@ for x, y in wrong[:10]:
 #
 # Everything above was trained beforehand. This one trains now, in this cell, in well under a minute on two
 # cores: a decoder-only Transformer (C = 64, 2 pre-LN layers, GELU) learning to predict the next **character**
-# of the text that ships with this package — its own docstrings, about a hundred thousand characters about
+# of the text that ships with this package — its own docstrings, well over a hundred thousand characters about
 # Transformers (the count is printed below). Each step takes 16 random windows of 64 characters; the loss is the
 # cross-entropy of every next character, its gradient the backward passes of this chapter, the update Adam with
 # the paper's schedule.

@@ -120,6 +120,8 @@ def test_notebook_display_is_an_iframe_holding_the_page():
     page = viz.explore("sentiment", "the ending was brilliant")
     shown = page._repr_html_()
     assert shown.startswith("<iframe srcdoc=") and "&lt;!DOCTYPE html&gt;" in shown
+    # a viewer that runs no script shows the plain repr: it says what the page is, not an object's address
+    assert repr(page).startswith("<attention explorer page") and " at 0x" not in repr(page)
 
 
 def test_minilm_and_smollm2_pages_hold_their_attention():

@@ -399,6 +399,10 @@ class Page:
         return (f"<iframe srcdoc=\"{html.escape(self.html, quote=True)}\" "
                 "style=\"width:100%;height:720px;border:1px solid #ccc\"></iframe>")
 
+    def __repr__(self):  # what a viewer that runs no script shows (a repository's notebook page), and a terminal
+        return (f"<attention explorer page, {len(self.html):,} characters: interactive where the notebook runs "
+                "(Jupyter); page.save('page.html') writes it for any browser>")
+
 
 GENERATES = ("dates", "reverse", "smollm2", "gemma3")  # the models whose generation the page can step through
 

@@ -71,9 +71,10 @@ def angles(positions, i):  # noqa: E302
     return np.arctan2(sin[:, i], cos[:, i])
 
 
-near, far = list(range(12)), list(range(0, 1200, 100))
+# steps short enough that each turns well under half a circle, so the arrows go round the way the angle grows
+near, mid, far = list(range(12)), list(range(0, 120, 10)), list(range(0, 1200, 100))
 viz.rope_rotation([("pair i = 0 (fastest), positions 0-11", near, angles(near, 0)),
-                   ("pair i = 8, positions 0-1100", far, angles(far, 8)),
+                   ("pair i = 8, positions 0-110", mid, angles(mid, 8)),
                    ("pair i = 16 (half-way), positions 0-1100", far, angles(far, 16))])
 slowest = float(rope_angles(np.array([cfg.max_len]), cfg.d_head, cfg.rope_base)[1][0, -1])
 print(f"the slowest pair (i = 31) turns {np.degrees(np.arcsin(slowest)):.1f}° over the whole {cfg.max_len}-token context")
@@ -87,7 +88,8 @@ print("q·k at (5, 2):", score(5, 2), " at (105, 102):", score(105, 102), " at (
 assert abs(score(5, 2) - score(3005, 3002)) < 1e-9  # only the offset m - n matters
 
 # %% [markdown]
-# Which features form a pair is a convention. The paper and llama.cpp pair neighbours $(x_{2i}, x_{2i+1})$;
+# Which features form a pair is a convention. RoFormer (Su et al. 2021, the paper that introduced RoPE) and
+# llama.cpp pair neighbours $(x_{2i}, x_{2i+1})$;
 # Hugging Face pairs halves $(x_i, x_{i+D/2})$ and permutes the rows of $W_Q, W_K$ to match. The GGUF file
 # stores the weights for the first layout, and `rope(..., layout="pairs")` uses them as they are.
 
@@ -211,6 +213,13 @@ print("share of attention on token 0, layers 0 / 12 / 29:",
 cfg = model.config
 print("KV bytes per token:", 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * 4)
 viz.explore("smollm2", "The capital of France is", generate=6)
+
+# %% [markdown]
+# *A page that runs no script — a repository's view of this notebook — leaves the explorer above empty.
+# Here is a picture of its model view (SmolLM2's 30 × 9 heads);
+# [the example pages](../docs/explore/dates.html) open in any browser.*
+#
+# ![the attention explorer](../docs/explore_model_view.png)
 
 # %% [markdown]
 # ## The next-token distribution, and a short chat

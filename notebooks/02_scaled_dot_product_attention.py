@@ -38,8 +38,10 @@ print("matches the equation written as loops")
 #
 # The paper's argument assumes the entries of $q$ and $k$ are **independent, with mean 0 and variance 1**. Then
 # each product $q_j k_j$ has mean 0 and variance 1, and their sum $q\cdot k = \sum_{j=1}^{d_k} q_j k_j$ has
-# variance $d_k$. Large scores push softmax to a one-hot vector, whose gradients vanish. Dividing by
-# $\sqrt{d_k}$ brings the variance back to 1 (for trained, correlated q and k the scale is only a rule of thumb):
+# variance $d_k$. Large scores push softmax to a one-hot vector, whose gradients vanish: softmax's Jacobian is
+# $\partial p_i / \partial s_j = p_i(\delta_{ij} - p_j)$, and when one $p_i \to 1$ every entry goes to 0 — the scores
+# stop learning. Dividing by $\sqrt{d_k}$ brings the variance back to 1 (for trained, correlated q and k the
+# scale is only a rule of thumb). Both effects, measured on random scores (right: the Jacobian's size):
 
 # %%
 for d in (4, 64, 1024):

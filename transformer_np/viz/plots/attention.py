@@ -12,26 +12,36 @@ from .base import heatmap, plain_log_ticks
 
 
 def softmax_saturation(d_ks=(4, 16, 64, 256, 1024), n_keys=32, n_trials=400, seed=0):
-    """Why divide by sqrt(d_k): the largest softmax weight of random q·k scores, with and without scaling."""
+    """Why divide by sqrt(d_k), for random q·k scores with and without scaling.  Left: the largest softmax weight
+    (saturation towards one-hot); right: the size of softmax's gradient, ‖∂p/∂s‖_F of its Jacobian
+    diag(p) − p pᵀ — what reaches the scores in training, vanishing as softmax saturates."""
     rng = np.random.default_rng(seed)
-    unscaled, scaled = [], []
+    largest, grad = {"unscaled": [], "scaled": []}, {"unscaled": [], "scaled": []}
     for d in d_ks:
         q = rng.standard_normal((n_trials, 1, d))
         k = rng.standard_normal((n_trials, n_keys, d))
         s = (q @ np.swapaxes(k, -1, -2))[:, 0]  # (trials, keys): variance d
-        unscaled.append(softmax(s).max(-1).mean())
-        scaled.append(softmax(s / np.sqrt(d)).max(-1).mean())
-    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
-    ax.plot(d_ks, unscaled, "o-", label="softmax(q·k): saturates towards one-hot")
-    ax.plot(d_ks, scaled, "s-", label="softmax(q·k / √d_k): stays spread")
+        for name, scores in (("unscaled", s), ("scaled", s / np.sqrt(d))):
+            p = softmax(scores)
+            jacobian = p[:, :, None] * np.eye(n_keys) - p[:, :, None] * p[:, None, :]  # (trials, keys, keys)
+            largest[name].append(p.max(-1).mean())
+            grad[name].append(np.linalg.norm(jacobian, axis=(1, 2)).mean())
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for a, values, ylabel in ((ax, largest, "mean of the largest weight"),
+                              (ax2, grad, "mean ‖diag(p) − p pᵀ‖_F")):
+        a.plot(d_ks, values["unscaled"], "o-", label="softmax(q·k)")
+        a.plot(d_ks, values["scaled"], "s-", label="softmax(q·k / √d_k)")
+        a.set_xscale("log", base=2)
+        plain_log_ticks(a.xaxis)
+        a.set_xlabel("d_k (q, k with unit-variance entries)")
+        a.set_ylabel(ylabel)
+        a.legend(fontsize=8)
     ax.axhline(1 / n_keys, color="gray", ls=":", label=f"uniform (1/{n_keys})")
-    ax.set_xscale("log", base=2)
-    plain_log_ticks(ax.xaxis)
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("d_k (q, k with unit-variance entries)")
-    ax.set_ylabel("mean of the largest weight")
-    ax.set_title(f"Scores q·k have variance d_k: dividing by √d_k keeps\nsoftmax out of saturation ({n_keys} keys)")
     ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Unscaled scores saturate softmax towards one-hot ({n_keys} keys)", fontsize=10)
+    ax2.set_ylim(0, None)
+    ax2.set_title("…and its gradient vanishes; scaled, both stay put", fontsize=10)
     return fig
 
 

@@ -1,19 +1,22 @@
 # %% [markdown]
 # # 11. Making it smaller: quantization, mixed precision, pruning
 #
-# Our source document answers "how do we make Transformer inference faster?" with three things: faster
+# Our [source document](../docs/source_model.md) answers "how do we make Transformer inference faster?" with three things: faster
 # hardware, **model compression** — quantization and pruning — and **mixed precision**. This chapter writes each
 # technique as a formula, runs it on SmolLM2-135M-Instruct (chapter 9), and measures what it costs in quality
 # and saves in bytes.
 #
-# The quality measure is **perplexity** on a fixed text shipped with the package — docstrings of the Python
-# standard library, 23,294 SmolLM2 tokens — and, disjoint from it, a calibration text for the methods that need
-# to see activations:
+# Quality is measured two ways on a fixed text shipped with the package — docstrings of the Python standard
+# library, 23,294 SmolLM2 tokens — with, disjoint from it, a calibration text for the methods that need to see
+# activations. **Perplexity**, the exponential of the mean negative log-likelihood, and the **KL divergence** from
+# the float32 model's next-token distribution, averaged over the tokens (llama.cpp's `--kl-divergence`):
 #
-# $$\mathrm{PPL} = \exp\Big(-\frac1N\sum_t \log p(x_{t+1}\mid x_{\le t})\Big)$$
+# $$\mathrm{PPL} = \exp\Big(-\frac1N\sum_t \log q(x_{t+1}\mid x_{\le t})\Big),\qquad
+#   \overline{\mathrm{KL}} = \frac1N\sum_t \sum_v p_t(v)\,\big(\log p_t(v) - \log q_t(v)\big)$$
 #
-# Here we measure on the first 256 tokens to keep the notebook quick; `python -m transformer_np bench quality`
-# measures every method on the whole text (its table is at the end).
+# with $p$ the float32 model and $q$ the compressed one. Every number carries its **standard error** (s/√n over
+# the tokens). Here we measure on the first 256 tokens to keep the notebook quick; `python -m transformer_np bench
+# quality` measures every method on a longer run (its table is at the end).
 
 # %%
 import json
@@ -23,11 +26,14 @@ import numpy as np
 
 import transformer_np as tn
 from transformer_np import viz
-from transformer_np.core import tiled
+from transformer_np.core import ggml_formats, tiled
+from transformer_np.core.masks import causal_mask
+from transformer_np.efficient import awq, gptq
 from transformer_np.efficient import compress as C
 from transformer_np.efficient import precision, prune, quality
 from transformer_np.efficient import quantize as Q
 from transformer_np.pretrained import load_smollm2
+from transformer_np.pretrained.llama import LlamaModel, llama_block
 
 model = load_smollm2()
 cfg = model.config
@@ -35,16 +41,52 @@ eval_ids = model.tokenize(quality.eval_text())
 cal_ids = model.tokenize(quality.calibration_text())
 ids = eval_ids[:256]
 print(f"evaluation text: {len(eval_ids):,} tokens; calibration text: {len(cal_ids):,} tokens")
+reference = quality.ReferenceLogits(model, ids)  # float32's logits on these tokens, computed once
 
 
-def ppl(method, **options):
-    """Perplexity of SmolLM2 compressed by ``method`` on the first 256 evaluation tokens."""
-    return quality.measure(model, method, ids, recorders, decode_tokens=0, kl=False, **options)["perplexity"]
+def measure(method, **options):
+    """SmolLM2 compressed by ``method`` against float32 on the first 256 evaluation tokens: perplexity and KL."""
+    return quality.measure(model, method, ids, recorders, decode_tokens=0, reference=reference, **options)
+
+
+def show(r):
+    print(f"{C.method_label(r):34s} perplexity {r['perplexity']:7.3f} ± {r['perplexity_se']:.3f}   "
+          f"KL {r['kl_mean']:.2e} ± {r['kl_mean_se']:.1e}   top-1 {r['top1']:.3f}")
 
 
 recorders = None
-base = ppl("float32")
-print(f"float32 perplexity on {len(ids)} tokens: {base:.3f}")
+base = measure("float32")
+show(base)
+
+# %% [markdown]
+# ### Why the KL divergence, and why error bars
+#
+# Perplexity's standard error is large — on 256 tokens about a tenth of its value — because it measures how hard
+# the *text* is: some tokens are easy to predict, some are not. A compressed model reads the same tokens, so
+# that part is the same for both models; what compression changed is the *difference* per token. The KL divergence
+# is such a per-token comparison, and better: it compares the whole distribution over 49,152 tokens, not only the
+# probability of the one that came next, and it is never negative. int8 weights (per output channel) against
+# float32, token by token:
+
+# %%
+small = model.with_params(C.compress(model.params, "int8"))
+scores = quality.token_scores(small, ids, reference=reference)
+int8 = quality.summarize(scores)
+print(f"perplexity  float32 {base['perplexity']:.3f} ± {base['perplexity_se']:.3f}   "
+      f"int8 {int8['perplexity']:.3f} ± {int8['perplexity_se']:.3f}")
+diff, diff_se = quality.mean_and_se(scores["nll"] - scores["ref_nll"])
+print(f"mean difference of −log p per token: {diff:+.5f} ± {diff_se:.5f} nats")
+print(f"KL divergence: {int8['kl_mean']:.5f} ± {int8['kl_mean_se']:.5f} nats per token "
+      f"({int8['kl_mean'] / int8['kl_mean_se']:.0f} standard errors from zero)")
+assert int8["perplexity_se"] > 10 * abs(int8["perplexity"] - base["perplexity"])  # the two perplexities: noise
+assert int8["kl_mean"] > 5 * int8["kl_mean_se"]  # the KL divergence: a clear signal on the same tokens
+viz.paired_token_scores(scores, "int8");
+
+# %% [markdown]
+# The perplexities differ by far less than one standard error — by perplexity alone int8 and float32 cannot be
+# told apart on this text — while the KL divergence is many standard errors from zero. So in this chapter (and in
+# `bench quality`) methods are **ranked only where their KL divergences differ by more than two standard errors**;
+# the perplexity is given beside it, with its error, for comparison with papers.
 
 # %% [markdown]
 # ## 1. Integers and a scale
@@ -106,6 +148,64 @@ for name, m in (("float32 (dequantized once at load)", model), ("the file's Q4_1
     print(f"{name:36s} weights {tn.core.tree.params_nbytes(m.params) / 1e6:6.1f} MB")
 
 # %% [markdown]
+# ### GGUF's formats, and a lesson about grids
+#
+# A GGUF file stores each tensor in one of ggml's **block formats**: 32 weights share a float16 scale $d$ (and in
+# the "_1" formats a float16 minimum $m$). `core.ggml_formats` draws each one and quantizes and dequantizes it bit
+# for bit as the `gguf` package does:
+#
+# | format | a value | bytes per 32 | bits a weight |
+# |---|---|---|---|
+# | Q8_0 | $d\,q$, $q$ int8 | 34 | 8.5 |
+# | Q5_1 / Q5_0 | $d\,q + m$ / $d\,(q-16)$, $q$ 5-bit | 24 / 22 | 6.0 / 5.5 |
+# | Q4_1 / Q4_0 | $d\,q + m$ / $d\,(q-8)$, $q$ 4-bit | 20 / 18 | 5.0 / 4.5 |
+#
+# SmolLM2's float32 weights *are* its file's Q4_1 blocks, widened. Re-quantizing them to Q4_1 finds exactly the
+# same grid — no error at all — while another 4-bit grid (Q4_0, or this package's symmetric int4 in groups)
+# must move every weight off the grid it lies on:
+
+# %%
+for method in ("q4_1", "q4_0"):  # (the package's own int4 grid: the table at the end)
+    show(measure(method))
+raw = ggml_formats.quantize(w.T, "Q4_1")  # layer 5's w_down as a file holds it: the rows of Wᵀ, in blocks
+assert np.array_equal(ggml_formats.dequantize(raw, "Q4_1").reshape(w.T.shape), w.T)  # bit for bit: on this grid
+
+# %% [markdown]
+# So **on this model a 4-bit row measures the mismatch between two grids as much as 4-bit quantization itself**:
+# re-quantizing a quantized model favours the grid it came from. Every 4-bit row of `bench quality`'s table says
+# what it measures; the clean 4-bit subjects are models whose weights are float32 from training — MiniLM (from
+# its safetensors file) and the task models of chapter 8.
+#
+# ### K-quants: super-blocks with quantized scales
+#
+# The files people download mostly use the **K-quants** ("Q4_K_M" and the like): 256 weights form a *super-block*
+# with one float16 $d$ and $d_{min}$, and each sub-block of 32 keeps a 6-bit integer scale $s_j$ and minimum $m_j$
+# — the scales are themselves quantized, so they cost 0.375 bits a weight instead of Q4_1's 1:
+#
+# $$x = d\,s_j\,q - d_{min}\,m_j,\qquad q \in \{0,\dots,15\},\ s_j, m_j \in \{0,\dots,63\}$$
+#
+# Gemma 3 270M's file (chapter 9) is such a mix. Its types, and one of its Q4_K super-blocks drawn:
+
+# %%
+from collections import Counter
+
+from transformer_np.pretrained.gemma3 import gemma3_path
+from transformer_np.pretrained.gguf import read_gguf
+
+gemma_file = read_gguf(gemma3_path())
+types = Counter(t.type for t in gemma_file.tensors.values())
+for name, n in types.most_common():
+    bits = ggml_formats.bits_per_weight(name) if name in ggml_formats.QUANT_SIZES else 32
+    print(f"{name:5s} {n:3d} tensors   {bits:6.4g} bits a weight")
+block = gemma_file.raw("blk.0.attn_output.weight")[:144]  # the first super-block of a Q4_K matrix
+fields = ggml_formats.q4_k_fields(block)
+values = ggml_formats.dequantize_q4_k(block)
+d, dmin = fields["d"][0, 0], fields["dmin"][0, 0]
+rebuilt = (d * fields["scales"][0][:, None] * fields["q"][0] - dmin * fields["mins"][0][:, None]).reshape(-1)
+assert np.array_equal(rebuilt, values)  # the formula above, on the real bytes
+viz.q4_k_superblock(fields, "Gemma 3's blk.0.attn_output.weight, super-block 0");
+
+# %% [markdown]
 # ### Fewer bytes should decode faster — the roofline
 #
 # Decoding one token reads every weight once and does two FLOPs per weight: about 0.5 FLOP per byte in float32,
@@ -121,15 +221,15 @@ for name, m in (("float32 (dequantized once at load)", model), ("the file's Q4_1
 
 # %%
 root = Path.cwd() if (Path.cwd() / "docs").exists() else Path.cwd().parent
-run = json.loads((root / "docs/bench_llm.json").read_text())
-print(f"copy bandwidth {run['copy_bandwidth_gb_s']:.1f} GB/s;  decode of {run['decode'][-1]['new_tokens']} tokens")
+llm_run = json.loads((root / "docs/bench_llm.json").read_text())
+print(f"copy bandwidth {llm_run['copy_bandwidth_gb_s']:.1f} GB/s;  decode of {llm_run['decode'][-1]['new_tokens']} tokens")
 print(f"{'weights':14s} {'MB':>5s} {'roofline tok/s':>14s} {'measured':>9s} {'of roofline':>11s} {'vs float32':>10s}")
-for r in run["formats"]:
+for r in llm_run["formats"]:
     print(f"{r['weights']:14s} {r['weight_bytes'] / 1e6:5.0f} {r['roofline_tokens_per_s']:14.1f} "
           f"{r['tokens_per_s_long']:9.1f} {r['fraction_of_roofline']:11.0%} {r['speedup']:9.2f}x")
-assert max(r["speedup"] for r in run["formats"][1:]) < 1.1  # what the text below says of this run
-if run.get("llama_cpp"):
-    a = run["llama_cpp"]
+assert max(r["speedup"] for r in llm_run["formats"][1:]) < 1.1  # what the text below says of this run
+if llm_run.get("llama_cpp"):
+    a = llm_run["llama_cpp"]
     print(f"llama.cpp on the same file (its own kernels): {a['decode'][-1]['tokens_per_s']:.1f} tok/s")
 
 # %% [markdown]
@@ -181,29 +281,44 @@ for fmt, ns in widen.items():
 for name in precision.FORMATS:
     largest, eps = precision.format_limits(name)
     print(f"{name:14s} largest {largest:10.4g}   spacing above 1: {eps:.3g}")
-for name in ("bfloat16", "float16", "float8_e4m3fn"):
-    print(f"weights stored as {name:14s} perplexity {ppl(name):.3f}   (float32 {base:.3f})")
+for name in ("bfloat16", "float8_e4m3fn"):  # (float16: the table at the end)
+    show(measure(name))
 
 # %% [markdown]
 # The products still accumulate in float32; some operations must stay float32 altogether. Each breaks in a
 # low precision, on numbers this model produces:
 #
-# * **norm statistics**: RMSNorm's $\sum_c x_c^2$ over C = 576 channels overflows float16 (largest 65,504) as soon
-#   as the activations reach about 11 — and layer 11's reach hundreds (section 4);
+# * **norm statistics**: RMSNorm's $\sum_c x_c^2$ over C = 576 channels overflows float16 (largest 65,504) once
+#   the values average about $\sqrt{65504/576} \approx 10.7$ — and SmolLM2's residual stream, what its norms read,
+#   is measured below;
 # * **softmax and log-softmax of the logits**: over V = 49,152 tokens, float16's 11-bit mantissa rounds the sum of
-#   the exponentials, and the log-probabilities that the loss and sampling read are off by up to ~1e-2;
-# * **casts past a format's range**: float8_e4m3fn has no infinity — 500 becomes NaN.
+#   the exponentials, and the log-probabilities that the loss and sampling read are off by the amount printed
+#   below;
+# * **casts past a format's range**: what happens depends on the *cast*, not only the format. float8_e4m3fn has no
+#   infinity; ml_dtypes' cast (NumPy's, used here) turns 500 into NaN, a *saturating* cast (torch's, and the FP8
+#   matrix-product libraries') clips it to 448 — wrong, but finite. FP8 recipes avoid both by **scaling each
+#   tensor** first, $s = \max|x| / 448$, storing $x/s$ (Micikevicius et al. 2022).
 
 # %%
 x = np.full((1, 576), 11.0, np.float32)
 print("sum of squares of 576 values of 11:  float32", precision.sum_of_squares(x, np.float32)[0],
       "  float16", precision.sum_of_squares(x, np.float16)[0])
+h = model.params["embed"]["table"][np.asarray(ids)[None, :64]]  # the residual stream of 64 tokens, block by block
+positions, mask = np.arange(64), causal_mask(64)
+overflow = []
+for layer in range(cfg.n_layers):
+    h = llama_block(h, model.params["decoder"]["layers"][layer], cfg, mask, positions)[0]
+    overflow.append(int(np.isinf(precision.sum_of_squares(h[0], np.float16)).sum()))
+print(f"the residual stream after the last block: max |x| {np.abs(h).max():.0f}; tokens whose sum of squares "
+      f"overflows float16, block by block: {overflow}")
 logits = model.logits(ids[:8])
 ref = precision.log_softmax_in(logits, np.float64)
 for dtype in (np.float32, np.float16):
     print(f"log-softmax computed in {np.dtype(dtype).name}: max error {np.abs(precision.log_softmax_in(logits, dtype) - ref).max():.1e}")
-print("500 stored as float8_e4m3fn:", precision.round_trip(np.array([500.0]), "float8_e4m3fn")[0],
-      "  as float8_e5m2:", precision.round_trip(np.array([500.0]), "float8_e5m2")[0])
+big = np.float32([500.0, 3.0, 0.01])
+print("[500, 3, 0.01] as float8_e4m3fn — ml_dtypes' cast:", precision.round_trip(big, "float8_e4m3fn"),
+      " saturating:", precision.round_trip(precision.saturate(big, "float8_e4m3fn"), "float8_e4m3fn"),
+      " scaled per tensor:", precision.scaled_round_trip(big, "float8_e4m3fn")[0])
 
 # %% [markdown]
 # ## 4. Activations and their outliers
@@ -231,9 +346,15 @@ viz.activation_outliers(per_layer, channel, f"layer {worst}, FFN down-projection
 # * **W8A8** as it is: int8 weights per output channel × int8 activations per token, summed exactly in int32 and
 #   rescaled: $y = (s_x \otimes s_w) \odot (q_x\,q_w)$;
 # * **SmoothQuant** (Xiao et al. 2023): move range from the activations to the weights with
-#   $s_j = \max|X_j|^{\alpha} / \max|W_j|^{1-\alpha}$, dividing the norm's $\gamma_j$ by $s_j$ and multiplying row $j$
-#   of the matrices it feeds by $s_j$ — the same function, smoother activations;
-# * **LLM.int8()** (Dettmers et al. 2022): the input columns with any $|x| \ge 6$ go through a float product.
+#   $s_j = \max|X_j|^{\alpha} / \max|W_j|^{1-\alpha}$, dividing input channel $j$ by $s_j$ and multiplying row $j$
+#   of the matrix by $s_j$ — the same function, smoother activations. The division has to be folded into whatever
+#   produces the input: for Q, K, V and gate, up it is the norm's $\gamma_j$; for the down projection — whose input
+#   holds the outliers above — it is column $j$ of $W_{up}$, because SwiGLU's $h = \mathrm{silu}(xW_{gate}) \odot
+#   (xW_{up})$ is linear in $W_{up}$. (Attention's output projection $W_O$ is not smoothed here: its input mixes the
+#   value heads that grouped-query attention shares between query heads.)
+# * **LLM.int8()** (Dettmers et al. 2022): the input columns with any $|x| \ge 6$ go through a float product. One
+#   difference from the paper: the weight rows those columns meet are the int8 rows dequantized, where the paper
+#   keeps $W$ in fp16 — so here only the activations' outliers escape rounding.
 
 # %%
 w_q = model.params["decoder"]["layers"][worst]["ffn"]["w_down"]
@@ -251,8 +372,12 @@ after = model.logits(ids[:32])
 model.params = params
 print(f"SmoothQuant's fold changes the float model's logits by at most {np.abs(after - before).max():.1e} "
       f"(they reach {np.abs(before).max():.0f}): the same function")
+s_down = Q.smoothing_factors(channel, np.abs(w_q).max(axis=1))  # layer {worst}'s w_down: its input ÷ s
+smoothed = channel / s_down
+print(f"layer {worst}'s down-projection input: largest channel / median {channel.max() / np.median(channel):.0f}x "
+      f"before smoothing, {smoothed.max() / np.median(smoothed):.1f}x after")
 for method in ("w8a8", "smoothquant", "llm.int8", "kv-int8"):
-    print(f"{method:12s} perplexity {ppl(method):.3f}   (float32 {base:.3f})")
+    show(measure(method))
 
 # %% [markdown]
 # `kv-int8` leaves the weights alone and stores the KV cache as int8 with one scale per token and head: a
@@ -260,12 +385,110 @@ for method in ("w8a8", "smoothquant", "llm.int8", "kv-int8"):
 # what grows with long contexts (chapter 10).
 
 # %% [markdown]
-# ## 5. Pruning
+# ## 5. Rounding that looks at the data: GPTQ and AWQ
+#
+# Round-to-nearest (RTN) rounds every weight on its own. What matters is the layer's *output* on real inputs,
+# $\|XW - X\hat W\|^2$ over calibration rows $X$ — and two methods made 4-bit LLMs practical by aiming at it.
+#
+# **GPTQ** (Frantar et al. 2022) rounds the input rows of $W$ one at a time and moves the rows not yet rounded to
+# absorb each rounding error. With $H = X^\top X$ the output error of a change $\delta$ is
+# $\mathrm{tr}(\delta^\top H \delta)$, and the best correction after rounding row $i$ (error $e_i = w_i - q_i$) is the
+# Optimal Brain Surgeon update
+#
+# $$w_{i+1:} \leftarrow w_{i+1:} - \frac{e_i}{[H^{-1}]_{ii}}\,[H^{-1}]_{i,\,i+1:}$$
+#
+# read from the Cholesky factor of $H^{-1}$, so $H$ is inverted once (`efficient.gptq`; a loop-level version is its
+# test's reference, and with $H = I$ it is RTN bit for bit). On layer 5's gate projection, int4 in groups of 64
+# (SmolLM2's C = 576 is not a multiple of 128), $H$ from 1,024 calibration tokens, and the error measured on those
+# and on 512 held-out tokens of the evaluation text:
+
+# %%
+path = "decoder/layers/5/ffn/w_gate"
+w_g, w_up = (model.params["decoder"]["layers"][5]["ffn"][k] for k in ("w_gate", "w_up"))  # (576, 1536) each
+
+
+def record_layer5(rec, text_ids, window=512):
+    """Run blocks 0-5 over text_ids, window by window, with w_gate of layer 5 replaced by the recorder ``rec``:
+    its inputs are all that is needed, so the other 24 blocks and the output layer never run."""
+    params = tn.core.tree.map_weights(model.params, lambda p, w: rec if p == path else w)
+    for start in range(0, len(text_ids), window):
+        chunk = np.asarray(text_ids[start:start + window])[None]
+        x, T = params["embed"]["table"][chunk], chunk.shape[1]
+        for layer in range(6):
+            x = llama_block(x, params["decoder"]["layers"][layer], cfg, causal_mask(T), np.arange(T))[0]
+
+
+cal = quality.ActivationRecorder(w_g, path, hessian=True, keep_rows=1024)  # 4,096 tokens; the first 1,024 kept
+held = quality.ActivationRecorder(w_g, path, hessian=True)
+record_layer5(cal, cal_ids[:4096])
+record_layer5(held, eval_ids[256:1280])
+hessian = {1024: cal.sample.astype(np.float64).T @ cal.sample, 4096: cal.xtx}  # H = XᵀX of the first n tokens
+relative = lambda d, h: gptq.output_error(w_g, d, h).sum() / gptq.output_error(w_g, 0 * w_g, h).sum()  # noqa: E731
+rtn_w = Q.WeightOnlyMatrix(w_g, 4, axis=0, group_size=64).dequantize()
+gptq_w = {n: gptq.gptq_matrix(w_g, h, 4, 64).dequantize() for n, h in hessian.items()}
+print(f"relative output error ‖X δ‖² / ‖X W‖² on 1,024 held-out tokens: RTN {relative(rtn_w, held.xtx):.2e}")
+for n, d in gptq_w.items():
+    print(f"GPTQ, H from {n:,} calibration tokens: {relative(d, hessian[n]):.2e} on them, "
+          f"{relative(d, held.xtx):.2e} held out   (RMS weight error {np.sqrt(np.mean((d - w_g) ** 2)):.2e}, "
+          f"RTN's {np.sqrt(np.mean((rtn_w - w_g) ** 2)):.2e})")
+assert relative(gptq_w[4096], held.xtx) < relative(rtn_w, held.xtx)
+viz.gptq_vs_rtn(w_g, {"RTN": rtn_w, "GPTQ": gptq_w[4096]}, held.xtx,
+                "Layer 5's w_gate, int4 in groups of 64; GPTQ's H from 4,096 tokens, errors on 1,024 others");
+
+# %% [markdown]
+# GPTQ's weights are *further* from the originals than RTN's — it trades weight error for output error, moving
+# each row to cancel what the rows before it got wrong in the directions the inputs actually use. And it fits
+# the calibration inputs: from 1,024 tokens its $H$ (576 × 576, estimated from as few rows) describes those tokens
+# better than text in general, and the held-out error shows it; from 4,096 it carries over. (The paper
+# calibrates on 128 sequences of 2,048 tokens.)
+#
+# **AWQ** (Lin et al. 2023) keeps RTN but changes what is rounded: the few input channels that meet large
+# activations matter most, so their weights are scaled up before rounding (rounded relatively finer) and the
+# inputs scaled down by as much — $xW = (x \oslash s)(\mathrm{diag}(s)W)$, the same function. The scales are
+# $s_j = \overline{|X_j|}^{\alpha}$ with $\alpha$ searched on the calibration rows; $\alpha = 0$ is RTN, so on those
+# rows AWQ never loses. Where a norm feeds the linears, $\oslash s$ is folded into its $\gamma$, as SmoothQuant's.
+# The FFN norm's group, gate and up, of layer 5:
+
+# %%
+s_awq, alpha, errors = awq.search_scale(cal.sample[:512], cal.absmean, [w_g, w_up], bits=4, group_size=64)
+print(f"best α = {alpha:.2f}: output error {errors[alpha] / errors[0]:.2f}x RTN's on the calibration rows; "
+      f"the scales run from {s_awq.min():.2f} to {s_awq.max():.2f}")
+viz.awq_search(cal.absmean, s_awq, errors, "Layer 5's gate and up projections, int4 in groups of 64");
+
+# %% [markdown]
+# On the whole model — `bench quality`, every matrix compressed, the KL divergence on the evaluation text — the
+# committed run reads (RTN is `int4`/`int3` in the same groups, on the same symmetric grid):
+
+# %%
+run = json.loads((root / "docs/bench_quality.json").read_text())
+rows = {C.method_label(r): r for r in run["smollm2"]}
+print(f"SmolLM2, {run['smollm2'][0]['tokens']:,} evaluation tokens:")
+for bits in (4, 3):
+    for g in (64, 32):
+        rtn = rows[f"int{bits} (group_size={g})"]
+        for m in ("gptq", "awq"):
+            r = rows[f"{m} (bits={bits}, group_size={g})"]
+            z = quality.standard_errors_apart(r, rtn)
+            print(f"  {m:4s} int{bits} g{g}: KL {r['kl_mean']:.4f} ± {r['kl_mean_se']:.4f}  against RTN's "
+                  f"{rtn['kl_mean']:.4f} ± {rtn['kl_mean_se']:.4f}  ({z:+.0f} standard errors: "
+                  f"{'lower' if z < -2 else 'higher' if z > 2 else 'not distinguishable'})")
+print("MiniLM, the shipped search sentences (mean cosine to float32's embeddings):")
+mini = {C.method_label(r): r for r in run["minilm"]}
+for bits in (4, 3):
+    rtn = mini[f"int{bits} (group_size=128)"]
+    for m in ("gptq", "awq"):
+        r = mini[f"{m} (bits={bits}, group_size=128)"]
+        print(f"  {m:4s} int{bits} g128: {r['cosine_mean']:.4f} ± {r['cosine_mean_se']:.4f}  against RTN's "
+              f"{rtn['cosine_mean']:.4f} ± {rtn['cosine_mean_se']:.4f}")
+
+# %% [markdown]
+# ## 6. Pruning
 #
 # Zero out weights, keep the shapes. **Magnitude** pruning drops the smallest $|W_{ij}|$; **Wanda** (Sun et al.
 # 2023) scores $|W_{ij}|\cdot\|X_i\|_2$ — a small weight on a loud input matters — and compares the scores within
-# each output; **2:4** keeps 2 of every 4 consecutive inputs of an output, the pattern sparse tensor cores run
-# at twice the speed. The masks on one matrix:
+# each output; **2:4** keeps 2 of every 4 consecutive inputs of an output, the pattern NVIDIA's sparse tensor
+# cores run at up to twice the matrix product's math throughput (on hardware that supports it; less end to end,
+# and nothing here, where a zero costs what any number costs). The masks on one matrix:
 
 # %%
 norms = np.sqrt(recorders["decoder/layers/5/ffn/w_down"].sumsq)
@@ -275,7 +498,7 @@ viz.mask_patterns({"magnitude 50%": prune.magnitude_mask(w, 0.5), "Wanda 50%": p
 # %%
 for method, options in (("magnitude", {"sparsity": 0.5}), ("wanda", {"sparsity": 0.5}), ("2:4", {}),
                         ("wanda-2:4", {})):
-    print(f"{method:10s} {str(options or ''):20s} perplexity {ppl(method, **options):10.3f}   (float32 {base:.3f})")
+    show(measure(method, **options))
 
 # %% [markdown]
 # ### Attention heads
@@ -354,7 +577,6 @@ print(f"unpruned: margin {pair_retrieval(minilm, PARAPHRASE_PAIRS[24:])['margin'
 # layer:
 
 # %%
-from transformer_np.pretrained.llama import LlamaModel
 
 short = ids[:64]
 lm_loss = lambda p: float(quality.token_nll(LlamaModel(p, cfg, tokenizer=None), short).mean())  # noqa: E731
@@ -369,16 +591,54 @@ print(f"the most important of these heads: layer {layers[ablation.argmax() // cf
 # %% [markdown]
 # ## The whole table
 #
-# `python -m transformer_np bench quality` runs every method on the whole evaluation text (23,248 predicted
-# tokens), on MiniLM and on the three task models; the README lists its numbers (`docs/bench_quality.json`). Read
-# aloud: 16-bit storage costs nothing (bfloat16 −0.01%), int8 weights per channel +0.10%, the int8 KV cache
-# +0.10%; activations are what hurt — W8A8 +2.6%, cut to +1.0% by SmoothQuant's migration of the outliers of
-# section 4 into the weights; 4 bits need groups (+96% per channel, +32% in groups of 32) and even so pay twice
-# here, because these weights already *are* a 4-bit grid (the file's Q4_1), which the file's own blocks keep for
-# free (96.6 MB, identical logits). Pruning is far harsher than quantization at the same saving: Wanda keeps
-# half the weights at +91%, magnitude at ×25, and 2:4 only with Wanda's score (×5.5, against ×106).
+# `python -m transformer_np bench quality` runs every method on SmolLM2 (below), on MiniLM and on the three task
+# models; the README shows its main rows. Each 4-bit row says what it measures, and two rows are ranked only where
+# their KL divergences differ by more than two standard errors:
+
+# %%
+print(f"{'method':36s} {'bits':>5s} {'KL from float32':>19s} {'perplexity':>16s}  what a 4-bit row measures")
+for r in run["smollm2"]:
+    print(f"{C.method_label(r):36s} {r['bits_per_weight']:5.2f} {r['kl_mean']:9.5f} ± {r['kl_mean_se']:.5f} "
+          f"{r['perplexity']:8.3f} ± {r['perplexity_se']:.3f}  {r.get('measures', '')}")
+int4_rows = [r for r in run["smollm2"] if r["method"] in ("int4", "q4_0", "gptq", "awq") and r.get("bits", 4) == 4]
+apart = min(quality.standard_errors_apart(r, rows["int8"]) for r in int4_rows)
+print(f"int8 per channel against the closest 4-bit row: {apart:.0f} standard errors apart")
+# the grid lesson: re-quantized to Q4_1, the model is its own file to the last digit (both at float32 rounding of
+# the tile product's summation order, ~1e-11 nats, against a dense float32 product)
+assert rows["q4_1"]["kl_mean"] == rows["gguf"]["kl_mean"] < 1e-9
+assert apart > 2  # int8 is below every 4-bit row by more than two standard errors
+for bits, g in ((4, 64), (4, 32), (3, 64), (3, 32)):
+    rtn = rows[f"int{bits} (group_size={g})"]
+    print(f"int{bits} g{g}: GPTQ against RTN {quality.standard_errors_apart(rows[f'gptq (bits={bits}, group_size={g})'], rtn):+.0f}"
+          f" standard errors, AWQ against RTN {quality.standard_errors_apart(rows[f'awq (bits={bits}, group_size={g})'], rtn):+.0f}")
+assert quality.standard_errors_apart(rows["gptq (bits=4, group_size=64)"], rows["int4 (group_size=64)"]) < -2
+assert quality.standard_errors_apart(rows["gptq (bits=3, group_size=64)"], rows["int3 (group_size=64)"]) > 2
+
+# %% [markdown]
+# Read aloud, ranking only what the standard errors allow:
 #
-# ![perplexity against bits](../figures/bench_quality_bits.png)
+# * **16-bit storage costs nothing measurable in perplexity**, and the KL divergence still orders it: float16
+#   (10 mantissa bits) is forty times closer to float32 than bfloat16 (7).
+# * **int8 and Q8_0 are inside perplexity's noise** (within 0.02 of float32's ± 0.37) but their KLs differ by
+#   dozens of standard errors: blocks of 32 with a float16 scale (Q8_0, 8.5 bits) are closer than one scale per
+#   output channel (8.05 bits).
+# * **The grid lesson**: Q4_1 gives the file back; every other 4-bit row pays for leaving its grid — Q4_0 less
+#   than symmetric int4 in groups of 32 or 64, an asymmetric grid (with a minimum, like Q4_1) less than a
+#   symmetric one.
+# * **GPTQ and AWQ beat round-to-nearest at 4 bits** on the same grid, AWQ by more; **at 3 bits GPTQ is worse
+#   than RTN** (both have broken the model, KL near 2–3 nats): with $H$ from 2,048 calibration tokens against
+#   inputs of up to 1,536 channels it fits the calibration text — section 5's held-out measurement on one
+#   matrix — while AWQ, which only rescales, still helps.
+# * **Activations are what hurt 8-bit**: W8A8's KL is ten times int8 weight-only's; SmoothQuant, now smoothing the
+#   down projection's input too, cuts it by almost two thirds, LLM.int8() by less; the int8 KV cache costs less
+#   than any int8 weight format.
+# * **Pruning is far harsher than quantization at the same saving**, and the activation-aware score is what makes
+#   it usable: Wanda at 50% against magnitude at 50%, Wanda's 2:4 against plain 2:4.
+#
+# On MiniLM (float32 weights from training: no grid to lose) GPTQ and AWQ both raise the embeddings' mean cosine
+# to float32's at 4 bits; at 3 bits only AWQ does, beyond the standard errors (section 5's printout).
+#
+# ![KL divergence against bits](../figures/bench_quality_kl.png)
 # ![perplexity against sparsity](../figures/bench_quality_sparsity.png)
 # ![quantization error of every matrix](../figures/bench_quality_layers.png)
 
@@ -417,4 +677,9 @@ exercises.check_int4_pack(my_pack)
 # - Micikevicius et al. 2018, *Mixed Precision Training* (arXiv:1710.03740); Micikevicius et al. 2022, *FP8 Formats
 #   for Deep Learning* (arXiv:2209.05433).
 # - Mishra et al. 2021, *Accelerating Sparse Deep Neural Networks* (arXiv:2104.08378): 2:4 sparsity on tensor cores.
-# - ggml's GGUF and block formats (Q4_1, Q8_0): `docs/gguf.md` and `ggml-quants.c` in the ggml repository.
+# - Frantar, Ashkboos, Hoefler & Alistarh 2022, *GPTQ: Accurate Post-Training Quantization for Generative
+  Pre-trained Transformers* (arXiv:2210.17323).
+- Lin et al. 2023, *AWQ: Activation-aware Weight Quantization for LLM Compression and Acceleration*
+  (arXiv:2306.00978).
+- ggml's GGUF and block formats (Q4_1, Q8_0, the K-quants): `docs/gguf.md` and `ggml-quants.c` in the ggml
+  repository; llama.cpp's `perplexity --kl-divergence` for the KL measure.

@@ -1,9 +1,9 @@
-"""Write docs/benchmarks.md, and the README's serving table, from the committed benchmark results docs/bench_*.json
-— the tables are generated, never copied by hand (tests/test_readme.py checks that both equal what this script
-writes).
+"""Write docs/benchmarks.md, and the README's serving and compression tables, from the committed benchmark results
+docs/bench_*.json — the tables are generated, never copied by hand (tests/test_readme.py checks that they equal
+what this script writes).
 
-    python scripts/benchmarks_doc.py            # rewrite docs/benchmarks.md and the README's table
-    python scripts/benchmarks_doc.py --check    # exit 1 if either is not what the JSON gives
+    python scripts/benchmarks_doc.py            # rewrite docs/benchmarks.md and the README's tables
+    python scripts/benchmarks_doc.py --check    # exit 1 if any is not what the JSON gives
 """
 
 import argparse
@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 OUT = DOCS / "benchmarks.md"
 README = ROOT / "README.md"
-BEGIN, END = "<!-- serving table: scripts/benchmarks_doc.py writes it from docs/bench_serve.json -->", "<!-- end -->"
+END = "<!-- end -->"
+# the README's generated tables: (its opening marker, the JSON it is made from, the function that makes it)
+BEGIN = "<!-- serving table: scripts/benchmarks_doc.py writes it from docs/bench_serve.json -->"
+BEGIN_COMPRESSION = "<!-- compression table: scripts/benchmarks_doc.py writes it from docs/bench_quality.json -->"
 
 HEADER = """# Benchmarks
 
@@ -120,26 +123,67 @@ def embed(d):
             f"{num(d.get('torch_per_s'), '.0f')} sentences/s; largest difference {d['max_abs_diff']:.1e}.")
 
 
-def quality(d):
-    def label(r):
-        extra = [f"{k}={r[k]}" for k in ("group_size", "asymmetric", "sparsity", "keys") if k in r]
-        return r["method"] + (f" ({', '.join(extra)})" if extra else "")
+def label(r):
+    """bench quality's method label (efficient.compress.method_label, written again here: the script imports
+    nothing from the package, so that it runs without it)."""
+    rename = r["method"] in ("int8", "int4") and r.get("bits") is not None
+    opts = [f"{k}={r[k]}" for k in ("bits", "group_size", "asymmetric", "sparsity", "alpha", "threshold", "keys")
+            if k in r and not (rename and k == "bits")]
+    return (f"int{r['bits']}" if rename else r["method"]) + (f" ({', '.join(opts)})" if opts else "")
 
-    rows = [[label(r), f"{r['perplexity']:.3f}", f"{100 * r['perplexity_change']:+.2f}%", f"{r['bits_per_weight']:.2f}",
-             f"{r['weight_bytes'] / 1e6:.1f}", num(r.get("decode_tok_s"), ".1f")] for r in d["smollm2"]]
-    out = ["## Compression (`bench quality`)\n\nSmolLM2-135M on the evaluation text (perplexity over "
-           f"{d['smollm2'][0]['tokens']} tokens; no error bars yet — differences under ~0.2% are within noise).\n",
-           table(["method", "perplexity", "change", "bits/weight", "weights MB", "decode tokens/s"], rows)]
+
+def pm(r, key, fmt):
+    """value ± standard error, or the value alone for a row measured without one."""
+    return f"{r[key]:{fmt}} ± {r[key + '_se']:{fmt}}" if key + "_se" in r else f"{r[key]:{fmt}}"
+
+
+def kl(r):
+    """A KL divergence to three significant figures with its standard error to one; 0 where it is exactly 0."""
+    return "0" if r["kl_mean"] == 0 else f"{r['kl_mean']:.3g} ± {r['kl_mean_se']:.1g}"
+
+
+def quality(d):
+    rows = d["smollm2"]
+    with_kl = "kl_mean" in rows[0]
+    head = ["method", "perplexity", "change"] + (["KL from float32", "KL p99", "top-1"] if with_kl else []) + [
+        "bits/weight", "weights MB", "decode tokens/s", "what a 4-bit row measures"]
+    body = [[label(r), pm(r, "perplexity", ".3f"), f"{100 * r['perplexity_change']:+.2f}%"]
+            + ([kl(r), f"{r['kl_p99']:.3g}", f"{r['top1']:.3f}"] if with_kl else [])
+            + [f"{r['bits_per_weight']:.2f}", f"{r['weight_bytes'] / 1e6:.1f}", num(r.get("decode_tok_s"), ".1f"),
+               r.get("measures", "")] for r in rows]
+    out = ["## Compression (`bench quality`)\n\nSmolLM2-135M-Instruct on the first "
+           f"{rows[0]['tokens']:,} predicted tokens of the evaluation text, ± one standard error (tokens taken as "
+           "independent); the KL divergence from float32's next-token distribution is the low-variance measure — rank "
+           "two rows only where they differ by more than two standard errors. SmolLM2's float32 weights are its "
+           "file's Q4_1 grid, so a 4-bit row other than q4_1 measures the mismatch of two grids as much as 4-bit "
+           "quantization (the last column). Decoding speeds are from a run that shared the machine; "
+           "`bench llm` measures them quietly.\n", table(head, body)]
     if d.get("minilm"):
-        out += ["\nMiniLM sentence embeddings against float32:\n",
+        out += ["\nMiniLM sentence embeddings against float32 (the shipped search sentences; GPTQ and AWQ "
+                "calibrated on the calibration text):\n",
                 table(["method", "min cosine", "mean cosine", "top-1 agreement"],
-                      [[label(r), f"{r['cosine_min']:.5f}", f"{r['cosine_mean']:.5f}", f"{r['top1_agreement']:.3f}"]
+                      [[label(r), f"{r['cosine_min']:.5f}", pm(r, "cosine_mean", ".5f"), f"{r['top1_agreement']:.3f}"]
                        for r in d["minilm"]])]
     if d.get("tasks"):
         out += ["\nThe trained task models (accuracy on their test sets):\n",
                 table(["task", "method", "accuracy", "n"],
                       [[r["task"], label(r), f"{r['accuracy']:.3f}", r["n"]] for r in d["tasks"]])]
     return "\n".join(out)
+
+
+# the README's compression rows: one of each kind, 4-bit rows in the groups every 4-bit method here was run with
+README_QUALITY = ("float32", "bfloat16", "int8", "q8_0", "q4_1", "int4 (group_size=64)", "gptq (bits=4, group_size=64)",
+                  "awq (bits=4, group_size=64)", "smoothquant", "wanda (sparsity=0.5)")
+
+
+def readme_compression(d):
+    """The README's table of what compression costs SmolLM2 (bench quality's committed run)."""
+    by = {label(r): r for r in d["smollm2"]}
+    rows = [[f"`{name}`", f"{by[name]['bits_per_weight']:.2f}", kl(by[name]),
+             pm(by[name], "perplexity", ".2f"), by[name].get("measures", "")] for name in README_QUALITY]
+    return "\n".join([BEGIN_COMPRESSION,
+                      table([f"SmolLM2, `bench quality`, {by['float32']['tokens']:,} tokens", "bits/weight",
+                             "KL from float32", "perplexity", "what it measures"], rows), END])
 
 
 def serve(d):
@@ -250,10 +294,17 @@ def readme_serving(d):
     return "\n".join([BEGIN, table(["SmolLM2, `bench serve`", "without", "with"], rows), END])
 
 
-def with_readme_table(text, d):
-    """``text`` (the README) with its serving table regenerated."""
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + readme_serving(d) + text[end:]
+README_TABLES = ((BEGIN, "bench_serve.json", readme_serving), (BEGIN_COMPRESSION, "bench_quality.json",
+                                                                   readme_compression))
+
+
+def with_readme_tables(text, docs=DOCS):
+    """``text`` (the README) with each generated table made again from its JSON file."""
+    for begin, name, make in README_TABLES:
+        start = text.index(begin)
+        end = text.index(END, start) + len(END)
+        text = text[:start] + make(json.loads((docs / name).read_text())) + text[end:]
+    return text
 
 
 def render(docs=DOCS):
@@ -271,11 +322,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     text = render()
     readme = README.read_text(encoding="utf-8")
-    new_readme = with_readme_table(readme, json.loads((DOCS / "bench_serve.json").read_text()))
+    new_readme = with_readme_tables(readme)
     if args.check:
         same = OUT.is_file() and OUT.read_text() == text and readme == new_readme
-        print("docs/benchmarks.md and the README's table are up to date" if same else
-              "docs/benchmarks.md or the README's table differs: run python scripts/benchmarks_doc.py")
+        print("docs/benchmarks.md and the README's tables are up to date" if same else
+              "docs/benchmarks.md or a README table differs: run python scripts/benchmarks_doc.py")
         return 0 if same else 1
     for path, content in ((OUT, text), (README, new_readme)):
         tmp = path.with_suffix(".md.tmp")

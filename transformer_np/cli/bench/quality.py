@@ -204,6 +204,6 @@ def draw(rows, errors, names, figure_dir):
     matplotlib.use("Agg")
     os.makedirs(figure_dir, exist_ok=True)
     plots.save(plots.perplexity_vs_bits(rows), f"{figure_dir}/bench_quality_bits.png")
-    plots.save(plots.kl_vs_bits(rows), f"{figure_dir}/bench_quality_kl.png")
+    plots.save(plots.kl_by_method(rows), f"{figure_dir}/bench_quality_kl.png")
     plots.save(plots.perplexity_vs_sparsity(rows), f"{figure_dir}/bench_quality_sparsity.png")
     plots.save(plots.layer_errors(errors, names), f"{figure_dir}/bench_quality_layers.png")

@@ -161,27 +161,34 @@ def layer_errors(errors, names):
     return fig
 
 
-def kl_vs_bits(rows):
-    """The low-variance view of quantization: the mean KL divergence from float32 against bits per weight, each
-    point with ± 2 standard errors (rows from bench quality with ``kl_mean``; a row at KL 0 is drawn on the axis)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
-    quant = [r for r in rows if "kl_mean" in r and "sparsity" not in r and r["method"] not in ("2:4", "wanda-2:4")
-             and r["method"] != "float32"]
-    floor = min([r["kl_mean"] for r in quant if r["kl_mean"] > 0], default=1e-4) / 3
-    for r in sorted(quant, key=lambda r: r["kl_mean"]):
-        x, y = r["bits_per_weight"], r["kl_mean"]
-        if y > 0:
-            ax.errorbar(x, y, yerr=2 * r["kl_mean_se"], fmt="o", color="C0", ms=4, capsize=2)
-        else:
-            ax.plot(x, floor, "v", color="C2", ms=6)
-        ax.annotate(method_label(r) + ("" if y > 0 else ": KL = 0"), (x, max(y, floor)), fontsize=6.5,
-                    xytext=(5, 2), textcoords="offset points")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    plain_log_ticks(ax.xaxis)
-    ax.set_xlabel("bits per weight (compressed matrices, scales included)")
-    ax.set_ylabel("mean KL(float32 ‖ compressed) [nats per token]")
-    ax.set_title("SmolLM2-135M: KL divergence from float32 against bits (bars: ± 2 standard errors)", fontsize=10)
+KINDS = {"float16": 0, "bfloat16": 0, "float8_e4m3fn": 0, "float8_e5m2": 0, "w8a8": 2, "smoothquant": 2,
+         "llm.int8": 2, "kv-int8": 2, "magnitude": 3, "magnitude-global": 3, "wanda": 3, "2:4": 3, "wanda-2:4": 3}
+KIND_NAMES = ("float formats", "integer weights (RTN, GGUF, GPTQ, AWQ)", "activations and the KV cache", "pruning")
+
+
+def kl_by_method(rows):
+    """The low-variance view of compression: every row's mean KL divergence from float32 (log scale, bars ± 2
+    standard errors), sorted, coloured by kind, its bits per weight in its label (rows from bench quality with
+    ``kl_mean``).  A row within float32 rounding of the reference (KL < 1e-9: the weights' own grid) is marked
+    at the axis."""
+    rows = sorted((r for r in rows if "kl_mean" in r and r["method"] != "float32"), key=lambda r: r["kl_mean"])
+    floor = min([r["kl_mean"] for r in rows if r["kl_mean"] >= 1e-9], default=1e-4) / 4
+    fig, ax = plt.subplots(figsize=(8, 0.22 * len(rows) + 1.2), layout="constrained")
+    for i, r in enumerate(rows):
+        kind = KINDS.get(r["method"], 1)
+        if r["kl_mean"] < 1e-9:
+            ax.plot(floor, i, "<", color=f"C{kind}", ms=7)
+            ax.annotate(f"KL {r['kl_mean']:.0e}: float32 rounding only", (floor, i), xytext=(8, -3),
+                        textcoords="offset points", fontsize=7)
+            continue
+        ax.errorbar(r["kl_mean"], i, xerr=2 * r["kl_mean_se"], fmt="o", color=f"C{kind}", ms=4, capsize=2)
+    ax.set_yticks(range(len(rows)), [f"{method_label(r)} · {r['bits_per_weight']:.2f} b" for r in rows], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlim(floor / 2, None)
+    ax.set_xlabel("mean KL(float32 ‖ compressed) [nats per token]")
+    ax.legend(handles=[plt.Line2D([], [], color=f"C{k}", marker="o", ls="", label=n) for k, n in enumerate(KIND_NAMES)],
+              fontsize=7, loc="lower right")
+    ax.set_title("SmolLM2-135M: KL from float32 of every method (± 2 standard errors)", fontsize=10)
     return fig
 
 

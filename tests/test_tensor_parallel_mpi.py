@@ -68,7 +68,7 @@ def check_output(out, n, gap):
     assert measured == formula and int(measured.replace(",", "")) > 0
 
 
-@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("n", [2, 4])  # (3 ranks: the SmolLM2 tests below)
 def test_tiny_llama_split_over_n_ranks_gives_the_single_process_tokens(n):
     # SmolLM2's head layout (9 query heads, 3 K/V heads): uneven for 2, even for 3, K/V replication for 4
     out = run_tp(n, "--model", "tiny-llama", "--prompt", "5 6 7 8", "--prompt", "9 1", "--dtype", "float64",
@@ -83,7 +83,7 @@ def test_encoder_decoder_split_over_n_ranks_gives_the_single_process_tokens(n):
     assert "'1976-07-15'" in out and "'2031-05-14'" in out
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [3])  # 3 ranks: one K/V head each (2 ranks: the tiny model above)
 def test_smollm2_split_over_n_ranks_gives_the_single_process_tokens(n):
     skip_without_smollm2()
     out = run_tp(n, "--model", "smollm2", "--prompt", "The capital of France is", "--max-new-tokens", "8")
@@ -93,7 +93,7 @@ def test_smollm2_split_over_n_ranks_gives_the_single_process_tokens(n):
     assert "Paris" in out
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [3])
 def test_smollm2_split_in_float64_gives_logits_within_1e_5(n):
     # the issue's 1e-5 in the dtype where summation order cannot reach it (measured 7.6e-14 with 2 ranks)
     skip_without_smollm2()
@@ -103,7 +103,7 @@ def test_smollm2_split_in_float64_gives_logits_within_1e_5(n):
     assert "Paris" in out
 
 
-@pytest.mark.parametrize("n, where", [(2, "shard"), (3, "shard"), (2, "step"), (3, "step")])
+@pytest.mark.parametrize("n, where", [(2, "shard"), (3, "step")])
 def test_a_rank_that_fails_ends_the_whole_job_with_its_error_printed_once(n, where):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     script = str(Path(__file__).with_name("tp_fail.py"))

@@ -328,7 +328,7 @@ print("[500, 3, 0.01] as float8_e4m3fn — ml_dtypes' cast:", precision.round_tr
 # input channel $j$ of every matrix, $\max|X_j|$ (and $\sum X_j^2$, for Wanda below):
 
 # %%
-recorders = quality.record_activations(model, cal_ids[:1024])
+recorders = quality.record_activations(model, cal_ids[:512])
 L = cfg.n_layers
 stats = lambda name: np.array([[recorders[f"decoder/layers/{l}/{name}"].absmax.max(),  # noqa: E731
                                  np.median(recorders[f"decoder/layers/{l}/{name}"].absmax)] for l in range(L)])

@@ -117,7 +117,7 @@ def test_a_rank_that_fails_ends_the_whole_job_with_its_error_printed_once(n, whe
 
 def test_an_input_error_is_printed_by_rank_0_alone():
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [mpiexec(), "-n", "3", sys.executable, "-m", "transformer_np", "tp-generate", "--model", "tiny-llama",
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "transformer_np", "tp-generate", "--model", "tiny-llama",
            "--prompt", "5 600"]  # 600: outside tiny-llama's vocabulary of 97
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2

@@ -343,6 +343,29 @@ except ValueError as e:
     print("one chip:", e)
 
 # %% [markdown]
+# ## Training compute, and over-training for inference
+#
+# A training step of a dense Transformer costs about $6N$ FLOPs per token — $2N$ forward, $4N$ backward — so
+# training on $D$ tokens costs $C \approx 6ND$ (Kaplan et al. 2020). Hoffmann et al. (2022, "Chinchilla") found
+# that for a fixed $C$ the lowest loss comes from $D \approx 20N$. SmolLM2-135M was trained on about 2 trillion
+# tokens (its model card; Ben Allal et al. 2025 for the family) — far beyond that:
+
+# %%
+N = cm.param_count(smol)
+D = 2e12
+C = 6 * N * D
+print(f"SmolLM2-135M: N = {N / 1e6:.1f} M parameters, D = 2e12 tokens: C = 6ND = {C:.2e} FLOPs")
+print(f"compute-optimal D = 20N = {20 * N:.2e} tokens: trained {D / (20 * N):,.0f}x past it")
+print(f"on one H200 at 40% of its bfloat16 peak: {C / (0.4 * h200.peak_flops) / 86400:.0f} days; serving costs "
+      f"2N = {2 * N / 1e6:.0f} MFLOP a token, so {C / (2 * N):.1e} served tokens cost what training did")
+
+# %% [markdown]
+# Why train a small model so long? Because training is paid once and inference for every token ever served.
+# Past the compute-optimal point, more tokens still lower a small model's loss, more slowly; a model 10× smaller
+# trained 10× longer can match a larger one's quality at a tenth of the cost per served token — the trade
+# Sardana & Frankle (2023) work out, and why the small models people run locally are all heavily over-trained.
+
+# %% [markdown]
 # ## Choosing d_model, heads and layers
 #
 # The source document's FAQ asks how to choose `d_model`, `nhead` and `num_layers`. Two kinds of numbers answer
@@ -454,6 +477,9 @@ exercises.check_ring_all_reduce_bytes(my_all_reduce_bytes)
 # %% [markdown]
 # ## References
 #
+# - Kaplan et al. 2020, *Scaling Laws for Neural Language Models* (arXiv:2001.08361); Hoffmann et al. 2022,
+#   *Training Compute-Optimal Large Language Models* (arXiv:2203.15556); Sardana & Frankle 2023, *Beyond
+#   Chinchilla-Optimal* (arXiv:2401.00448); Ben Allal et al. 2025, *SmolLM2* (arXiv:2502.02737).
 # - R. Pope et al., *Efficiently Scaling Transformer Inference*, MLSys 2023 (arXiv:2211.05102): §2 the cost
 #   model, §3.2 feed-forward layouts, §3.3 multiquery attention sharded over batch, Table 1, §4 TPU v4 figures.
 # - M. Shoeybi et al., *Megatron-LM*, 2019 (arXiv:1909.08053): the 1D tensor-parallel layout of `efficient/tensor_parallel_mpi.py`.

@@ -220,3 +220,18 @@ def test_bench_cost_measures_and_classifies_each_step(tmp_path):
         assert r["mfu"] == pytest.approx(r["flops"] / r["measured_s"] / result["hardware"]["peak_flops"])
         assert r["mbu"] == pytest.approx(r["bytes"] / r["measured_s"] / result["hardware"]["bandwidth"])
     assert (tmp_path / "roofline.png").stat().st_size > 10_000 and "critical decode batch" in lines[0]
+
+
+def test_flash_attention_moves_theta_n2_d2_over_m_bytes_against_standard_attentions_n2():
+    d, sram = 64, 100 * 1024  # bytes of on-chip memory: 51,200 float16 values, blocks of 51,200 / 4d = 200 keys
+    for n in (1024, 4096, 16384):
+        assert cm.attention_hbm_bytes(n, d) == (4 * n * d + 4 * n * n) * 2
+        blocks = -(-n // 200)
+        assert cm.flash_attention_hbm_bytes(n, d, sram) == (2 * n * d + blocks * (3 * n * d + 4 * n)) * 2
+    ratio = [cm.attention_hbm_bytes(n, d) / cm.flash_attention_hbm_bytes(n, d, sram) for n in (1024, 4096, 16384)]
+    assert 1 < ratio[0] < ratio[1] < ratio[2] < 51_200 / (3 * d**2)  # towards M / 3d² (values): both are Θ(n²)
+    # more on-chip memory, fewer passes over Q and O; with room for every key at once, one pass
+    assert cm.flash_attention_hbm_bytes(4096, d, 2 * sram) < cm.flash_attention_hbm_bytes(4096, d, sram)
+    assert cm.flash_attention_hbm_bytes(512, d, 4 * 512 * d * 2) == (5 * 512 * d + 4 * 512) * 2
+    with pytest.raises(ValueError, match="sram_bytes"):
+        cm.flash_attention_hbm_bytes(512, d, 0)

@@ -342,6 +342,28 @@ def decode_cost(shape, batch, context, hardware, weights="float32", kv="float32"
                  step_bytes(shape, batch, 1, context - 1, weights, kv), hardware, n_chips)
 
 
+# --- attention's memory traffic: why FlashAttention is fast on a GPU -------------------------------------------
+def attention_hbm_bytes(n, d, itemsize=2):
+    r"""Bytes standard attention moves between memory and the chip for one head of n queries and keys of width d
+    (Dao et al. 2022, Algorithm 0): read Q, K (2nd), write S = QKᵀ (n²), read S and write P = softmax(S) (2n²), read
+    P and V (n² + nd), write O (nd) — (4nd + 4n²)·itemsize, Θ(nd + n²): the n² scores go out and back twice."""
+    check_positive_int("n", n)
+    check_positive_int("d", d)
+    return (4 * n * d + 4 * n * n) * itemsize
+
+
+def flash_attention_hbm_bytes(n, d, sram_bytes, itemsize=2):
+    r"""The same head's traffic under FlashAttention (Dao et al. 2022, Algorithm 1): keys and values in blocks of
+    B_c = ⌈M / 4d⌉ (M = sram_bytes / itemsize values of on-chip memory), each read once (2nd); for each of the
+    T_c = ⌈n / B_c⌉ key blocks every query block is read and its output, maximum and normaliser read and written
+    (3nd + 4n) — (2nd + T_c·(3nd + 4n))·itemsize, Θ(n²d²/M).  The scores never leave the chip."""
+    check_positive_int("n", n)
+    check_positive_int("d", d)
+    check_real("sram_bytes", sram_bytes, low=0.0, low_open=True)
+    block = max(1, math.ceil(sram_bytes / itemsize / (4 * d)))
+    return (2 * n * d + math.ceil(n / block) * (3 * n * d + 4 * n)) * itemsize
+
+
 # --- memory per chip, and Pope et al.'s Table 1 ------------------------------------------------------------
 KV_LAYOUTS = ("heads", "batch")
 

@@ -74,7 +74,8 @@ def test_the_readme_is_a_guide_of_at_most_300_lines():
     assert len(README.read_text(encoding="utf-8").splitlines()) <= 300
 
 
-@pytest.mark.parametrize("name", ["README.md", "docs/verification.md", "docs/performance.md", "docs/benchmarks.md"])
+@pytest.mark.parametrize("name", ["README.md", "docs/verification.md", "docs/performance.md", "docs/benchmarks.md",
+                                  "docs/course.md", "docs/problems/README.md"])
 def test_every_link_resolves_to_a_file_or_heading_of_the_repository(name):
     assert not broken_links(ROOT / name)
 

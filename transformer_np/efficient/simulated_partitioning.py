@@ -11,7 +11,7 @@ bytes each chip sends, as a ring (or, for all-to-all, a direct exchange) would s
 Feed-forward layer y = act(x W_in) W_out, x: (N, E) tokens × d_model, W_in: (E, F), W_out: (F, E), N = B·L:
 
     1D weight-stationary   W sharded over F on all n chips; x all-gathered, partial y reduce-scattered:
-                           ≈ 2·N·E bytes per chip whatever n is
+                           2·(n−1)/n·N·E values per chip — growing towards 2·N·E with n, never falling
     2D weight-stationary   chips a grid X × Y; W_in sharded E over X and F over Y: ≈ 2·N·E / X + 2·N·F / Y,
                            smallest at X = √(n·E/F):  ≈ 8·N·E / √n when F = 4E — falls as 1/√n
     weight-gathered        x sharded over the batch, the weights all-gathered: ≈ 2·E·F bytes, whatever N is —

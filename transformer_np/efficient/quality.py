@@ -162,8 +162,10 @@ def standard_errors_apart(a, b, key="kl_mean"):
     r"""How many standard errors two measurement rows differ by in ``key``: (a − b) / √(se_a² + se_b²), reading
     ``key`` and ``key + "_se"``.  Rows measured on the same tokens are positively correlated, so this (which
     treats them as independent) understates the significance: |z| > 2 is a safe ranking."""
-    se = math.hypot(a[key + "_se"], b[key + "_se"])
-    return (a[key] - b[key]) / se if se > 0 else math.copysign(math.inf, a[key] - b[key]) if a[key] != b[key] else 0.0
+    diff, se = a[key] - b[key], math.hypot(a[key + "_se"], b[key + "_se"])
+    if se > 0:
+        return diff / se
+    return math.copysign(math.inf, diff) if diff else 0.0  # exact numbers: apart infinitely, or not at all
 
 
 def perplexity(model, ids, window=512, stride=None):

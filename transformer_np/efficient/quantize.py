@@ -343,8 +343,8 @@ def gated_ffn_pairs(params):
     """(w_up path, w_down path) of every gated FFN of a Llama-layout tree, h = act(x W_gate) ⊙ (x W_up), y = h W_down:
     h is linear in W_up's columns, so a scale s_j can move from W_down's input channel j into W_up's column j."""
     flat = flatten(params)
-    return [(p[: -len("w_down")] + "w_up", p) for p in flat if p.endswith("/ffn/w_down")
-            and p[: -len("w_down")] + "w_up" in flat and p[: -len("w_down")] + "w_gate" in flat]
+    ffns = [p[: -len("w_down")] for p in flat if p.endswith("/ffn/w_down")]  # "…/ffn/"
+    return [(f + "w_up", f + "w_down") for f in ffns if f + "w_up" in flat and f + "w_gate" in flat]
 
 
 def smooth_fold_up_down(w_up, w_down, s):

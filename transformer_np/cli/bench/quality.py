@@ -10,9 +10,9 @@
   nearest neighbour is still the same (top-1 retrieval agreement);
 - the three task models trained here: held-out accuracy.
 
-Figures (with ``--plot FOLDER``: bench_quality_*.png): perplexity and the KL divergence (± 2 standard errors)
-against bits per weight, perplexity against sparsity, and the relative weight error of every layer under int8 and
-int4.  Numbers, not tests.
+Figures (with ``--plot FOLDER``: bench_quality_*.png): perplexity against bits per weight, every method's KL
+divergence sorted (± 2 standard errors, its bits in its label), perplexity against sparsity, and the relative
+weight error of every layer under int8 and int4.  Numbers, not tests.
 """
 
 from __future__ import annotations

@@ -203,8 +203,8 @@ def gptq_vs_rtn(w, named, hessian, title):
     for i, (name, d) in enumerate(named.items()):
         d = to_numpy(d)
         ax.plot(np.sqrt(np.mean((d - w) ** 2, axis=1)), color=f"C{i}", lw=0.7, label=name)
-        rel = np.sort(output_error(w, d, hessian) / signal)
-        ax2.plot(rel, color=f"C{i}", label=f"{name}: total {output_error(w, d, hessian).sum() / signal.sum():.2e}")
+        err = output_error(w, d, hessian)
+        ax2.plot(np.sort(err / signal), color=f"C{i}", label=f"{name}: total {err.sum() / signal.sum():.2e}")
     ax.set_xlabel("input row i (the order GPTQ rounds them in)")
     ax.set_ylabel("RMS |w − ŵ| over the row")
     ax.set_title("Weight error: GPTQ moves the weights more", fontsize=10)

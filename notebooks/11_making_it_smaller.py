@@ -303,11 +303,18 @@ for name in ("bfloat16", "float8_e4m3fn"):  # (float16: the table at the end)
 x = np.full((1, 576), 11.0, np.float32)
 print("sum of squares of 576 values of 11:  float32", precision.sum_of_squares(x, np.float32)[0],
       "  float16", precision.sum_of_squares(x, np.float16)[0])
-h = model.params["embed"]["table"][np.asarray(ids)[None, :64]]  # the residual stream of 64 tokens, block by block
-positions, mask = np.arange(64), causal_mask(64)
-overflow = []
-for layer in range(cfg.n_layers):
-    h = llama_block(h, model.params["decoder"]["layers"][layer], cfg, mask, positions)[0]
+
+
+def residual_stream(params, text_ids, n_layers):
+    """The residual stream (1, T, C) after each of the first n_layers blocks, one block at a time."""
+    x, T = params["embed"]["table"][np.asarray(text_ids)[None]], len(text_ids)
+    for layer in range(n_layers):
+        x = llama_block(x, params["decoder"]["layers"][layer], cfg, causal_mask(T), np.arange(T))[0]
+        yield x
+
+
+overflow = []  # per block: the tokens of 64 whose sum of squares overflows float16
+for h in residual_stream(model.params, ids[:64], cfg.n_layers):
     overflow.append(int(np.isinf(precision.sum_of_squares(h[0], np.float16)).sum()))
 print(f"the residual stream after the last block: max |x| {np.abs(h).max():.0f}; tokens whose sum of squares "
       f"overflows float16, block by block: {overflow}")
@@ -412,10 +419,8 @@ def record_layer5(rec, text_ids, window=512):
     its inputs are all that is needed, so the other 24 blocks and the output layer never run."""
     params = tn.core.tree.map_weights(model.params, lambda p, w: rec if p == path else w)
     for start in range(0, len(text_ids), window):
-        chunk = np.asarray(text_ids[start:start + window])[None]
-        x, T = params["embed"]["table"][chunk], chunk.shape[1]
-        for layer in range(6):
-            x = llama_block(x, params["decoder"]["layers"][layer], cfg, causal_mask(T), np.arange(T))[0]
+        for _ in residual_stream(params, text_ids[start:start + window], 6):  # section 3's blocks, six of them
+            pass
 
 
 cal = quality.ActivationRecorder(w_g, path, hessian=True, keep_rows=1024)  # 4,096 tokens; the first 1,024 kept

@@ -1,12 +1,15 @@
 """Speculative decoding is exact: greedy output equals plain greedy decoding token for token, and sampled output
 is distributed as plain sampling from the target (chi-square over many seeds)."""
 
+import functools
+
 import numpy as np
 import pytest
 from helpers import skip_without_smollm2, tiny_llama
 
 from transformer_np import decoding
 from transformer_np.decoding.cache import LayerCache
+from transformer_np.efficient.draft import HeadConfig, HeadDraft, distill
 from transformer_np.efficient.speculative import (
     ModelDraft,
     PromptLookup,
@@ -22,13 +25,33 @@ def tiny_model(seed=0, vocab_size=19, n_layers=3):
     return LlamaModel(params, cfg, tokenizer=None, name="tiny")
 
 
+@functools.cache
+def tiny_head(seed, vocab_size, n_layers, rows):
+    """A draft head distilled for 30 steps from tiny_model(seed, vocab_size, n_layers), reading ``rows`` rows."""
+    model = tiny_model(seed, vocab_size, n_layers)
+    rng = np.random.default_rng(seed)
+    seqs = [list(rng.integers(0, vocab_size, 12)) for _ in range(4)]
+    cfg = HeadConfig(d_model=16, n_heads=4, n_kv_heads=2, d_ff=24, rows=rows, rope_base=1000.0)
+    return distill(model, seqs, cfg=cfg, steps=30, lr=3e-3, warmup=5)[0]
+
+
+def make_draft(kind, model, seed=0, n_layers=3):
+    """A fresh draft of the given kind for model (tiny_model(seed, V, n_layers))."""
+    V = model.config.vocab_size
+    if kind == "early-exit":
+        return ModelDraft(early_exit(model, 1))
+    if kind == "lookup":
+        return PromptLookup(V)
+    return HeadDraft(tiny_head(seed, V, n_layers, V - 1), model)  # one token never drafted: q = 0 there
+
+
 @pytest.mark.parametrize("gamma", [1, 3, 5])
-@pytest.mark.parametrize("draft_kind", ["early-exit", "lookup"])
+@pytest.mark.parametrize("draft_kind", ["early-exit", "lookup", "head"])
 def test_greedy_speculative_decoding_equals_plain_greedy(gamma, draft_kind):
     model = tiny_model()
     prompt = [3, 5, 7, 3, 5, 7, 3, 5]  # repetitive: prompt lookup finds n-grams to copy
     plain = decoding.greedy(decoding.LMSession(model, [prompt]), 20)[0]
-    draft = ModelDraft(early_exit(model, 1)) if draft_kind == "early-exit" else PromptLookup(19)
+    draft = make_draft(draft_kind, model)
     out, stats = speculative_generate(model, draft, prompt, 20, gamma=gamma)
     assert out == plain
     assert stats.produced == 20 and 1 <= stats.tokens_per_call <= gamma + 1
@@ -53,7 +76,7 @@ def exact_two_token_distribution(model, prompt, temperature):
     return np.stack([p1[a] * probs(prompt + [a]) for a in range(V)])  # (V, V)
 
 
-@pytest.mark.parametrize("draft_kind", ["early-exit", "lookup"])
+@pytest.mark.parametrize("draft_kind", ["early-exit", "lookup", "head"])
 def test_sampled_speculative_output_is_distributed_as_the_target(draft_kind):
     from scipy.stats import chisquare
 
@@ -63,7 +86,7 @@ def test_sampled_speculative_output_is_distributed_as_the_target(draft_kind):
     counts = np.zeros(25)
     n = 2000
     for seed in range(n):
-        draft = ModelDraft(early_exit(model, 1)) if draft_kind == "early-exit" else PromptLookup(5)
+        draft = make_draft(draft_kind, model, seed=1, n_layers=2)
         out, _ = speculative_generate(model, draft, prompt, 2, gamma=3, temperature=tau,
                                       rng=np.random.default_rng(seed))
         counts[out[0] * 5 + out[1]] += 1

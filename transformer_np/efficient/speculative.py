@@ -13,21 +13,26 @@ With greedy decoding the rule becomes "keep drafts while they equal the target's
 target pass with acceptance rate α: (1 − α^{γ+1}) / (1 − α); the speed-up over plain decoding when a draft step
 costs c target steps: (1 − α^{γ+1}) / ((1 − α)(γc + 1)).
 
-Drafts here: the target's own first k blocks with its final norm and output layer (:func:`early_exit`), and
-prompt lookup (:class:`PromptLookup`: copy what followed the last occurrence of the current n-gram — no model).
-Both models keep KV caches, rolled back to the accepted prefix after each pass.
+Drafts here (each a :class:`Draft`): the target's own first k blocks with its final norm and output layer
+(:func:`early_exit`), prompt lookup (:class:`PromptLookup`: copy what followed the last occurrence of the current
+n-gram — no model), and a head distilled from the target (:class:`~transformer_np.efficient.draft.HeadDraft`,
+EAGLE), which drafts from the target's last hidden state.  Models keep KV caches, rolled back to the accepted
+prefix after each pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 
 import numpy as np
 
 from ..core.backend import to_numpy
 from ..core.checks import check_positive_int
+from ..core.nn import linear
 from ..decoding.cache import new_cache
 from ..decoding.search import check_logits, draw, next_token_probs
+from ..model.protocol import FeatureLM
 
 
 @dataclasses.dataclass
@@ -67,17 +72,39 @@ class _Runner:
     def seen(self):
         return self.cache[0].length
 
-    def feed(self, tokens):
-        """Logits (len(tokens), V) as float64 NumPy, one row per fed token."""
+    def feed(self, tokens, features=False):
+        """(logits (len(tokens), V) as float64 NumPy, one row per fed token; with features=True also the target's
+        features (len(tokens), C) the logits were read from — a :class:`FeatureLM`'s — else None)."""
         ids = np.asarray(tokens, dtype=np.int64)[None]
-        return np.asarray(to_numpy(self.model.step(ids, cache=self.cache))[0], dtype=np.float64)
+        if not features:
+            return np.asarray(to_numpy(self.model.step(ids, cache=self.cache))[0], dtype=np.float64), None
+        f = self.model.features(ids, cache=self.cache)  # (1, T, C): step's logits are f @ output_weight()
+        logits = linear(f, self.model.output_weight())
+        return np.asarray(to_numpy(logits)[0], dtype=np.float64), np.asarray(to_numpy(f)[0], dtype=np.float32)
 
     def rollback(self, length):
         for layer in self.cache:
             layer.truncate(length)
 
 
-class ModelDraft:
+class Draft(ABC):
+    """What speculative_generate asks of a draft.  ``needs_features``: whether :meth:`accept` wants the target's
+    features (its last hidden states, :class:`~transformer_np.model.protocol.FeatureLM`)."""
+
+    needs_features = False
+
+    @abstractmethod
+    def propose(self, tokens, gamma, choose):
+        """(up to γ drafted tokens continuing ``tokens``, their draft distributions q (n, V)); choose.probs(logits)
+        and choose.pick(probs) say how a token is chosen (greedy or sampled).  No drafts: ([], (0, V))."""
+
+    @abstractmethod
+    def accept(self, length, features=None):
+        """The target kept the first ``length`` tokens and has seen them all; ``features`` (with needs_features):
+        the target's features (n, C) at the positions it verified since the last call, the last n of those."""
+
+
+class ModelDraft(Draft):
     """A draft model (e.g. :func:`early_exit`) proposing γ tokens autoregressively, with its own KV cache."""
 
     def __init__(self, model):
@@ -86,7 +113,7 @@ class ModelDraft:
     def propose(self, tokens, gamma, choose):
         """(γ drafted tokens, their distributions q (γ, V)), continuing tokens; choose(probs) picks a token."""
         r = self.runner
-        logits = r.feed(tokens[r.seen:])[-1]
+        logits = r.feed(tokens[r.seen:])[0][-1]
         drafts, qs = [], []
         for i in range(gamma):
             q = choose.probs(logits[None])[0]
@@ -94,14 +121,14 @@ class ModelDraft:
             drafts.append(d)
             qs.append(q)
             if i < gamma - 1:
-                logits = r.feed([d])[-1]
+                logits = r.feed([d])[0][-1]
         return drafts, np.stack(qs)
 
-    def accept(self, length):
+    def accept(self, length, features=None):
         self.runner.rollback(min(length, self.runner.seen))
 
 
-class PromptLookup:
+class PromptLookup(Draft):
     """Prompt-lookup drafting: find the most recent earlier occurrence of the last n tokens (n = max_n … 1)
     and propose the γ tokens that followed it.  No model, no cost; q is one-hot on the proposal."""
 
@@ -124,7 +151,7 @@ class PromptLookup:
         q[np.arange(len(drafts)), drafts] = 1.0
         return list(drafts), q
 
-    def accept(self, length):
+    def accept(self, length, features=None):
         pass
 
 
@@ -155,13 +182,19 @@ class _Chooser:
 def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temperature=None, top_k=None,
                          top_p=None, rng=None, eos_id=None, on_token=None, until=None):
     """Generate up to max_new_tokens continuing prompt (a list of ids) with the target model, drafted by
-    ``draft`` (a :class:`ModelDraft` or :class:`PromptLookup`).  Greedy by default (the output is then exactly
-    plain greedy decoding's); with temperature/top_k/top_p, sampling with a np.random.Generator ``rng`` (the
-    output is then distributed exactly as plain sampling's).  on_token(id) is called with each token kept, in
-    order, as each target pass decides them (1 … γ + 1 at a time); until() after each pass, True ends the
-    generation (a stop string).  Returns (new token ids, SpecStats)."""
+    ``draft`` (a :class:`Draft`: :class:`ModelDraft`, :class:`PromptLookup`, or a distilled head's
+    :class:`~transformer_np.efficient.draft.HeadDraft`, which needs a :class:`FeatureLM` target).  Greedy by
+    default (the output is then exactly plain greedy decoding's); with temperature/top_k/top_p, sampling with a
+    np.random.Generator ``rng`` (the output is then distributed exactly as plain sampling's).  on_token(id) is
+    called with each token kept, in order, as each target pass decides them (1 … γ + 1 at a time); until() after
+    each pass, True ends the generation (a stop string).  Returns (new token ids, SpecStats)."""
     check_positive_int("gamma", gamma)
     check_positive_int("max_new_tokens", max_new_tokens)
+    if not isinstance(draft, Draft):
+        raise TypeError(f"draft must be a Draft (ModelDraft, PromptLookup, HeadDraft), got {type(draft).__name__}")
+    if draft.needs_features and not isinstance(target, FeatureLM):
+        raise TypeError(f"{type(draft).__name__} drafts from the target's features: the target must be a FeatureLM "
+                        f"(a Llama-family model), got {type(target).__name__}")
     choose = _Chooser(temperature, top_k, top_p, rng)
     if not choose.greedy and not isinstance(rng, np.random.Generator):
         raise TypeError("sampling needs rng=, a numpy.random.Generator")
@@ -173,7 +206,9 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
     while len(tokens) - start < max_new_tokens and not (eos_id is not None and eos_id in tokens[start:]):
         room = max_new_tokens - (len(tokens) - start)
         drafts, qs = draft.propose(tokens, min(gamma, room), choose)
-        logits = check_logits(runner.feed(tokens[runner.seen:] + drafts), len(tokens) - start)
+        fed_from = runner.seen
+        logits, features = runner.feed(tokens[fed_from:] + drafts, draft.needs_features)
+        check_logits(logits, len(tokens) - start)
         ps = choose.probs(logits[-(len(drafts) + 1):])  # (n_drafts + 1, V): p_1 … p_{γ+1}
         stats.target_calls += 1
         stats.drafted += len(drafts)
@@ -196,7 +231,7 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
         stats.accepted_per_call.append(n)
         tokens += drafts[:n] + [new]
         runner.rollback(len(tokens) - 1)  # the target has seen everything but the new last token
-        draft.accept(len(tokens) - 1)
+        draft.accept(len(tokens) - 1, None if features is None else features[: len(tokens) - 1 - fed_from])
         out = _kept(tokens[start:], max_new_tokens, eos_id)
         if on_token is not None:
             for t in out[told:]:

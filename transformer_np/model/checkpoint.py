@@ -86,6 +86,17 @@ def write_json(data, path):
 MAX_CONFIG_CHARS = 100_000
 
 
+def open_npz(path):
+    """(open ZipFile, {member name: (shape, dtype, ZipInfo)}) of an untrusted .npz, from the members' headers only
+    (see :func:`_npz_members`); read a member with :func:`read_npz_member`."""
+    return _npz_members(path)
+
+
+def read_npz_member(zf, members, name):
+    """One member of an .npz opened by :func:`open_npz`, without pickle; a damaged member is a ValueError."""
+    return _read_member(zf, members, name)
+
+
 def _npz_members(path):
     """(open ZipFile, {member name: (shape, dtype, ZipInfo)}) of an .npz, from each member's .npy header only:
     nothing is decompressed beyond the headers, so a huge or hostile member is refused before it is read."""

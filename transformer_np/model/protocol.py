@@ -16,6 +16,11 @@ and never asks a model which family it belongs to.
                                    -> logits (B, T or 1, V); need_weights: (logits, [weights (B, H, T, S)])
     model.attention(ids)           -> [attention weights (B, H, T, T) of each block]
     model.with_params(params, config=None) -> the same model over other weights (nothing else copied)
+
+A :class:`FeatureLM` also shows the hidden state its logits are read from (speculative heads draft from it):
+
+    model.features(ids, cache=None) -> (B, T, C), the last block's output after the final norm
+    model.output_weight()           -> (C, V): logits = features @ output_weight()
 """
 
 from __future__ import annotations
@@ -59,3 +64,18 @@ class TextLLM(DecoderModel):
     def prompt_ids(self, text):
         """The ids a generation continuing ``text`` starts from: tokenize(text), after the BOS token where the
         model's file says to add one (Gemma's)."""
+
+
+class FeatureLM(DecoderModel):
+    """A decoder model whose logits are a linear readout of its last hidden state: logits = f W_out, where f is the
+    last block's output after the final norm (a Llama-family model).  EAGLE's draft head
+    (:mod:`transformer_np.efficient.draft`) learns to predict the next f and reads it out through the same W_out."""
+
+    @abstractmethod
+    def features(self, ids, cache=None):
+        """f (B, T, C) at ids (B, T), continuing ``cache`` as :meth:`step` does; step's logits are
+        f @ output_weight()."""
+
+    @abstractmethod
+    def output_weight(self):
+        """W_out (C, V): the output layer (the embedding table's transpose when they are tied)."""

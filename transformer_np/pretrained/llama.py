@@ -36,7 +36,7 @@ from ..core.tree import count_params
 from ..decoding.cache import kv_cache_bytes
 from ..decoding.search import beam_search, greedy, sample
 from ..decoding.sessions import LMSession, as_prompts
-from ..model.protocol import TextLLM
+from ..model.protocol import FeatureLM, TextLLM
 from ..model.stacks import stack_forward
 from ..model.weight_names import gguf_llama, import_weights
 from .bpe import BPETokenizer, StreamDecoder, gguf_strings, render_chat
@@ -163,6 +163,27 @@ def forward_inputs(ids, cfg, cache, need_weights, attention):
     return attention, past
 
 
+def llama_features(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
+                   attention="auto", reduce_weights=None):
+    r"""f = RMSNorm(Blocks(E[ids])): the hidden state the logits are read from (B, T, C), or (B, 1, C) with
+    last_only.  The arguments are :func:`llama_logits`'s.  Returns (f, [weights per block] if need_weights)."""
+    attention, past = forward_inputs(ids, cfg, cache, need_weights, attention)
+    x = token_embedding(ids, params["embed"]["table"], scale=False)  # (B, T, C)
+    if positions is None:
+        positions = array_namespace(ids).arange(past, past + ids.shape[1], device=device(ids))
+    mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
+    angles = rope_angles(positions, cfg.d_head, cfg.rope_base)  # once, for every block's q and k
+    x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
+                                  cache=cache, keep=need_weights, angles=angles, attention=attention,
+                                  reduce_weights=reduce_weights)
+    return rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps), weights
+
+
+def output_weight(params, cfg):
+    """W_out (C, V): the embedding table's transpose when tied (SmolLM2), else the file's output matrix."""
+    return params["embed"]["table"].T if cfg.tied_embeddings else params["out"]["w"]
+
+
 def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, need_weights=False, last_only=False,
                  attention="auto", reduce_weights=None):
     r"""logits = RMSNorm(Blocks(E[ids])) Eᵀ.  ids: int (B, T); positions: (B, T) per-token positions (default
@@ -173,18 +194,9 @@ def llama_logits(params, ids, cfg, positions=None, key_mask=None, cache=None, ne
     "plain" or "blockwise"; need_weights takes the plain path, as only it forms the weights, and keeps
     ``reduce_weights(w)`` of each block's weights if given (applied as each block runs: memory of one block's).
     Returns (logits (B, T, V), [weights per block] if need_weights)."""
-    attention, past = forward_inputs(ids, cfg, cache, need_weights, attention)
-    table = params["embed"]["table"]
-    x = token_embedding(ids, table, scale=False)  # (B, T, C)
-    if positions is None:
-        positions = array_namespace(ids).arange(past, past + ids.shape[1], device=device(ids))
-    mask = combine_masks(causal_mask(ids.shape[1], past + ids.shape[1], like=ids), key_mask)
-    angles = rope_angles(positions, cfg.d_head, cfg.rope_base)  # once, for every block's q and k
-    x, weights, _ = stack_forward(llama_block, x, params["decoder"], cfg, mask=mask, positions=positions,
-                                  cache=cache, keep=need_weights, angles=angles, attention=attention,
-                                  reduce_weights=reduce_weights)
-    x = rms_norm(x[:, -1:, :] if last_only else x, **params["norm"], eps=cfg.norm_eps)
-    return linear(x, table.T if cfg.tied_embeddings else params["out"]["w"]), weights  # (B, T, V)
+    f, weights = llama_features(params, ids, cfg, positions, key_mask, cache, need_weights, last_only, attention,
+                                reduce_weights)
+    return linear(f, output_weight(params, cfg)), weights  # (B, T, V)
 
 
 def init_llama_params(cfg, seed=0, dtype="float32"):
@@ -236,13 +248,14 @@ class FileLLM(TextLLM):
         return StreamDecoder(self.tokenizer, skip_special)
 
 
-class LlamaModel(FileLLM):
+class LlamaModel(FileLLM, FeatureLM):
     """A Llama-architecture chat model: config, params tree, tokenizer and chat template.
 
     ``tokenize``/``detokenize`` (text ⇄ ids, no special tokens added), ``chat_ids`` (messages → the prompt's
     ids, ending with the assistant's turn), ``logits`` (ids → (T, V)), ``generate`` (greedy, sampled or beam
     search through :mod:`transformer_np.decoding` with its KV cache).  It implements the decoder-model protocol
-    (:class:`~transformer_np.model.protocol.DecoderModel`): ``config``, ``params``, ``step``, ``attention``.
+    (:class:`~transformer_np.model.protocol.DecoderModel`): ``config``, ``params``, ``step``, ``attention``; and
+    the feature protocol (:class:`~transformer_np.model.protocol.FeatureLM`): ``features``, ``output_weight``.
     ``attention_path``: how its forward attends — "auto" (tiles for long inputs), "plain" or "blockwise"."""
 
     def __init__(self, params, cfg, tokenizer, chat_template=None, eos_id=None, name="llama", attention="auto"):
@@ -258,6 +271,13 @@ class LlamaModel(FileLLM):
                 f"F={c.d_ff}, V={c.vocab_size}, params={n:,})")
 
     forward = staticmethod(llama_logits)
+
+    def features(self, ids, cache=None):
+        """The last block's output after the final norm, (B, T, C): step's logits are features @ output_weight()."""
+        return llama_features(self.params, ids, self.config, cache=cache, attention=self.attention_path)[0]
+
+    def output_weight(self):
+        return output_weight(self.params, self.config)
 
     def prompt_ids(self, text):
         """tokenize(text): SmolLM2's file adds no BOS token."""

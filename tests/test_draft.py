@@ -136,12 +136,15 @@ def test_frequent_rows_are_the_most_common_tokens_first():
 
 def test_greedy_with_the_head_equals_plain_greedy_on_a_tiny_target():
     target, seqs, head, _ = trained_tiny_head()
+    accepted = 0
     for prompt in ([1, 2, 3], seqs[0][:8]):
         plain = decoding.greedy(decoding.LMSession(target, [prompt]), 24)[0]
         for gamma in (1, 3, 5):
             out, stats = speculative_generate(target, HeadDraft(head, target), prompt, 24, gamma)
             assert out == plain
             assert stats.drafted > 0 and stats.produced == 24
+            accepted += stats.accepted
+    assert accepted > 10  # drafts were kept: the rollback of the head's guesses ran
 
 
 def test_the_head_file_round_trips_and_refuses_damage(tmp_path):
@@ -198,3 +201,54 @@ def test_the_shipped_head_drafts_smollm2_answers_exactly():
         assert out == plain, text
         accepted, drafted = accepted + stats.accepted, drafted + stats.drafted
     assert accepted > 0.3 * drafted  # the head was trained: an untrained one is accepted ~0% of the time
+
+
+def test_tree_attention_equals_running_each_branch_alone():
+    from transformer_np.decoding.cache import new_cache
+    from transformer_np.efficient.speculative import tree_inputs, tree_mask
+
+    target = tiny_target(seed=4)
+    prefix = [3, 1, 4, 1, 5]
+    nodes = [7, 2, 8, 9, 2, 6]  # two branches from the root (7 → 2 → 8, 9 → 2) and a third (6)
+    parents = [-1, 0, 1, -1, 3, -1]
+    assert tree_mask(parents).tolist()[2] == [True, True, True, False, False, False]
+    cache = new_cache(target.config.n_layers)
+    target.features(np.array([prefix]), cache=cache)
+    positions, mask = tree_inputs(parents, len(prefix))
+    tree = target.features(np.array([nodes]), cache=cache, positions=positions, key_mask=mask)[0]
+    for i in range(len(nodes)):
+        branch, j = [], i
+        while j >= 0:
+            branch.insert(0, nodes[j])
+            j = parents[j]
+        alone = target.features(np.array([prefix + branch]))[0, -1]
+        np.testing.assert_allclose(tree[i], alone, rtol=1e-10, atol=1e-12)
+
+
+def test_tree_speculative_decoding_equals_plain_greedy_and_keeps_only_the_accepted_branch():
+    from transformer_np.efficient.speculative import speculative_tree_generate
+
+    target, seqs, head, _ = trained_tiny_head()
+    accepted = 0
+    for prompt in ([1, 2, 3], seqs[0][:8]):
+        plain = decoding.greedy(decoding.LMSession(target, [prompt]), 24)[0]
+        for branches, depth in ((1, 3), (3, 2), (2, 4)):
+            out, stats = speculative_tree_generate(target, HeadDraft(head, target), prompt, 24, branches, depth)
+            assert out == plain
+            assert stats.drafted > 0 and stats.produced == 24
+            accepted += stats.accepted
+    assert accepted > 10  # branches were kept, so the cache's keep() ran on accepted nodes
+
+
+def test_a_cache_keeps_the_listed_positions_in_order():
+    from transformer_np.decoding.cache import LayerCache
+
+    rng = np.random.default_rng(0)
+    k, v = rng.standard_normal((2, 1, 2, 6, 4))
+    cache = LayerCache(k, v)
+    cache.keep([0, 2, 5])
+    assert cache.length == 3
+    np.testing.assert_array_equal(cache.k, k[:, :, [0, 2, 5]])
+    np.testing.assert_array_equal(cache.v, v[:, :, [0, 2, 5]])
+    with pytest.raises(ValueError, match="ascending"):
+        cache.keep([1, 0])

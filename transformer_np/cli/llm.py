@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 
 import numpy as np
 
@@ -13,12 +14,14 @@ from ..core.nn import log_softmax
 from ..decoding.cache import contiguous_cache
 from ..decoding.search import greedy, sample
 from ..decoding.sessions import LMSession
+from ..efficient.draft import HeadDraft, load_shipped_head
 from ..efficient.paged import BLOCK_SIZE, LayerPools, paged_cache
 from ..efficient.speculative import ModelDraft, PromptLookup, early_exit, speculative_generate
+from ..model.protocol import FeatureLM
 from ..pretrained.registry import load
 from .options import CommandError, positive_int, weight_options
 
-SPECULATIVE = ("prompt-lookup", "early-exit")
+SPECULATIVE = ("head", "prompt-lookup", "early-exit")
 
 
 @functools.lru_cache(maxsize=2)
@@ -30,9 +33,15 @@ def load_llm(name_or_path, weights="float32"):
 
 def add_technique_options(parser):
     parser.add_argument("--speculative", choices=SPECULATIVE,
-                        help="speculative decoding, the same tokens as plain decoding: prompt-lookup drafts what "
-                             "followed the last n-gram's earlier occurrence; early-exit drafts with the model's first "
+                        help="speculative decoding, the same tokens as plain decoding: head drafts with the head "
+                             "distilled from SmolLM2 (EAGLE; --draft-head); prompt-lookup drafts what followed the "
+                             "last n-gram's earlier occurrence; early-exit drafts with the model's first "
                              "--draft-layers blocks (default: off)")
+    parser.add_argument("--draft-head", metavar="FILE", help="--speculative head: a head written by distill-draft "
+                                                              "(default: the one shipped for SmolLM2)")
+    parser.add_argument("--compare", action="store_true",
+                        help="--speculative: also decode plainly, and print the speed-up and whether the tokens "
+                             "are the same (greedy: they must be)")
     parser.add_argument("--gamma", type=positive_int, default=4, help="--speculative: tokens drafted per target "
                                                                       "pass (default: %(default)s)")
     parser.add_argument("--draft-layers", type=positive_int, default=10,
@@ -49,6 +58,11 @@ def check_technique_options(args, model=None):
                            "after a rejected draft, which the paged cache does not do")
     if args.speculative and args.logprobs:
         raise CommandError("--logprobs: not with --speculative (the target's distributions are checked, not kept)")
+    if (args.draft_head or args.compare) and not args.speculative:
+        raise CommandError(f"{'--draft-head' if args.draft_head else '--compare'}: only with --speculative")
+    if model is not None and args.speculative == "head" and not isinstance(model, FeatureLM):
+        raise CommandError(f"--speculative head: drafts from a Llama-family model's features; a "
+                           f"{type(model).__name__} is not one")
     if model is not None and args.speculative == "early-exit" and args.draft_layers >= model.config.n_layers:
         raise CommandError(f"--draft-layers {args.draft_layers}: must be fewer than the model's "
                            f"{model.config.n_layers} blocks")
@@ -86,6 +100,21 @@ def paged_report(pools):
     return "paged KV cache: " + "; ".join(parts)
 
 
+@functools.lru_cache(maxsize=2)
+def draft_head(path):
+    """The draft head at path (None: the shipped one), read once per process."""
+    return load_shipped_head(path)
+
+
+def make_draft(model, args):
+    """A fresh draft for ``--speculative`` (it holds the sequence's state: one per generation)."""
+    if args.speculative == "head":
+        return HeadDraft(draft_head(args.draft_head), model)
+    if args.speculative == "prompt-lookup":
+        return PromptLookup(model.config.vocab_size)
+    return ModelDraft(early_exit(model, args.draft_layers))
+
+
 def generate_one(model, prompt, args, eos_id, on_token=None, until=None):
     """Continue ``prompt`` (ids) with ``model`` under the command's options: greedy or sampled (seeded), plainly,
     speculatively or on the paged cache.  on_token(id) as each token is kept; until() ends it early.
@@ -94,14 +123,23 @@ def generate_one(model, prompt, args, eos_id, on_token=None, until=None):
     sampled = any(v is not None for v in (temperature, top_k, top_p))
     rng = np.random.default_rng(args.seed)
     if args.speculative:
-        draft = (PromptLookup(model.config.vocab_size) if args.speculative == "prompt-lookup"
-                 else ModelDraft(early_exit(model, args.draft_layers)))
-        out, stats = speculative_generate(model, draft, prompt, args.max_new_tokens, args.gamma,
+        t0 = time.perf_counter()
+        out, stats = speculative_generate(model, make_draft(model, args), prompt, args.max_new_tokens, args.gamma,
                                           temperature=(1.0 if temperature is None else temperature) if sampled
                                           else None, top_k=top_k, top_p=top_p, rng=rng if sampled else None,
                                           eos_id=eos_id, on_token=on_token, until=until)
-        return out, [], (f"speculative {args.speculative}: {stats.accepted} of {stats.drafted} drafts accepted "
-                         f"({stats.acceptance_rate:.2f}), {stats.tokens_per_call:.2f} tokens per target pass")
+        spec_s = time.perf_counter() - t0
+        said = (f"speculative {args.speculative}: {stats.accepted} of {stats.drafted} drafts accepted "
+                f"({stats.acceptance_rate:.2f}), {stats.tokens_per_call:.2f} tokens per target pass")
+        if args.compare:  # the same prompt decoded plainly, up to as many tokens
+            t0 = time.perf_counter()
+            plain = model.generate(prompt, max(1, len(out)), temperature=temperature, top_k=top_k, top_p=top_p,
+                                   seed=args.seed, eos_id=eos_id)
+            plain_s = time.perf_counter() - t0
+            same = "the same tokens" if plain == out else "other tokens" + ("" if sampled else " (a bug: greedy)")
+            said += (f"; plain decoding {plain_s:.2f} s, speculative {spec_s:.2f} s: {plain_s / spec_s:.2f}x, "
+                     f"{same}")
+        return out, [], said
     pool = paged_pool(model, [prompt], args.max_new_tokens) if args.paged else None
     session = LMSession(model, [list(prompt)], make_cache=contiguous_cache if pool is None else paged_cache(pool))
     logprobs = []

@@ -1,5 +1,5 @@
 """Command line: ``python -m transformer_np COMMAND ...`` — tour, bench, generate, chat, serve, serve-sim,
-train, compress, embed, search, tp-generate, sweep, explore, figures.
+train, compress, distill-draft, embed, search, tp-generate, sweep, explore, figures.
 
 One module per command, each with ``add_arguments(parser)`` and ``run(args) -> exit status``; the errors a user
 can cause (a bad value, an unwritable path, a missing file or library) are printed as one ``error:`` line
@@ -16,6 +16,7 @@ from . import (
     bench,
     chat,
     compress,
+    distill_draft,
     embed,
     explore,
     figures,
@@ -41,6 +42,7 @@ COMMANDS = {
     "search": (embed.SEARCH_HELP, embed.add_search_arguments, embed.run_search, embed.ERRORS),
     "train": (train.HELP, train.add_arguments, train.run, train.ERRORS),
     "compress": (compress.HELP, compress.add_arguments, compress.run, compress.ERRORS),
+    "distill-draft": (distill_draft.HELP, distill_draft.add_arguments, distill_draft.run, distill_draft.ERRORS),
     "tp-generate": (tp_generate.HELP, tp_generate.add_arguments, tp_generate.run, tp_generate.ERRORS),
     "explore": (explore.HELP, explore.add_arguments, explore.run, explore.ERRORS),
     "sweep": (sweep.HELP, sweep.add_arguments, sweep.run, sweep.ERRORS),

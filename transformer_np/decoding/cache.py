@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
+import numpy as np
+
 from ..core.backend import array_namespace, device
 from ..core.blockwise import attention
 from ..core.checks import check_positive_int
@@ -64,6 +66,11 @@ class LayerKVCache(ABC):
     @abstractmethod
     def select(self, rows):
         """A cache of batch rows ``rows`` (an int array, repeats allowed)."""
+
+    def keep(self, positions):
+        """Keep only the cached positions listed (ascending), in that order, and forget the rest: the branch of a
+        token tree the target accepted (speculative decoding's tree verification)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep a subset of its positions")
 
     @abstractmethod
     def nbytes(self):
@@ -129,6 +136,16 @@ class LayerCache(LayerKVCache):
 
     def truncate(self, length):
         self._length = min(self._length, length)
+
+    def keep(self, positions):
+        idx = np.asarray(positions, dtype=np.int64)
+        if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= self._length or np.any(np.diff(idx) <= 0))):
+            raise ValueError(f"positions must be ascending ints in [0, {self._length}), got {idx.tolist()[:8]}")
+        xp = array_namespace(self._k)
+        sel = xp.asarray(idx, device=device(self._k))
+        k, v = xp.take(self._k, sel, axis=2), xp.take(self._v, sel, axis=2)  # copies: safe to write back
+        self._k[:, :, :idx.size], self._v[:, :, :idx.size] = k, v
+        self._length = int(idx.size)
 
     def select(self, rows):
         xp = array_namespace(rows)
@@ -255,6 +272,11 @@ class KVCache(list):
     def truncate(self, length):
         for layer in self:
             layer.truncate(length)
+
+    def keep(self, positions):
+        """Every layer keeps only ``positions`` (ascending): see :meth:`LayerKVCache.keep`."""
+        for layer in self:
+            layer.keep(positions)
 
     def select(self, rows):
         """The cache of batch rows ``rows``: how beam search follows its beams."""

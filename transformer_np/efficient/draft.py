@@ -301,16 +301,25 @@ class HeadDraft(Draft):
                             np.arange(start, start + len(tokens)), self.cache)
         return f[0, -1]
 
-    def propose(self, tokens, gamma, choose):
+    def _catch_up(self, tokens):
+        """Feed the true pairs the target verified since the last proposal; returns f̂ after them, or None before
+        the target's first pass."""
         n = len(self.features)
         if n == 0:  # the prompt's first pass: no feature yet
-            return [], np.zeros((0, self.vocab_size))
+            return None
         if len(tokens) != n + 1:
             raise ValueError(f"the target's features cover {n} positions, so tokens must hold {n + 1}, "
                              f"got {len(tokens)}")
         self.cache.truncate(self.fed)
         f = self._step(self.features[self.fed:], tokens[self.fed + 1:], self.fed)
         self.fed = n
+        return f
+
+    def propose(self, tokens, gamma, choose):
+        f = self._catch_up(tokens)
+        if f is None:
+            return [], np.zeros((0, self.vocab_size))
+        n = self.fed
         drafts, qs = [], np.zeros((gamma, self.vocab_size))
         for i in range(gamma):
             q = choose.probs(linear(f, self.w_rows)[None].astype(np.float64))[0]  # (K,): the draft over S
@@ -321,6 +330,27 @@ class HeadDraft(Draft):
                 f = self._step(f[None], [d], n + i)
         return drafts, qs
 
+    def propose_tree(self, tokens, branches, depth):
+        """(node tokens, parents): the head's ``branches`` most likely next tokens, each continued greedily to
+        ``depth`` tokens — a tree of chains sharing the root, flattened branch by branch (parents[i] = −1 for a first
+        token, else the node before it).  Greedy only."""
+        f0 = self._catch_up(tokens)
+        if f0 is None:
+            return [], []
+        n = self.fed
+        firsts = np.argsort(-linear(f0, self.w_rows), kind="stable")[:branches]
+        nodes, parents = [], []
+        for j in firsts:
+            self.cache.truncate(n)
+            d, f = int(self.head.rows[j]), f0
+            for i in range(depth):
+                parents.append(-1 if i == 0 else len(nodes) - 1)
+                nodes.append(d)
+                if i < depth - 1:
+                    f = self._step(f[None], [d], n + i)
+                    d = int(self.head.rows[np.argmax(linear(f, self.w_rows))])
+        return nodes, parents
+
     def accept(self, length, features=None):
         self.features = np.concatenate([self.features, features])
         if len(self.features) != length:
@@ -328,6 +358,32 @@ class HeadDraft(Draft):
 
 
 # --- distillation -------------------------------------------------------------------------------------------------
+CHATS = Path(__file__).parent / "data" / "draft_chats.json"
+DOCSTRINGS = Path(__file__).parent / "data" / "calibration_text.txt"
+
+
+def training_sequences(model, max_tokens=256, chats=CHATS, docstrings=DOCSTRINGS):
+    """The head's training texts as token sequences of at most max_tokens: each chat of ``chats`` (SmolLM2's own
+    answers to TRAIN_PROMPTS, scripts/make_draft_chats.py) rendered with the model's chat template and ended with
+    its end-of-turn token, then the standard-library docstrings of ``docstrings`` cut into pieces.  Never the
+    evaluation prompts."""
+    check_positive_int("max_tokens", max_tokens)
+    data = json.loads(Path(chats).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("chats"), list):
+        raise ValueError(f"{chats}: expected {{'chats': [{{'prompt': …, 'answer': …}}, …]}}")
+    sequences = []
+    for chat in data["chats"]:
+        if not (isinstance(chat, dict) and isinstance(chat.get("prompt"), str) and isinstance(chat.get("answer"), str)):
+            raise ValueError(f"{chats}: each chat must have a 'prompt' and an 'answer' string, got {chat!r:.80}")
+        if chat["prompt"] in EVAL_PROMPTS:
+            raise ValueError(f"{chats}: holds the evaluation prompt {chat['prompt']!r}")
+        ids = model.chat_ids([{"role": "user", "content": chat["prompt"]}]) + model.tokenize(chat["answer"])
+        sequences.append((ids + [model.eos_id])[:max_tokens])
+    text = model.tokenize(Path(docstrings).read_text(encoding="utf-8"))
+    sequences += [text[i:i + max_tokens] for i in range(0, len(text), max_tokens)]
+    return [s for s in sequences if len(s) >= 2]
+
+
 def teacher_features(target, sequences):
     """The target's features f (T, C) float32 over each token sequence (one forward each): the teacher's side."""
     return [np.asarray(target.features(np.asarray(ids, np.int64)[None])[0], np.float32) for ids in sequences]

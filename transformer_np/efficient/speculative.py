@@ -44,6 +44,18 @@ class SpecStats:
     accepted: int = 0
     produced: int = 0
     accepted_per_call: list = dataclasses.field(default_factory=list)  # accepted drafts of each target pass
+    drafted_per_call: list = dataclasses.field(default_factory=list)  # drafts each target pass verified
+
+    def acceptance_by_position(self, gamma):
+        r"""α_i for i = 1 … γ: of the passes that verified a draft at position i after accepting the i − 1 before
+        it, the fraction that accepted it too — measured per position, not assumed equal (None where no pass
+        reached i)."""
+        acc, dr = np.array(self.accepted_per_call), np.array(self.drafted_per_call)
+        out = []
+        for i in range(1, gamma + 1):
+            reached = (dr >= i) & (acc >= i - 1)
+            out.append(float(np.mean(acc[reached] >= i)) if reached.any() else None)
+        return out
 
     @property
     def acceptance_rate(self):
@@ -52,6 +64,12 @@ class SpecStats:
     @property
     def tokens_per_call(self):
         return self.produced / self.target_calls if self.target_calls else 0.0
+
+
+def tokens_per_pass(alphas):
+    r"""1 + Σ_{i=1}^{γ} Π_{j≤i} α_j: expected tokens a target pass yields when the draft at position i is accepted
+    with probability α_i given the ones before it were (equal α_i = α: (1 − α^{γ+1}) / (1 − α))."""
+    return 1.0 + float(np.sum(np.cumprod(alphas)))
 
 
 def expected_speedup(alpha, gamma, c):
@@ -229,6 +247,7 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
             new = choose.pick(ps[n])
         stats.accepted += n
         stats.accepted_per_call.append(n)
+        stats.drafted_per_call.append(len(drafts))
         tokens += drafts[:n] + [new]
         runner.rollback(len(tokens) - 1)  # the target has seen everything but the new last token
         draft.accept(len(tokens) - 1, None if features is None else features[: len(tokens) - 1 - fed_from])
@@ -259,3 +278,99 @@ def early_exit(model, n_layers):
     layers = model.params["decoder"]["layers"][:n_layers]
     params = {**model.params, "decoder": {**model.params["decoder"], "layers": layers}}
     return model.with_params(params, model.config.with_layers(n_layers))
+
+
+# --- token trees: several branches verified in one target pass (Medusa, EAGLE-2) ------------------------------------
+def tree_mask(parents):
+    r"""M[i, j] = node j is node i or one of its ancestors (parents[i] < i, −1 for a root): the attention mask of a
+    token tree flattened in topological order — each node sees its own branch and nothing of its siblings'."""
+    M = np.eye(len(parents), dtype=bool)
+    for i, p in enumerate(parents):
+        if not -1 <= p < i:
+            raise ValueError(f"parents[{i}] must be -1 (a root) or an earlier node, got {p}")
+        if p >= 0:
+            M[i] |= M[p]  # p < i: its row is complete
+    return M
+
+
+def tree_depths(parents):
+    """Each node's depth (a root's is 0): its position after the tree's start."""
+    depth = []
+    for p in parents:
+        depth.append(0 if p < 0 else depth[p] + 1)
+    return depth
+
+
+def tree_inputs(parents, past):
+    """(positions (1, N), key_mask (1, 1, N, past + N)) for a tree of N nodes fed after ``past`` cached positions:
+    every node sees the whole prefix and its own branch, at the position its depth gives."""
+    N = len(parents)
+    mask = np.ones((1, 1, N, past + N), dtype=bool)
+    mask[0, 0, :, past:] = tree_mask(parents)
+    return np.asarray([past + d for d in tree_depths(parents)], np.int64)[None], mask
+
+
+def speculative_tree_generate(target, draft, prompt, max_new_tokens, branches=2, depth=4, *, eos_id=None,
+                              on_token=None, until=None):
+    """Greedy speculative decoding with a token tree: the draft (a :class:`~transformer_np.efficient.draft.
+    HeadDraft`) proposes ``branches`` first tokens, each continued by a chain to ``depth``; the target scores the
+    whole tree in one pass under :func:`tree_mask` and keeps the longest branch that agrees with its own argmax,
+    then one token of its own; its KV cache keeps only that branch (:meth:`KVCache.keep`).  The output is plain
+    greedy decoding's, token for token.  Returns (new token ids, SpecStats)."""
+    check_positive_int("branches", branches)
+    check_positive_int("depth", depth)
+    check_positive_int("max_new_tokens", max_new_tokens)
+    if not (isinstance(draft, Draft) and draft.needs_features and isinstance(target, FeatureLM)):
+        raise TypeError("tree drafting needs a feature draft (HeadDraft) and a FeatureLM target")
+    tokens = [int(t) for t in prompt]
+    start = len(tokens)
+    if start + max_new_tokens + depth > target.config.max_len:
+        raise ValueError(f"prompt ({start}) + max_new_tokens ({max_new_tokens}) + depth ({depth}) exceed "
+                         f"max_len={target.config.max_len}")
+    runner, stats, told = _Runner(target), SpecStats(), 0
+    while len(tokens) - start < max_new_tokens and not (eos_id is not None and eos_id in tokens[start:]):
+        fed_from = runner.seen
+        nodes, parents = draft.propose_tree(tokens, branches, depth)
+        # the fed block: the last kept token (the tree's root, index 0), then the nodes (index i + 1)
+        block_parents = [-1] + [p + 1 for p in parents]
+        fed = tokens[fed_from:] + nodes
+        n_prefix = len(fed) - len(block_parents)  # the prompt, on the first pass; then 0
+        positions, mask = tree_inputs(block_parents, fed_from + n_prefix)
+        if n_prefix:
+            positions = np.concatenate([np.arange(fed_from, fed_from + n_prefix)[None], positions], axis=1)
+            mask = np.concatenate([np.zeros((1, 1, n_prefix, mask.shape[-1]), bool), mask], axis=2)
+            mask[0, 0, :n_prefix, :fed_from + n_prefix] = np.tril(np.ones((n_prefix, fed_from + n_prefix), bool),
+                                                                 fed_from)
+        ids = np.asarray(fed, np.int64)[None]
+        f = runner.model.features(ids, cache=runner.cache, positions=positions, key_mask=mask)
+        logits = np.asarray(to_numpy(linear(f, runner.model.output_weight()))[0], np.float64)
+        check_logits(logits, len(tokens) - start)
+        best = np.argmax(logits[n_prefix:], axis=-1)  # the target's choice after each block node
+        path, cur = [], 0
+        while True:
+            child = next((j for j, p in enumerate(block_parents) if p == cur and fed[n_prefix + j] == best[cur]),
+                         None)
+            if child is None:
+                break
+            path.append(child)
+            cur = child
+        stats.target_calls += 1
+        stats.drafted += len(nodes)
+        stats.accepted += len(path)
+        stats.accepted_per_call.append(len(path))
+        stats.drafted_per_call.append(len(nodes))
+        kept = [fed_from + i for i in range(n_prefix + 1)] + [fed_from + n_prefix + j for j in path]
+        runner.cache.keep(list(range(fed_from)) + kept)
+        tokens += [fed[n_prefix + j] for j in path] + [int(best[cur])]
+        feats = np.asarray(to_numpy(f)[0], np.float32)[[k - fed_from for k in kept]]
+        draft.accept(len(tokens) - 1, feats)
+        out = _kept(tokens[start:], max_new_tokens, eos_id)
+        if on_token is not None:
+            for t in out[told:]:
+                on_token(t)
+        told = len(out)
+        if until is not None and until():
+            break
+    out = _kept(tokens[start:], max_new_tokens, eos_id)
+    stats.produced = len(out)
+    return out, stats

@@ -19,7 +19,8 @@ and never asks a model which family it belongs to.
 
 A :class:`FeatureLM` also shows the hidden state its logits are read from (speculative heads draft from it):
 
-    model.features(ids, cache=None) -> (B, T, C), the last block's output after the final norm
+    model.features(ids, cache=None, positions=None, key_mask=None)
+                                   -> (B, T, C), the last block's output after the final norm
     model.output_weight()           -> (C, V): logits = features @ output_weight()
 """
 
@@ -72,8 +73,9 @@ class FeatureLM(DecoderModel):
     (:mod:`transformer_np.efficient.draft`) learns to predict the next f and reads it out through the same W_out."""
 
     @abstractmethod
-    def features(self, ids, cache=None):
-        """f (B, T, C) at ids (B, T), continuing ``cache`` as :meth:`step` does; step's logits are
+    def features(self, ids, cache=None, positions=None, key_mask=None):
+        """f (B, T, C) at ids (B, T), continuing ``cache`` as :meth:`step` does (positions, key_mask: step's;
+        key_mask may also be (B, 1, T, S): a mask per query, such as a token tree's); step's logits are
         f @ output_weight()."""
 
     @abstractmethod

@@ -272,9 +272,10 @@ class LlamaModel(FileLLM, FeatureLM):
 
     forward = staticmethod(llama_logits)
 
-    def features(self, ids, cache=None):
+    def features(self, ids, cache=None, positions=None, key_mask=None):
         """The last block's output after the final norm, (B, T, C): step's logits are features @ output_weight()."""
-        return llama_features(self.params, ids, self.config, cache=cache, attention=self.attention_path)[0]
+        return llama_features(self.params, ids, self.config, positions, key_mask, cache,
+                              attention=self.attention_path)[0]
 
     def output_weight(self):
         return output_weight(self.params, self.config)

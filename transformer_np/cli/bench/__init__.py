@@ -1,7 +1,8 @@
-"""``python -m transformer_np bench {forward, decode, embed, llm, serve, quality, cost}``: forward-pass speed against
-torch and the matmul peak, decoding speed with and without the KV cache, MiniLM sentence embeddings against
-sentence-transformers, SmolLM2's decoding and prefill against transformers and the memory-bandwidth roofline,
-the serving techniques, every compression method's quality and bytes, and the cost model against measured times.
+"""``python -m transformer_np bench {forward, decode, embed, llm, serve, speculative, quality, cost}``: forward-pass
+speed against torch and the matmul peak, decoding speed with and without the KV cache, MiniLM sentence embeddings
+against sentence-transformers, SmolLM2's decoding and prefill against transformers and the memory-bandwidth
+roofline, the serving techniques, speculative decoding with the distilled draft head, every compression method's
+quality and bytes, and the cost model against measured times.
 
 Numbers, not tests: it prints what this machine does.  One module per benchmark, each measuring its rows and
 printing them with the one table printer (table.py); the machine's figures (matmul peak, copy bandwidth, device,
@@ -22,6 +23,7 @@ from .llm import FORMATS as LLM_FORMATS
 from .llm import bench_llm
 from .quality import bench_quality
 from .serve import bench_serve
+from .speculative import bench_speculative
 
 HELP = "print speed numbers (not a test)"
 ERRORS = (ImportError, RuntimeError, ValueError)  # a backend not installed or without a device; bad options
@@ -51,6 +53,7 @@ BENCHMARKS = {
                   random_weights=args.random_weights, print_fn=print_fn,
                   formats=LLM_FORMATS if args.weights is None else args.weights, long_prompt_tokens=args.long_prompt)),
     "serve": lambda args, print_fn: bench_serve(quick=args.quick, print_fn=print_fn),
+    "speculative": lambda args, print_fn: bench_speculative(quick=args.quick, print_fn=print_fn),
     "quality": lambda args, print_fn: bench_quality(tokens=args.tokens, print_fn=print_fn, figure_dir=args.plot,
                                                     text=None if args.text is None else read_text_file("--text",
                                                                                                        args.text),

@@ -341,3 +341,32 @@ def test_float32_softmax_with_a_mask_that_widens_x_is_the_plain_expression(rng):
     got = softmax(x, mask=mask)
     assert got.shape == (3, 5, 9)
     np.testing.assert_array_equal(got, plain_softmax(x, mask))
+
+
+@pytest.mark.parametrize("shape", [(576, 1536), (1536, 576), (576, 192), (256, 300)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_few_rows_times_a_weight_block_by_block_is_the_product_within_float32_rounding(rng, shape, order):
+    w = np.asarray(rng.standard_normal(shape), dtype=np.float32, order=order)
+    for N in range(2, fast.FEW_ROWS + 1):
+        x = rng.standard_normal((N, shape[0])).astype(np.float32)
+        assert fast.few_rows(x, w)
+        got, want = fast.few_rows_matmul(x, w), (x.astype(np.float64) @ w.astype(np.float64))
+        assert got.shape == (N, shape[1]) and got.dtype == np.float32
+        # float32 sums of C products in another order: |error| ≤ C·eps·Σ|x_i w_i| (a loose bound, never reached)
+        bound = shape[0] * np.finfo(np.float32).eps * (np.abs(x) @ np.abs(w.astype(np.float64)))
+        assert np.all(np.abs(got - want) <= bound)
+        np.testing.assert_allclose(got, x @ w, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_takes_the_block_path_only_for_2_to_8_float32_rows(rng, monkeypatch):
+    from transformer_np.core.nn import linear
+
+    calls = []
+    real = fast.few_rows_matmul
+    monkeypatch.setattr(fast, "few_rows_matmul", lambda x, w: calls.append(x.shape) or real(x, w))
+    w = rng.standard_normal((576, 192)).astype(np.float32)
+    for rows in (1, 2, 8, 9):
+        linear(rng.standard_normal((1, rows, 576)).astype(np.float32), w)
+    linear(rng.standard_normal((3, 576)), w.astype(np.float64))  # float64: the plain product
+    linear(rng.standard_normal((3, 16)).astype(np.float32), w[:16, :16].copy())  # a small matrix: plain
+    assert calls == [(2, 576), (8, 576)]

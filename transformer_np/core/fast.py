@@ -37,11 +37,13 @@ coefficients are fitted by ``scripts/fit_erf.py`` (least squares toward minimax 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 ERF_R = (1.28379166e-01, -3.76126272e-01, 1.12836007e-01, -2.68544640e-02, 5.18957211e-03, -8.02116863e-04,
          7.89022348e-05)
@@ -58,6 +60,86 @@ def applies(x, *more):
     array, x of at least MIN_ELEMENTS elements."""
     return (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.size >= MIN_ELEMENTS
             and all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in more))
+
+
+@functools.cache
+def _controller():
+    return ThreadpoolController().select(user_api="blas")
+
+
+def blas_threads():
+    """How many threads BLAS uses (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else one per core): the tile products
+    use as many."""
+    counts = [lib.num_threads for lib in _controller().lib_controllers]
+    return max(counts) if counts else os.cpu_count() or 1
+
+
+class one_blas_thread:
+    """BLAS limited to one thread while the tiles' threads run (restored after)."""
+
+    def __enter__(self):
+        self.before = [(lib, lib.num_threads) for lib in _controller().lib_controllers]
+        for lib, k in self.before:
+            if k != 1:
+                lib.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for lib, k in self.before:
+            if k != 1:
+                lib.set_num_threads(k)
+
+
+# --- x W for a few rows of x: a verification pass, a small batch ---------------------------------------------------
+FEW_ROWS = 8  # from 2 up to this many rows of x, core.nn.linear takes few_rows_matmul
+BLOCK_ELEMENTS = 1 << 15  # floats of one block of W's rows (128 KiB)
+
+
+def few_rows(x, w):
+    """Whether x (N, C) @ w takes :func:`few_rows_matmul`: NumPy float32, 2 ≤ N ≤ FEW_ROWS, w a contiguous matrix of
+    at least MIN_ELEMENTS (C-ordered, or F-ordered: the transpose of one, as a tied output layer Eᵀ)."""
+    return (isinstance(x, np.ndarray) and isinstance(w, np.ndarray) and x.dtype == np.float32
+            and w.dtype == np.float32 and 2 <= x.shape[0] <= FEW_ROWS and w.size >= MIN_ELEMENTS
+            and (w.flags.c_contiguous or w.flags.f_contiguous))
+
+
+def few_rows_matmul(x, w):
+    r"""y = x W for x (N, C) with 2 ≤ N ≤ FEW_ROWS, W (C, R), block by block of W's stored rows:
+
+        W C-ordered (rows = inputs):   y = Σ_b x[:, b] W[b]          blocks b of ~BLOCK_ELEMENTS / R input rows
+        W = Vᵀ, V (R, C) C-ordered:     y[:, b] = x V[b]ᵀ              blocks b of ~BLOCK_ELEMENTS / C output rows
+
+    the blocks split over two threads.  Why: for one row, x W is a matrix-vector product that streams W once; for
+    2 … 8 rows OpenBLAS's matrix-matrix product first copies ("packs") the whole of W into its panel layout, so a
+    pass over 5 tokens cost 3.8× a pass over one (SmolLM2's 60 MLP matrices, 2 threads: 51 ms against 13); over
+    blocks that stay in the cache the packing reads each weight once (25 ms).  The sums run in another order than
+    the plain product's: equal within float32 rounding, not bit for bit (tests/test_fast.py)."""
+    N, C = x.shape
+    R = w.shape[1]
+    out = np.empty((N, R), np.float32)
+    if w.flags.c_contiguous:  # accumulate over blocks of inputs; each thread its own partial sum
+        k = max(1, BLOCK_ELEMENTS // R)
+        blocks = [(a, min(a + k, C)) for a in range(0, C, k)]
+        halves = [blocks[: len(blocks) // 2], blocks[len(blocks) // 2:]] if len(blocks) > 1 else [blocks]
+        partial = [out] + [np.empty((N, R), np.float32) for _ in halves[1:]]
+
+        def add(i):
+            y, tmp = partial[i], np.empty((N, R), np.float32)
+            (a, b), *rest = halves[i]
+            np.matmul(x[:, a:b], w[a:b], out=y)
+            for a, b in rest:
+                y += np.matmul(x[:, a:b], w[a:b], out=tmp)
+
+        with one_blas_thread():
+            _parallel(add, list(range(len(halves))))
+        for y in partial[1:]:
+            out += y
+        return out
+    v = w.T  # (R, C) C-ordered: blocks of outputs
+    k = max(1, BLOCK_ELEMENTS // C)
+    with one_blas_thread():
+        _parallel(lambda ab: np.matmul(x, v[ab[0]:ab[1]].T, out=out[:, ab[0]:ab[1]]),
+                  [(a, min(a + k, R)) for a in range(0, R, k)])
+    return out
 
 
 # --- the kernels core.nn calls by name: each its formula's operations, in the same order (the same bits) ---------

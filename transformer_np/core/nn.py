@@ -35,7 +35,11 @@ def linear(x, w, b=None):
     lead = tuple(x.shape[:-1])
     # one (N, C_in) @ (C_in, C_out) product for all leading dims: a batched x @ w would run one small
     # matrix product per batch row
-    y = xp.reshape(xp.reshape(x, (-1, x.shape[-1])) @ w, (*lead, w.shape[1]))  # (..., C_out)
+    x2 = xp.reshape(x, (-1, x.shape[-1]))
+    if fast.few_rows(x2, w):  # NumPy float32, 2 … 8 rows (a verification pass): W block by block, not packed whole
+        y = xp.reshape(fast.few_rows_matmul(x2, w), (*lead, w.shape[1]))
+    else:
+        y = xp.reshape(x2 @ w, (*lead, w.shape[1]))  # (..., C_out)
     if b is not None:
         y += b  # in place: y is our own fresh array
     return y

@@ -41,15 +41,14 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import os
 import threading
 import time
 
 import ml_dtypes
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .checks import check_choice, check_positive_int
+from .fast import blas_threads, one_blas_thread
 
 TILE_ELEMENTS = 2**18  # floats of one thread's tile buffer: 1 MB, inside a core's 2 MB L2 (scripts/tiles_ab.py)
 GROUP_PRODUCT_ROWS = 8  # up to this many rows of x, scales per group multiply the group products, not the tile
@@ -276,7 +275,7 @@ def matmul(x, w, threads=None):
         work(tiles)
         return y
     parts = [tiles[i::n] for i in range(n)]
-    with _one_blas_thread():
+    with one_blas_thread():
         futures = [_pool(n - 1).submit(work, p) for p in parts[1:]]
         work(parts[0])
         for f in futures:
@@ -302,33 +301,6 @@ def _nibble_buffer(shape):
     if buf is None or buf.size < size:
         buf = _local.nibbles = np.empty(size, np.uint8)
     return buf[:size].reshape(shape)
-
-
-@functools.cache
-def _controller():
-    return ThreadpoolController().select(user_api="blas")
-
-
-def blas_threads():
-    """How many threads BLAS uses (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else one per core): the tile products
-    use as many."""
-    counts = [lib.num_threads for lib in _controller().lib_controllers]
-    return max(counts) if counts else os.cpu_count() or 1
-
-
-class _one_blas_thread:
-    """BLAS limited to one thread while the tiles' threads run (restored after)."""
-
-    def __enter__(self):
-        self.before = [(lib, lib.num_threads) for lib in _controller().lib_controllers]
-        for lib, k in self.before:
-            if k != 1:
-                lib.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        for lib, k in self.before:
-            if k != 1:
-                lib.set_num_threads(k)
 
 
 @functools.cache

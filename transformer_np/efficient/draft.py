@@ -430,8 +430,11 @@ def distill(target, sequences, features=None, cfg=None, *, steps=1000, lr=1e-3, 
             history[k].append(v)
         if on_step is not None:
             on_step(step, loss, parts)
+    every = max(1, steps // 30)  # the training curve kept in the head's file: means over 30 stretches of steps
+    curve = {k: [round(float(np.mean(v[i:i + every])), 4) for i in range(0, steps, every)] for k, v in history.items()}
     info = {"steps": steps, "lr": lr, "warmup": warmup, "reg_weight": reg_weight, "seed": seed,
-            "sequences": len(sequences), "tokens": int(sum(len(s) for s in sequences))}
+            "sequences": len(sequences), "tokens": int(sum(len(s) for s in sequences)),
+            "curve": {"step": list(range(every, steps + every, every))[:len(curve["loss"])], **curve}}
     return DraftHead(params, cfg, rows, info), history
 
 
@@ -448,8 +451,21 @@ _TOPICS = [
     "mountains", "the Renaissance", "electricity", "neural networks", "the periodic table", "Mars", "libraries",
     "jazz music", "the Amazon rainforest", "antibiotics", "cloud computing", "fractions", "the Eiffel Tower",
 ]
+_TOPICS_2 = [
+    "the solar system's moons", "ancient Egypt", "the Industrial Revolution", "the human brain", "tornadoes",
+    "wind turbines", "nuclear energy", "the water in our bodies", "octopuses", "whales", "penguins", "trees",
+    "coral reefs", "deserts", "glaciers", "the Silk Road", "the Moon landing", "Shakespeare", "the violin",
+    "painting with watercolors", "photography", "yoga", "meditation", "nutrition", "vitamins", "the common cold",
+    "blood types", "bones", "muscles", "the eye", "sound waves", "light bulbs", "batteries", "rockets", "satellites",
+    "GPS", "smartphones", "video games", "social media", "email", "spreadsheets", "databases", "compilers",
+    "linked lists", "hash functions", "graph algorithms", "dynamic programming", "unit testing", "JSON",
+    "regular expressions", "the Linux command line", "open-source software", "budgeting", "investing",
+    "negotiation", "team leadership", "job interviews", "writing an essay", "reading more books",
+    "learning to swim",
+]
 _TEMPLATES = ["Explain {} in simple terms.", "Give me three interesting facts about {}.",
               "Write a short paragraph about {}.", "What should a beginner know about {}?"]
+_TEMPLATES_2 = ["Why is {} important?", "Write a short story that involves {}."]
 _TASKS = [
     "Write a Python function that returns the largest number in a list.",
     "Write a Python function that counts the vowels in a string.",
@@ -492,7 +508,9 @@ _TASKS = [
     "Explain what an API is to a child.",
     "Give me a simple recipe for tomato soup.",
 ]
-TRAIN_PROMPTS = [t.format(topic) for topic in _TOPICS for t in _TEMPLATES] + _TASKS
+TRAIN_PROMPTS = ([t.format(topic) for topic in _TOPICS for t in _TEMPLATES] + _TASKS
+                 + [t.format(topic) for topic in _TOPICS_2 for t in _TEMPLATES + _TEMPLATES_2]
+                 + [t.format(topic) for topic in _TOPICS for t in _TEMPLATES_2])
 """The prompts whose answers (SmolLM2's own, scripts/make_draft_chats.py) the head is trained on."""
 
 EVAL_PROMPTS = [

@@ -8,8 +8,10 @@
 # `transformer_np.efficient`, and each is tested **equal** to the plain path: same numbers, same tokens.
 
 # %%
+import json
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
@@ -314,6 +316,145 @@ assert abs(stats.tokens_per_call - expected_speedup(alpha, 4, 0.0)) > 0.3  # wha
 # weights whatever the number of tokens, the formula holds much better.
 
 # %% [markdown]
+# ## A draft head distilled from SmolLM2 (EAGLE)
+#
+# Prompt lookup pays only when the answer copies the prompt, and the model's own first 10 blocks as a draft
+# (`early_exit`) are accepted 1–2% of the time: they were never trained to end there. No smaller model shares
+# SmolLM2's tokenizer offline, so the draft is made here, the way EAGLE (Li et al. 2024) and Medusa (Cai et al.
+# 2024) make theirs: a small **head** trained on the target's own hidden states. SmolLM2 reads every next token out
+# of one vector, its last block's output after the final norm, $f_t$ (logits $= f_t E^\top$). The head predicts
+# the *next* such vector from the current one and the token just chosen, and reads its guess out through the
+# target's own output layer:
+#
+# $$z_t = [E_{x_{t+1}}, f_t]\,W_{fc} + b_{fc}, \qquad \hat f_{t+1} = \mathrm{Block}(z_{\le t})_t, \qquad
+#   q(x_{t+2}) = \mathrm{softmax}(\hat f_{t+1} E_S^\top)$$
+#
+# — one Llama block at SmolLM2's width (4.2 M weights, 8 MB in float16, against the target's 135 M), and only the
+# rows $S$ of the 8,192 tokens most frequent in its training text (the full readout, $C \cdot V = 28$ M
+# multiply-adds, would cost seven times the block). To draft γ tokens the head feeds each guess $\hat f$ back in.
+#
+# **Distillation.** The target is the *teacher*: it runs once over a training text — its own greedy answers to
+# 820 prompts written for the package, and standard-library docstrings; never the prompts used below — and its
+# features are kept. The head is the *student*, trained (with the package's hand-written backward passes,
+# `efficient/draft.py`) to minimise
+#
+# $$L = \mathrm{KL}(p_{t+1} \,\|\, q_{t+1}) + \lambda \cdot \mathrm{mean}\ \mathrm{SmoothL1}(\hat f_{t+1} - f_{t+1}),
+#   \qquad p = \mathrm{softmax}(f E_S^\top)$$
+#
+# The KL term matches the teacher's whole distribution, not only its top token: a wrong guess that the teacher
+# found almost as likely costs little, which is more signal per token than the top token alone (Hinton et al.'s
+# "dark knowledge"). The regression term keeps $\hat f$ close to a real feature, so that the head's later steps,
+# which read its own guesses, still see the kind of input they were trained on. The shipped head was trained by
+# `python -m transformer_np distill-draft`; its file keeps how:
+
+# %%
+from transformer_np.efficient.draft import (EVAL_PROMPTS, HeadDraft, distill_loss, head_forward,  # noqa: E402
+                                            init_head_params, load_shipped_head)
+from transformer_np.efficient.speculative import tokens_per_pass  # noqa: E402
+
+head = load_shipped_head()
+info = head.info
+print(head)
+print(f"trained on {info['tokens']:,} tokens ({info['sequences']} texts), {info['steps']} steps of one text, "
+      f"{info['train_seconds']} s on this machine's 2 cores")
+viz.draft_head_training(info["curve"], info["held_out_kl"], info["held_out_top1"])
+
+# %% [markdown]
+# The student against an untrained one on a text none of its training texts contain: SmolLM2's own answer to an
+# evaluation prompt. One forward pass gives the teacher's features of the whole text; the loss reads them.
+
+# %%
+question = EVAL_PROMPTS[2]
+ids = model.chat_ids([{"role": "user", "content": question}])
+t0 = time.perf_counter()
+answer = model.generate(ids, 96)  # plain greedy decoding: the reference
+plain_s = time.perf_counter() - t0
+text_ids = np.array([ids + answer])
+features = model.features(text_ids)  # (1, T, C): the teacher's f_t
+embedded = model.params["embed"]["table"][text_ids]  # (1, T, C): E_x
+w_rows = model.output_weight()[:, head.rows]  # (C, K): the readout on the rows S
+scores = {name: distill_loss(params, head.config, features, embedded, w_rows)[2]
+          for name, params in (("untrained", init_head_params(head.config)), ("distilled", head.params))}
+for name, s in scores.items():
+    print(f"{name:>9}: KL {s['kl']:.2f} nats, top token = the teacher's {s['top1']:.0%} of the time")
+assert scores["distilled"]["kl"] < scores["untrained"]["kl"] / 2
+print(question, "->", model.detokenize(answer)[:200], "…")
+
+# %% [markdown]
+# Now the head drafts γ = 3 tokens a pass on the same question. The target's pass decides, so the answer is plain
+# greedy decoding's token for token; green tokens were drafted by the head and accepted.
+
+# %%
+gamma = 3
+t0 = time.perf_counter()
+out, stats = speculative_generate(model, HeadDraft(head, model), ids, 96, gamma, eos_id=model.eos_id)
+spec_s = time.perf_counter() - t0
+assert out == answer  # exact
+kinds = [k for n in stats.accepted_per_call for k in ["draft"] * n + ["target"]][: len(out)]
+viz.speculative_tokens([model.detokenize([t]) for t in out], kinds, "The distilled head on SmolLM2")
+alphas = stats.acceptance_by_position(gamma)
+alpha = stats.acceptance_rate
+viz.acceptance_by_position(alphas, alpha)
+print(f"acceptance by position α_i: {[round(a, 2) for a in alphas]}; overall α = {alpha:.2f}")
+print(f"tokens per target pass: measured {stats.tokens_per_call:.2f}; 1 + Σ_i Π_(j≤i) α_j = "
+      f"{tokens_per_pass(alphas):.2f}; independent α: (1 − α^(γ+1)) / (1 − α) = "
+      f"{expected_speedup(alpha, gamma, 0.0):.2f}")
+print(f"this run: plain {plain_s:.2f} s, speculative {spec_s:.2f} s ({plain_s / spec_s:.2f}×)")
+assert alphas[0] > alphas[-1]  # later drafts read the head's own guesses: each is accepted less often
+
+# %% [markdown]
+# The acceptance falls along a pass: the first draft reads the target's true feature, the later ones the head's own
+# guesses, so α is not one number but one per position, and the expected tokens per pass is
+# $1 + \sum_i \prod_{j \le i} \alpha_j$ — which the independence formula, evaluated at the overall rate, over-states
+# (the overall α mixes the good first position with the worse later ones as if each were reached as often).
+#
+# **Where the time goes.** A pass over γ + 1 tokens is not free on a CPU. For one token each matrix product is a
+# matrix-vector product that streams the weights once; for a few tokens OpenBLAS's matrix-matrix product first
+# copies ("packs") the whole weight into its panel layout, so a 5-token pass cost 3.8× a 1-token one until the
+# package learned to multiply a few rows block by block of cache-sized rows of the weight
+# (`core.fast.few_rows_matmul`; now about 2×). `bench speculative` measures each part; its committed run:
+
+# %%
+root = Path.cwd() if (Path.cwd() / "docs").exists() else Path.cwd().parent
+spec_run = json.loads((root / "docs/bench_speculative.json").read_text())
+for fmt, ms in spec_run["pass_ms"].items():
+    print(f"{fmt}: a target pass over T tokens, ms: "
+          + ", ".join(f"T={T} {v:.0f} ({v / ms['1']:.1f}×)" for T, v in ms.items()))
+for r in spec_run["rows"]:
+    print(f"{r['weights']:>8} γ={r['gamma']}: α_i {[round(a, 2) for a in r['alphas']]}, "
+          f"{r['tokens_per_pass']:.2f} tokens a pass, draft {r['draft_ms_per_pass']:.0f} ms + verify "
+          f"{r['verify_ms_per_pass']:.0f} ms a pass against {r['plain_ms_per_token']:.0f} ms a plain token: "
+          f"{r['speedup']:.2f}×")
+
+# %% [markdown]
+# On a GPU a pass over 5 tokens costs about one over 1 (both are bound by reading the weights), so the same
+# acceptance would pay $\approx$ tokens-per-pass / (1 + γc) — the reason speculative decoding is standard on GPUs.
+#
+# **Why speculative *sampling* is exact.** With temperature, the draft samples $d \sim q$ and the target keeps it
+# with probability $\min(1, p(d)/q(d))$; on a rejection it samples from the residual
+# $r = \max(0, p - q) / \sum \max(0, p - q)$. The probability that the emitted token is $x$:
+#
+# $$P(x) = q(x)\min\!\Big(1, \tfrac{p(x)}{q(x)}\Big) + \Big(1 - \sum_y \min(p(y), q(y))\Big)\, r(x)
+#        = \min(p(x), q(x)) + \max(0, p(x) - q(x)) = p(x),$$
+#
+# since $1 - \sum_y \min(p, q) = \sum_y \max(0, p - q)$ (both p and q sum to 1). Run on a real position — the
+# target's p and the head's q (on its rows S, zero elsewhere) after the question above:
+
+# %%
+n = len(ids)  # the head reads (f_t, E_{x_{t+1}}) for t < n, so its guess is for the token after answer[0]
+f_hat, _ = head_forward(features[:, :n], embedded[:, 1:n + 1], head.params, head.config, np.arange(n))
+q = np.zeros(model.config.vocab_size)
+q[head.rows] = tn.core.nn.softmax(np.asarray(f_hat[0, -1] @ w_rows, np.float64))  # the draft's q, 0 off S
+p = tn.core.nn.softmax(np.asarray(features[0, n] @ model.output_weight(), np.float64))  # the target's p
+keep = np.minimum(1.0, np.divide(p, q, out=np.ones_like(p), where=q > 0))  # kept with prob. min(1, p/q)
+residual = np.maximum(0.0, p - q) / np.maximum(0.0, p - q).sum()
+emitted = q * keep + (1.0 - np.sum(np.minimum(p, q))) * residual
+np.testing.assert_allclose(emitted, p, atol=1e-12)  # exactly the target's distribution
+print(f"P(draft accepted) = Σ min(p, q) = {np.minimum(p, q).sum():.3f}; the emitted token is distributed as p "
+      f"(max |P − p| = {np.abs(emitted - p).max():.1e}); p's top token {model.detokenize([int(p.argmax())])!r}, "
+      f"q's {model.detokenize([int(q.argmax())])!r}")
+
+# %% [markdown]
 # ## Exercises
 #
 # **1.** Write `my_online_softmax(tiles)`: the scores arrive one tile at a time (an iterator of 1-D arrays; each
@@ -350,3 +491,7 @@ exercises.check_paged_blocks(my_blocks)
 #   continuous (iteration-level) batching.
 # - Leviathan, Kalman & Matias 2023 (arXiv:2211.17192) and Chen et al. 2023 (arXiv:2302.01318): speculative
 #   decoding; Saxena 2023, prompt lookup decoding (github.com/apoorvumang/prompt-lookup-decoding).
+# - Li, Wei, Zhang & Zhang 2024, *EAGLE: Speculative Sampling Requires Rethinking Feature Uncertainty*
+#   (arXiv:2401.15077): the draft head on the target's features; Cai et al. 2024, *Medusa* (arXiv:2401.10774) and
+#   Li et al. 2024, *EAGLE-2* (arXiv:2406.16858): token trees verified in one pass; Hinton, Vinyals & Dean 2015,
+#   *Distilling the Knowledge in a Neural Network* (arXiv:1503.02531).

@@ -346,6 +346,8 @@ def test_generate_speculative_sampling_is_seeded(capsys):
     (["--speculative", "early-exit", "--draft-layers", "2"], "--draft-layers 2: must be fewer than the model's 2"),
     (["--speculative", "lookahead"], "argument --speculative: invalid choice: 'lookahead'"),
     (["--gamma", "0"], "argument --gamma: must be a positive integer"),
+    (["--compare"], "--compare: only with --speculative"),
+    (["--draft-head", "h.npz"], "--draft-head: only with --speculative"),
 ])
 def test_generate_technique_options_name_what_they_cannot_do(capsys, args, message):
     assert main(["generate", "--prompt", "1 2", *args]) == 2

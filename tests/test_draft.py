@@ -252,3 +252,17 @@ def test_a_cache_keeps_the_listed_positions_in_order():
     np.testing.assert_array_equal(cache.v, v[:, :, [0, 2, 5]])
     with pytest.raises(ValueError, match="ascending"):
         cache.keep([1, 0])
+
+
+def test_distill_draft_writes_a_head_that_drafts_exactly(tmp_path, capsys):
+    from transformer_np.cli.main import main
+
+    skip_without_smollm2()
+    out = tmp_path / "head.npz"
+    assert main(["distill-draft", "--out", str(out), "--steps", "3", "--texts", "4", "--rows", "512"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 texts" in printed and f"wrote {out}" in printed
+    head = DraftHead.load(out)
+    assert head.config.rows == 512 and head.info["steps"] == 3 and head.info["sequences"] == 4 - 1  # one held out
+    assert main(["distill-draft", "--out", str(tmp_path / "no" / "h.npz")]) == 2
+    assert "--out" in capsys.readouterr().err

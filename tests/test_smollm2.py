@@ -286,7 +286,8 @@ def test_missing_weights_say_how_to_install_them(monkeypatch, tmp_path):
         load_smollm2(tmp_path / "nothing.gguf")
 
 
-@pytest.mark.parametrize("technique", [["--speculative", "prompt-lookup"], ["--paged"]])
+@pytest.mark.parametrize("technique", [["--speculative", "prompt-lookup"], ["--paged"],
+                                       ["--speculative", "head", "--gamma", "3", "--compare"]])
 def test_chat_techniques_give_the_plain_greedy_answer(model, capsys, technique):
     from transformer_np.cli.main import main
 
@@ -298,6 +299,8 @@ def test_chat_techniques_give_the_plain_greedy_answer(model, capsys, technique):
     assert captured.out == plain and "Paris" in plain
     said = "drafts accepted" if technique[0] == "--speculative" else "paged KV cache: "
     assert said in captured.err
+    if "--compare" in technique:  # decoded both ways in the same run: the speed-up, and the same tokens
+        assert re.search(r"plain decoding [\d.]+ s, speculative [\d.]+ s: [\d.]+x, the same tokens", captured.err)
 
 
 def test_chat_logprobs_follow_their_rules_and_the_model_is_loaded_once(model, capsys):

@@ -33,12 +33,14 @@ def add_arguments(parser):
     parser.add_argument("--max-tokens", type=positive_int, default=256,
                         help="tokens per training text, longer ones cut (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and text order (default: %(default)s)")
+    parser.add_argument("--texts", type=positive_int, default=None,
+                        help="train on the first N training texts only (a quick run; default: all)")
 
 
 def run(args, print_fn=print):
     check_output_file("--out", args.out)
     model = load_llm("smollm2")
-    sequences = training_sequences(model, args.max_tokens)
+    sequences = training_sequences(model, args.max_tokens)[: args.texts]
     train = [s for i, s in enumerate(sequences) if i % HELD_OUT]
     held = [s for i, s in enumerate(sequences) if not i % HELD_OUT]
     print_fn(f"{len(sequences)} texts, {sum(map(len, sequences)):,} tokens ({len(held)} held out)")

@@ -8,6 +8,7 @@ matplotlib is imported here, and nowhere below this folder.
 from .diagrams import kv_cache_flow, multi_head_shapes, residual_blocks, transformer_architecture
 from .explorer import explore
 from .plots import (
+    acceptance_by_position,
     activation_outliers,
     activations,
     attention_kinds_cost,
@@ -21,6 +22,7 @@ from .plots import (
     cache_growth,
     decode_flops,
     decode_speed,
+    draft_head_training,
     encoder_decoder_attention,
     gptq_vs_rtn,
     gqa_sharing,
@@ -89,6 +91,8 @@ __all__ = [
     "decode_flops",
     "gradient_norms",
     "speculative_tokens",
+    "draft_head_training",
+    "acceptance_by_position",
     "batching_timeline",
     "block_tables",
     "memory_vs_length",

@@ -40,8 +40,10 @@ from .modern_llm import (
 from .positions import positional_encoding_heatmap, positional_encoding_waves, positional_similarity
 from .pretrained import layer_head_scores, similarity_matrix
 from .serving import (
+    acceptance_by_position,
     batching_timeline,
     block_tables,
+    draft_head_training,
     latency_percentiles,
     memory_vs_length,
     online_softmax,
@@ -95,6 +97,8 @@ __all__ = [
     "block_tables",
     "batching_timeline",
     "speculative_tokens",
+    "draft_head_training",
+    "acceptance_by_position",
     "prefix_tree",
     "prefill_timeline",
     "latency_percentiles",

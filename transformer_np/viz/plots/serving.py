@@ -118,6 +118,44 @@ def speculative_tokens(pieces, kinds, title="Speculative decoding"):
     return fig
 
 
+def draft_head_training(curve, held_out_kl=None, held_out_top1=None):
+    """The draft head's distillation, by step (``curve``: the means over stretches of steps its file keeps): the KL
+    from the teacher's next-token distribution to the student's, and how often their most likely tokens agree —
+    with the held-out texts' values after training, dashed."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    ax.plot(curve["step"], curve["kl"], label="training texts")
+    ax2.plot(curve["step"], curve["top1"], label="training texts")
+    if held_out_kl is not None:
+        ax.axhline(held_out_kl, color="C3", ls="--", label=f"held-out texts, after training: {held_out_kl:.2f}")
+        ax2.axhline(held_out_top1, color="C3", ls="--", label=f"held-out texts, after training: {held_out_top1:.0%}")
+    ax.set_xlabel("step (one text each)")
+    ax.set_ylabel("KL(teacher ‖ student), nats")
+    ax.set_title("Distillation loss (the KL term)")
+    ax2.set_xlabel("step (one text each)")
+    ax2.set_ylabel("student's top token = teacher's")
+    ax2.set_ylim(0, 1)
+    ax2.set_title("Agreement on the next token (teacher forcing)")
+    for a in (ax, ax2):
+        a.legend(fontsize=8)
+    return fig
+
+
+def acceptance_by_position(alphas, alpha):
+    """α_i, the acceptance of the draft at position i given the ones before it were accepted, as bars — against
+    the one overall rate α that the independence formula assumes at every position (dashed)."""
+    fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+    i = np.arange(1, len(alphas) + 1)
+    ax.bar(i, [0 if a is None else a for a in alphas], color="C2", label="measured α_i")
+    ax.axhline(alpha, color="C3", ls="--", label=f"overall α = {alpha:.2f}")
+    ax.set_xticks(i)
+    ax.set_xlabel("draft position i in a pass")
+    ax.set_ylabel("accepted | the ones before were")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("Acceptance by position", fontsize=10)
+    return fig
+
+
 def prefix_tree(cached, held=(), title="The prefix cache: whole blocks keyed by their tokens and the block before"):
     """The prefix cache as a tree: ``cached`` — {(parent uid, tokens): (uid, block)} — each block a node under the
     block before it (its parent: -1 is the root, a prompt's start), labelled with its block id and tokens;

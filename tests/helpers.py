@@ -18,10 +18,11 @@ def assert_close(actual, expected, *, atol, rtol=0.0):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of x (changed in place, restored)."""
+def numeric_grad(f, x, eps=1e-6, at=None):
+    """Central differences of the scalar f() with respect to every entry of x (changed in place, restored), or only
+    at the index tuples ``at`` (the other entries of the result stay 0)."""
     g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
+    for i in np.ndindex(x.shape) if at is None else at:
         old = x[i]
         x[i] = old + eps
         up = f()

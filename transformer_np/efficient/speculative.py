@@ -251,16 +251,21 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
         tokens += drafts[:n] + [new]
         runner.rollback(len(tokens) - 1)  # the target has seen everything but the new last token
         draft.accept(len(tokens) - 1, None if features is None else features[: len(tokens) - 1 - fed_from])
-        out = _kept(tokens[start:], max_new_tokens, eos_id)
-        if on_token is not None:
-            for t in out[told:]:
-                on_token(t)
-        told = len(out)
+        told = _tell(tokens[start:], max_new_tokens, eos_id, on_token, told)
         if until is not None and until():
             break
     out = _kept(tokens[start:], max_new_tokens, eos_id)
     stats.produced = len(out)
     return out, stats
+
+
+def _tell(new, max_new_tokens, eos_id, on_token, told):
+    """Call on_token with the kept tokens not told yet; returns how many are told now."""
+    out = _kept(new, max_new_tokens, eos_id)
+    if on_token is not None:
+        for t in out[told:]:
+            on_token(t)
+    return len(out)
 
 
 def _kept(new, max_new_tokens, eos_id):
@@ -364,11 +369,7 @@ def speculative_tree_generate(target, draft, prompt, max_new_tokens, branches=2,
         tokens += [fed[n_prefix + j] for j in path] + [int(best[cur])]
         feats = np.asarray(to_numpy(f)[0], np.float32)[[k - fed_from for k in kept]]
         draft.accept(len(tokens) - 1, feats)
-        out = _kept(tokens[start:], max_new_tokens, eos_id)
-        if on_token is not None:
-            for t in out[told:]:
-                on_token(t)
-        told = len(out)
+        told = _tell(tokens[start:], max_new_tokens, eos_id, on_token, told)
         if until is not None and until():
             break
     out = _kept(tokens[start:], max_new_tokens, eos_id)

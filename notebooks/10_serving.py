@@ -348,8 +348,8 @@ assert abs(stats.tokens_per_call - expected_speedup(alpha, 4, 0.0)) > 0.3  # wha
 # `python -m transformer_np distill-draft`; its file keeps how:
 
 # %%
-from transformer_np.efficient.draft import (EVAL_PROMPTS, HeadDraft, distill_loss, head_forward,  # noqa: E402
-                                            init_head_params, load_shipped_head)
+from transformer_np.efficient.draft import (EVAL_PROMPTS, HeadDraft, distill_loss, embed, head_forward,  # noqa: E402
+                                            init_head_params, load_shipped_head, readout_rows)
 from transformer_np.efficient.speculative import tokens_per_pass  # noqa: E402
 
 head = load_shipped_head()
@@ -371,8 +371,8 @@ answer = model.generate(ids, 96)  # plain greedy decoding: the reference
 plain_s = time.perf_counter() - t0
 text_ids = np.array([ids + answer])
 features = model.features(text_ids)  # (1, T, C): the teacher's f_t
-embedded = model.params["embed"]["table"][text_ids]  # (1, T, C): E_x
-w_rows = model.output_weight()[:, head.rows]  # (C, K): the readout on the rows S
+embedded = embed(model, text_ids)  # (1, T, C): E_x
+w_rows = readout_rows(model, head.rows)  # (C, K): the readout on the rows S
 scores = {name: distill_loss(params, head.config, features, embedded, w_rows)[2]
           for name, params in (("untrained", init_head_params(head.config)), ("distilled", head.params))}
 for name, s in scores.items():

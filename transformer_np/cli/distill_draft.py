@@ -7,11 +7,21 @@ standard-library docstrings) and keeps its features; the head is then trained on
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
-from ..efficient.draft import HeadConfig, distill, distill_loss, teacher_features, training_sequences
+from ..efficient.draft import (
+    HeadConfig,
+    distill,
+    distill_loss,
+    embed,
+    readout_rows,
+    teacher_features,
+    training_sequences,
+)
+from ..model.checkpoint import atomic_write
 from .llm import load_llm
 from .options import check_output_file, positive_float, positive_int, progress_bar, writing
 
@@ -33,24 +43,25 @@ def add_arguments(parser):
     parser.add_argument("--max-tokens", type=positive_int, default=256,
                         help="tokens per training text, longer ones cut (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and text order (default: %(default)s)")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="half-width of the uniform noise added to the head's input features in training "
+                             "(EAGLE's; default: %(default)s)")
+    parser.add_argument("--features", metavar="FILE",
+                        help="keep the teacher's features in this .npy file: read if it holds these texts' "
+                             "features, else computed and written (re-training with other options skips the teacher)")
     parser.add_argument("--texts", type=positive_int, default=None,
                         help="train on the first N training texts only (a quick run; default: all)")
 
 
 def run(args, print_fn=print):
     check_output_file("--out", args.out)
+    check_output_file("--features", args.features)
     model = load_llm("smollm2")
     sequences = training_sequences(model, args.max_tokens)[: args.texts]
     train = [s for i, s in enumerate(sequences) if i % HELD_OUT]
     held = [s for i, s in enumerate(sequences) if not i % HELD_OUT]
     print_fn(f"{len(sequences)} texts, {sum(map(len, sequences)):,} tokens ({len(held)} held out)")
-    t0 = time.perf_counter()
-    features = []
-    with progress_bar(len(sequences), "teacher features", "text") as update:
-        for s in sequences:
-            features += teacher_features(model, [s])
-            update(1)
-    print_fn(f"teacher features: {time.perf_counter() - t0:.0f} s")
+    features = _teacher(model, sequences, args.features, print_fn)
     train_f = [f for i, f in enumerate(features) if i % HELD_OUT]
     cfg = HeadConfig.for_target(model.config, rows=args.rows)
     t0 = time.perf_counter()
@@ -61,11 +72,11 @@ def run(args, print_fn=print):
                      f"top-1 agreement {parts['top1']:.2f} ({time.perf_counter() - t0:.0f} s)")
 
     head, history = distill(model, train, train_f, cfg, steps=args.steps, lr=args.lr, reg_weight=args.reg_weight,
-                            seed=args.seed, on_step=report)
+                            noise=args.noise, seed=args.seed, on_step=report)
     train_s = time.perf_counter() - t0
-    table, w_rows = model.params["embed"]["table"], np.asarray(model.output_weight())[:, head.rows]
-    scores = [distill_loss(head.params, cfg, features[i][None], np.asarray(table[np.array(s)], np.float32)[None],
-                           w_rows, args.reg_weight)[2] for i, s in enumerate(sequences) if not i % HELD_OUT]
+    w_rows = readout_rows(model, head.rows)
+    scores = [distill_loss(head.params, cfg, features[i][None], embed(model, [s]), w_rows, args.reg_weight)[2]
+              for i, s in enumerate(sequences) if not i % HELD_OUT]
     held_kl, held_top1 = (float(np.mean([s[k] for s in scores])) for k in ("kl", "top1"))
     head.info.update(train_seconds=round(train_s), held_out_texts=len(held), held_out_kl=round(held_kl, 4),
                      held_out_top1=round(held_top1, 4), max_tokens=args.max_tokens,
@@ -76,3 +87,27 @@ def run(args, print_fn=print):
              f"{held_top1:.0%} of the time")
     print_fn(f"wrote {args.out}: {head!r}")
     return 0
+
+
+def _teacher(model, sequences, path, print_fn):
+    """The teacher's features of each text: read from ``path`` (.npz) when it holds these very texts (their ids are
+    stored with the features), else computed — and written to ``path`` if one is given."""
+    ids = np.concatenate([np.asarray(s, np.int32) for s in sequences])
+    cuts = np.cumsum([len(s) for s in sequences])[:-1]
+    if path is not None and os.path.exists(path):
+        with np.load(path, allow_pickle=False) as z:
+            if set(z.files) == {"ids", "features"} and np.array_equal(z["ids"], ids):
+                print_fn(f"teacher features read from {path}")
+                return np.split(z["features"], cuts)
+        print_fn(f"{path} holds other texts' features: computing these")
+    t0 = time.perf_counter()
+    features = []
+    with progress_bar(len(sequences), "teacher features", "text") as update:
+        for s in sequences:
+            features += teacher_features(model, [s])
+            update(1)
+    print_fn(f"teacher features: {time.perf_counter() - t0:.0f} s")
+    if path is not None:
+        with writing("--features", path):
+            atomic_write(path, lambda f: np.savez(f, ids=ids, features=np.concatenate(features)))
+    return features

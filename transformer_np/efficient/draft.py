@@ -36,7 +36,7 @@ import numpy as np
 from ..core.attention import merge_heads, scaled_dot_product_attention_backward, split_heads
 from ..core.blockwise import attention as attend
 from ..core.checks import check_positive_int, check_real
-from ..core.embeddings import rope, rope_backward
+from ..core.embeddings import rope, rope_backward, token_embedding
 from ..core.masks import causal_mask
 from ..core.nn import (
     linear,
@@ -49,6 +49,7 @@ from ..core.nn import (
     swiglu_forward,
 )
 from ..core.tree import count_params, flatten, unflatten
+from ..core.weights import StoredWeight
 from ..decoding.cache import new_cache
 from ..model.checkpoint import atomic_write, open_npz, read_npz_member
 from ..model.protocol import FeatureLM
@@ -169,14 +170,18 @@ def smooth_l1(d):
     return np.where(a < 1.0, 0.5 * d * d, a - 0.5)
 
 
-def distill_loss(p, cfg, features, embedded, w_rows, reg_weight=1.0):
+def distill_loss(p, cfg, features, embedded, w_rows, reg_weight=1.0, noise=None):
     r"""L = mean_t KL(p_{t+1} ‖ q_{t+1}) + λ mean_{t,c} SmoothL1(f̂_{t+1} − f_{t+1}), with its gradients.
 
     features: the teacher's f (B, T, C) at positions 0 … T−1 of a text; embedded: E[x] (B, T, C) of its tokens;
     w_rows: W_out[:, S] (C, K).  The head reads (f_t, E[x_{t+1}]) for t < T−1 and predicts f_{t+1}; the teacher's
-    p = softmax(f_{t+1} W_out[:, S]) and the student's q = softmax(f̂_{t+1} W_out[:, S]).
+    p = softmax(f_{t+1} W_out[:, S]) and the student's q = softmax(f̂_{t+1} W_out[:, S]).  noise: an array of f's
+    shape added to the head's input features only (EAGLE's training noise: drafting later reads its own, inexact,
+    guesses), or None.
     Returns (loss, grads shaped like p, {"kl", "reg", "top1"}) — top1: how often q's and p's argmax agree."""
     f_in, target = features[:, :-1], features[:, 1:]
+    if noise is not None:
+        f_in = f_in + noise[:, :-1]
     T = f_in.shape[1]
     pred, cache = head_forward(f_in, embedded[:, 1:], p, cfg, np.arange(T))
     log_q = log_softmax(linear(pred, w_rows))  # (B, T-1, K)
@@ -268,6 +273,22 @@ def _digest(arrays):
     return h.hexdigest()
 
 
+def readout_rows(model, rows):
+    """W_out[:, rows] (C, K) float32 of a FeatureLM: the head's readout, dequantized once when stored (a GGUF
+    table: only those rows)."""
+    w = model.output_weight()
+    if isinstance(w, StoredWeight):
+        w = w.dequantize_stored(np.asarray(rows)).T if w.transposed else w.dequantize()[:, rows]
+        return np.ascontiguousarray(w, np.float32)
+    return np.ascontiguousarray(np.asarray(w)[:, rows], np.float32)
+
+
+def embed(model, ids):
+    """E[ids] (…, C) float32 of the model's token table (stored tables look up only those rows)."""
+    return np.asarray(token_embedding(np.asarray(ids, np.int64), model.params["embed"]["table"], scale=False),
+                      np.float32)
+
+
 class HeadDraft(Draft):
     """Drafting with a :class:`DraftHead` for a :class:`~transformer_np.model.protocol.FeatureLM` target.
 
@@ -287,16 +308,15 @@ class HeadDraft(Draft):
         if head.rows.min() < 0 or head.rows.max() >= V:
             raise ValueError(f"the head's vocabulary rows must be target token ids in [0, {V}), got "
                              f"[{head.rows.min()}, {head.rows.max()}]")
-        self.head, self.vocab_size = head, V
-        self.table = target.params["embed"]["table"]
-        self.w_rows = np.ascontiguousarray(np.asarray(target.output_weight())[:, head.rows], np.float32)  # (C, K)
+        self.head, self.vocab_size, self.target = head, V, target
+        self.w_rows = readout_rows(target, head.rows)  # (C, K)
         self.cache = new_cache(1)[0]
         self.features = np.zeros((0, C), np.float32)  # the target's f_t for every position it has verified
         self.fed = 0  # true pairs in the head's cache
 
     def _step(self, features, tokens, start):
         """f̂ after feeding (f_t, E[x_{t+1}]) for t = start …: the last row, (C,)."""
-        emb = np.asarray(self.table[np.asarray(tokens, np.int64)], np.float32)[None]
+        emb = embed(self.target, [tokens])
         f, _ = head_forward(features[None], emb, self.head.params, self.head.config,
                             np.arange(start, start + len(tokens)), self.cache)
         return f[0, -1]
@@ -396,11 +416,12 @@ def frequent_rows(sequences, vocab_size, k):
 
 
 def distill(target, sequences, features=None, cfg=None, *, steps=1000, lr=1e-3, warmup=50, reg_weight=1.0,
-            max_grad_norm=1.0, seed=0, on_step=None):
+            noise=0.0, max_grad_norm=1.0, seed=0, on_step=None):
     r"""Train a head for ``target`` on token sequences (lists of ids, one text each): Adam on
     :func:`distill_loss`, one sequence a step (shuffled, epoch after epoch), learning rate warmed up linearly over
     ``warmup`` steps then decayed to 10% by a cosine.  features: :func:`teacher_features` of the sequences if
-    already computed.  on_step(step, loss, parts) after each step.  Returns (DraftHead, history {"loss", "kl",
+    already computed; noise: the half-width of the uniform noise added to the head's input features (0: none).
+    on_step(step, loss, parts) after each step.  Returns (DraftHead, history {"loss", "kl",
     "reg", "top1"} per step)."""
     cfg = cfg or HeadConfig.for_target(target.config)
     check_positive_int("steps", steps)
@@ -409,8 +430,7 @@ def distill(target, sequences, features=None, cfg=None, *, steps=1000, lr=1e-3, 
         raise ValueError("sequences must hold at least one sequence of 2 or more tokens")
     features = teacher_features(target, sequences) if features is None else features
     rows = frequent_rows(sequences, target.config.vocab_size, cfg.rows)
-    w_rows = np.ascontiguousarray(np.asarray(target.output_weight())[:, rows], np.float32)
-    table = target.params["embed"]["table"]
+    w_rows = readout_rows(target, rows)
     rng = np.random.default_rng(seed)
     params = init_head_params(cfg, seed)
     opt = adam_init(params)
@@ -420,8 +440,9 @@ def distill(target, sequences, features=None, cfg=None, *, steps=1000, lr=1e-3, 
         if not order:
             order = list(rng.permutation(len(sequences)))
         i = order.pop()
-        emb = np.asarray(table[np.asarray(sequences[i], np.int64)], np.float32)[None]
-        loss, grads, parts = distill_loss(params, cfg, features[i][None], emb, w_rows, reg_weight)
+        emb = embed(target, [sequences[i]])
+        shake = rng.uniform(-noise, noise, (1, *features[i].shape)).astype(np.float32) if noise else None
+        loss, grads, parts = distill_loss(params, cfg, features[i][None], emb, w_rows, reg_weight, shake)
         grads, _ = clip_by_global_norm(grads, max_grad_norm)
         frac = step / max(1, steps - 1)
         rate = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
@@ -432,7 +453,7 @@ def distill(target, sequences, features=None, cfg=None, *, steps=1000, lr=1e-3, 
             on_step(step, loss, parts)
     every = max(1, steps // 30)  # the training curve kept in the head's file: means over 30 stretches of steps
     curve = {k: [round(float(np.mean(v[i:i + every])), 4) for i in range(0, steps, every)] for k, v in history.items()}
-    info = {"steps": steps, "lr": lr, "warmup": warmup, "reg_weight": reg_weight, "seed": seed,
+    info = {"steps": steps, "lr": lr, "warmup": warmup, "reg_weight": reg_weight, "noise": noise, "seed": seed,
             "sequences": len(sequences), "tokens": int(sum(len(s) for s in sequences)),
             "curve": {"step": list(range(every, steps + every, every))[:len(curve["loss"])], **curve}}
     return DraftHead(params, cfg, rows, info), history

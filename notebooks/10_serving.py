@@ -421,6 +421,9 @@ for fmt, ms in spec_run["pass_ms"].items():
     print(f"{fmt}: a target pass over T tokens, ms: "
           + ", ".join(f"T={T} {v:.0f} ({v / ms['1']:.1f}×)" for T, v in ms.items()))
 for r in spec_run["rows"]:
+    if r["verify_ms_per_pass"] is None:  # a token tree: 2 branches of 3 verified in one pass
+        print(f"{r['weights']:>8} {r['gamma']}: {r['tokens_per_pass']:.2f} tokens a pass: {r['speedup']:.2f}×")
+        continue
     print(f"{r['weights']:>8} γ={r['gamma']}: α_i {[round(a, 2) for a in r['alphas']]}, "
           f"{r['tokens_per_pass']:.2f} tokens a pass, draft {r['draft_ms_per_pass']:.0f} ms + verify "
           f"{r['verify_ms_per_pass']:.0f} ms a pass against {r['plain_ms_per_token']:.0f} ms a plain token: "

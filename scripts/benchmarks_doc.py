@@ -232,6 +232,25 @@ def serve(d):
     return "\n".join(out)
 
 
+def speculative(d):
+    info = d["head_info"]
+    rows = [[r["weights"], r["gamma"], f"{r['identical']}/{r['prompts']}", f"{r['acceptance']:.2f}",
+             " ".join("-" if a is None else f"{a:.2f}" for a in r["alphas"]), f"{r['tokens_per_pass']:.2f}",
+             num(r["predicted_tokens_per_pass"]), f"{r['plain_ms_per_token']:.1f}", num(r["draft_ms_per_pass"], ".1f"),
+             num(r["verify_ms_per_pass"], ".1f"), f"{r['speedup']:.2f}×"] for r in d["rows"]]
+    passes = [[fmt, *(f"{v:.1f} ({v / ms_['1']:.2f}×)" for v in ms_.values())] for fmt, ms_ in d["pass_ms"].items()]
+    sizes = list(next(iter(d["pass_ms"].values())))
+    return "\n".join([
+        f"## Speculative decoding with the distilled draft head (`bench speculative`)\n\n{machine(d)} {d['head']}, "
+        f"trained on {info['tokens']:,} tokens in {info['steps']} steps (held-out KL {info['held_out_kl']}, top-1 "
+        f"agreement {info['held_out_top1']:.0%}). {d['prompts']} evaluation chat prompts, greedy, up to "
+        f"{d['max_new_tokens']} new tokens each; \"same\": answers equal to plain greedy decoding's token for token.\n",
+        table(["weights", "γ", "same", "α", "α by position", "tokens/pass", "1 + Σ Π α_i", "plain ms/token",
+               "draft ms/pass", "verify ms/pass", "speed-up"], rows),
+        "\nOne target pass over T new tokens after 100 cached (ms, and against T = 1):\n",
+        table(["weights", *(f"T = {T}" for T in sizes)], passes)])
+
+
 def cost(d):
     hw = d["hardware"]
     rows = [[r["kind"], r["size"], f"{r['flops'] / 1e9:.2f}", f"{r['bytes'] / 1e6:.1f}", f"{r['intensity']:.1f}",
@@ -272,7 +291,7 @@ def gemma3(d):
 SECTIONS = [("bench_forward.json", forward), ("bench_decode.json", decode), ("bench_llm.json", llm),
             ("bench_gemma3.json", gemma3),
             ("bench_embed.json", embed), ("bench_quality.json", quality), ("bench_serve.json", serve),
-            ("bench_cost.json", cost)]
+            ("bench_speculative.json", speculative), ("bench_cost.json", cost)]
 
 
 def readme_serving(d):

@@ -12,7 +12,14 @@ import numpy as np
 
 from ...decoding.cache import new_cache
 from ...efficient.draft import EVAL_PROMPTS, HeadDraft, load_shipped_head
-from ...efficient.speculative import Draft, SpecStats, expected_speedup, speculative_generate, tokens_per_pass
+from ...efficient.speculative import (
+    Draft,
+    SpecStats,
+    expected_speedup,
+    speculative_generate,
+    speculative_tree_generate,
+    tokens_per_pass,
+)
 from ...pretrained.registry import load
 from ..options import weight_options
 from .table import Column, machine, print_table
@@ -58,8 +65,9 @@ def pass_times(model, context, sizes, repeat=5):
     return out
 
 
-def run_format(model, head, prompts, gammas, n_new):
-    """Rows for one weight format: plain greedy, then the head at each γ; every output compared with plain's."""
+def run_format(model, head, prompts, gammas, n_new, tree=(2, 3)):
+    """Rows for one weight format: plain greedy, then the head at each γ, then a token tree of ``tree`` = (branches,
+    depth) verified in one pass; every output compared with plain's."""
     ids = [model.chat_ids([{"role": "user", "content": p}]) for p in prompts]
     model.generate(ids[0], 2)  # warm-up
     plain, plain_s = [], 0.0
@@ -69,19 +77,30 @@ def run_format(model, head, prompts, gammas, n_new):
         plain_s += time.perf_counter() - t0
     n_plain = sum(map(len, plain))
     rows = []
-    for gamma in gammas:
+    for gamma in (*gammas, tree):
         spec_s = draft_s = 0.0
         same, calls, produced, accepted, drafted = 0, 0, 0, [], []
         for x, want in zip(ids, plain):
             draft = TimedDraft(HeadDraft(head, model))
             t0 = time.perf_counter()
-            out, stats = speculative_generate(model, draft, x, n_new, gamma, eos_id=model.eos_id)
+            if gamma == tree:
+                out, stats = speculative_tree_generate(model, draft.draft, x, n_new, *tree, eos_id=model.eos_id)
+            else:
+                out, stats = speculative_generate(model, draft, x, n_new, gamma, eos_id=model.eos_id)
             spec_s += time.perf_counter() - t0
             draft_s += draft.seconds
             same += out == want
             calls, produced = calls + stats.target_calls, produced + stats.produced
             accepted += stats.accepted_per_call
             drafted += stats.drafted_per_call
+        if gamma == tree:  # the tree's drafts are not timed apart (its proposals are not a Draft's)
+            rows.append(dict(gamma=f"tree {tree[0]}×{tree[1]}", identical=same, prompts=len(ids),
+                             acceptance=sum(accepted) / max(1, sum(drafted)), alphas=[],
+                             tokens_per_pass=produced / calls, predicted_tokens_per_pass=None,
+                             speedup=(plain_s / n_plain) / (spec_s / produced), formula_speedup=None, c=None,
+                             plain_ms_per_token=1e3 * plain_s / n_plain, spec_ms_per_token=1e3 * spec_s / produced,
+                             draft_ms_per_pass=None, verify_ms_per_pass=None))
+            continue
         alphas = SpecStats(accepted_per_call=accepted, drafted_per_call=drafted).acceptance_by_position(gamma)
         alpha = sum(accepted) / max(1, sum(drafted))
         c = (draft_s / max(1, sum(d > 0 for d in drafted)) / gamma) / (plain_s / n_plain)  # a draft step / a plain one
@@ -95,18 +114,19 @@ def run_format(model, head, prompts, gammas, n_new):
     return rows
 
 
-COLUMNS = [Column("weights", "weights", 8, align="<"), Column("γ", "gamma", 2),
+COLUMNS = [Column("weights", "weights", 8, align="<"), Column("γ", "gamma", 10),
            Column("same", lambda r: f"{r['identical']}/{r['prompts']}", 6),
            Column("accept", "acceptance", 7, ".0%"),
            Column("α by position", lambda r: " ".join("-" if a is None else f"{a:.2f}" for a in r["alphas"]), 30,
                   align="<"),
-           Column("tok/pass", "tokens_per_pass", 8, ".2f"), Column("from α_i", "predicted_tokens_per_pass", 8, ".2f"),
+           Column("tok/pass", "tokens_per_pass", 8, ".2f"),
+           Column("from α_i", "predicted_tokens_per_pass", 8, ".2f"),
            Column("plain ms/tok", "plain_ms_per_token", 12, ".1f"),
            Column("spec ms/tok", "spec_ms_per_token", 11, ".1f"),
            Column("draft ms/pass", "draft_ms_per_pass", 13, ".1f"),
            Column("verify ms/pass", "verify_ms_per_pass", 14, ".1f"),
            Column("speed-up", lambda r: f"{r['speedup']:.2f}x", 8),
-           Column("formula", lambda r: f"{r['formula_speedup']:.2f}x", 7)]
+           Column("formula", lambda r: None if r["formula_speedup"] is None else f"{r['formula_speedup']:.2f}x", 7)]
 
 
 def bench_speculative(quick=False, print_fn=print):

@@ -182,7 +182,7 @@ def test_training_and_evaluation_prompts_are_disjoint():
 def test_the_shipped_head_drafts_smollm2_answers_exactly():
     """Evaluation prompts (none in the head's training texts): speculative decoding with the shipped head gives
     plain greedy decoding's answer token for token.  Four prompts here (the suite's time); `bench speculative`
-    compares all 20, 128 tokens each, at every γ and in two weight formats, and records how many were the same."""
+    compares all 20, 64 tokens each, at every γ and in two weight formats, and records how many were the same."""
     from transformer_np.pretrained.llama import load_smollm2
 
     skip_without_smollm2()

@@ -133,7 +133,7 @@ def bench_speculative(quick=False, print_fn=print):
     head = load_shipped_head()
     prompts = EVAL_PROMPTS[:2] if quick else EVAL_PROMPTS
     gammas = (2, 4) if quick else (2, 3, 4, 5, 6)
-    n_new = 16 if quick else 128
+    n_new = 16 if quick else 64
     result = dict(machine=machine(), head=repr(head), head_info=head.info, prompts=len(prompts), max_new_tokens=n_new,
                   rows=[], pass_ms={})
     for weights in FORMATS[:1] if quick else FORMATS:

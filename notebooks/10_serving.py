@@ -329,7 +329,7 @@ assert abs(stats.tokens_per_call - expected_speedup(alpha, 4, 0.0)) > 0.3  # wha
 # $$z_t = [E_{x_{t+1}}, f_t]\,W_{fc} + b_{fc}, \qquad \hat f_{t+1} = \mathrm{Block}(z_{\le t})_t, \qquad
 #   q(x_{t+2}) = \mathrm{softmax}(\hat f_{t+1} E_S^\top)$$
 #
-# — one Llama block at SmolLM2's width (4.2 M weights, 8 MB in float16, against the target's 135 M), and only the
+# — one Llama block at SmolLM2's width (4.2 M weights, 8.5 MB in float16, against the target's 135 M), and only the
 # rows $S$ of the 8,192 tokens most frequent in its training text (the full readout, $C \cdot V = 28$ M
 # multiply-adds, would cost seven times the block). To draft γ tokens the head feeds each guess $\hat f$ back in.
 #
@@ -356,7 +356,7 @@ head = load_shipped_head()
 info = head.info
 print(head)
 print(f"trained on {info['tokens']:,} tokens ({info['sequences']} texts), {info['steps']} steps of one text, "
-      f"{info['train_seconds']} s on this machine's 2 cores")
+      f"{info['train_seconds']} s")
 viz.draft_head_training(info["curve"], info["held_out_kl"], info["held_out_top1"])
 
 # %% [markdown]

@@ -215,3 +215,13 @@ def test_distill_draft_writes_a_head_that_drafts_exactly(tmp_path, capsys):
     assert noisy.info["noise"] == 0.1 and not np.array_equal(noisy.params["fc"]["w"], head.params["fc"]["w"])
     assert main(["distill-draft", "--out", str(tmp_path / "no" / "h.npz")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_distill_keeps_each_text_with_its_features_and_refuses_a_mismatch():
+    target = tiny_target()
+    seqs = [[1], [2, 3, 4], [5, 6]]  # the one-token text is dropped with its features, not beside them
+    feats = teacher_features(target, seqs)
+    head, _ = distill(target, seqs, feats, cfg=TINY, steps=2, warmup=1)
+    assert head.info["sequences"] == 2 and head.info["tokens"] == 5
+    with pytest.raises(ValueError, match="one \\(T, C\\) array per sequence"):
+        distill(target, seqs, feats[1:], cfg=TINY, steps=2)

@@ -47,7 +47,7 @@ def add_arguments(parser):
                         help="half-width of the uniform noise added to the head's input features in training "
                              "(EAGLE's; default: %(default)s)")
     parser.add_argument("--features", metavar="FILE",
-                        help="keep the teacher's features in this .npy file: read if it holds these texts' "
+                        help="keep the teacher's features in this .npz file: read if it holds these texts' "
                              "features, else computed and written (re-training with other options skips the teacher)")
     parser.add_argument("--texts", type=positive_int, default=None,
                         help="train on the first N training texts only (a quick run; default: all)")
@@ -96,7 +96,8 @@ def _teacher(model, sequences, path, print_fn):
     cuts = np.cumsum([len(s) for s in sequences])[:-1]
     if path is not None and os.path.exists(path):
         with np.load(path, allow_pickle=False) as z:
-            if set(z.files) == {"ids", "features"} and np.array_equal(z["ids"], ids):
+            if (set(z.files) == {"ids", "features"} and np.array_equal(z["ids"], ids)
+                    and z["features"].shape == (len(ids), model.config.d_model)):
                 print_fn(f"teacher features read from {path}")
                 return np.split(z["features"], cuts)
         print_fn(f"{path} holds other texts' features: computing these")

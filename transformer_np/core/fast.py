@@ -8,6 +8,8 @@ small thread pool (NumPy's ufuncs release the GIL, so the pieces run in parallel
 NumPy float32 inputs of at least ``MIN_ELEMENTS`` = 65,536 elements to the named kernel here (:func:`gelu`,
 :func:`softmax`, :func:`silu`, :func:`silu_mul`, :func:`layer_norm`, :func:`rms_norm`) — as nanoGPT's
 ``if self.flash: … else: # manual implementation``.  Tests bind every kernel to its plain expression, bit for bit.
+One more route, :func:`few_rows`, sends ``core.nn.linear``'s products of 2–8 float32 rows to
+:func:`few_rows_matmul` (a verification pass, a small batch): equal within float32 rounding, not bit for bit.
 
 Why 64 Ki: below it the arrays sit in the cache and the plain passes are as fast (or, at a decode step's few
 thousand scores, faster: the kernels' bookkeeping is fixed); above it the kernels win.  Median µs on the
@@ -75,7 +77,8 @@ def blas_threads():
 
 
 class one_blas_thread:
-    """BLAS limited to one thread while the tiles' threads run (restored after)."""
+    """BLAS limited to one thread while our own threads each run a product (core.tiled's tiles, the blocks of
+    :func:`few_rows_matmul`); restored after."""
 
     def __enter__(self):
         self.before = [(lib, lib.num_threads) for lib in _controller().lib_controllers]
@@ -108,10 +111,11 @@ def few_rows_matmul(x, w):
         W C-ordered (rows = inputs):   y = Σ_b x[:, b] W[b]          blocks b of ~BLOCK_ELEMENTS / R input rows
         W = Vᵀ, V (R, C) C-ordered:     y[:, b] = x V[b]ᵀ              blocks b of ~BLOCK_ELEMENTS / C output rows
 
-    the blocks split over two threads.  Why: for one row, x W is a matrix-vector product that streams W once; for
-    2 … 8 rows OpenBLAS's matrix-matrix product first copies ("packs") the whole of W into its panel layout, so a
-    pass over 5 tokens cost 3.8× a pass over one (SmolLM2's 60 MLP matrices, 2 threads: 51 ms against 13); over
-    blocks that stay in the cache the packing reads each weight once (25 ms).  The sums run in another order than
+    the blocks shared among one thread per core.  Why: for one row, x W is a matrix-vector product that streams W
+    once; for 2 … 8 rows OpenBLAS's matrix-matrix product first copies ("packs") the whole of W into its panel
+    layout, so 5 rows cost 3.8× one (60 random matrices of SmolLM2's MLP shape, 2 threads: 51 ms against 13); over
+    blocks that stay in the cache the packing reads each weight once (25 ms).  A SmolLM2 pass over 5 tokens went
+    from 3.1× a 1-token pass to 2.2× (``bench speculative``).  The sums run in another order than
     the plain product's: equal within float32 rounding, not bit for bit (tests/test_fast.py)."""
     N, C = x.shape
     R = w.shape[1]
@@ -119,18 +123,18 @@ def few_rows_matmul(x, w):
     if w.flags.c_contiguous:  # accumulate over blocks of inputs; each thread its own partial sum
         k = max(1, BLOCK_ELEMENTS // R)
         blocks = [(a, min(a + k, C)) for a in range(0, C, k)]
-        halves = [blocks[: len(blocks) // 2], blocks[len(blocks) // 2:]] if len(blocks) > 1 else [blocks]
-        partial = [out] + [np.empty((N, R), np.float32) for _ in halves[1:]]
+        n = min(os.cpu_count() or 1, len(blocks))
+        partial = [out] + [np.empty((N, R), np.float32) for _ in range(n - 1)]
 
         def add(i):
             y, tmp = partial[i], np.empty((N, R), np.float32)
-            (a, b), *rest = halves[i]
+            (a, b), *rest = blocks[i::n]
             np.matmul(x[:, a:b], w[a:b], out=y)
             for a, b in rest:
                 y += np.matmul(x[:, a:b], w[a:b], out=tmp)
 
         with one_blas_thread():
-            _parallel(add, list(range(len(halves))))
+            _parallel(add, list(range(n)))
         for y in partial[1:]:
             out += y
         return out

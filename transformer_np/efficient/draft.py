@@ -150,17 +150,17 @@ def head_block_backward(dy, cache, p, cfg):
 def head_forward(features, embedded, p, cfg, positions, cache=None):
     r"""f̂_{t+1} = Block([E[x_{t+1}], f_t] W_fc + b_fc).  features: f_t (B, T, C); embedded: E[x_{t+1}] (B, T, C);
     positions: (T,).  Returns (f̂ (B, T, C), backward cache)."""
-    xp_in = np.concatenate([embedded, features], axis=-1)  # (B, T, 2C)
-    z = linear(xp_in, **p["fc"])
+    pairs = np.concatenate([embedded, features], axis=-1)  # (B, T, 2C)
+    z = linear(pairs, **p["fc"])
     y, block = head_block_forward(z, p["block"], cfg, positions, cache)
-    return y, (xp_in, z, block)
+    return y, (pairs, block)
 
 
 def head_backward(dy, cache, p, cfg):
     """Returns grads shaped like p (the inputs are the target's, not trained)."""
-    xp_in, z, block = cache
+    pairs, block = cache
     dz, g_block = head_block_backward(dy, block, p["block"], cfg)
-    _, dw, db = linear_backward(dz, xp_in, p["fc"]["w"])  # forward: z = [e, f] W_fc + b_fc
+    _, dw, db = linear_backward(dz, pairs, p["fc"]["w"])  # forward: z = [e, f] W_fc + b_fc
     return {"fc": {"w": dw, "b": db}, "block": g_block}
 
 
@@ -232,7 +232,8 @@ class DraftHead:
                 raise ValueError(f"{path}: no draft-head header ({HEADER!r}); not a file written by DraftHead.save")
             header = json.loads(str(read_npz_member(zf, members, HEADER)))
             cfg = HeadConfig(**header["config"])
-            expected = {k: v.shape for k, v in flatten(init_head_params(cfg)).items()} | {ROWS: (cfg.rows,)}
+            template = init_head_params(cfg)  # the tree's paths and shapes
+            expected = {k: v.shape for k, v in flatten(template).items()} | {ROWS: (cfg.rows,)}
             got = set(members) - {HEADER}
             if got != set(expected):
                 raise ValueError(f"{path}: members do not match the config: missing {sorted(set(expected) - got)[:5]}, "
@@ -243,8 +244,7 @@ class DraftHead:
             arrays = {k: read_npz_member(zf, members, k) for k in expected}
         if _digest(arrays) != header["sha256"]:
             raise ValueError(f"{path}: the arrays' SHA-256 differs from the header's: the file is damaged")
-        params = unflatten({k: v.astype(np.float32) for k, v in arrays.items() if k != ROWS},
-                           init_head_params(cfg))
+        params = unflatten({k: v.astype(np.float32) for k, v in arrays.items() if k != ROWS}, template)
         return cls(params, cfg, arrays[ROWS].astype(np.int64), header["info"])
 
 
@@ -425,10 +425,14 @@ def distill(target, sequences, features=None, cfg=None, *, steps=1000, lr=1e-3, 
     "reg", "top1"} per step)."""
     cfg = cfg or HeadConfig.for_target(target.config)
     check_positive_int("steps", steps)
-    sequences = [list(s) for s in sequences if len(s) >= 2]
-    if not sequences:
+    sequences = [list(s) for s in sequences]
+    features = teacher_features(target, sequences) if features is None else list(features)
+    if len(features) != len(sequences) or any(len(f) != len(s) for f, s in zip(features, sequences)):
+        raise ValueError("features must hold one (T, C) array per sequence, T its length")
+    keep = [i for i, s in enumerate(sequences) if len(s) >= 2]  # a text of one token has no pair to learn from
+    if not keep:
         raise ValueError("sequences must hold at least one sequence of 2 or more tokens")
-    features = teacher_features(target, sequences) if features is None else features
+    sequences, features = [sequences[i] for i in keep], [features[i] for i in keep]
     rows = frequent_rows(sequences, target.config.vocab_size, cfg.rows)
     w_rows = readout_rows(target, rows)
     rng = np.random.default_rng(seed)

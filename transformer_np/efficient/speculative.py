@@ -57,6 +57,14 @@ class SpecStats:
             out.append(float(np.mean(acc[reached] >= i)) if reached.any() else None)
         return out
 
+    def record(self, accepted, drafted):
+        """One target pass: it verified ``drafted`` drafts and kept the first ``accepted``."""
+        self.target_calls += 1
+        self.drafted += drafted
+        self.accepted += accepted
+        self.accepted_per_call.append(accepted)
+        self.drafted_per_call.append(drafted)
+
     @property
     def acceptance_rate(self):
         return self.accepted / self.drafted if self.drafted else 0.0
@@ -90,13 +98,15 @@ class _Runner:
     def seen(self):
         return self.cache[0].length
 
-    def feed(self, tokens, features=False):
+    def feed(self, tokens, features=False, positions=None, key_mask=None):
         """(logits (len(tokens), V) as float64 NumPy, one row per fed token; with features=True also the target's
-        features (len(tokens), C) the logits were read from — a :class:`FeatureLM`'s — else None)."""
+        features (len(tokens), C) the logits were read from — a :class:`FeatureLM`'s — else None).  positions,
+        key_mask: the model's (a token tree's, :func:`tree_inputs`); by default the next positions, causal."""
         ids = np.asarray(tokens, dtype=np.int64)[None]
         if not features:
-            return np.asarray(to_numpy(self.model.step(ids, cache=self.cache))[0], dtype=np.float64), None
-        f = self.model.features(ids, cache=self.cache)  # (1, T, C): step's logits are f @ output_weight()
+            logits = self.model.step(ids, positions, key_mask, cache=self.cache)
+            return np.asarray(to_numpy(logits)[0], dtype=np.float64), None
+        f = self.model.features(ids, self.cache, positions, key_mask)  # (1, T, C): step's logits are f @ W_out
         logits = linear(f, self.model.output_weight())
         return np.asarray(to_numpy(logits)[0], dtype=np.float64), np.asarray(to_numpy(f)[0], dtype=np.float32)
 
@@ -228,8 +238,6 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
         logits, features = runner.feed(tokens[fed_from:] + drafts, draft.needs_features)
         check_logits(logits, len(tokens) - start)
         ps = choose.probs(logits[-(len(drafts) + 1):])  # (n_drafts + 1, V): p_1 … p_{γ+1}
-        stats.target_calls += 1
-        stats.drafted += len(drafts)
         n = 0
         new = None
         for i, d in enumerate(drafts):
@@ -245,9 +253,7 @@ def speculative_generate(target, draft, prompt, max_new_tokens, gamma=4, *, temp
             n += 1
         if new is None:  # every draft accepted: the bonus token from p_{γ+1}
             new = choose.pick(ps[n])
-        stats.accepted += n
-        stats.accepted_per_call.append(n)
-        stats.drafted_per_call.append(len(drafts))
+        stats.record(n, len(drafts))
         tokens += drafts[:n] + [new]
         runner.rollback(len(tokens) - 1)  # the target has seen everything but the new last token
         draft.accept(len(tokens) - 1, None if features is None else features[: len(tokens) - 1 - fed_from])
@@ -336,39 +342,24 @@ def speculative_tree_generate(target, draft, prompt, max_new_tokens, branches=2,
     while len(tokens) - start < max_new_tokens and not (eos_id is not None and eos_id in tokens[start:]):
         fed_from = runner.seen
         nodes, parents = draft.propose_tree(tokens, branches, depth)
-        # the fed block: the last kept token (the tree's root, index 0), then the nodes (index i + 1)
-        block_parents = [-1] + [p + 1 for p in parents]
+        # the fed block: the tokens the target has not seen as a chain (the prompt on the first pass, then the last
+        # kept token), its last one the tree's root; node i at index chain + i.  A chain is a tree: one mask for all
+        chain = len(tokens) - fed_from
+        block = [i - 1 for i in range(chain)] + [chain + p if p >= 0 else chain - 1 for p in parents]
         fed = tokens[fed_from:] + nodes
-        n_prefix = len(fed) - len(block_parents)  # the prompt, on the first pass; then 0
-        positions, mask = tree_inputs(block_parents, fed_from + n_prefix)
-        if n_prefix:
-            positions = np.concatenate([np.arange(fed_from, fed_from + n_prefix)[None], positions], axis=1)
-            mask = np.concatenate([np.zeros((1, 1, n_prefix, mask.shape[-1]), bool), mask], axis=2)
-            mask[0, 0, :n_prefix, :fed_from + n_prefix] = np.tril(np.ones((n_prefix, fed_from + n_prefix), bool),
-                                                                 fed_from)
-        ids = np.asarray(fed, np.int64)[None]
-        f = runner.model.features(ids, cache=runner.cache, positions=positions, key_mask=mask)
-        logits = np.asarray(to_numpy(linear(f, runner.model.output_weight()))[0], np.float64)
+        logits, f = runner.feed(fed, True, *tree_inputs(block, fed_from))
         check_logits(logits, len(tokens) - start)
-        best = np.argmax(logits[n_prefix:], axis=-1)  # the target's choice after each block node
-        path, cur = [], 0
-        while True:
-            child = next((j for j, p in enumerate(block_parents) if p == cur and fed[n_prefix + j] == best[cur]),
-                         None)
-            if child is None:
-                break
+        best = np.argmax(logits, axis=-1)  # the target's choice after each block entry
+        path, cur = [], chain - 1
+        while (child := next((j for j in range(chain, len(fed)) if block[j] == cur and fed[j] == best[cur]),
+                             None)) is not None:
             path.append(child)
             cur = child
-        stats.target_calls += 1
-        stats.drafted += len(nodes)
-        stats.accepted += len(path)
-        stats.accepted_per_call.append(len(path))
-        stats.drafted_per_call.append(len(nodes))
-        kept = [fed_from + i for i in range(n_prefix + 1)] + [fed_from + n_prefix + j for j in path]
-        runner.cache.keep(list(range(fed_from)) + kept)
-        tokens += [fed[n_prefix + j] for j in path] + [int(best[cur])]
-        feats = np.asarray(to_numpy(f)[0], np.float32)[[k - fed_from for k in kept]]
-        draft.accept(len(tokens) - 1, feats)
+        stats.record(len(path), len(nodes))
+        kept = list(range(chain)) + path  # block entries whose keys stay: the chain and the accepted branch
+        runner.cache.keep(list(range(fed_from)) + [fed_from + j for j in kept])
+        tokens += [fed[j] for j in path] + [int(best[cur])]
+        draft.accept(len(tokens) - 1, f[kept])
         told = _tell(tokens[start:], max_new_tokens, eos_id, on_token, told)
         if until is not None and until():
             break

@@ -87,17 +87,6 @@ MAX_CONFIG_CHARS = 100_000
 
 
 def open_npz(path):
-    """(open ZipFile, {member name: (shape, dtype, ZipInfo)}) of an untrusted .npz, from the members' headers only
-    (see :func:`_npz_members`); read a member with :func:`read_npz_member`."""
-    return _npz_members(path)
-
-
-def read_npz_member(zf, members, name):
-    """One member of an .npz opened by :func:`open_npz`, without pickle; a damaged member is a ValueError."""
-    return _read_member(zf, members, name)
-
-
-def _npz_members(path):
     """(open ZipFile, {member name: (shape, dtype, ZipInfo)}) of an .npz, from each member's .npy header only:
     nothing is decompressed beyond the headers, so a huge or hostile member is refused before it is read."""
     try:
@@ -129,7 +118,8 @@ def _npz_members(path):
     return zf, members
 
 
-def _read_member(zf, members, name):
+def read_npz_member(zf, members, name):
+    """One member of an .npz opened by :func:`open_npz`, without pickle; a damaged member is a ValueError."""
     try:
         with zf.open(members[name][2]) as f:
             return np.lib.format.read_array(f, allow_pickle=False)
@@ -139,22 +129,22 @@ def _read_member(zf, members, name):
 
 def read_extras(path):
     """{name: array} of the extra arrays saved with ``save_checkpoint(..., extra=...)``."""
-    zf, members = _npz_members(path)
+    zf, members = open_npz(path)
     with zf:
-        return {k.removeprefix(EXTRA): _read_member(zf, members, k) for k in members if k.startswith(EXTRA)}
+        return {k.removeprefix(EXTRA): read_npz_member(zf, members, k) for k in members if k.startswith(EXTRA)}
 
 
 def load_checkpoint(path, cfg=None):
     """(params, cfg) from a .npz written by save_checkpoint.  If cfg is given the file must match it.
     Every member's name, shape and dtype is checked against the config before any data is read."""
-    zf, members = _npz_members(path)
+    zf, members = open_npz(path)
     with zf:
         if CONFIG_KEY not in members:
             raise ValueError(f"{path}: no embedded config ({CONFIG_KEY!r}); not a transformer_np checkpoint")
         shape, dtype, _ = members[CONFIG_KEY]
         if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_CONFIG_CHARS:
             raise ValueError(f"{path}: {CONFIG_KEY} must be one string, got shape {shape} of {dtype}")
-        saved = TransformerConfig.from_json(str(_read_member(zf, members, CONFIG_KEY)))
+        saved = TransformerConfig.from_json(str(read_npz_member(zf, members, CONFIG_KEY)))
         if cfg is not None and cfg != saved:
             diff = {k: (getattr(saved, k), getattr(cfg, k)) for k in saved.__dataclass_fields__
                     if getattr(saved, k) != getattr(cfg, k)}
@@ -172,5 +162,5 @@ def load_checkpoint(path, cfg=None):
                 raise ValueError(f"{path}: parameter {k} has shape {shape}, config implies {leaf.shape}")
             if dtype != np.dtype(saved.dtype):
                 raise ValueError(f"{path}: parameter {k} has dtype {dtype}, config says {saved.dtype}")
-        arrays = {k: _read_member(zf, members, k) for k in expected}
+        arrays = {k: read_npz_member(zf, members, k) for k in expected}
     return unflatten(arrays, param_shapes(saved)), saved

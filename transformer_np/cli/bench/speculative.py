@@ -81,19 +81,20 @@ def run_format(model, head, prompts, gammas, n_new, tree=(2, 3)):
         spec_s = draft_s = 0.0
         same, calls, produced, accepted, drafted = 0, 0, 0, [], []
         for x, want in zip(ids, plain):
-            draft = TimedDraft(HeadDraft(head, model))
             t0 = time.perf_counter()
-            if gamma == tree:
-                out, stats = speculative_tree_generate(model, draft.draft, x, n_new, *tree, eos_id=model.eos_id)
+            if gamma == tree:  # the tree's proposals are not a Draft's: not timed apart
+                out, stats = speculative_tree_generate(model, HeadDraft(head, model), x, n_new, *tree,
+                                                       eos_id=model.eos_id)
             else:
+                draft = TimedDraft(HeadDraft(head, model))
                 out, stats = speculative_generate(model, draft, x, n_new, gamma, eos_id=model.eos_id)
+                draft_s += draft.seconds
             spec_s += time.perf_counter() - t0
-            draft_s += draft.seconds
             same += out == want
             calls, produced = calls + stats.target_calls, produced + stats.produced
             accepted += stats.accepted_per_call
             drafted += stats.drafted_per_call
-        if gamma == tree:  # the tree's drafts are not timed apart (its proposals are not a Draft's)
+        if gamma == tree:
             rows.append(dict(gamma=f"tree {tree[0]}×{tree[1]}", identical=same, prompts=len(ids),
                              acceptance=sum(accepted) / max(1, sum(drafted)), alphas=[],
                              tokens_per_pass=produced / calls, predicted_tokens_per_pass=None,

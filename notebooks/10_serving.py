@@ -367,7 +367,7 @@ viz.draft_head_training(info["curve"], info["held_out_kl"], info["held_out_top1"
 question = EVAL_PROMPTS[2]
 ids = model.chat_ids([{"role": "user", "content": question}])
 t0 = time.perf_counter()
-answer = model.generate(ids, 96)  # plain greedy decoding: the reference
+answer = model.generate(ids, 48)  # plain greedy decoding: the reference
 plain_s = time.perf_counter() - t0
 text_ids = np.array([ids + answer])
 features = model.features(text_ids)  # (1, T, C): the teacher's f_t
@@ -387,7 +387,7 @@ print(question, "->", model.detokenize(answer)[:200], "…")
 # %%
 gamma = 3
 t0 = time.perf_counter()
-out, stats = speculative_generate(model, HeadDraft(head, model), ids, 96, gamma, eos_id=model.eos_id)
+out, stats = speculative_generate(model, HeadDraft(head, model), ids, 48, gamma, eos_id=model.eos_id)
 spec_s = time.perf_counter() - t0
 assert out == answer  # exact
 kinds = [k for n in stats.accepted_per_call for k in ["draft"] * n + ["target"]][: len(out)]

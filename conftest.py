@@ -15,6 +15,11 @@ NEEDS = {
 }
 
 
+# the reference solutions run in the suite through the grader (tests/test_course.py grades them, hidden tests
+# included), not a second time as notebooks
+collect_ignore_glob = ["notebooks/solutions/*.ipynb"]
+
+
 def _installed(distribution):
     try:
         importlib.metadata.distribution(distribution)
@@ -26,7 +31,8 @@ def _installed(distribution):
 def pytest_collection_modifyitems(config, items):
     # the notebooks first: they are the longest tests (up to minutes), and on several workers (make test) a long
     # test started last leaves the other workers idle while it finishes
-    items.sort(key=lambda item: item.path.suffix != ".ipynb")  # stable: otherwise in collection order
+    # (then the tests marked slow, the longest of the rest); stable: otherwise in collection order
+    items.sort(key=lambda item: (item.path.suffix != ".ipynb", item.get_closest_marker("slow") is None))
     for item in items:
         if item.path.name in NEEDS:
             distribution, command = NEEDS[item.path.name]

@@ -405,3 +405,49 @@ def test_every_checker_has_wrong_answers_or_its_own_test():
     own = {"check_score_std", "check_causal_dependence", "check_beam_step", "check_kv_cache_step",
            "check_training_gradient", "check_ablations", "check_position_table_params"}
     assert set(CHECKERS) == set(CASES) | own
+
+
+def _fitted(reference):
+    """An answer fitted to the draws it has seen: right on every input it was shown, wrong on any other."""
+    seen = {}
+
+    def key(args):
+        return repr([(a.shape, a.dtype.str, a.tobytes()) if isinstance(a, np.ndarray) else a for a in args])
+
+    def learn(*args):
+        seen[key(args)] = out = reference(*args)
+        return out
+
+    def fitted(*args):
+        out = seen.get(key(args))
+        return out if out is not None else np.zeros_like(reference(*args)) + 0.5
+    return learn, fitted
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("check_causal_mask", lambda T: np.tril(np.ones((T, T), bool))),
+    ("check_gelu", lambda x: tn.core.nn.gelu(x)),
+    ("check_position_table_params", lambda n, d: n * d),
+    ("check_rms_norm", None),
+])
+def test_fresh_draws_reject_an_answer_fitted_to_the_visible_draws(name, reference):
+    """The grader's hidden tests (exercises.fresh_draws) draw inputs the notebook never showed."""
+    if reference is None:
+        reference = lambda x, g, eps: tn.core.nn.rms_norm(x, g, eps)  # noqa: E731
+    check = getattr(exercises, name)
+    learn, fitted = _fitted(reference)
+    assert check(learn) and check(fitted)  # the visible draws: the fitted answer passes
+    with exercises.fresh_draws(1), pytest.raises(AssertionError):
+        check(fitted)
+    with exercises.fresh_draws(1):
+        assert check(reference)
+
+
+def test_fresh_draws_restores_the_visible_draws_and_refuses_a_bad_set():
+    with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
+        with exercises.fresh_draws(0):
+            pass
+    with pytest.raises(RuntimeError), exercises.fresh_draws(2):
+        raise RuntimeError
+    learn, fitted = _fitted(lambda T: np.tril(np.ones((T, T), bool)))
+    assert exercises.check_causal_mask(learn) and exercises.check_causal_mask(fitted)

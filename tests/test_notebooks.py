@@ -1,7 +1,7 @@
 """The notebooks and figures: paired with their sources, stripped, complete; every figure is drawn.
 
-The notebooks themselves, chapters and solutions, are executed top to bottom by nbmake (``pytest`` collects
-notebooks/**/*.ipynb).
+The chapters are executed top to bottom by nbmake (``pytest`` collects notebooks/*.ipynb); the solutions
+notebooks run through the grader, hidden tests included (tests/test_course.py).
 """
 
 import json

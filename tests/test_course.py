@@ -1,0 +1,82 @@
+"""The course layer (scripts/course.py, #33): the nbgrader source of every chapter's exercises is built from the
+reference solutions; the student edition has no solution in it; grading the reference solutions gives full marks
+(hidden tests included) and grading the untouched student edition gives zero."""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from transformer_np.teaching import exercises
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("course", ROOT / "scripts/course.py")
+course = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(course)
+
+
+def graded_cells(nb):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+@pytest.mark.parametrize("assignment, stem", course.chapters(), ids=[a for a, _ in course.chapters()])
+def test_source_has_one_graded_cell_per_exercise_with_a_hidden_draw(assignment, stem):
+    nb = course.source_notebook(stem)
+    graded = graded_cells(nb)
+    answers = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(graded) == len(answers) >= 2
+    for cell in graded:
+        name = cell.metadata["nbgrader"]["grade_id"]
+        assert getattr(exercises, f"check_{name}").chapter == stem
+        assert cell.metadata["nbgrader"]["points"] == 1 and cell.metadata["nbgrader"]["locked"]
+        visible, hidden = cell.source.split("### BEGIN HIDDEN TESTS")
+        assert visible.startswith(f"assert exercises.check_{name}(") and "fresh_draws(" in hidden
+    for cell in answers:
+        assert cell.source.startswith("### BEGIN SOLUTION\n") and cell.source.endswith("\n### END SOLUTION")
+
+
+def test_split_exercise_keeps_the_answer_the_call_and_the_remark_apart():
+    src = "def my_f(x):\n    return x\n\n\nexercises.check_gelu(\n    my_f)\nprint(my_f(2))\n"
+    assert course.split_exercise(src) == ("def my_f(x):\n    return x", "exercises.check_gelu(\n    my_f)",
+                                          "print(my_f(2))", "gelu")
+    assert course.split_exercise("import numpy as np\nprint(exercises)") is None
+
+
+def test_scan_finds_a_solution_left_in_a_folder(tmp_path):
+    (tmp_path / "a.ipynb").write_text('{"source": "### BEGIN SOLUTION"}')
+    (tmp_path / "b.md").write_text("see notebooks/solutions/ for answers\nnothing here\n")
+    assert [hit.split(":")[0] for hit in course.scan(tmp_path)] == ["a.ipynb", "b.md"]
+
+
+@pytest.mark.slow
+def test_student_edition_has_no_solution_and_grades_zero_while_the_reference_gets_full_marks(tmp_path, capsys):
+    root = tmp_path / "course"
+    out = course.student_edition(tmp_path / "student", course=root)
+    assert course.scan(out) == []
+    for _, stem in course.chapters():
+        chapter = nbformat.read(out / f"{stem}.ipynb", as_version=4)
+        text = "".join(c.source for c in chapter.cells)
+        assert "my_" not in text and f"exercises/{stem}_exercises.ipynb" in text  # the section points out
+        released = nbformat.read(out / "exercises" / f"{stem}_exercises.ipynb", as_version=4)
+        stubs = sum("raise NotImplementedError()" in c.source for c in released.cells if c.cell_type == "code")
+        assert stubs == len(graded_cells(released)) >= 2
+    capsys.readouterr()
+
+    empty = course.grade(out / "exercises", "nobody", course=root)  # the student edition as handed out
+    assert all(score == 0 for rows in empty.values() for _, score, _ in rows)
+    assert "total 0 / 31" in capsys.readouterr().out
+
+    reference = tmp_path / "reference"
+    shutil.copytree(root / "source", reference)
+    full = course.grade(reference, "teacher", course=root)
+    assert all(score == best == 1 for rows in full.values() for _, score, best in rows)
+    assert "total 31 / 31" in capsys.readouterr().out
+
+
+def test_grade_refuses_a_folder_without_exercise_notebooks(tmp_path):
+    with pytest.raises(SystemExit, match="no \\*_exercises.ipynb notebook"):
+        course.grade(tmp_path)
+    with pytest.raises(SystemExit, match="SUBMISSION must be a folder"):
+        course.grade(tmp_path / "missing")

@@ -19,6 +19,7 @@ its last byte arrives: :class:`StreamDecoder`).
 from __future__ import annotations
 
 import codecs
+import collections
 import functools
 import heapq
 import warnings
@@ -228,6 +229,84 @@ class _Symbols(str):
 
 def _is_symbols(piece):
     return isinstance(piece, _Symbols)
+
+
+def _merge_word(word, a, b, new):
+    """Join every (a, b) in ``word`` (token ids, left to right, an occurrence never overlapping the previous
+    one), in place.  Returns the changes to the pair counts: ((x, y), ±1) for each pair that disappears or
+    appears — the neighbours' pairs with a and b, and with the new token."""
+    changes, i = [], 0
+    while i < len(word) - 1:
+        if word[i] == a and word[i + 1] == b:
+            if i > 0:
+                changes += [((word[i - 1], a), -1), ((word[i - 1], new), 1)]
+            word[i:i + 2] = [new]
+            if i < len(word) - 1:
+                changes += [((b, word[i + 1]), -1), ((new, word[i + 1]), 1)]
+        i += 1
+    return changes
+
+
+def train_bpe(texts, vocab_size, min_frequency=0):
+    r"""Learn byte-level BPE merges from ``texts`` until the vocabulary has ``vocab_size`` tokens.
+
+    The texts are pre-tokenized (:func:`pre_tokenize`: BPE never merges across a piece), each piece turned into
+    its bytes' symbols (:func:`byte_to_symbol`), and identical pieces counted once with their frequency n_w. The
+    vocabulary starts as the 256 byte symbols (in code-point order: every text stays encodable). Then, again and
+    again, the adjacent pair (x, y) with the largest count
+
+    .. math:: c(x, y) = \sum_w n_w \cdot \#\{i : w_i = x,\ w_{i+1} = y\}
+
+    (ties: the pair of smaller token ids) becomes a new token xy, is joined in every piece that holds it, and its
+    rank is the order it was learnt in.  Counts are not recomputed from scratch: joining (a, b) inside a piece only
+    changes the pairs it touches — (p, a) and (b, q) lose n_w, (p, ab) and (ab, q) gain it — so the counts are
+    updated by those changes and a heap yields the next best pair (an entry whose count has changed since it was
+    pushed is pushed again with the new count). Training stops early when no pair occurs ``min_frequency`` times
+    (or at all).  This is the algorithm of Hugging Face ``tokenizers``' BpeTrainer, which tests/test_bpe.py checks
+    it against merge for merge.  Returns a :class:`BPETokenizer`."""
+    if not isinstance(vocab_size, int) or vocab_size < 256:
+        raise ValueError(f"vocab_size must be an int >= 256 (the byte alphabet), got {vocab_size!r}")
+    table = byte_to_symbol()
+    counts = collections.Counter()
+    for text in ([texts] if isinstance(texts, str) else texts):
+        counts.update("".join(table[b] for b in piece.encode("utf-8")) for piece in pre_tokenize(text))
+    tokens = sorted(table.values())
+    ids = {t: i for i, t in enumerate(tokens)}
+    words = [[ids[c] for c in w] for w in counts]
+    freq = list(counts.values())
+    pair_counts, where = collections.Counter(), collections.defaultdict(set)
+    for i, w in enumerate(words):
+        for pair in zip(w, w[1:]):
+            pair_counts[pair] += freq[i]
+            where[pair].add(i)
+    heap = [(-c, pair) for pair, c in pair_counts.items()]
+    heapq.heapify(heap)
+    merges, merged = [], set()
+    while len(tokens) < vocab_size and heap:
+        count, pair = heapq.heappop(heap)
+        if pair in merged:
+            continue
+        if -count != pair_counts[pair]:  # its count changed since it was pushed
+            heapq.heappush(heap, (-pair_counts[pair], pair))
+            continue
+        if -count < max(1, min_frequency):
+            break
+        a, b = pair
+        new = ids.setdefault(tokens[a] + tokens[b], len(tokens))
+        if new == len(tokens):
+            tokens.append(tokens[a] + tokens[b])
+        merges.append(f"{tokens[a]} {tokens[b]}")
+        merged.add(pair)
+        touched = set()
+        for i in sorted(where.pop(pair)):
+            for p, change in _merge_word(words[i], a, b, new):
+                pair_counts[p] += change * freq[i]
+                if change > 0:
+                    where[p].add(i)
+                    touched.add(p)
+        for p in touched - merged:
+            heapq.heappush(heap, (-pair_counts[p], p))
+    return BPETokenizer(tokens, merges)
 
 
 class StreamDecoder:

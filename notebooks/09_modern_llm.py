@@ -175,6 +175,46 @@ viz.bpe_steps(steps, "' tokenization': bytes → merges → tokens")
 print(len(steps) - 1, "merges ->", steps[-1], "->", model.tokenize(" tokenization"))
 
 # %% [markdown]
+# ### Pre-tokenization, then learning the merges from a corpus
+#
+# BPE never merges across the *pieces* a pre-tokenizer cuts the text into: every digit alone (SmolLM2's rule),
+# then GPT-2's pattern — contractions, a run of letters with its leading space, a run of digits, a run of
+# punctuation, whitespace. So `" the"` can become one token, `"the."` never can, and numbers are read digit by
+# digit:
+
+# %%
+from transformer_np.pretrained.bpe import pre_tokenize, train_bpe  # noqa: E402
+from transformer_np.training.tasks import docstring_corpus  # noqa: E402
+
+print(pre_tokenize("It's 2025: the model's 135M parameters   fit!"))
+
+# %% [markdown]
+# Where do the merges come from? **Training** counts, over the corpus's pieces (each distinct piece once, with its
+# frequency $n_w$), every adjacent pair of symbols, $c(x, y) = \sum_w n_w\,\#\{i: w_i = x, w_{i+1} = y\}$,
+# makes the most frequent pair a new token, joins it everywhere, and repeats until the vocabulary is full. Joining
+# $(a, b)$ in a piece only changes the pairs around it — $(p, a)$ and $(b, q)$ lose $n_w$, $(p, ab)$ and $(ab, q)$
+# gain it — so the counts are updated, not recounted, and a heap hands out the next best pair. On this package's
+# own docstrings (a tiny corpus: SmolLM2's 48,900 merges came from trillions of tokens):
+
+# %%
+corpus = docstring_corpus()
+small = train_bpe(corpus, 256 + 300)  # the 256 byte symbols + 300 merges
+print("the first merges learnt:", " ".join(f"{a}+{b}" for a, b in list(small.ranks)[:12]))
+sentence = "The attention weights are computed by the softmax of the scores."
+for name, tok in (("300 merges, docstrings", small), ("SmolLM2's 48,900 merges", model.tokenizer)):
+    pieces = [tok.tokens[i] for i in tok.encode(sentence)]
+    print(f"{name:24s} {len(pieces):3d} tokens: {' | '.join(pieces)}")
+assert small.decode(small.encode(sentence)) == sentence  # byte-level: nothing is ever unknown
+
+# %% [markdown]
+# The first merges are the corpus's commonest pairs: a space before `t`, two spaces (the docstrings' indentation),
+# `he`, `er`, `in` — and by the eighth, `Ġt` + `he` is the word " the". 300 merges already cut the 64-character
+# sentence into 19 tokens, whole words where the docstrings use them (" attention", " weights") and pieces
+# elsewhere; SmolLM2's full list into 13. `train_bpe` is the algorithm of Hugging Face `tokenizers`' trainer:
+# `tests/test_bpe.py` checks it merge for
+# merge against `tokenizers.trainers.BpeTrainer` (and against a loop that recounts every pair after every merge).
+
+# %% [markdown]
 # ## The chat template
 #
 # An instruction-tuned model was trained on conversations in one exact format, ChatML here. The template —

@@ -281,8 +281,7 @@ for fmt, ns in widen.items():
 for name in precision.FORMATS:
     largest, eps = precision.format_limits(name)
     print(f"{name:14s} largest {largest:10.4g}   spacing above 1: {eps:.3g}")
-for name in ("bfloat16", "float8_e4m3fn"):  # (float16: the table at the end)
-    show(measure(name))
+show(measure("float8_e4m3fn"))  # (bfloat16 and float16: the table at the end)
 
 # %% [markdown]
 # The products still accumulate in float32; some operations must stay float32 altogether. Each breaks in a
@@ -383,11 +382,11 @@ s_down = Q.smoothing_factors(channel, np.abs(w_q).max(axis=1))  # layer {worst}'
 smoothed = channel / s_down
 print(f"layer {worst}'s down-projection input: largest channel / median {channel.max() / np.median(channel):.0f}x "
       f"before smoothing, {smoothed.max() / np.median(smoothed):.1f}x after")
-for method in ("w8a8", "smoothquant", "kv-int8"):  # (LLM.int8(): the table at the end)
+for method in ("w8a8", "smoothquant"):  # (LLM.int8() and kv-int8: the table at the end)
     show(measure(method))
 
 # %% [markdown]
-# `kv-int8` leaves the weights alone and stores the KV cache as int8 with one scale per token and head: a
+# `kv-int8` (its row in the table at the end) leaves the weights alone and stores the KV cache as int8 with one scale per token and head: a
 # quarter of the cache's bytes (plus 4/D for the scales) for almost no loss — the cache, not the weights, is
 # what grows with long contexts (chapter 10).
 
@@ -577,12 +576,12 @@ print(f"unpruned: margin {pair_retrieval(minilm, PARAPHRASE_PAIRS[24:])['margin'
 
 # %% [markdown]
 # SmolLM2 has no classifier loss to differentiate here, so its heads are ranked by **ablation**: the change in
-# the language-model loss on 64 tokens when each head is removed — shown for the first, a middle and the last
+# the language-model loss on 32 tokens when each head is removed — shown for the first, a middle and the last
 # layer:
 
 # %%
 
-short = ids[:64]
+short = ids[:32]
 lm_loss = lambda p: float(quality.token_nll(LlamaModel(p, cfg, tokenizer=None), short).mean())  # noqa: E731
 layers = [0, L // 2, L - 1]
 ablation = prune.head_ablation_importance(lm_loss, model.params, [f"decoder/layers/{l}/attn/w_o" for l in layers],

@@ -169,8 +169,27 @@ def test_a_character_level_lm_on_the_package_docstrings_learns_in_a_few_steps():
 
     corpus = docstring_corpus()
     assert len(corpus) > 20_000 and "attention" in corpus
-    model, tok, losses = train_char_lm(corpus, steps=40, context=32, batch_size=8)
+    model, tok, history = train_char_lm(corpus, steps=40, context=32, batch_size=8, eval_every=20, eval_windows=8)
+    losses = history["loss"]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5  # measured: 5.1 -> about 3.3 nats
     assert model.config.vocab_size == len(tok) and tok.decode(tok.encode("the cat")) == "the cat"
+    (s1, v1), (s2, v2) = history["val"]  # the held-out tail of the text, at steps 20 and 40
+    assert (s1, s2) == (20, 40) and v2 < v1 < np.log(len(tok)) + 0.5
     with pytest.raises(ValueError, match="longer than context"):
         train_char_lm("tiny text", steps=1, context=64)
+    with pytest.raises(ValueError, match="validation must be a fraction in \\[0, 1\\), got 1.5"):
+        train_char_lm(corpus, steps=1, validation=1.5)
+
+
+def test_held_out_loss_is_the_mean_next_token_cross_entropy_of_the_windows():
+    from transformer_np.model.models import lm_logits
+    from transformer_np.training.loop import next_token_loss
+
+    cfg = tn.TransformerConfig(d_model=16, n_heads=2, n_encoder_layers=0, n_decoder_layers=1, d_ff=32,
+                               vocab_size=11, max_len=8, architecture="decoder-only", dropout=0.0)
+    params = tn.model.init_params(cfg, 0)
+    windows = np.random.default_rng(0).integers(0, 11, (3, 9))
+    logits = lm_logits(params, windows[:, :-1], cfg)[0].astype(np.float64)
+    want = np.mean([-(logits[b, t, windows[b, t + 1]] - np.log(np.exp(logits[b, t]).sum()))
+                    for b in range(3) for t in range(8)])  # one token at a time
+    assert abs(next_token_loss(params, windows, cfg) - want) < 1e-6

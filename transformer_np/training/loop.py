@@ -16,13 +16,14 @@ import time
 import numpy as np
 
 from ..core.checks import check_positive_int
+from ..core.nn import log_softmax
 from ..core.tree import count_params, flatten, unflatten
 from ..decoding.search import greedy
 from ..decoding.sessions import Seq2SeqSession
 from ..model.checkpoint import load_checkpoint, read_extras, save_checkpoint, write_json
 from ..model.config import TransformerConfig
 from ..model.losses import classifier_loss, lm_loss, transformer_loss
-from ..model.models import DecoderLM, Transformer, classifier_logits
+from ..model.models import DecoderLM, Transformer, classifier_logits, lm_logits
 from ..model.params import init_params, param_shapes
 from .optim import adam_init, adam_step, clip_by_global_norm, noam_lr
 from .tasks import BOS, EOS, PAD, Tokenizer, get_task, is_negated, pad_batch
@@ -181,27 +182,59 @@ def train(task_name, steps=None, seed=0, out_dir=None, resume=False, eval_every=
 
 # --- a character-level language model, trained in a minute ---------------------------------------------------
 def train_char_lm(text, steps=600, context=64, batch_size=16, seed=0, d_model=64, n_layers=2, lr_factor=0.5,
-                  warmup=100, on_step=None):
+                  warmup=100, positional_encoding=True, validation=0.1, eval_every=50, eval_windows=32,
+                  on_step=None):
     """Train a decoder-only character-level LM on ``text`` (random windows of ``context`` characters, predicting
-    each next character): Adam with the paper's schedule and clipping.  Returns (model, tokenizer, losses)."""
+    each next character): Adam with the paper's schedule and clipping.
+
+    The last ``validation`` fraction of the text is held out: every ``eval_every`` steps (and after the last) the
+    mean next-character loss on ``eval_windows`` fixed windows of it is recorded.  ``positional_encoding=False``
+    trains the same model without the sin-cos table (the ablation of chapter 8).  Returns (model, tokenizer,
+    history) with history {"step", "loss": every step's training loss, "val": [(step, held-out loss)]}."""
     check_positive_int("steps", steps)
     check_positive_int("context", context)
+    check_positive_int("eval_every", eval_every)
+    check_positive_int("eval_windows", eval_windows)
+    if not 0.0 <= validation < 1.0:
+        raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
     tok = Tokenizer(sorted(set(text)))
     data = np.array(tok.encode(text), np.int64)
-    if len(data) <= context + 1:
-        raise ValueError(f"text must be longer than context + 1 = {context + 1} characters, got {len(data)}")
+    split = len(data) - int(round(validation * len(data)))
+    train, held = data[:split], data[split:]
+    if len(train) <= context + 1:
+        raise ValueError(f"text must be longer than context + 1 = {context + 1} characters (after holding out "
+                         f"{validation:.0%} for validation), got {len(train)}")
+    if validation and len(held) <= context + 1:
+        raise ValueError(f"the held-out {validation:.0%} of the text ({len(held)} characters) must be longer than "
+                         f"context + 1 = {context + 1}; pass a larger validation fraction or validation=0")
     cfg = TransformerConfig(d_model=d_model, n_heads=4, n_encoder_layers=0, n_decoder_layers=n_layers,
                             d_ff=4 * d_model, vocab_size=len(tok), max_len=context, norm_first=True,
-                            activation="gelu", architecture="decoder-only", dropout=0.0)
+                            activation="gelu", architecture="decoder-only", dropout=0.0,
+                            positional_encoding=positional_encoding)
     params = init_params(cfg, seed)
-    rng, opt, losses = np.random.default_rng(seed), adam_init(params), []
+    rng, opt = np.random.default_rng(seed), adam_init(params)
+    history = {"step": [], "loss": [], "val": []}
+    if validation:  # the same held-out windows at every evaluation
+        val_starts = np.random.default_rng(seed + 1).integers(0, len(held) - context - 1, eval_windows)
+        val_windows = held[val_starts[:, None] + np.arange(context + 1)]
     for step in range(1, steps + 1):
-        starts = rng.integers(0, len(data) - context - 1, batch_size)
-        windows = data[starts[:, None] + np.arange(context + 1)]  # (B, context + 1)
+        starts = rng.integers(0, len(train) - context - 1, batch_size)
+        windows = train[starts[:, None] + np.arange(context + 1)]  # (B, context + 1)
         loss, grads = lm_loss(params, windows[:, :-1], windows[:, 1:], cfg)
         grads, _ = clip_by_global_norm(grads, MAX_GRAD_NORM)
         params, opt = adam_step(params, grads, opt, noam_lr(step, d_model, warmup, lr_factor))
-        losses.append(float(loss))
+        history["step"].append(step)
+        history["loss"].append(float(loss))
+        if validation and (step % eval_every == 0 or step == steps):
+            history["val"].append((step, next_token_loss(params, val_windows, cfg)))
         if on_step is not None:
             on_step(step, float(loss))
-    return DecoderLM(cfg, params), tok, losses
+    return DecoderLM(cfg, params), tok, history
+
+
+def next_token_loss(params, windows, cfg):
+    """Mean cross-entropy (nats) of a decoder-only LM's next-token predictions on ``windows`` (B, T + 1): the
+    forward pass alone, for held-out text."""
+    logits = lm_logits(params, windows[:, :-1], cfg)[0]
+    logp = log_softmax(logits.astype(np.float64), axis=-1)
+    return float(-np.take_along_axis(logp, windows[:, 1:, None], axis=-1).mean())

@@ -51,7 +51,7 @@ from .serving import (
     prefix_tree,
     speculative_tokens,
 )
-from .training import label_smoothing_targets, learning_rate_schedule, sweep, training_curves, training_run
+from .training import label_smoothing_targets, learning_rate_schedule, lm_runs, sweep, training_curves, training_run
 
 __all__ = [
     "plain_log_ticks",
@@ -80,6 +80,7 @@ __all__ = [
     "similarity_matrix",
     "learning_rate_schedule",
     "training_run",
+    "lm_runs",
     "training_curves",
     "label_smoothing_targets",
     "sweep",

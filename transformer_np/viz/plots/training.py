@@ -136,3 +136,23 @@ def sweep(rows, title="What each hyper-parameter buys"):
     fig.legend(handles=handles, fontsize=7, loc="outside right center")
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def lm_runs(runs, live=None):
+    """Language-model runs side by side: {name: {"loss": every step's training loss, "val": [(step, held-out
+    loss)]}}, the training loss smoothed (thin) and the held-out loss (dots) per run, in nats per token; ``live``
+    (a history of the same kind) drawn over them in black: a shorter run of one of them, made in the notebook."""
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    for i, (name, run) in enumerate(runs.items()):
+        steps, smooth, k = _smoothed_loss({"step": np.arange(1, len(run["loss"]) + 1), "loss": run["loss"]})
+        ax.plot(steps, smooth, color=f"C{i}", lw=0.8, alpha=0.7, label=f"{name}: training (mean of {k} steps)")
+        s, v = zip(*run["val"])
+        ax.plot(s, v, "o-", color=f"C{i}", ms=3, label=f"{name}: held-out text")
+    if live is not None:
+        s, v = zip(*live["val"])
+        ax.plot(s, v, "x", color="black", ms=7, label="this notebook's run (held-out)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.legend(fontsize=7)
+    ax.set_title("Next-character loss: training windows and held-out text")
+    return fig

@@ -204,10 +204,11 @@ assert lm_history["val"][-1][1] < 0.6 * np.log(len(char_tok))
 # %% [markdown]
 # Longer runs, and the **ablation**: the same model trained for 1,500 steps with the sin-cos positions and without
 # them (`python scripts/char_lm_runs.py`, committed in `docs/char_lm_runs.json`). The run above repeats the first
-# 300 steps of the first one — same model, seed and schedule — but not digit for digit: the corpus is the
-# package's docstrings, which change as the package does, and Adam turns float32 rounding differences (another
-# BLAS, another thread count) into different steps. So the cell checks that its held-out losses agree with the
-# committed ones within 0.1 nats (the ablation's curve is 0.27 nats away by step 300):
+# 300 steps of the first one — same model, seed and schedule, digit for digit (to float32 rounding) when the corpus
+# is the same. But the corpus is the package's docstrings, which change as the package does; the windows then hold
+# other characters and the run differs from its first steps. So the cell checks that its held-out losses agree with
+# the committed ones within 0.1 nats (the ablation's curve is 0.27 nats away by step 300) and says which corpus the
+# committed runs saw:
 
 # %%
 root = Path.cwd() if (Path.cwd() / "docs").exists() else Path.cwd().parent

@@ -1,6 +1,7 @@
 """The course layer (scripts/course.py, #33): the nbgrader source of every chapter's exercises is built from the
 reference solutions; the student edition has no solution in it; grading the reference solutions gives full marks
-(hidden tests included) and grading the untouched student edition gives zero."""
+(hidden tests included) and grading the untouched student edition gives zero (two of its notebooks run, ten not
+handed in)."""
 
 import importlib.util
 import shutil
@@ -64,9 +65,14 @@ def test_student_edition_has_no_solution_and_grades_zero_while_the_reference_get
         assert stubs == len(graded_cells(released)) >= 2
     capsys.readouterr()
 
-    empty = course.grade(out / "exercises", "nobody", course=root)  # the student edition as handed out
-    assert all(score == 0 for rows in empty.values() for _, score, _ in rows)
-    assert "total 0 / 31" in capsys.readouterr().out
+    handed_out = tmp_path / "untouched"  # two chapters of the student edition, as handed out (kernels run them);
+    handed_out.mkdir()                    # the other ten are not submitted, which scores 0 without running
+    for stem in ("02_scaled_dot_product_attention", "10_serving"):
+        shutil.copy(out / "exercises" / f"{stem}_exercises.ipynb", handed_out)
+    empty = course.grade(handed_out, "nobody", course=root)
+    assert all(score == 0 for rows in empty.values() for _, score, _ in rows) and len(empty) == 12
+    printed = capsys.readouterr().out
+    assert "total 0 / 31" in printed and printed.count("(not submitted)") == 10
 
     reference = tmp_path / "reference"
     shutil.copytree(root / "source", reference)

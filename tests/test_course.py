@@ -1,7 +1,7 @@
 """The course layer (scripts/course.py, #33): the nbgrader source of every chapter's exercises is built from the
 reference solutions; the student edition has no solution in it; grading the reference solutions gives full marks
 (hidden tests included) and grading the untouched student edition gives zero (two of its notebooks run, ten not
-handed in)."""
+handed in) — also where a wrong answer's test cell was edited into passing: the grader restores it."""
 
 import importlib.util
 import shutil
@@ -69,7 +69,16 @@ def test_student_edition_has_no_solution_and_grades_zero_while_the_reference_get
     handed_out.mkdir()                    # the other ten are not submitted, which scores 0 without running
     for stem in ("02_scaled_dot_product_attention", "10_serving"):
         shutil.copy(out / "exercises" / f"{stem}_exercises.ipynb", handed_out)
-    empty = course.grade(handed_out, "nobody", course=root)
+    tampered = handed_out / "02_scaled_dot_product_attention_exercises.ipynb"
+    nb = nbformat.read(tampered, as_version=4)  # a wrong answer, and its test cell edited into passing
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id == "causal_mask_answer":
+            cell.source = "def my_causal_mask(T):\n    return np.ones((T, T), bool)"
+        elif grade_id == "causal_mask":
+            cell.source = "pass"
+    nbformat.write(nb, tampered)
+    empty = course.grade(handed_out, "nobody", course=root)  # the test is restored from the source: 0
     assert all(score == 0 for rows in empty.values() for _, score, _ in rows) and len(empty) == 12
     printed = capsys.readouterr().out
     assert "total 0 / 31" in printed and printed.count("(not submitted)") == 10

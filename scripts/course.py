@@ -152,7 +152,9 @@ def nbgrader_api(root):
     """nbgrader's Python API on the course directory (one process for every command, not one per command)."""
     # nbgrader runs the `alembic` command of its own environment to set up the gradebook: put that environment's
     # bin first (a venv's python run by its path does not)
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    bin_dir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 

@@ -12,7 +12,6 @@ any request outside the site.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -38,7 +37,7 @@ html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fu
 html_context = {"default_mode": "light"}    # (without it the theme logs "invalid theme mode" on a file:// page)
 html_show_sourcelink = False
 html_copy_source = False
-exclude_patterns = ["_build", "_static", "_extra"]
+exclude_patterns = ["_build", "_extra"]
 suppress_warnings = ["myst.xref_missing", "myst.header", "misc.highlighting_failure"]
 '''
 
@@ -138,7 +137,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "build" / "book"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("MPLBACKEND", "Agg")
     build(args.out)
 
 

@@ -12,8 +12,9 @@ The source of each assignment is built from the reference solutions, ``notebooks
 (so there is one copy of every answer): each exercise's code cell is split into a *solution* cell (the answer, the
 region nbgrader clears) and an autograded *test* cell worth one point, which asserts the chapter's checker and,
 hidden from students, asserts it again on inputs drawn afresh (``exercises.fresh_draws``) — an answer fitted to
-the visible draws scores nothing.  What follows the checker call in a solutions cell (printed remarks) stays in
-the teachers' notebook.
+the visible draws scores nothing.  What follows the checker call in a solutions cell (a remark that uses the
+answer) joins the answer in the region nbgrader clears: it runs when the reference is graded, and students never
+see it.
 
 The student edition (``student/``): the twelve chapters with their Exercises section pointing to the graded
 notebook, ``exercises/NN_*_exercises.ipynb`` (nbgrader's release: answers cleared, hidden tests removed), and
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
 HIDDEN_DRAWS = 1  # exercises.fresh_draws(HIDDEN_DRAWS): the grader's own inputs
+SETTINGS = {"CourseDirectory.course_id": "transformer_np", "Execute.timeout": 600, "Execute.kernel_name": "python3"}
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
           "language_info": {"name": "python"}}
 
@@ -133,11 +135,8 @@ def course_directory(root, assignments=None):
     """An nbgrader course directory at ``root``: its config and ``source/chNN/NN_*_exercises.ipynb``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / "nbgrader_config.py",
-                 "c = get_config()  # noqa: F821\n"
-                 "c.CourseDirectory.course_id = 'transformer_np'\n"
-                 "c.Execute.timeout = 600\n"
-                 "c.Execute.kernel_name = 'python3'\n")
+    write_atomic(root / "nbgrader_config.py",  # the same settings, for nbgrader's own commands run in this folder
+                 "c = get_config()  # noqa: F821\n" + "".join(f"c.{k} = {v!r}\n" for k, v in SETTINGS.items()))
     for assignment, stem in chapters():
         if assignments is None or assignment in assignments:
             path = root / "source" / assignment / f"{stem}_exercises.ipynb"
@@ -159,10 +158,10 @@ def nbgrader_api(root):
     from traitlets.config import Config
 
     config = Config()
+    for key, value in SETTINGS.items():
+        section, name = key.split(".")
+        setattr(config[section], name, value)
     config.CourseDirectory.root = str(root)
-    config.CourseDirectory.course_id = "transformer_np"
-    config.Execute.timeout = 600
-    config.Execute.kernel_name = "python3"
     config.Exchange.root = str(Path(root) / "exchange")  # never used; keeps nbgrader away from /srv
     return NbGraderAPI(config=config)
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..core.checks import check_positive_int
-from ..core.nn import log_softmax
+from ..core.nn import cross_entropy_forward
 from ..core.tree import count_params, flatten, unflatten
 from ..decoding.search import greedy
 from ..decoding.sessions import Seq2SeqSession
@@ -236,5 +236,4 @@ def next_token_loss(params, windows, cfg):
     """Mean cross-entropy (nats) of a decoder-only LM's next-token predictions on ``windows`` (B, T + 1): the
     forward pass alone, for held-out text."""
     logits = lm_logits(params, windows[:, :-1], cfg)[0]
-    logp = log_softmax(logits.astype(np.float64), axis=-1)
-    return float(-np.take_along_axis(logp, windows[:, 1:, None], axis=-1).mean())
+    return float(cross_entropy_forward(logits.astype(np.float64), windows[:, 1:])[0])

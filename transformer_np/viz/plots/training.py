@@ -152,7 +152,7 @@ def lm_runs(runs, live=None):
         s, v = zip(*live["val"])
         ax.plot(s, v, "x", color="black", ms=7, label="this notebook's run (held-out)")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.set_ylabel("cross-entropy (nats per token)")
     ax.legend(fontsize=7)
-    ax.set_title("Next-character loss: training windows and held-out text")
+    ax.set_title("Next-token loss: training windows and held-out text")
     return fig
